@@ -1,0 +1,49 @@
+import { BullModule } from '@nestjs/bullmq';
+import { DynamicModule, Inject, Module, OnApplicationShutdown } from '@nestjs/common';
+import { APP_FILTER } from '@nestjs/core';
+import type Redis from 'ioredis';
+import { EventLog, QueueName, createRedis, createSessionStore, type Config, type Logger, type SessionStore } from '@velocity/shared';
+import { ErrorFilter } from './common/error.filter';
+import { HealthController } from './health.controller';
+import { MachineFilesController } from './machines/machine-files.controller';
+import { SessionsController } from './sessions/sessions.controller';
+import { SessionsService } from './sessions/sessions.service';
+import { CONFIG, EVENT_LOG, LOGGER, REDIS, SESSION_STORE } from './tokens';
+
+/** Closes what the module opened when the app shuts down. */
+class Resources implements OnApplicationShutdown {
+  constructor(@Inject(REDIS) private readonly redis: Redis, @Inject(SESSION_STORE) private readonly store: SessionStore) {}
+
+  async onApplicationShutdown() {
+    await this.store.close();
+    this.redis.disconnect();
+  }
+}
+
+@Module({})
+export class AppModule {
+  static forRoot(config: Config, logger: Logger): DynamicModule {
+    return {
+      module: AppModule,
+      imports: [
+        BullModule.forRoot({ connection: { url: config.REDIS_URL, maxRetriesPerRequest: null }, prefix: config.QUEUE_PREFIX }),
+        BullModule.registerQueue({ name: QueueName.Sessions }),
+      ],
+      controllers: [SessionsController, MachineFilesController, HealthController],
+      providers: [
+        { provide: CONFIG, useValue: config },
+        { provide: LOGGER, useValue: logger },
+        { provide: REDIS, useFactory: () => createRedis(config.REDIS_URL) },
+        { provide: SESSION_STORE, useFactory: () => createSessionStore(config) },
+        {
+          provide: EVENT_LOG,
+          inject: [REDIS],
+          useFactory: (redis: Redis) => new EventLog(redis, config.QUEUE_PREFIX, config.EVENT_STREAM_TTL_SECONDS),
+        },
+        { provide: APP_FILTER, useClass: ErrorFilter },
+        SessionsService,
+        Resources,
+      ],
+    };
+  }
+}

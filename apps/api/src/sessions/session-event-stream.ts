@@ -1,0 +1,99 @@
+import type { Request, Response } from 'express';
+import type Redis from 'ioredis';
+import {
+  TERMINAL_EVENTS,
+  type EventLog,
+  type Logger,
+  type SessionEvent,
+  type SessionStore,
+  type StoredEvent,
+} from '@velocity/shared';
+
+export interface EventStreamOptions {
+  heartbeatMs: number;
+  /** Reconnect delay hint sent to EventSource clients. */
+  retryMs: number;
+}
+
+/**
+ * Server-Sent Events for one client of one session. Replays the stored stream
+ * after `Last-Event-ID`, then waits for more; a comment every heartbeat keeps
+ * proxies from closing the connection; closes after a terminal event. When the
+ * stored stream has expired, the row answers.
+ */
+export class SessionEventStream {
+  private closed = false;
+
+  constructor(
+    private readonly sessionId: string,
+    private readonly deps: { events: EventLog; store: SessionStore; reader: Redis; logger: Logger },
+    private readonly options: EventStreamOptions,
+  ) {}
+
+  async pipe(req: Request, res: Response, lastEventId: string): Promise<void> {
+    res.writeHead(200, {
+      'content-type': 'text/event-stream; charset=utf-8',
+      'cache-control': 'no-cache, no-transform',
+      connection: 'keep-alive',
+      'x-accel-buffering': 'no',
+    });
+    res.write(`retry: ${this.options.retryMs}\n\n`);
+    req.on('close', () => this.close());
+    try {
+      await this.run(res, lastEventId);
+    } catch (err) {
+      if (!this.closed) this.deps.logger.warn('event stream broke', { err: err as Error });
+    } finally {
+      this.close();
+      res.end();
+    }
+  }
+
+  private async run(res: Response, lastEventId: string): Promise<void> {
+    let cursor = lastEventId;
+    // The first read does not block, so a session whose stream is gone is answered at once.
+    let blockMs: number | undefined;
+    while (!this.closed) {
+      const batch = await this.deps.events.read(this.sessionId, cursor, blockMs, this.deps.reader);
+      if (this.closed) return;
+      for (const stored of batch) {
+        this.write(res, stored);
+        cursor = stored.id;
+        if (TERMINAL_EVENTS.includes(stored.event.type)) return;
+      }
+      if (batch.length > 0) continue;
+      const fromRow = await this.eventFromRow(cursor);
+      if (fromRow) return void this.write(res, fromRow);
+      if (blockMs !== undefined) res.write(': heartbeat\n\n');
+      blockMs = this.options.heartbeatMs;
+    }
+  }
+
+  /** A terminal event rebuilt from the row, for a session whose stored stream is gone. */
+  private async eventFromRow(cursor: string): Promise<StoredEvent | null> {
+    if (await this.deps.events.exists(this.sessionId)) return null;
+    const session = await this.deps.store.getSession(this.sessionId);
+    if (!session) return null;
+    const at = Date.parse(session.updatedAt);
+    const base = { sessionId: session.id, at };
+    let event: SessionEvent | null = null;
+    if (session.status === 'active' && session.previewUrl && session.expiresAt) {
+      event = { ...base, type: 'ready', previewUrl: session.previewUrl, expiresAt: session.expiresAt };
+    } else if (session.status === 'error') {
+      event = { ...base, type: 'failed', reason: session.errorMessage ?? 'unknown error', retryable: false };
+    } else if (session.status === 'ended') {
+      event = { ...base, type: 'ended', reason: 'ended' };
+    }
+    return event ? { id: cursor === '0' ? `${at}-0` : cursor, event } : null;
+  }
+
+  private write(res: Response, { id, event }: StoredEvent): void {
+    res.write(`id: ${id}\nevent: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`);
+  }
+
+  private close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.deps.reader.disconnect();
+  }
+}

@@ -1,0 +1,56 @@
+import { Body, Controller, Get, HttpCode, Inject, NotFoundException, Param, Post, Req, Res } from '@nestjs/common';
+import type { Request, Response } from 'express';
+import type Redis from 'ioredis';
+import { z } from 'zod';
+import { EventLog, tierSchema, type Config, type Logger, type SessionStore } from '@velocity/shared';
+import { parseOr400 } from '../common/validation';
+import { CONFIG, EVENT_LOG, LOGGER, REDIS, SESSION_STORE } from '../tokens';
+import { SessionEventStream } from './session-event-stream';
+import { SessionsService } from './sessions.service';
+
+const createSessionBody = z.object({ projectId: z.string().uuid(), tier: tierSchema.default('free') }).strict();
+const sessionIdParam = z.string().uuid();
+const lastEventIdHeader = z.string().regex(/^\d+-\d+$/, 'must be a stream id like 1700000000000-0').optional();
+
+@Controller('v1/sessions')
+export class SessionsController {
+  constructor(
+    private readonly sessions: SessionsService,
+    @Inject(CONFIG) private readonly config: Config,
+    @Inject(SESSION_STORE) private readonly store: SessionStore,
+    @Inject(EVENT_LOG) private readonly events: EventLog,
+    @Inject(REDIS) private readonly redis: Redis,
+    @Inject(LOGGER) private readonly logger: Logger,
+  ) {}
+
+  /** Asks for a preview: 202 at once; the URL comes later, on the events stream. */
+  @Post()
+  @HttpCode(202)
+  async create(@Body() body: unknown) {
+    const { projectId, tier } = parseOr400(createSessionBody, body ?? {});
+    const created = await this.sessions.create(projectId, tier);
+    this.logger.info('session requested', { sessionId: created.sessionId, projectId, tier });
+    return created;
+  }
+
+  @Get(':id')
+  get(@Param('id') id: string) {
+    return this.sessions.get(parseOr400(sessionIdParam, id, 'id'));
+  }
+
+  /** Server-Sent Events: progress, then `ready` with the URL or `failed` with the reason. */
+  @Get(':id/events')
+  async streamEvents(@Param('id') id: string, @Req() req: Request, @Res() res: Response) {
+    const sessionId = parseOr400(sessionIdParam, id, 'id');
+    const lastEventId = parseOr400(lastEventIdHeader, req.header('last-event-id') ?? undefined, 'Last-Event-ID') ?? '0';
+    if (!(await this.sessions.exists(sessionId))) {
+      throw new NotFoundException({ statusCode: 404, error: 'Not Found', message: `Session ${sessionId} does not exist`, sessionId });
+    }
+    const stream = new SessionEventStream(
+      sessionId,
+      { events: this.events, store: this.store, reader: this.redis.duplicate(), logger: this.logger.child({ sessionId }) },
+      { heartbeatMs: Math.min(this.config.SSE_HEARTBEAT_MS, 15_000), retryMs: 2000 },
+    );
+    await stream.pipe(req, res, lastEventId);
+  }
+}

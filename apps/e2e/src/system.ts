@@ -1,0 +1,111 @@
+import type { ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { LocalMachineProvider, readSse, sessionEventSchema, type SessionEvent } from '@velocity/shared';
+import { APPS, startApp, stopProcess, waitForHttp, type AppName } from '../../../scripts/services';
+
+export interface RunningSystem {
+  baseUrl: string;
+  env: NodeJS.ProcessEnv;
+  machines: LocalMachineProvider;
+  /** Output of each app, for a failing test to show. */
+  output: Record<AppName, string[]>;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts api, provisioner and cleanup as real processes on the per-run test
+ * database and a queue prefix of their own; `stop()` ends them and destroys
+ * every machine they made.
+ */
+export async function startSystem(overrides: NodeJS.ProcessEnv = {}): Promise<RunningSystem> {
+  const port = await freePort();
+  const machinesDir = mkdtempSync(join(tmpdir(), 'vp-machines-'));
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    NODE_ENV: 'test',
+    LOG_LEVEL: 'info',
+    DATABASE_URL: requiredEnv('VP_TEST_DATABASE_URL'),
+    QUEUE_PREFIX: `${requiredEnv('VP_TEST_QUEUE_PREFIX')}-${randomBytes(3).toString('hex')}`,
+    API_PORT: String(port),
+    LOCAL_MACHINES_DIR: machinesDir,
+    ...overrides,
+  };
+  const output = Object.fromEntries(APPS.map((app) => [app, [] as string[]])) as Record<AppName, string[]>;
+  const children: ChildProcess[] = APPS.map((app) => {
+    const child = startApp(app, env, 'pipe');
+    const keep = (chunk: Buffer) => output[app].push(...chunk.toString().trim().split('\n'));
+    child.stdout?.on('data', keep);
+    child.stderr?.on('data', keep);
+    return child;
+  });
+  const machines = new LocalMachineProvider({ dir: machinesDir });
+  const stop = async () => {
+    await Promise.all(children.map((child) => stopProcess(child)));
+    await Promise.all((await machines.list()).map((m) => machines.destroy(m.id)));
+    rmSync(machinesDir, { recursive: true, force: true });
+  };
+  const baseUrl = `http://127.0.0.1:${port}`;
+  try {
+    await waitForHttp(`${baseUrl}/health`, 30_000, () => children.some((c) => c.exitCode !== null));
+  } catch (err) {
+    await stop();
+    throw new Error(`${(err as Error).message}\n${JSON.stringify(output, null, 1)}`);
+  }
+  return { baseUrl, env, machines, output, stop };
+}
+
+/** Reads a session's events until a terminal one; throws naming what it waited for on timeout. */
+export async function eventsUntilTerminal(
+  baseUrl: string,
+  sessionId: string,
+  timeoutMs = 60_000,
+  headers: Record<string, string> = {},
+): Promise<{ events: SessionEvent[]; ids: string[] }> {
+  const res = await fetch(`${baseUrl}/v1/sessions/${sessionId}/events`, { headers, signal: AbortSignal.timeout(timeoutMs) }).catch(
+    (err) => {
+      throw new Error(`waiting for the events of session ${sessionId}: ${err.message}`);
+    },
+  );
+  if (res.status !== 200 || !res.body) throw new Error(`events of ${sessionId} answered ${res.status}: ${await res.text()}`);
+  const events: SessionEvent[] = [];
+  const ids: string[] = [];
+  try {
+    for await (const frame of readSse(res.body)) {
+      events.push(sessionEventSchema.parse(JSON.parse(frame.data)));
+      ids.push(frame.id ?? '');
+    }
+  } catch (err) {
+    throw new Error(`Timed out after ${timeoutMs} ms waiting for a terminal event of session ${sessionId}; got: ${events.map((e) => e.type).join(', ')} (${(err as Error).message})`);
+  }
+  return { events, ids };
+}
+
+export async function postSession(baseUrl: string, body: unknown) {
+  const res = await fetch(`${baseUrl}/v1/sessions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+  });
+  return { status: res.status, body: await res.json() };
+}
+
+function requiredEnv(name: string): string {
+  const value = process.env[name];
+  if (!value) throw new Error(`${name} is not set: run the tests through jest (its globalSetup sets it)`);
+  return value;
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}

@@ -1,0 +1,97 @@
+import { DEMO_PROJECT_ID, PROVISION_STEPS, type SessionEvent } from '@velocity/shared';
+import { eventsUntilTerminal, postSession, startSystem, type RunningSystem } from '../src/system';
+
+/** The whole path, for real: POST → queue → provisioner → machine → verified URL → SSE `ready`. */
+describe('a preview session from POST to a live Vite page', () => {
+  let system: RunningSystem;
+
+  beforeAll(async () => {
+    system = await startSystem();
+  }, 60_000);
+
+  afterAll(async () => {
+    await system?.stop();
+  });
+
+  it('answers 202 at once, streams every step, and hands out a URL that serves the app', async () => {
+    const created = await postSession(system.baseUrl, { projectId: DEMO_PROJECT_ID });
+    expect(created.status).toBe(202);
+    expect(created.body).toEqual({
+      sessionId: expect.stringMatching(/^[0-9a-f-]{36}$/),
+      status: 'queued',
+      eventsUrl: `/v1/sessions/${created.body.sessionId}/events`,
+      sessionUrl: `/v1/sessions/${created.body.sessionId}`,
+    });
+    const { sessionId } = created.body;
+
+    const { events } = await eventsUntilTerminal(system.baseUrl, sessionId);
+    const last = events.at(-1) as Extract<SessionEvent, { type: 'ready' }>;
+    expect(last.type).toBe('ready');
+    expect(events[0].type).toBe('queued');
+    const done = events.filter((e) => e.type === 'progress' && e.state === 'done').map((e) => (e as { step: string }).step);
+    expect(done).toEqual([...PROVISION_STEPS]);
+    expect(last.previewUrl).toBe(`${system.baseUrl}/p/${sessionId}/`);
+
+    const page = await fetch(last.previewUrl);
+    const html = await page.text();
+    expect(page.status).toBe(200);
+    expect(html).toContain('<div id="root"></div>');
+    expect(html).toContain(`/p/${sessionId}/@vite/client`);
+    expect(html).toContain(`/p/${sessionId}/src/main.jsx`);
+
+    const app = await fetch(`${last.previewUrl}src/App.jsx`);
+    expect(app.status).toBe(200);
+    expect(app.headers.get('content-type')).toMatch(/javascript/);
+    expect(await app.text()).toContain('count is');
+
+    const css = await fetch(`${last.previewUrl}src/App.css`);
+    expect(css.status).toBe(200);
+    expect(await css.text()).toContain('.app');
+
+    const row = await fetch(`${system.baseUrl}/v1/sessions/${sessionId}`).then((r) => r.json());
+    expect(row).toMatchObject({ id: sessionId, projectId: DEMO_PROJECT_ID, status: 'active', previewUrl: last.previewUrl });
+    expect(Date.parse(row.expiresAt)).toBeGreaterThan(Date.now());
+
+    // A client that connects after `ready` was emitted still gets the whole story.
+    const late = await eventsUntilTerminal(system.baseUrl, sessionId, 5000);
+    expect(late.events.map((e) => e.type)).toEqual(events.map((e) => e.type));
+
+    // One that resumes with Last-Event-ID gets only what came after.
+    const resumed = await eventsUntilTerminal(system.baseUrl, sessionId, 5000, { 'last-event-id': late.ids[2] });
+    expect(resumed.events).toEqual(events.slice(3));
+  });
+
+  it('refuses a bad body with 400 naming the field, and an unknown project with 404', async () => {
+    const notUuid = await postSession(system.baseUrl, { projectId: 'not-a-uuid' });
+    expect(notUuid.status).toBe(400);
+    expect(notUuid.body).toMatchObject({ statusCode: 400, field: 'projectId' });
+
+    const missing = await postSession(system.baseUrl, {});
+    expect(missing.status).toBe(400);
+    expect(missing.body.field).toBe('projectId');
+
+    const badTier = await postSession(system.baseUrl, { projectId: DEMO_PROJECT_ID, tier: 'platinum' });
+    expect(badTier.status).toBe(400);
+    expect(badTier.body.field).toBe('tier');
+
+    const notJson = await postSession(system.baseUrl, '{"projectId":');
+    expect(notJson.status).toBe(400);
+    expect(notJson.body.field).toBe('body');
+
+    const unknown = await postSession(system.baseUrl, { projectId: '00000000-0000-4000-8000-000000000000' });
+    expect(unknown.status).toBe(404);
+    expect(unknown.body.message).toContain('does not exist');
+  });
+
+  it('answers 404 for unknown sessions on every session endpoint and on the preview path', async () => {
+    const id = '11111111-1111-4111-8111-111111111111';
+    expect((await fetch(`${system.baseUrl}/v1/sessions/${id}`)).status).toBe(404);
+    expect((await fetch(`${system.baseUrl}/v1/sessions/${id}/events`)).status).toBe(404);
+    const preview = await fetch(`${system.baseUrl}/p/${id}/`);
+    expect(preview.status).toBe(404);
+    expect(await preview.json()).toEqual({ error: 'Session not found', sessionId: id });
+    const badId = await fetch(`${system.baseUrl}/v1/sessions/nope`);
+    expect(badId.status).toBe(400);
+    expect((await badId.json()).field).toBe('id');
+  });
+});

@@ -1,0 +1,96 @@
+import { existsSync, statSync } from 'node:fs';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { z } from 'zod';
+import { TEMPLATE_TYPES } from '../../../libs/shared/src/templates';
+
+/**
+ * The container's configuration, read once from the environment at start.
+ * Any problem is a ConfigError whose one-line message names the variable.
+ */
+export interface ContainerConfig {
+  sessionId: string;
+  projectId: string;
+  port: number;
+  host: string;
+  workDir: string;
+  filesUrl: string;
+  machineToken: string;
+  templateType: (typeof TEMPLATE_TYPES)[number];
+  /** URL prefix the browser uses, `/p/<sessionId>/`; always starts and ends with `/`. */
+  basePath: string;
+  /** Port the browser's HMR websocket connects to (the public edge's), when it differs from the page's. */
+  hmrClientPort?: number;
+  /** A node_modules folder holding react, react-dom and the rest of the template's dependencies. */
+  nodeModulesDir: string;
+}
+
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+const port = (min: number) =>
+  z
+    .string()
+    .regex(/^\d+$/, 'must be a whole number')
+    .transform(Number)
+    .pipe(z.number().int().min(min, `must be ${min}-65535`).max(65535, `must be ${min}-65535`));
+
+const absoluteDir = z
+  .string()
+  .min(1, 'must not be empty')
+  .refine((p) => isAbsolute(p), 'must be an absolute path')
+  .transform((p) => resolve(p));
+
+const schema = z.object({
+  SESSION_ID: z.uuid('must be a UUID'),
+  PROJECT_ID: z.uuid('must be a UUID'),
+  PORT: port(0),
+  HOST: z.string().min(1, 'must not be empty').default('127.0.0.1'),
+  WORK_DIR: absoluteDir,
+  FILES_URL: z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }),
+  MACHINE_TOKEN: z.string().min(1, 'must not be empty'),
+  TEMPLATE_TYPE: z.enum(TEMPLATE_TYPES, `must be one of: ${TEMPLATE_TYPES.join(', ')}`).default('react'),
+  BASE_PATH: z
+    .string()
+    .regex(/^\/(?:[^/?#\s]+\/)+$/, 'must look like /p/<SESSION_ID>/ (leading and trailing slash, no query)')
+    .optional(),
+  HMR_CLIENT_PORT: port(1).optional(),
+  NODE_MODULES_DIR: absoluteDir
+    .refine((p) => existsSync(p) && statSync(p).isDirectory(), 'must be an existing directory')
+    .optional(),
+});
+
+/** The node_modules folder this program itself resolves react from. */
+export function defaultNodeModulesDir(): string {
+  // <root>/node_modules/react/package.json -> <root>/node_modules
+  return dirname(dirname(require.resolve('react/package.json')));
+}
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): ContainerConfig {
+  // Treat empty strings as unset so `FOO= node main.ts` gets the default, not an odd error.
+  const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
+  const parsed = schema.safeParse(cleaned);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const name = String(issue.path[0] ?? 'environment');
+    const message = cleaned[name] === undefined ? 'is required' : issue.message;
+    throw new ConfigError(`Invalid environment: ${name} ${message}`);
+  }
+  const e = parsed.data;
+  return {
+    sessionId: e.SESSION_ID,
+    projectId: e.PROJECT_ID,
+    port: e.PORT,
+    host: e.HOST,
+    workDir: e.WORK_DIR,
+    filesUrl: e.FILES_URL,
+    machineToken: e.MACHINE_TOKEN,
+    templateType: e.TEMPLATE_TYPE,
+    basePath: e.BASE_PATH ?? `/p/${e.SESSION_ID}/`,
+    hmrClientPort: e.HMR_CLIENT_PORT,
+    nodeModulesDir: e.NODE_MODULES_DIR ?? defaultNodeModulesDir(),
+  };
+}

@@ -1,0 +1,99 @@
+import { createServer as createNetServer } from 'node:net';
+import { join } from 'node:path';
+import type { InlineConfig, PluginOption, ViteDevServer } from 'vite';
+
+/**
+ * The Vite dev server for one session's files, on a loopback port of its own.
+ * Only the container's proxy talks to it.
+ */
+export interface DevServerOptions {
+  workDir: string;
+  basePath: string;
+  templateType: string;
+  /** Real path of the shared node_modules, so Vite may serve files from it. */
+  nodeModulesRealDir: string;
+  hmrClientPort?: number;
+}
+
+export interface DevServer {
+  port: number;
+  /** Internal URL of the dev server's root (with base), for the proxy target and health probes. */
+  origin: string;
+  vite: ViteDevServer;
+  close(): Promise<void>;
+}
+
+/** Dependencies the React template imports; pre-bundled at start so the first page load does not wait or reload. */
+const OPTIMIZE: Record<string, string[]> = {
+  react: ['react', 'react-dom/client', 'react/jsx-dev-runtime'],
+};
+
+async function templatePlugins(templateType: string): Promise<PluginOption[]> {
+  if (templateType === 'react') {
+    const { default: react } = await import('@vitejs/plugin-react');
+    return [react()];
+  }
+  return [];
+}
+
+export async function viteConfig(options: DevServerOptions, port: number): Promise<InlineConfig> {
+  const { workDir, basePath, templateType, nodeModulesRealDir, hmrClientPort } = options;
+  return {
+    root: workDir,
+    base: basePath,
+    configFile: false,
+    cacheDir: join(workDir, '.vite-cache'),
+    logLevel: 'warn',
+    clearScreen: false,
+    plugins: await templatePlugins(templateType),
+    optimizeDeps: { include: OPTIMIZE[templateType] ?? [] },
+    server: {
+      host: '127.0.0.1',
+      port,
+      strictPort: true,
+      allowedHosts: true,
+      // `server.hmr.clientPort` is deprecated in Vite 8 in favour of `server.ws.clientPort`.
+      ...(hmrClientPort ? { ws: { clientPort: hmrClientPort } } : {}),
+      fs: { strict: true, allow: [workDir, nodeModulesRealDir] },
+    },
+  };
+}
+
+export async function startDevServer(options: DevServerOptions): Promise<DevServer> {
+  const { createServer } = await import('vite');
+  let lastError: unknown;
+  // A free port found now may be taken before Vite binds it: try again a couple of times.
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const port = await freePort();
+    const vite = await createServer(await viteConfig(options, port));
+    try {
+      await vite.listen();
+    } catch (error) {
+      lastError = error;
+      await vite.close().catch(() => undefined);
+      if ((error as NodeJS.ErrnoException)?.code === 'EADDRINUSE' || /in use/i.test(String((error as Error)?.message))) continue;
+      throw error;
+    }
+    const address = vite.httpServer?.address();
+    const realPort = typeof address === 'object' && address ? address.port : port;
+    return {
+      port: realPort,
+      origin: `http://127.0.0.1:${realPort}`,
+      vite,
+      close: () => vite.close(),
+    };
+  }
+  throw lastError;
+}
+
+export function freePort(host = '127.0.0.1'): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createNetServer();
+    server.unref();
+    server.on('error', reject);
+    server.listen(0, host, () => {
+      const address = server.address();
+      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
+    });
+  });
+}

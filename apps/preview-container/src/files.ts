@@ -1,0 +1,131 @@
+import { lstat, mkdir, readlink, realpath, symlink, unlink, writeFile } from 'node:fs/promises';
+import { dirname, join, relative, sep } from 'node:path';
+import { z } from 'zod';
+import { errorMessage, sleep } from '../../../libs/shared/src/errors';
+import { resolveInside, safeRelativePath, UnsafePathError } from './path-safety';
+
+/** Getting the project's files from FILES_URL and putting them on disk in WORK_DIR. */
+export interface ProjectFile {
+  path: string;
+  content: string;
+}
+
+export class FilesError extends Error {
+  constructor(message: string, readonly retryable: boolean) {
+    super(message);
+    this.name = 'FilesError';
+  }
+}
+
+const filesResponse = z.object({
+  files: z.array(z.object({ path: z.string(), content: z.string() })),
+});
+
+export interface FetchFilesOptions {
+  /** Per-attempt timeout, ms. */
+  timeoutMs?: number;
+  /** Attempts in all, including the first. */
+  attempts?: number;
+  /** Wait before the second attempt, doubled for each later one, ms. */
+  backoffMs?: number;
+}
+
+/**
+ * GETs `{ files: [{ path, content }] }` from `url` with the machine token as a bearer
+ * token. Network errors, timeouts, 429 and 5xx are retried; other statuses and a
+ * malformed body fail at once. Every error message names the URL.
+ */
+export async function fetchProjectFiles(url: string, token: string, options: FetchFilesOptions = {}): Promise<ProjectFile[]> {
+  const { timeoutMs = 10_000, attempts = 4, backoffMs = 250 } = options;
+  let lastError: FilesError | undefined;
+  for (let attempt = 1; attempt <= attempts; attempt++) {
+    try {
+      return await fetchOnce(url, token, timeoutMs);
+    } catch (error) {
+      lastError = error instanceof FilesError ? error : new FilesError(`GET ${url} failed: ${errorMessage(error)}`, true);
+      if (!lastError.retryable || attempt === attempts) break;
+      await sleep(backoffMs * 2 ** (attempt - 1));
+    }
+  }
+  throw new FilesError(`Could not load project files from ${url}: ${lastError?.message}`, false);
+}
+
+async function fetchOnce(url: string, token: string, timeoutMs: number): Promise<ProjectFile[]> {
+  let response: Response;
+  try {
+    response = await fetch(url, {
+      headers: { authorization: `Bearer ${token}`, accept: 'application/json' },
+      signal: AbortSignal.timeout(timeoutMs),
+    });
+  } catch (error) {
+    const reason = (error as Error)?.name === 'TimeoutError' ? `timed out after ${timeoutMs} ms` : describeFetchError(error);
+    throw new FilesError(`GET ${url} ${reason}`, true);
+  }
+  if (!response.ok) {
+    const body = (await response.text().catch(() => '')).slice(0, 200);
+    const retryable = response.status >= 500 || response.status === 429;
+    throw new FilesError(`GET ${url} answered ${response.status}${body ? `: ${body}` : ''}`, retryable);
+  }
+  let json: unknown;
+  try {
+    json = await response.json();
+  } catch (error) {
+    throw new FilesError(`GET ${url} returned a body that is not JSON: ${errorMessage(error)}`, false);
+  }
+  const parsed = filesResponse.safeParse(json);
+  if (!parsed.success) {
+    throw new FilesError(`GET ${url} returned JSON without a valid "files" list: ${parsed.error.issues[0]?.message}`, false);
+  }
+  return parsed.data.files;
+}
+
+function describeFetchError(error: unknown): string {
+  const cause = (error as { cause?: { code?: string; message?: string } })?.cause;
+  return `failed: ${cause?.code ?? cause?.message ?? errorMessage(error)}`;
+}
+
+/**
+ * Writes the files under `workDir`. Every path is checked before anything is
+ * written, so one unsafe path refuses the whole list. Each final directory is
+ * resolved through the file system too, so a symlink cannot lead a write outside.
+ */
+export async function writeProjectFiles(workDir: string, files: ProjectFile[]): Promise<number> {
+  await mkdir(workDir, { recursive: true });
+  const root = await realpath(workDir);
+  const seen = new Set<string>();
+  const planned = files.map((file) => {
+    const rel = safeRelativePath(file.path);
+    if (seen.has(rel)) throw new UnsafePathError(file.path, `duplicate of "${rel}"`);
+    seen.add(rel);
+    return { target: resolveInside(root, rel), content: file.content };
+  });
+  for (const { target, content } of planned) {
+    const dir = dirname(target);
+    await mkdir(dir, { recursive: true });
+    const realDir = await realpath(dir);
+    if (realDir !== root && !realDir.startsWith(root + sep)) {
+      throw new UnsafePathError(relative(root, target), `its folder resolves outside ${root}`);
+    }
+    const existing = await lstat(target).catch(() => null);
+    if (existing?.isSymbolicLink()) await unlink(target); // write a file, never through a link
+    await writeFile(target, content);
+  }
+  return planned.length;
+}
+
+/**
+ * Makes `workDir/node_modules` a symlink to the shared dependencies so bare imports
+ * (`react`) resolve. Replaces an old symlink; refuses to touch a real folder.
+ */
+export async function linkNodeModules(workDir: string, nodeModulesDir: string): Promise<string> {
+  const link = join(workDir, 'node_modules');
+  const target = await realpath(nodeModulesDir);
+  const existing = await lstat(link).catch(() => null);
+  if (existing) {
+    if (!existing.isSymbolicLink()) throw new Error(`${link} exists and is not a symlink; refusing to replace it`);
+    if ((await readlink(link)) === target) return target;
+    await unlink(link);
+  }
+  await symlink(target, link, 'dir');
+  return target;
+}

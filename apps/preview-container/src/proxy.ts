@@ -1,0 +1,43 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import { createProxyMiddleware, type RequestHandler } from 'http-proxy-middleware';
+import type { Logger } from '../../../libs/shared/src/logger';
+import { routeRequest } from './session-routing';
+
+/**
+ * The proxy to the session's Vite dev server: plain HTTP and the HMR websocket.
+ * It forwards the full path; Vite serves under BASE_PATH itself (`base`).
+ */
+export type ViteProxy = RequestHandler<IncomingMessage, ServerResponse>;
+
+export function createViteProxy(target: string, basePath: string, logger: Logger): ViteProxy {
+  return createProxyMiddleware<IncomingMessage, ServerResponse>({
+    target,
+    ws: true,
+    changeOrigin: false,
+    // With `ws: true` the middleware subscribes itself to the server's 'upgrade' event on
+    // the first proxied request, after which the exported `upgrade()` is a no-op. The
+    // filter makes that internal handler obey the session routing too, so it never
+    // proxies a websocket for another path.
+    pathFilter: (_path, req) => routeRequest(req.url ?? '/', basePath).kind === 'proxy',
+    on: {
+      error: (err, req, res) => {
+        logger.warn('proxy error', { url: req.url, err });
+        if (isResponse(res)) {
+          if (!res.headersSent) {
+            res.writeHead(502, { 'content-type': 'application/json' });
+            res.end(JSON.stringify({ error: 'Dev server unavailable' }));
+          } else {
+            res.destroy();
+          }
+        } else {
+          (res as Socket).destroy();
+        }
+      },
+    },
+  });
+}
+
+function isResponse(res: unknown): res is ServerResponse {
+  return typeof (res as ServerResponse)?.writeHead === 'function';
+}

@@ -1,0 +1,109 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import type { Logger } from '../../../libs/shared/src/logger';
+import { healthReport, type HealthState } from './health';
+import type { ViteProxy } from './proxy';
+import { routeRequest } from './session-routing';
+
+/**
+ * The container's public HTTP server: `/health`, then the session routing, then the
+ * proxy to Vite (HTTP and websocket upgrades). It listens before the dev server
+ * exists; until `setProxy` is called, own-session requests get 503.
+ */
+export interface ContainerServer {
+  server: Server;
+  health: HealthState;
+  setProxy(proxy: ViteProxy): void;
+  listen(port: number, host: string): Promise<number>;
+  close(): Promise<void>;
+}
+
+export function createContainerServer(options: { sessionId: string; basePath: string; logger: Logger }): ContainerServer {
+  const { sessionId, basePath, logger } = options;
+  const health: HealthState = { filesLoaded: false };
+  let proxy: ViteProxy | undefined;
+  /** Upgraded (websocket) sockets: no longer tracked by the HTTP server, closed by hand. */
+  const upgraded = new Set<Socket>();
+
+  const server = createServer((req, res) => {
+    handle(req, res).catch((err) => {
+      logger.error('request failed', { url: req.url, err });
+      if (!res.headersSent) sendJson(res, 500, { error: 'Internal error' });
+      else res.destroy();
+    });
+  });
+
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = req.url ?? '/';
+    if (url === '/health' || url.startsWith('/health?')) {
+      const report = await healthReport(sessionId, health);
+      sendJson(res, report.status === 'ok' ? 200 : 503, report, req.method === 'HEAD');
+      return;
+    }
+    const route = routeRequest(url, basePath);
+    if (route.kind === 'not-found') return sendJson(res, 404, route.body);
+    if (route.kind === 'redirect') {
+      res.writeHead(route.status, { location: route.location, 'content-length': 0 });
+      res.end();
+      return;
+    }
+    if (!proxy) {
+      res.setHeader('retry-after', '1');
+      return sendJson(res, 503, { error: 'Preview is starting', sessionId });
+    }
+    await proxy(req, res, (err?: unknown) => {
+      if (err) logger.warn('proxy failed', { url, err });
+      if (!res.headersSent) sendJson(res, 502, { error: 'Dev server unavailable' });
+    });
+  }
+
+  server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
+    const route = routeRequest(req.url ?? '/', basePath);
+    upgraded.add(socket);
+    socket.once('close', () => upgraded.delete(socket));
+    if (route.kind === 'proxy' && proxy) {
+      // A no-op once the proxy has subscribed itself to 'upgrade' (see proxy.ts); its own
+      // handler, with the same routing filter, then does the work.
+      proxy.upgrade(req, socket, head);
+      return;
+    }
+    const status = route.kind === 'proxy' ? '503 Service Unavailable' : '404 Not Found';
+    socket.on('error', () => undefined);
+    socket.end(`HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
+  });
+
+  return {
+    server,
+    health,
+    setProxy(p) {
+      proxy = p;
+    },
+    listen(port, host) {
+      return new Promise((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(port, host, () => {
+          server.off('error', reject);
+          const address = server.address();
+          resolve(typeof address === 'object' && address ? address.port : port);
+        });
+      });
+    },
+    close() {
+      return new Promise((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+        for (const socket of upgraded) socket.destroy();
+      });
+    },
+  };
+}
+
+function sendJson(res: ServerResponse, status: number, body: unknown, headOnly = false): void {
+  const json = JSON.stringify(body);
+  res.writeHead(status, {
+    'content-type': 'application/json; charset=utf-8',
+    'content-length': Buffer.byteLength(json),
+    'cache-control': 'no-store',
+  });
+  res.end(headOnly ? undefined : json);
+}

@@ -1,0 +1,57 @@
+import { withTimeout } from '../../../libs/shared/src/errors';
+
+/**
+ * Loads the page once the way a browser starts to: index.html, its module scripts
+ * and their static imports. This makes Vite transform the entry and finish
+ * pre-bundling dependencies before the container reports healthy, so the user's
+ * first load neither waits for the optimiser nor gets a reload when it finishes.
+ */
+export interface WarmUpResult {
+  requests: number;
+  failed: string[];
+}
+
+export async function warmUp(origin: string, basePath: string, timeoutMs = 60_000): Promise<WarmUpResult> {
+  const result: WarmUpResult = { requests: 0, failed: [] };
+  const get = async (path: string): Promise<string | null> => {
+    result.requests++;
+    try {
+      const res = await fetch(origin + path, { headers: { accept: path === basePath ? 'text/html' : '*/*' } });
+      const body = await res.text();
+      if (res.status !== 200) result.failed.push(`${path} ${res.status}`);
+      return res.status === 200 ? body : null;
+    } catch (error) {
+      result.failed.push(`${path} ${(error as Error).message}`);
+      return null;
+    }
+  };
+  await withTimeout(
+    (async () => {
+      const html = await get(basePath);
+      if (html === null) return;
+      const scripts = moduleScripts(html).filter((src) => src.startsWith(basePath) && !src.includes('/@'));
+      const modules = await Promise.all(scripts.map(get));
+      const imports = new Set(modules.flatMap((code) => (code ? staticImports(code) : [])));
+      await Promise.all([...imports].filter((url) => url.startsWith(basePath)).map(get));
+    })(),
+    timeoutMs,
+    'the dev server to serve the first page load',
+  );
+  return result;
+}
+
+/** `src` of every `<script type="module" src="...">` in an HTML page. */
+export function moduleScripts(html: string): string[] {
+  const found: string[] = [];
+  for (const [tag] of html.matchAll(/<script\b[^>]*>/gi)) {
+    if (!/\btype\s*=\s*["']?module/i.test(tag)) continue;
+    const src = /\bsrc\s*=\s*["']([^"']+)["']/i.exec(tag)?.[1];
+    if (src) found.push(src);
+  }
+  return found;
+}
+
+/** Specifiers of static `import ... from "x"` and `import "x"` statements in a transformed module. */
+export function staticImports(code: string): string[] {
+  return [...code.matchAll(/\bimport\s+(?:[^'"`;]*?\s+from\s+)?["']([^"']+)["']/g)].map((m) => m[1]);
+}

@@ -1,0 +1,54 @@
+import { ConfigError, defaultNodeModulesDir, loadConfig } from '../src/config';
+
+const valid = {
+  SESSION_ID: '6f1c1a39-3c2e-4b8a-9a55-1b2f6a1f0e7d',
+  PROJECT_ID: '0b7e2a43-7bb3-4d0a-8f44-7d7d3a1a9f00',
+  PORT: '4100',
+  WORK_DIR: '/tmp/pc-work',
+  FILES_URL: 'http://127.0.0.1:3000/internal/sessions/x/files',
+  MACHINE_TOKEN: 'token',
+};
+
+describe('loadConfig', () => {
+  it('applies the defaults', () => {
+    expect(loadConfig(valid)).toEqual({
+      sessionId: valid.SESSION_ID,
+      projectId: valid.PROJECT_ID,
+      port: 4100,
+      host: '127.0.0.1',
+      workDir: '/tmp/pc-work',
+      filesUrl: valid.FILES_URL,
+      machineToken: 'token',
+      templateType: 'react',
+      basePath: `/p/${valid.SESSION_ID}/`,
+      hmrClientPort: undefined,
+      nodeModulesDir: defaultNodeModulesDir(),
+    });
+    expect(defaultNodeModulesDir()).toMatch(/node_modules$/);
+  });
+
+  it('reads the optional variables', () => {
+    const config = loadConfig({ ...valid, HOST: '0.0.0.0', HMR_CLIENT_PORT: '8080', BASE_PATH: '/preview/x/', NODE_MODULES_DIR: defaultNodeModulesDir() });
+    expect(config).toMatchObject({ host: '0.0.0.0', hmrClientPort: 8080, basePath: '/preview/x/' });
+  });
+
+  it.each([
+    [{ SESSION_ID: undefined }, 'SESSION_ID is required'],
+    [{ SESSION_ID: 'nope' }, 'SESSION_ID must be a UUID'],
+    [{ PROJECT_ID: '' }, 'PROJECT_ID is required'],
+    [{ PORT: '80a' }, 'PORT must be a whole number'],
+    [{ PORT: '70000' }, 'PORT must be 0-65535'],
+    [{ WORK_DIR: 'relative/dir' }, 'WORK_DIR must be an absolute path'],
+    [{ FILES_URL: 'not a url' }, 'FILES_URL must be an http(s) URL'],
+    [{ FILES_URL: 'file:///etc/passwd' }, 'FILES_URL must be an http(s) URL'],
+    [{ MACHINE_TOKEN: undefined }, 'MACHINE_TOKEN is required'],
+    [{ TEMPLATE_TYPE: 'vue' }, 'TEMPLATE_TYPE must be one of: react'],
+    [{ BASE_PATH: '/p/x' }, 'BASE_PATH must look like'],
+    [{ HMR_CLIENT_PORT: '0' }, 'HMR_CLIENT_PORT must be 1-65535'],
+    [{ NODE_MODULES_DIR: '/does/not/exist' }, 'NODE_MODULES_DIR must be an existing directory'],
+  ])('refuses %j with a one-line error naming the variable', (override, message) => {
+    const env = { ...valid, ...override } as NodeJS.ProcessEnv;
+    expect(() => loadConfig(env)).toThrow(ConfigError);
+    expect(() => loadConfig(env)).toThrow(`Invalid environment: ${message}`);
+  });
+});

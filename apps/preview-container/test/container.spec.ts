@@ -1,0 +1,355 @@
+/**
+ * The real container, as a child process, against a real files endpoint: it loads
+ * the React template, starts Vite and serves the app under /p/<id>/ through its
+ * proxy (HTTP and the HMR websocket), and only for its own session.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { createServer, request, type IncomingMessage, type Server } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { templateFiles } from '../../../libs/shared/src/templates';
+import { freePort } from '../src/dev-server';
+
+const REPO_ROOT = join(__dirname, '../../..');
+const TOKEN = `machine-token-${randomBytes(8).toString('hex')}`;
+const HMR_CLIENT_PORT = 47123;
+
+interface Started {
+  child: ChildProcess;
+  port: number;
+  logs: string[];
+  exited: Promise<number | null>;
+  spawnedAt: number;
+}
+
+const children: Started[] = [];
+const tempDirs: string[] = [];
+let filesServer: Server;
+let filesBase: string;
+const filesRequests: { url: string; authorization?: string }[] = [];
+/** The first /files request answers 503 (the container must retry); the second waits until the test saw /health 503. */
+let releaseFiles!: () => void;
+const filesGate = new Promise<void>((resolve) => (releaseFiles = resolve));
+
+function tempDir(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  tempDirs.push(dir);
+  return dir;
+}
+
+async function spawnContainer(env: Record<string, string>): Promise<Started> {
+  const port = await freePort();
+  const logs: string[] = [];
+  const spawnedAt = Date.now();
+  const child = spawn(process.execPath, ['-r', '@swc-node/register', 'apps/preview-container/src/main.ts'], {
+    cwd: REPO_ROOT,
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', LOG_LEVEL: 'info', PORT: String(port), ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => logs.push(...chunk.split('\n').filter(Boolean)));
+  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => logs.push(...chunk.split('\n').filter(Boolean)));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const started = { child, port, logs, exited, spawnedAt };
+  children.push(started);
+  return started;
+}
+
+async function waitFor<T>(what: string, timeoutMs: number, attempt: () => Promise<T | undefined>, started?: Started): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    if (started && started.child.exitCode !== null) {
+      throw new Error(`Container exited (code ${started.child.exitCode}) while waiting for ${what}. Logs:\n${started.logs.join('\n')}`);
+    }
+    try {
+      const value = await attempt();
+      if (value !== undefined) return value;
+    } catch (error) {
+      last = error;
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(
+    `Timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (last error: ${(last as Error).message})` : ''}` +
+      (started ? `. Logs:\n${started.logs.join('\n')}` : ''),
+  );
+}
+
+async function stopChild(started: Started, signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
+  if (started.child.exitCode !== null || started.child.signalCode !== null) return started.child.exitCode;
+  started.child.kill(signal);
+  const timeout = new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 5_000).unref());
+  const result = await Promise.race([started.exited, timeout]);
+  if (result === 'timeout') {
+    started.child.kill('SIGKILL');
+    return started.exited;
+  }
+  return result;
+}
+
+/** Opens a websocket upgrade with the raw protocol (Node 20 has no WebSocket client). */
+function upgrade(port: number, path: string): Promise<{ status: number; socket?: Socket; firstMessage?: Promise<string> }> {
+  return new Promise((resolve, reject) => {
+    const req = request({
+      host: '127.0.0.1',
+      port,
+      path,
+      headers: {
+        connection: 'Upgrade',
+        upgrade: 'websocket',
+        'sec-websocket-version': '13',
+        'sec-websocket-key': randomBytes(16).toString('base64'),
+        'sec-websocket-protocol': 'vite-hmr',
+      },
+    });
+    req.on('upgrade', (res: IncomingMessage, socket: Socket, head: Buffer) => {
+      const firstMessage = new Promise<string>((resolveMessage) => {
+        let buffer = head;
+        const tryFrame = () => {
+          // Server frames are unmasked; Vite's first message is short text.
+          if (buffer.length < 2) return;
+          const length = buffer[1] & 0x7f;
+          const offset = length === 126 ? 4 : 2;
+          const size = length === 126 ? buffer.readUInt16BE(2) : length;
+          if (buffer.length >= offset + size) resolveMessage(buffer.subarray(offset, offset + size).toString('utf8'));
+        };
+        socket.on('data', (data: Buffer) => {
+          buffer = Buffer.concat([buffer, data]);
+          tryFrame();
+        });
+        tryFrame();
+      });
+      resolve({ status: res.statusCode ?? 0, socket, firstMessage });
+    });
+    req.on('response', (res) => {
+      res.resume();
+      resolve({ status: res.statusCode ?? 0 });
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+beforeAll(async () => {
+  let okRequests = 0;
+  filesServer = createServer(async (req, res) => {
+    filesRequests.push({ url: req.url!, authorization: req.headers.authorization });
+    const send = (status: number, body: unknown) => {
+      res.writeHead(status, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(body));
+    };
+    if (req.headers.authorization !== `Bearer ${TOKEN}`) return send(401, { error: 'Unauthorized' });
+    if (req.url === '/files/ok') {
+      okRequests++;
+      if (okRequests === 1) return send(503, { error: 'try again' });
+      await filesGate;
+      return send(200, { files: templateFiles('react') });
+    }
+    if (req.url === '/files/evil') {
+      return send(200, { files: [...templateFiles('react'), { path: '../evil.js', content: 'throw new Error("escaped")' }] });
+    }
+    send(404, { error: 'Not found' });
+  });
+  await new Promise<void>((resolve) => filesServer.listen(0, '127.0.0.1', resolve));
+  filesBase = `http://127.0.0.1:${(filesServer.address() as AddressInfo).port}`;
+});
+
+afterAll(async () => {
+  releaseFiles();
+  await Promise.all(children.map((c) => stopChild(c, 'SIGKILL')));
+  await new Promise<void>((resolve) => {
+    filesServer.close(() => resolve());
+    filesServer.closeAllConnections();
+  });
+  for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
+});
+
+describe('preview container serving the React template', () => {
+  const sessionId = randomUUID();
+  const projectId = randomUUID();
+  const base = `/p/${sessionId}/`;
+  let container: Started;
+  let origin: string;
+  let healthAt = 0;
+  const sawStarting: unknown[] = [];
+
+  beforeAll(async () => {
+    const parent = tempDir('pc-int-');
+    container = await spawnContainer({
+      SESSION_ID: sessionId,
+      PROJECT_ID: projectId,
+      WORK_DIR: join(parent, 'work'),
+      FILES_URL: `${filesBase}/files/ok`,
+      MACHINE_TOKEN: TOKEN,
+      HMR_CLIENT_PORT: String(HMR_CLIENT_PORT),
+    });
+    origin = `http://127.0.0.1:${container.port}`;
+    await waitFor(
+      `GET ${origin}/health to answer 200`,
+      45_000,
+      async () => {
+        const res = await fetch(`${origin}/health`);
+        const body = await res.json();
+        if (res.status === 503) {
+          sawStarting.push(body);
+          releaseFiles();
+        }
+        return res.status === 200 ? body : undefined;
+      },
+      container,
+    );
+    healthAt = Date.now();
+    console.log(`[preview-container] spawn -> /health 200: ${healthAt - container.spawnedAt} ms`);
+  }, 60_000);
+
+  it('answered /health 503 with the same shape while loading', () => {
+    expect(sawStarting.length).toBeGreaterThan(0);
+    expect(sawStarting[0]).toEqual({ status: 'failing', devServer: 'failing', data: 'failing', session: sessionId });
+  });
+
+  it('fetched the files with the bearer token, retrying a 503', () => {
+    const ok = filesRequests.filter((r) => r.url === '/files/ok');
+    expect(ok.length).toBe(2);
+    expect(ok.every((r) => r.authorization === `Bearer ${TOKEN}`)).toBe(true);
+  });
+
+  it('reports health 200 with the documented shape', async () => {
+    const res = await fetch(`${origin}/health`);
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({ status: 'ok', devServer: 'ok', data: 'ok', session: sessionId });
+  });
+
+  it('serves the index.html transformed by Vite under the base path', async () => {
+    const res = await fetch(`${origin}${base}`);
+    console.log(`[preview-container] spawn -> first page 200: ${Date.now() - container.spawnedAt} ms (health + ${Date.now() - healthAt} ms)`);
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toMatch(/text\/html/);
+    const html = await res.text();
+    expect(html).toContain(`${base}@vite/client`);
+    expect(html).toContain(`${base}src/main.jsx`);
+    expect(html).toContain('<div id="root"></div>');
+  });
+
+  it('serves the transformed React module, CSS as a module and the Vite client', async () => {
+    const app = await fetch(`${origin}${base}src/App.jsx`);
+    expect(app.status).toBe(200);
+    expect(app.headers.get('content-type')).toMatch(/javascript/);
+    const appCode = await app.text();
+    expect(appCode).toContain('count is');
+    expect(appCode).not.toContain('<button'); // JSX was compiled
+
+    const css = await fetch(`${origin}${base}src/App.css`);
+    expect(css.status).toBe(200);
+    expect(css.headers.get('content-type')).toMatch(/javascript/);
+    expect(await css.text()).toContain('__vite__updateStyle');
+
+    const client = await fetch(`${origin}${base}@vite/client`);
+    expect(client.status).toBe(200);
+    const clientCode = await client.text();
+    expect(clientCode).toContain(`const hmrPort = ${HMR_CLIENT_PORT}`);
+    expect(clientCode).toContain(JSON.stringify(base));
+  });
+
+  it('rewrites the bare react import to a URL under the base path that loads', async () => {
+    const main = await (await fetch(`${origin}${base}src/main.jsx`)).text();
+    const imports = [...main.matchAll(/from\s+"([^"]+)"/g)].map((m) => m[1]);
+    const react = imports.find((url) => /\/deps\/react\.js/.test(url));
+    expect(react).toBeDefined();
+    expect(react!.startsWith(base)).toBe(true);
+    expect(main).not.toMatch(/from\s+["']react["']/);
+    const res = await fetch(`${origin}${react}`);
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toMatch(/javascript/);
+
+    const reactDom = imports.find((url) => /\/deps\/react-dom_client\.js/.test(url));
+    expect(reactDom?.startsWith(base)).toBe(true);
+    expect((await fetch(`${origin}${reactDom}`)).status).toBe(200);
+  });
+
+  it('redirects the base path without its trailing slash', async () => {
+    const res = await fetch(`${origin}/p/${sessionId}`, { redirect: 'manual' });
+    expect(res.status).toBe(308);
+    expect(res.headers.get('location')).toBe(base);
+  });
+
+  it('answers 404 Session not found for another session and Not found elsewhere', async () => {
+    const other = randomUUID();
+    const res = await fetch(`${origin}/p/${other}/`);
+    expect(res.status).toBe(404);
+    expect(res.headers.get('content-type')).toMatch(/application\/json/);
+    expect(await res.json()).toEqual({ error: 'Session not found', sessionId: other });
+
+    const elsewhere = await fetch(`${origin}/src/App.jsx`);
+    expect(elsewhere.status).toBe(404);
+    expect(await elsewhere.json()).toEqual({ error: 'Not found' });
+  });
+
+  it('passes the HMR websocket for its own session only', async () => {
+    const clientCode = await (await fetch(`${origin}${base}@vite/client`)).text();
+    const token = /const wsToken = "([^"]+)"/.exec(clientCode)?.[1];
+    expect(token).toBeDefined();
+
+    const own = await upgrade(container.port, `${base}?token=${token}`);
+    expect(own.status).toBe(101);
+    expect(JSON.parse(await own.firstMessage!)).toEqual({ type: 'connected' });
+    own.socket!.destroy();
+
+    const other = await upgrade(container.port, `/p/${randomUUID()}/?token=${token}`);
+    expect(other.status).toBe(404);
+  });
+
+  it('stops on SIGTERM with exit code 0 within 3 s', async () => {
+    const t0 = Date.now();
+    container.child.kill('SIGTERM');
+    const code = await Promise.race([container.exited, new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 3_500).unref())]);
+    expect(code).toBe(0);
+    expect(Date.now() - t0).toBeLessThan(3_000);
+    expect(() => process.kill(container.child.pid!, 0)).toThrow(); // gone
+  });
+});
+
+describe('preview container given an unsafe file path', () => {
+  it('refuses the list, exits 1 and writes nothing outside (or inside) WORK_DIR', async () => {
+    const parent = tempDir('pc-evil-');
+    const workDir = join(parent, 'work');
+    const started = await spawnContainer({
+      SESSION_ID: randomUUID(),
+      PROJECT_ID: randomUUID(),
+      WORK_DIR: workDir,
+      FILES_URL: `${filesBase}/files/evil`,
+      MACHINE_TOKEN: TOKEN,
+    });
+    let healthy = false;
+    const code = await Promise.race([
+      started.exited,
+      (async () => {
+        // Poll health until the process exits; it must never report 200.
+        while (started.child.exitCode === null) {
+          const res = await fetch(`http://127.0.0.1:${started.port}/health`).catch(() => null);
+          if (res?.status === 200) healthy = true;
+          await new Promise((r) => setTimeout(r, 50));
+        }
+        return started.child.exitCode;
+      })(),
+      new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 20_000).unref()),
+    ]);
+    expect(code).toBe(1);
+    expect(healthy).toBe(false);
+    expect(existsSync(join(parent, 'evil.js'))).toBe(false);
+    expect(existsSync(join(workDir, 'index.html'))).toBe(false);
+    expect(readdirSync(parent).filter((name) => name !== 'work')).toEqual([]);
+    const failure = started.logs.map((line) => JSON.parse(line)).find((entry) => entry.msg === 'start failed');
+    expect(failure?.err).toEqual({ name: 'UnsafePathError', message: 'Refusing file path "../evil.js": ".." segment' });
+  }, 30_000);
+});
+
+describe('preview container with a wrong configuration', () => {
+  it('exits 1 with one line naming the variable', async () => {
+    const started = await spawnContainer({ SESSION_ID: 'not-a-uuid' });
+    expect(await started.exited).toBe(1);
+    expect(started.logs).toEqual(['preview-container: Invalid environment: SESSION_ID must be a UUID']);
+  });
+});

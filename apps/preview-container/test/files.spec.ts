@@ -1,0 +1,145 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, symlinkSync, realpathSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fetchProjectFiles, FilesError, linkNodeModules, writeProjectFiles } from '../src/files';
+import { UnsafePathError } from '../src/path-safety';
+
+describe('writeProjectFiles', () => {
+  let parent: string;
+  let work: string;
+  beforeEach(() => {
+    parent = mkdtempSync(join(tmpdir(), 'pc-files-'));
+    work = join(parent, 'work');
+  });
+  afterEach(() => rmSync(parent, { recursive: true, force: true }));
+
+  it('writes nested files under the work dir', async () => {
+    const count = await writeProjectFiles(work, [
+      { path: 'index.html', content: '<html></html>' },
+      { path: './src/components/Button.jsx', content: 'export default 1' },
+    ]);
+    expect(count).toBe(2);
+    expect(readFileSync(join(work, 'src/components/Button.jsx'), 'utf8')).toBe('export default 1');
+  });
+
+  it('refuses the whole list when one path is unsafe, before writing anything', async () => {
+    await expect(
+      writeProjectFiles(work, [
+        { path: 'index.html', content: 'ok' },
+        { path: '../evil.js', content: 'evil' },
+      ]),
+    ).rejects.toThrow(UnsafePathError);
+    expect(existsSync(join(parent, 'evil.js'))).toBe(false);
+    expect(existsSync(join(work, 'index.html'))).toBe(false);
+  });
+
+  it('refuses duplicate paths after normalisation', async () => {
+    await expect(writeProjectFiles(work, [{ path: 'a.js', content: '1' }, { path: './a.js', content: '2' }])).rejects.toThrow('duplicate');
+  });
+
+  it('does not follow a symlinked folder out of the work dir', async () => {
+    const outside = join(parent, 'outside');
+    mkdirSync(outside);
+    mkdirSync(work);
+    symlinkSync(outside, join(work, 'linked'));
+    await expect(writeProjectFiles(work, [{ path: 'linked/x.js', content: 'x' }])).rejects.toThrow('outside');
+    expect(existsSync(join(outside, 'x.js'))).toBe(false);
+  });
+
+  it('replaces a symlinked file instead of writing through it', async () => {
+    const outsideFile = join(parent, 'target.txt');
+    mkdirSync(work);
+    symlinkSync(outsideFile, join(work, 'a.txt'));
+    await writeProjectFiles(work, [{ path: 'a.txt', content: 'mine' }]);
+    expect(existsSync(outsideFile)).toBe(false);
+    expect(lstatSync(join(work, 'a.txt')).isSymbolicLink()).toBe(false);
+  });
+});
+
+describe('linkNodeModules', () => {
+  let work: string;
+  beforeEach(() => (work = mkdtempSync(join(tmpdir(), 'pc-link-'))));
+  afterEach(() => rmSync(work, { recursive: true, force: true }));
+
+  it('links node_modules to the real shared folder, idempotently', async () => {
+    const shared = join(__dirname, '../../../node_modules');
+    const target = await linkNodeModules(work, shared);
+    expect(target).toBe(realpathSync(shared));
+    expect(readlinkSync(join(work, 'node_modules'))).toBe(target);
+    await expect(linkNodeModules(work, shared)).resolves.toBe(target);
+    expect(existsSync(join(work, 'node_modules/react/package.json'))).toBe(true);
+  });
+
+  it('refuses to replace a real node_modules folder', async () => {
+    mkdirSync(join(work, 'node_modules'));
+    await expect(linkNodeModules(work, join(__dirname, '../../../node_modules'))).rejects.toThrow('not a symlink');
+  });
+});
+
+describe('fetchProjectFiles', () => {
+  let server: Server;
+  let base: string;
+  let hits: Record<string, number>;
+  let auth: string[];
+
+  beforeAll(async () => {
+    server = createServer((req, res) => {
+      hits[req.url!] = (hits[req.url!] ?? 0) + 1;
+      auth.push(String(req.headers.authorization));
+      const send = (status: number, body: unknown) => {
+        res.writeHead(status, { 'content-type': 'application/json' });
+        res.end(typeof body === 'string' ? body : JSON.stringify(body));
+      };
+      if (req.url === '/ok') return send(200, { files: [{ path: 'a.js', content: '1' }] });
+      if (req.url === '/flaky') return hits[req.url] < 3 ? send(503, 'busy') : send(200, { files: [] });
+      if (req.url === '/down') return send(500, 'boom');
+      if (req.url === '/denied') return send(401, { error: 'bad token' });
+      if (req.url === '/malformed') return send(200, { nope: true });
+      if (req.url === '/slow') return void setTimeout(() => send(200, { files: [] }), 1_000);
+      send(404, {});
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  beforeEach(() => {
+    hits = {};
+    auth = [];
+  });
+  afterAll(() => new Promise<void>((r) => server.close(() => r())));
+
+  const fast = { backoffMs: 10, timeoutMs: 300 };
+
+  it('sends the bearer token and returns the files', async () => {
+    await expect(fetchProjectFiles(`${base}/ok`, 'tok', fast)).resolves.toEqual([{ path: 'a.js', content: '1' }]);
+    expect(auth).toEqual(['Bearer tok']);
+  });
+
+  it('retries 5xx until it succeeds', async () => {
+    await expect(fetchProjectFiles(`${base}/flaky`, 'tok', fast)).resolves.toEqual([]);
+    expect(hits['/flaky']).toBe(3);
+  });
+
+  it('gives up after the attempts with an error naming the URL', async () => {
+    await expect(fetchProjectFiles(`${base}/down`, 'tok', { ...fast, attempts: 3 })).rejects.toThrow(`${base}/down`);
+    expect(hits['/down']).toBe(3);
+  });
+
+  it('does not retry a 401 or a malformed body', async () => {
+    await expect(fetchProjectFiles(`${base}/denied`, 'tok', fast)).rejects.toThrow(/answered 401/);
+    expect(hits['/denied']).toBe(1);
+    await expect(fetchProjectFiles(`${base}/malformed`, 'tok', fast)).rejects.toThrow(FilesError);
+    expect(hits['/malformed']).toBe(1);
+  });
+
+  it('times out each attempt and retries', async () => {
+    await expect(fetchProjectFiles(`${base}/slow`, 'tok', { ...fast, attempts: 2, timeoutMs: 100 })).rejects.toThrow(/timed out after 100 ms/);
+    expect(hits['/slow']).toBe(2);
+  });
+
+  it('retries network errors', async () => {
+    const closed = `http://127.0.0.1:9/files`;
+    await expect(fetchProjectFiles(closed, 'tok', { ...fast, attempts: 2 })).rejects.toThrow(closed);
+  });
+});

@@ -1,0 +1,54 @@
+import type { Queue } from 'bullmq';
+import type {
+  Config,
+  EventLog,
+  Logger,
+  Machine,
+  MachineProvider,
+  PreviewSession,
+  Project,
+  ProvisionSessionJob,
+  ProvisionStep,
+  SessionStore,
+} from '@velocity/shared';
+
+/** What the steps use, handed in by the composition root (ports only, no adapters). */
+export interface ProvisionDeps {
+  config: Config;
+  store: SessionStore;
+  provider: MachineProvider;
+  events: EventLog;
+  /** Where expiry jobs go once a session is active. */
+  cleanupQueue: Queue;
+  logger: Logger;
+}
+
+/** One provisioning run of one session; steps read and fill it in order. */
+export interface ProvisionContext {
+  deps: ProvisionDeps;
+  job: ProvisionSessionJob;
+  attempt: number;
+  logger: Logger;
+  signal: AbortSignal;
+  project?: Project;
+  session?: PreviewSession;
+  machine?: Machine;
+  previewUrl?: string;
+}
+
+/**
+ * One provisioning step. Steps are idempotent: run again after a crash or a
+ * retry, each resumes from what the row and the provider already say.
+ */
+export interface Step {
+  name: ProvisionStep;
+  /** How long the step may take, before the overall deadline cuts it shorter. */
+  timeoutMs(config: Config): number;
+  run(ctx: ProvisionContext): Promise<void>;
+}
+
+/** Returns the value or throws: a step that needs an earlier step's result says which. */
+export function required<T>(value: T | undefined, what: string): T {
+  if (value === undefined) throw new Error(`Provisioning step ran before ${what} was known`);
+  return value;
+}

@@ -1,0 +1,57 @@
+import { errorMessage, isRetryable, type Logger, type ProvisionSessionJob } from '@velocity/shared';
+import { PROVISION_PIPELINE, StepFailedError, emit, runPipeline } from './pipeline';
+import type { ProvisionContext, ProvisionDeps } from './provision-context';
+
+export interface ProvisionAttempt {
+  job: ProvisionSessionJob;
+  /** 1 for the first try. */
+  attempt: number;
+  /** How many attempts the job has in all. */
+  maxAttempts: number;
+  signal: AbortSignal;
+  logger: Logger;
+}
+
+export type ProvisionOutcome =
+  | { status: 'ready'; previewUrl: string }
+  | { status: 'retry'; error: Error }
+  | { status: 'failed'; error: Error };
+
+/**
+ * The provisioning use case: runs the pipeline, and on the last failure undoes
+ * what was done (machine destroyed, row `error`) and stores `failed`.
+ */
+export class ProvisionSession {
+  constructor(private readonly deps: ProvisionDeps) {}
+
+  async execute({ job, attempt, maxAttempts, signal, logger }: ProvisionAttempt): Promise<ProvisionOutcome> {
+    const ctx: ProvisionContext = { deps: this.deps, job, attempt, signal, logger };
+    try {
+      await runPipeline(ctx, PROVISION_PIPELINE);
+      const session = ctx.session!;
+      await emit(ctx, { type: 'ready', previewUrl: session.previewUrl!, expiresAt: session.expiresAt! });
+      logger.info('session ready', { previewUrl: session.previewUrl, ms: Date.now() - job.requestedAt });
+      return { status: 'ready', previewUrl: session.previewUrl! };
+    } catch (err) {
+      const error = err instanceof Error ? err : new Error(String(err));
+      const cause = err instanceof StepFailedError ? err.cause : err;
+      const retryable = isRetryable(cause);
+      if (retryable && attempt < maxAttempts) {
+        logger.warn('provisioning attempt failed, will retry', { attempt, maxAttempts, err: error });
+        return { status: 'retry', error };
+      }
+      await this.undo(ctx, err instanceof StepFailedError ? err.step : undefined, errorMessage(error), retryable);
+      return { status: 'failed', error };
+    }
+  }
+
+  /** Final failure: nothing of this session may keep running, and the client hears why. */
+  private async undo(ctx: ProvisionContext, step: StepFailedError['step'] | undefined, reason: string, retryable: boolean) {
+    const { provider, store } = this.deps;
+    const machine = await provider.findBySession(ctx.job.sessionId);
+    if (machine) await provider.destroy(machine.id);
+    await store.transition(ctx.job.sessionId, 'error', { errorMessage: reason, ...(step ? { errorStep: step } : {}) });
+    await emit(ctx, { type: 'failed', ...(step ? { step } : {}), reason, retryable });
+    ctx.logger.error('session failed', { step, reason, machineDestroyed: Boolean(machine) });
+  }
+}

@@ -1,0 +1,35 @@
+import { UnrecoverableError, Worker, type ConnectionOptions } from 'bullmq';
+import { JobName, QueueName, parseJob, type Logger } from '@velocity/shared';
+import type { ProvisionDeps } from './provision-context';
+import { ProvisionSession } from './provision-session';
+
+/**
+ * The BullMQ worker of the `sessions` queue. Validates each job, runs the use
+ * case, and tells BullMQ whether to retry (throw) or stop (UnrecoverableError).
+ */
+export function createProvisionWorker(deps: ProvisionDeps, connection: ConnectionOptions, logger: Logger): Worker {
+  const useCase = new ProvisionSession(deps);
+  return new Worker(
+    QueueName.Sessions,
+    async (job, _token, signal) => {
+      if (job.name !== JobName.ProvisionSession) throw new UnrecoverableError(`Unknown job ${job.name}`);
+      const data = parseJob(JobName.ProvisionSession, job.data);
+      const jobLogger = logger.child({ sessionId: data.sessionId, jobId: job.id });
+      const outcome = await useCase.execute({
+        job: data,
+        attempt: job.attemptsMade + 1,
+        maxAttempts: job.opts.attempts ?? 1,
+        signal: signal ?? new AbortController().signal,
+        logger: jobLogger,
+      });
+      if (outcome.status === 'retry') throw outcome.error;
+      if (outcome.status === 'failed') throw new UnrecoverableError(outcome.error.message);
+      return { previewUrl: outcome.previewUrl };
+    },
+    {
+      connection,
+      prefix: deps.config.QUEUE_PREFIX,
+      concurrency: deps.config.PROVISION_CONCURRENCY,
+    },
+  );
+}

@@ -1,0 +1,20 @@
+import { DEMO_PROJECT_ID, PermanentError, templateFiles } from '@velocity/shared';
+import type { Step } from '../provision-context';
+
+/** The project exists (the demo project is made on first use) and has files (its template's, if none). */
+export const ensureProjectStep: Step = {
+  name: 'ensure-project',
+  timeoutMs: (config) => config.PROVISION_DEADLINE_MS,
+  async run(ctx) {
+    const { store } = ctx.deps;
+    const { projectId } = ctx.job;
+    const project =
+      projectId === DEMO_PROJECT_ID
+        ? await store.ensureProject({ id: projectId, name: 'Demo project', templateType: 'react' })
+        : await store.getProject(projectId);
+    if (!project) throw new PermanentError(`Project ${projectId} does not exist`);
+    const seeded = await store.seedProjectFiles(project.id, templateFiles(project.templateType));
+    if (seeded > 0) ctx.logger.info('project seeded from template', { template: project.templateType, files: seeded });
+    ctx.project = project;
+  },
+};

@@ -1,0 +1,27 @@
+// One Jest setup for every project: SWC transpiles TypeScript (with decorator
+// metadata for NestJS), tests run in band because they share real services.
+const path = require('node:path');
+
+module.exports = (projectDir) => ({
+  displayName: path.basename(projectDir),
+  rootDir: projectDir,
+  testEnvironment: 'node',
+  testMatch: ['<rootDir>/src/**/*.spec.ts', '<rootDir>/test/**/*.spec.ts'],
+  transform: {
+    '^.+\\.ts$': [
+      '@swc/jest',
+      {
+        jsc: {
+          parser: { syntax: 'typescript', decorators: true },
+          transform: { legacyDecorator: true, decoratorMetadata: true },
+          target: 'es2022',
+        },
+        module: { type: 'commonjs' },
+      },
+    ],
+  },
+  moduleNameMapper: { '^@velocity/shared$': path.join(__dirname, 'libs/shared/src/index.ts') },
+  globalSetup: path.join(__dirname, 'libs/shared/test/global-setup.js'),
+  globalTeardown: path.join(__dirname, 'libs/shared/test/global-teardown.js'),
+  testTimeout: 60_000,
+});

@@ -1,0 +1,109 @@
+import { apiInternalUrl, ConfigError, loadConfig, publicUrl } from './config';
+
+function configError(env: NodeJS.ProcessEnv): ConfigError {
+  try {
+    loadConfig(env);
+  } catch (error) {
+    if (error instanceof ConfigError) return error;
+    throw error;
+  }
+  throw new Error(`loadConfig(${JSON.stringify(env)}) did not throw`);
+}
+
+describe('loadConfig', () => {
+  it('fills every default from an empty environment', () => {
+    const config = loadConfig({});
+    expect(config).toMatchObject({
+      NODE_ENV: 'development',
+      LOG_LEVEL: 'info',
+      DATABASE_URL: 'postgres://postgres@127.0.0.1:5432/velocity_preview',
+      REDIS_URL: 'redis://127.0.0.1:6379',
+      QUEUE_PREFIX: 'vp',
+      API_HOST: '127.0.0.1',
+      API_PORT: 3000,
+      MACHINE_PROVIDER: 'local',
+      LOCAL_MACHINES_DIR: '.velocity/machines',
+      SESSION_TTL_SECONDS: 1800,
+      PROVISION_CONCURRENCY: 10,
+      PROVISION_DEADLINE_MS: 60_000,
+      MACHINE_START_TIMEOUT_MS: 30_000,
+      VERIFY_TIMEOUT_MS: 30_000,
+      PROVISION_ATTEMPTS: 3,
+      PROVISION_BACKOFF_MS: 500,
+      EVENT_STREAM_TTL_SECONDS: 86_400,
+      SSE_HEARTBEAT_MS: 15_000,
+    });
+    expect(config.PUBLIC_URL).toBeUndefined();
+    expect(config.API_INTERNAL_URL).toBeUndefined();
+  });
+
+  it('coerces numbers from strings', () => {
+    const config = loadConfig({ API_PORT: '8080', SESSION_TTL_SECONDS: '60', PROVISION_CONCURRENCY: '4' });
+    expect(config.API_PORT).toBe(8080);
+    expect(config.SESSION_TTL_SECONDS).toBe(60);
+    expect(config.PROVISION_CONCURRENCY).toBe(4);
+  });
+
+  it('treats an empty value as unset', () => {
+    expect(loadConfig({ API_PORT: '', QUEUE_PREFIX: '' })).toMatchObject({ API_PORT: 3000, QUEUE_PREFIX: 'vp' });
+  });
+
+  it('keeps given values and ignores unknown variables', () => {
+    const config = loadConfig({
+      NODE_ENV: 'test',
+      LOG_LEVEL: 'debug',
+      QUEUE_PREFIX: 'vp-test:1_a',
+      DATABASE_URL: 'postgres://u:p@db.example.com:6543/app',
+      SOMETHING_ELSE: 'x',
+    });
+    expect(config).toMatchObject({
+      NODE_ENV: 'test',
+      LOG_LEVEL: 'debug',
+      QUEUE_PREFIX: 'vp-test:1_a',
+      DATABASE_URL: 'postgres://u:p@db.example.com:6543/app',
+    });
+    expect(config).not.toHaveProperty('SOMETHING_ELSE');
+  });
+
+  it.each([
+    ['API_PORT', 'abc'],
+    ['API_PORT', '0'],
+    ['API_PORT', '70000'],
+    ['API_PORT', '80.5'],
+    ['DATABASE_URL', 'nope'],
+    ['REDIS_URL', 'not a url'],
+    ['PUBLIC_URL', 'localhost'],
+    ['QUEUE_PREFIX', 'has space'],
+    ['QUEUE_PREFIX', 'a{b}'],
+    ['MACHINE_PROVIDER', 'docker'],
+    ['LOG_LEVEL', 'verbose'],
+    ['NODE_ENV', 'staging'],
+    ['MACHINE_TOKEN_SECRET', 'short'],
+    ['SESSION_TTL_SECONDS', '-5'],
+    ['PROVISION_ATTEMPTS', 'three'],
+  ])('rejects %s=%j with a ConfigError naming the variable', (variable, value) => {
+    const error = configError({ [variable]: value });
+    expect(error.name).toBe('ConfigError');
+    expect(error.variable).toBe(variable);
+    expect(error.message).toContain(`Invalid configuration: ${variable}`);
+    expect(error.message).toContain(JSON.stringify(value));
+  });
+
+  it('names the bad variable even among good ones', () => {
+    expect(configError({ API_PORT: '3001', DATABASE_URL: 'nope', REDIS_URL: 'redis://r:6379' }).variable).toBe('DATABASE_URL');
+  });
+});
+
+describe('publicUrl and apiInternalUrl', () => {
+  it('default to the api host and port', () => {
+    const config = loadConfig({ API_HOST: '0.0.0.0', API_PORT: '4000' });
+    expect(publicUrl(config)).toBe('http://0.0.0.0:4000');
+    expect(apiInternalUrl(config)).toBe('http://0.0.0.0:4000');
+  });
+
+  it('use the configured URLs without a trailing slash', () => {
+    const config = loadConfig({ PUBLIC_URL: 'https://preview.example.com/', API_INTERNAL_URL: 'http://api.internal:3000/' });
+    expect(publicUrl(config)).toBe('https://preview.example.com');
+    expect(apiInternalUrl(config)).toBe('http://api.internal:3000');
+  });
+});

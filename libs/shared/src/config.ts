@@ -1,0 +1,68 @@
+import { z } from 'zod';
+
+/**
+ * Every setting of every app, read from the environment once at start.
+ * A bad value stops the process with one line that names the variable.
+ */
+const duration = (fallback: number) => z.coerce.number().int().positive().default(fallback);
+
+export const configSchema = z.object({
+  NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
+  LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
+  DATABASE_URL: z.string().url().default('postgres://postgres@127.0.0.1:5432/velocity_preview'),
+  REDIS_URL: z.string().url().default('redis://127.0.0.1:6379'),
+  /** Prefix of every BullMQ queue and Redis key, so deployments and test runs never collide. */
+  QUEUE_PREFIX: z.string().regex(/^[a-zA-Z0-9:_-]+$/).default('vp'),
+  API_HOST: z.string().default('127.0.0.1'),
+  API_PORT: z.coerce.number().int().min(1).max(65535).default(3000),
+  /** Base URL of the api as the browser sees it; preview URLs are `${PUBLIC_URL}/p/<sessionId>/`. */
+  PUBLIC_URL: z.string().url().optional(),
+  /** Base URL where preview machines reach the api for their files. Defaults to the api's own address. */
+  API_INTERNAL_URL: z.string().url().optional(),
+  // Fly.io comes with its provider; until then only the local provider exists.
+  MACHINE_PROVIDER: z.enum(['local']).default('local'),
+  /** Where the local provider keeps its machines' work folders and records. */
+  LOCAL_MACHINES_DIR: z.string().default('.velocity/machines'),
+  /** HMAC secret that signs the short-lived tokens machines use to fetch their files. */
+  MACHINE_TOKEN_SECRET: z.string().min(16).default('dev-only-machine-token-secret-change-me'),
+  SESSION_TTL_SECONDS: duration(30 * 60),
+  PROVISION_CONCURRENCY: duration(10),
+  PROVISION_DEADLINE_MS: duration(60_000),
+  MACHINE_START_TIMEOUT_MS: duration(30_000),
+  VERIFY_TIMEOUT_MS: duration(30_000),
+  PROVISION_ATTEMPTS: duration(3),
+  PROVISION_BACKOFF_MS: duration(500),
+  EVENT_STREAM_TTL_SECONDS: duration(24 * 3600),
+  SSE_HEARTBEAT_MS: duration(15_000),
+});
+
+export type Config = z.infer<typeof configSchema>;
+
+export class ConfigError extends Error {
+  constructor(readonly variable: string, detail: string) {
+    super(`Invalid configuration: ${variable} ${detail}`);
+    this.name = 'ConfigError';
+  }
+}
+
+/** Parses the environment; throws a ConfigError naming the first bad variable. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const cleaned = Object.fromEntries(Object.entries(env).filter(([, value]) => value !== ''));
+  const parsed = configSchema.safeParse(cleaned);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const variable = String(issue.path[0] ?? 'environment');
+    throw new ConfigError(variable, `${issue.message} (got ${JSON.stringify(env[variable] ?? null)})`);
+  }
+  return parsed.data;
+}
+
+/** The api's base URL as browsers see it. */
+export function publicUrl(config: Config): string {
+  return (config.PUBLIC_URL ?? `http://${config.API_HOST}:${config.API_PORT}`).replace(/\/$/, '');
+}
+
+/** The api's base URL as machines see it. */
+export function apiInternalUrl(config: Config): string {
+  return (config.API_INTERNAL_URL ?? `http://${config.API_HOST}:${config.API_PORT}`).replace(/\/$/, '');
+}

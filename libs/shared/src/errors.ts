@@ -1,0 +1,50 @@
+/**
+ * Errors that say whether trying again can help. Workers retry transient errors
+ * with backoff and fail permanent ones at once.
+ */
+export class PermanentError extends Error {
+  readonly retryable = false;
+  constructor(message: string) {
+    super(message);
+    this.name = 'PermanentError';
+  }
+}
+
+export class TimeoutError extends Error {
+  readonly retryable = true;
+  constructor(readonly waitedFor: string, readonly ms: number) {
+    super(`Timed out after ${ms} ms waiting for ${waitedFor}`);
+    this.name = 'TimeoutError';
+  }
+}
+
+export function isRetryable(error: unknown): boolean {
+  return !(error instanceof PermanentError);
+}
+
+export function errorMessage(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/** Rejects with a TimeoutError naming what was awaited when `promise` takes longer than `ms`. */
+export async function withTimeout<T>(promise: Promise<T>, ms: number, waitedFor: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new TimeoutError(waitedFor, ms)), ms);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+export const sleep = (ms: number, signal?: AbortSignal) =>
+  new Promise<void>((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason);
+    const timer = setTimeout(resolve, ms);
+    signal?.addEventListener('abort', () => {
+      clearTimeout(timer);
+      reject(signal.reason);
+    }, { once: true });
+  });

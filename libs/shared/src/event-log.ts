@@ -1,0 +1,57 @@
+import type Redis from 'ioredis';
+import { sessionEventSchema, type SessionEvent } from './events';
+
+export interface StoredEvent {
+  /** Redis stream id; sent as the SSE `id:` so clients resume with Last-Event-ID. */
+  id: string;
+  event: SessionEvent;
+}
+
+/**
+ * The stored event stream of each session: one Redis stream per session,
+ * trimmed and expiring. Appending is emitting; any api replica can replay it.
+ */
+export class EventLog {
+  constructor(
+    private readonly redis: Redis,
+    private readonly prefix: string,
+    private readonly ttlSeconds: number,
+    private readonly maxLength = 500,
+  ) {}
+
+  key(sessionId: string): string {
+    return `${this.prefix}:events:${sessionId}`;
+  }
+
+  async append(event: SessionEvent): Promise<string> {
+    const valid = sessionEventSchema.parse(event);
+    const key = this.key(valid.sessionId);
+    const result = await this.redis
+      .multi()
+      .xadd(key, 'MAXLEN', '~', String(this.maxLength), '*', 'e', JSON.stringify(valid))
+      .expire(key, this.ttlSeconds)
+      .exec();
+    const [err, id] = result?.[0] ?? [new Error('no reply to XADD')];
+    if (err) throw err;
+    return id as string;
+  }
+
+  /**
+   * Events after `afterId` ('0' for all). With `blockMs`, waits up to that long
+   * for the next event; the caller's connection is blocked meanwhile, so pass a
+   * connection of its own.
+   */
+  async read(sessionId: string, afterId = '0', blockMs?: number, redis: Redis = this.redis): Promise<StoredEvent[]> {
+    const key = this.key(sessionId);
+    const reply =
+      blockMs === undefined
+        ? await redis.xread('COUNT', 100, 'STREAMS', key, afterId)
+        : await redis.xread('COUNT', 100, 'BLOCK', blockMs, 'STREAMS', key, afterId);
+    if (!reply) return [];
+    return reply[0][1].map(([id, fields]) => ({ id, event: sessionEventSchema.parse(JSON.parse(fields[1])) }));
+  }
+
+  async exists(sessionId: string): Promise<boolean> {
+    return (await this.redis.exists(this.key(sessionId))) === 1;
+  }
+}

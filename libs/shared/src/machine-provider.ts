@@ -1,0 +1,41 @@
+import type { ResourceLimits } from './session-store';
+
+/** What a provider needs to start a preview machine for one session. */
+export interface MachineSpec {
+  sessionId: string;
+  projectId: string;
+  templateType: string;
+  resourceLimits: ResourceLimits;
+  /** Environment for the preview container (session id, api URL, token, base path...). */
+  env: Record<string, string>;
+}
+
+export type MachineState = 'starting' | 'started' | 'stopped' | 'destroyed' | 'failed';
+
+export interface Machine {
+  /** Provider's id of the machine (a pid-based id locally, a Fly machine id on Fly). */
+  id: string;
+  sessionId: string;
+  state: MachineState;
+  /** Where the routing edge sends a session's requests (http://host:port). */
+  url: string;
+}
+
+/**
+ * The port for machines. Adapters: local (one child process per session) and
+ * Fly (Fly Machines API). Every method is idempotent and keyed by session id:
+ * `create` for a session that already has a machine returns that machine.
+ */
+export interface MachineProvider {
+  readonly name: string;
+  create(spec: MachineSpec, signal?: AbortSignal): Promise<Machine>;
+  /** Resolves once the machine runs and accepts connections; throws on timeout. */
+  waitStarted(machine: Machine, timeoutMs: number, signal?: AbortSignal): Promise<Machine>;
+  get(machineId: string): Promise<Machine | null>;
+  findBySession(sessionId: string): Promise<Machine | null>;
+  /** Destroys the machine; a machine that is already gone counts as destroyed. */
+  destroy(machineId: string): Promise<void>;
+  list(): Promise<Machine[]>;
+  /** Releases the provider's own resources (not the machines). */
+  close(): Promise<void>;
+}

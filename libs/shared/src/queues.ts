@@ -1,0 +1,67 @@
+import { z } from 'zod';
+
+/**
+ * The queue contract: every queue, every job name and its payload, declared once.
+ * Producers and workers both validate payloads with these schemas.
+ */
+export const QueueName = {
+  /** Provisioning jobs; job id = session id, so a session is provisioned at most once at a time. */
+  Sessions: 'sessions',
+  /** Expiry jobs and the periodic sweep. */
+  Cleanup: 'cleanup',
+} as const;
+export type QueueName = (typeof QueueName)[keyof typeof QueueName];
+export const ALL_QUEUES: readonly QueueName[] = Object.values(QueueName);
+
+export const JobName = {
+  ProvisionSession: 'provision-session',
+  ExpireSession: 'expire-session',
+  SweepSessions: 'sweep-sessions',
+} as const;
+export type JobName = (typeof JobName)[keyof typeof JobName];
+
+export const TIERS = ['free', 'pro'] as const;
+export const tierSchema = z.enum(TIERS);
+export type Tier = z.infer<typeof tierSchema>;
+
+const uuid = z.string().uuid();
+
+export const provisionSessionJobSchema = z.object({
+  sessionId: uuid,
+  projectId: uuid,
+  tier: tierSchema,
+  /** Epoch ms when the client asked; the provisioning deadline counts from here. */
+  requestedAt: z.number().int().positive(),
+});
+export type ProvisionSessionJob = z.infer<typeof provisionSessionJobSchema>;
+
+export const expireSessionJobSchema = z.object({ sessionId: uuid });
+export type ExpireSessionJob = z.infer<typeof expireSessionJobSchema>;
+
+export const sweepSessionsJobSchema = z.object({});
+export type SweepSessionsJob = z.infer<typeof sweepSessionsJobSchema>;
+
+/** Each job name mapped to its queue and payload schema. */
+export const JOBS = {
+  [JobName.ProvisionSession]: { queue: QueueName.Sessions, schema: provisionSessionJobSchema },
+  [JobName.ExpireSession]: { queue: QueueName.Cleanup, schema: expireSessionJobSchema },
+  [JobName.SweepSessions]: { queue: QueueName.Cleanup, schema: sweepSessionsJobSchema },
+} as const;
+
+/** The typed union of every job, as in `queue.add(item.name, item.data)`. */
+export type JobItem =
+  | { name: typeof JobName.ProvisionSession; data: ProvisionSessionJob }
+  | { name: typeof JobName.ExpireSession; data: ExpireSessionJob }
+  | { name: typeof JobName.SweepSessions; data: SweepSessionsJob };
+
+export type JobData<N extends JobName> = Extract<JobItem, { name: N }>['data'];
+
+/** Validates a job's payload against its name; throws a ZodError naming the field. */
+export function parseJob<N extends JobName>(name: N, data: unknown): JobData<N> {
+  const job = JOBS[name];
+  if (!job) throw new Error(`Unknown job name: ${name}`);
+  return (job.schema as z.ZodType).parse(data) as JobData<N>;
+}
+
+/** Expiry job id of a session: derived, so it can be found, moved and removed by session id. */
+export const expiryJobId = (sessionId: string) => `expire-${sessionId}`;

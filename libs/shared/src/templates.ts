@@ -1,0 +1,34 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { join, relative, sep } from 'node:path';
+import { PermanentError } from './errors';
+import type { ProjectFile } from './session-store';
+
+/** Starter projects, one folder each under libs/shared/templates. */
+export const TEMPLATE_TYPES = ['react'] as const;
+export type TemplateType = (typeof TEMPLATE_TYPES)[number];
+export const DEFAULT_TEMPLATE: TemplateType = 'react';
+
+const TEMPLATES_DIR = join(__dirname, '..', 'templates');
+
+export function isTemplateType(value: string): value is TemplateType {
+  return (TEMPLATE_TYPES as readonly string[]).includes(value);
+}
+
+/** The files of a template; a PermanentError for an unknown type. */
+export function templateFiles(type: string): ProjectFile[] {
+  if (!isTemplateType(type)) {
+    throw new PermanentError(`Unknown template type "${type}"; known: ${TEMPLATE_TYPES.join(', ')}`);
+  }
+  const root = join(TEMPLATES_DIR, type);
+  return walk(root).map((file) => ({
+    path: relative(root, file).split(sep).join('/'),
+    content: readFileSync(file, 'utf8'),
+  }));
+}
+
+function walk(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {
+    const full = join(dir, entry.name);
+    return entry.isDirectory() ? walk(full) : [full];
+  });
+}

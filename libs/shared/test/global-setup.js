@@ -1,0 +1,33 @@
+// Jest globalSetup: one fresh Postgres database (migrated) and one Redis key
+// prefix per test run, so runs never share state. Jest passes the env vars set
+// here on to every test worker. In a multi-project run this may be called once
+// per project: only the first call creates anything.
+const crypto = require('node:crypto');
+const path = require('node:path');
+
+const STATE = Symbol.for('velocity-preview.test-env');
+
+module.exports = async function globalSetup() {
+  if (process.env.VP_TEST_DATABASE_URL) return;
+
+  // Loads the TypeScript sources of libs/shared (verified to work in this repo).
+  require('@swc-node/register');
+  const { ensureDatabase, applyMigrations, dropDatabase, withDatabase } = require(path.join(__dirname, '../src/migrate.ts'));
+
+  const serverUrl = process.env.VP_TEST_PG_URL || 'postgres://postgres@127.0.0.1:5432/postgres';
+  const databaseUrl = withDatabase(serverUrl, `vp_test_${process.pid}_${crypto.randomBytes(4).toString('hex')}`);
+  const queuePrefix = `vp-test-${crypto.randomBytes(4).toString('hex')}`;
+
+  try {
+    await ensureDatabase(databaseUrl);
+    await applyMigrations(databaseUrl);
+  } catch (error) {
+    // Jest runs no teardown when setup fails: leave nothing behind.
+    await dropDatabase(databaseUrl).catch(() => undefined);
+    throw error;
+  }
+
+  globalThis[STATE] = { databaseUrl, queuePrefix, tornDown: false };
+  process.env.VP_TEST_DATABASE_URL = databaseUrl;
+  process.env.VP_TEST_QUEUE_PREFIX = queuePrefix;
+};

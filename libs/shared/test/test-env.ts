@@ -1,0 +1,37 @@
+import { randomBytes } from 'node:crypto';
+import { loadConfig, type Config } from '../src/config';
+
+/**
+ * Test helpers over the per-run environment that global-setup.js creates: a
+ * fresh migrated database and a Redis key prefix, both removed in teardown.
+ */
+function required(name: 'VP_TEST_DATABASE_URL' | 'VP_TEST_QUEUE_PREFIX'): string {
+  const value = process.env[name];
+  if (!value) {
+    throw new Error(`${name} is not set: run tests through Jest, whose globalSetup (libs/shared/test/global-setup.js) sets it`);
+  }
+  return value;
+}
+
+/** URL of this run's migrated test database. */
+export const testDatabaseUrl = (): string => required('VP_TEST_DATABASE_URL');
+
+/** A queue/key prefix under this run's prefix (so teardown deletes its keys); unique per call unless `suffix` is given. */
+export const testQueuePrefix = (suffix?: string): string =>
+  `${required('VP_TEST_QUEUE_PREFIX')}-${suffix ?? randomBytes(4).toString('hex')}`;
+
+/** Redis URL of the test run. */
+export const testRedisUrl = (): string => process.env.VP_TEST_REDIS_URL || 'redis://127.0.0.1:6379';
+
+/** A Config for tests: the test database and Redis, a fresh queue prefix, then `overrides`. */
+export function testConfig(overrides: Record<string, string | number | boolean | undefined> = {}): Config {
+  const env: Record<string, string | undefined> = {
+    NODE_ENV: 'test',
+    LOG_LEVEL: process.env.VP_TEST_LOG_LEVEL || 'error',
+    DATABASE_URL: testDatabaseUrl(),
+    REDIS_URL: testRedisUrl(),
+    QUEUE_PREFIX: testQueuePrefix(),
+  };
+  for (const [key, value] of Object.entries(overrides)) env[key] = value === undefined ? undefined : String(value);
+  return loadConfig(env);
+}
