@@ -4,6 +4,7 @@ import type { NestExpressApplication } from '@nestjs/platform-express';
 import type { Server } from 'node:http';
 import type { Config, Logger, SessionStore } from '@velocity/shared';
 import { AppModule } from './app.module';
+import { jsonBody } from './common/json-body';
 import { createEdge } from './edge/edge';
 import { SessionRoutes } from './edge/session-routes';
 import { SESSION_STORE } from './tokens';
@@ -19,7 +20,7 @@ export async function createApi(config: Config, logger: Logger): Promise<NestExp
   });
   const edge = createEdge(new SessionRoutes(app.get<SessionStore>(SESSION_STORE)), logger);
   app.use(edge.middleware);
-  app.useBodyParser('json', { limit: '1mb' });
+  app.use(...jsonBody('1mb'));
   app.enableShutdownHooks();
   (app.getHttpServer() as Server).on('upgrade', edge.upgrade);
   return app;

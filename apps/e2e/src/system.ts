@@ -3,8 +3,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
 import { LocalMachineProvider, readSse, sessionEventSchema, type SessionEvent } from '@velocity/shared';
+import { testDatabaseUrl, testQueuePrefix } from '../../../libs/shared/test/test-env';
 import { APPS, startApp, stopProcess, waitForHttp, type AppName } from '../../../scripts/services';
 
 export interface RunningSystem {
@@ -28,8 +28,8 @@ export async function startSystem(overrides: NodeJS.ProcessEnv = {}): Promise<Ru
     ...process.env,
     NODE_ENV: 'test',
     LOG_LEVEL: 'info',
-    DATABASE_URL: requiredEnv('VP_TEST_DATABASE_URL'),
-    QUEUE_PREFIX: `${requiredEnv('VP_TEST_QUEUE_PREFIX')}-${randomBytes(3).toString('hex')}`,
+    DATABASE_URL: testDatabaseUrl(),
+    QUEUE_PREFIX: testQueuePrefix(),
     API_PORT: String(port),
     LOCAL_MACHINES_DIR: machinesDir,
     ...overrides,
@@ -91,12 +91,6 @@ export async function postSession(baseUrl: string, body: unknown) {
     body: typeof body === 'string' ? body : JSON.stringify(body),
   });
   return { status: res.status, body: await res.json() };
-}
-
-function requiredEnv(name: string): string {
-  const value = process.env[name];
-  if (!value) throw new Error(`${name} is not set: run the tests through jest (its globalSetup sets it)`);
-  return value;
 }
 
 export function freePort(): Promise<number> {

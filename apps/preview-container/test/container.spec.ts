@@ -5,7 +5,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, request, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -90,8 +90,15 @@ async function stopChild(started: Started, signal: NodeJS.Signals = 'SIGTERM'): 
   return result;
 }
 
-/** Opens a websocket upgrade with the raw protocol (Node 20 has no WebSocket client). */
-function upgrade(port: number, path: string): Promise<{ status: number; socket?: Socket; firstMessage?: Promise<string> }> {
+interface WsClient {
+  status: number;
+  socket?: Socket;
+  /** Resolves with the next text message whose JSON satisfies `match`. */
+  nextMessage(match: (message: { type?: string; [key: string]: unknown }) => boolean, timeoutMs?: number): Promise<Record<string, unknown>>;
+}
+
+/** Opens a websocket with the raw protocol (Node 20 has no WebSocket client) and reads the server's text frames. */
+function openWebSocket(port: number, path: string): Promise<WsClient> {
   return new Promise((resolve, reject) => {
     const req = request({
       host: '127.0.0.1',
@@ -106,27 +113,49 @@ function upgrade(port: number, path: string): Promise<{ status: number; socket?:
       },
     });
     req.on('upgrade', (res: IncomingMessage, socket: Socket, head: Buffer) => {
-      const firstMessage = new Promise<string>((resolveMessage) => {
-        let buffer = head;
-        const tryFrame = () => {
-          // Server frames are unmasked; Vite's first message is short text.
-          if (buffer.length < 2) return;
-          const length = buffer[1] & 0x7f;
-          const offset = length === 126 ? 4 : 2;
-          const size = length === 126 ? buffer.readUInt16BE(2) : length;
-          if (buffer.length >= offset + size) resolveMessage(buffer.subarray(offset, offset + size).toString('utf8'));
-        };
-        socket.on('data', (data: Buffer) => {
-          buffer = Buffer.concat([buffer, data]);
-          tryFrame();
-        });
-        tryFrame();
+      const messages: Record<string, unknown>[] = [];
+      const waiters = new Set<() => void>();
+      let buffer = head;
+      const readFrames = () => {
+        // Server frames are unmasked and, for Vite's messages, not fragmented.
+        while (buffer.length >= 2) {
+          const short = buffer[1] & 0x7f;
+          const offset = short === 126 ? 4 : short === 127 ? 10 : 2;
+          if (buffer.length < offset) return;
+          const size = short === 126 ? buffer.readUInt16BE(2) : short === 127 ? Number(buffer.readBigUInt64BE(2)) : short;
+          if (buffer.length < offset + size) return;
+          if ((buffer[0] & 0x0f) === 1) messages.push(JSON.parse(buffer.subarray(offset, offset + size).toString('utf8')));
+          buffer = buffer.subarray(offset + size);
+        }
+        waiters.forEach((wake) => wake());
+      };
+      socket.on('data', (data: Buffer) => {
+        buffer = Buffer.concat([buffer, data]);
+        readFrames();
       });
-      resolve({ status: res.statusCode ?? 0, socket, firstMessage });
+      readFrames();
+      const nextMessage: WsClient['nextMessage'] = (match, timeoutMs = 10_000) =>
+        new Promise((resolveMessage, rejectMessage) => {
+          const check = () => {
+            const index = messages.findIndex(match);
+            if (index === -1) return;
+            const [found] = messages.splice(index, 1);
+            waiters.delete(check);
+            clearTimeout(timer);
+            resolveMessage(found);
+          };
+          const timer = setTimeout(() => {
+            waiters.delete(check);
+            rejectMessage(new Error(`Timed out after ${timeoutMs} ms waiting for a websocket message; got ${JSON.stringify(messages)}`));
+          }, timeoutMs);
+          waiters.add(check);
+          check();
+        });
+      resolve({ status: res.statusCode ?? 0, socket, nextMessage });
     });
     req.on('response', (res) => {
       res.resume();
-      resolve({ status: res.statusCode ?? 0 });
+      resolve({ status: res.statusCode ?? 0, nextMessage: () => Promise.reject(new Error('not upgraded')) });
     });
     req.on('error', reject);
     req.end();
@@ -173,15 +202,26 @@ describe('preview container serving the React template', () => {
   const base = `/p/${sessionId}/`;
   let container: Started;
   let origin: string;
+  let workDir: string;
   let healthAt = 0;
   const sawStarting: unknown[] = [];
 
+  /** Vite's websocket token, read from the client the way the browser gets it (straight from Vite, not via the proxy). */
+  async function wsToken(): Promise<string> {
+    const line = container.logs.map((l) => JSON.parse(l)).find((l) => l.msg === 'dev server ready');
+    const clientCode = await (await fetch(`http://127.0.0.1:${line.port}${base}@vite/client`)).text();
+    const token = /const wsToken = "([^"]+)"/.exec(clientCode)?.[1];
+    if (!token) throw new Error('no wsToken in the Vite client');
+    return token;
+  }
+
   beforeAll(async () => {
     const parent = tempDir('pc-int-');
+    workDir = join(parent, 'work');
     container = await spawnContainer({
       SESSION_ID: sessionId,
       PROJECT_ID: projectId,
-      WORK_DIR: join(parent, 'work'),
+      WORK_DIR: workDir,
       FILES_URL: `${filesBase}/files/ok`,
       MACHINE_TOKEN: TOKEN,
       HMR_CLIENT_PORT: String(HMR_CLIENT_PORT),
@@ -204,6 +244,18 @@ describe('preview container serving the React template', () => {
     healthAt = Date.now();
     console.log(`[preview-container] spawn -> /health 200: ${healthAt - container.spawnedAt} ms`);
   }, 60_000);
+
+  it('passes the HMR websocket before any HTTP request went through the proxy', async () => {
+    // http-proxy-middleware subscribes itself to 'upgrade' only on the first proxied HTTP
+    // request; until then the container's own upgrade handler must do it.
+    const own = await openWebSocket(container.port, `${base}?token=${await wsToken()}`);
+    try {
+      expect(own.status).toBe(101);
+      await own.nextMessage((m) => m.type === 'connected');
+    } finally {
+      own.socket?.destroy();
+    }
+  });
 
   it('answered /health 503 with the same shape while loading', () => {
     expect(sawStarting.length).toBeGreaterThan(0);
@@ -269,6 +321,12 @@ describe('preview container serving the React template', () => {
     expect((await fetch(`${origin}${reactDom}`)).status).toBe(200);
   });
 
+  it('serves index.html for client-side routes under the base path (SPA fallback)', async () => {
+    const res = await fetch(`${origin}${base}some/client/route`, { headers: { accept: 'text/html' } });
+    expect(res.status).toBe(200);
+    expect(await res.text()).toContain(`${base}src/main.jsx`);
+  });
+
   it('redirects the base path without its trailing slash', async () => {
     const res = await fetch(`${origin}/p/${sessionId}`, { redirect: 'manual' });
     expect(res.status).toBe(308);
@@ -288,17 +346,26 @@ describe('preview container serving the React template', () => {
   });
 
   it('passes the HMR websocket for its own session only', async () => {
-    const clientCode = await (await fetch(`${origin}${base}@vite/client`)).text();
-    const token = /const wsToken = "([^"]+)"/.exec(clientCode)?.[1];
-    expect(token).toBeDefined();
+    const token = await wsToken();
+    const own = await openWebSocket(container.port, `${base}?token=${token}`);
+    try {
+      expect(own.status).toBe(101);
+      await own.nextMessage((m) => m.type === 'connected');
 
-    const own = await upgrade(container.port, `${base}?token=${token}`);
-    expect(own.status).toBe(101);
-    expect(JSON.parse(await own.firstMessage!)).toEqual({ type: 'connected' });
-    own.socket!.destroy();
+      // An edit in WORK_DIR reaches the browser side as an HMR update through the proxy.
+      const appPath = join(workDir, 'src/App.jsx');
+      writeFileSync(appPath, readFileSync(appPath, 'utf8').replace('count is', 'clicks:'));
+      const update = await own.nextMessage((m) => m.type === 'update');
+      expect(JSON.stringify(update)).toContain('/src/App.jsx');
+      expect(await (await fetch(`${origin}${base}src/App.jsx`)).text()).toContain('clicks:');
+    } finally {
+      own.socket?.destroy();
+    }
 
-    const other = await upgrade(container.port, `/p/${randomUUID()}/?token=${token}`);
+    const other = await openWebSocket(container.port, `/p/${randomUUID()}/?token=${token}`);
     expect(other.status).toBe(404);
+    const outside = await openWebSocket(container.port, `/?token=${token}`);
+    expect(outside.status).toBe(404);
   });
 
   it('stops on SIGTERM with exit code 0 within 3 s', async () => {

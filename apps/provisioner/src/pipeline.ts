@@ -15,6 +15,8 @@ export const PROVISION_PIPELINE: readonly Step[] = [
   activateStep,
 ];
 
+const STEP_GRACE_MS = 2000;
+
 /** Thrown by `runPipeline`: which step failed, and why. */
 export class StepFailedError extends Error {
   constructor(readonly step: Step['name'], readonly cause: unknown) {
@@ -35,7 +37,8 @@ export async function runPipeline(ctx: ProvisionContext, steps: readonly Step[] 
     const budget = Math.min(step.timeoutMs(ctx.deps.config), deadline - started);
     try {
       if (budget <= 0) throw new TimeoutError('the provisioning deadline', ctx.deps.config.PROVISION_DEADLINE_MS);
-      await withTimeout(step.run(ctx), budget, `step ${step.name}`);
+      // The step watches its own budget and says what it waited for; this is the backstop.
+      await withTimeout(step.run(ctx, budget), budget + STEP_GRACE_MS, `step ${step.name}`);
     } catch (err) {
       throw new StepFailedError(step.name, err);
     }

@@ -44,7 +44,8 @@ export interface Step {
   name: ProvisionStep;
   /** How long the step may take, before the overall deadline cuts it shorter. */
   timeoutMs(config: Config): number;
-  run(ctx: ProvisionContext): Promise<void>;
+  /** `budgetMs`: the time this run of the step has; a step that waits says what for when it runs out. */
+  run(ctx: ProvisionContext, budgetMs: number): Promise<void>;
 }
 
 /** Returns the value or throws: a step that needs an earlier step's result says which. */

@@ -8,7 +8,7 @@ const duration = (fallback: number) => z.coerce.number().int().positive().defaul
 
 export const configSchema = z.object({
   NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
-  LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
+  LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error', 'silent']).default('info'),
   DATABASE_URL: z.string().url().default('postgres://postgres@127.0.0.1:5432/velocity_preview'),
   REDIS_URL: z.string().url().default('redis://127.0.0.1:6379'),
   /** Prefix of every BullMQ queue and Redis key, so deployments and test runs never collide. */

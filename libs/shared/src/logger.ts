@@ -2,8 +2,8 @@
  * Structured logs: one JSON line an event, with the app name and, where there is
  * one, the session id. `child()` binds fields (sessionId, jobId) for a scope.
  */
-export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
-const ORDER: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error' | 'silent';
+const ORDER: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40, silent: 100 };
 
 export interface Logger {
   debug(msg: string, fields?: Record<string, unknown>): void;
@@ -20,7 +20,7 @@ export function createLogger(
   write: (line: string) => void = (line) => process.stdout.write(line + '\n'),
 ): Logger {
   const min = ORDER[level] ?? ORDER.info;
-  const log = (lvl: LogLevel) => (msg: string, fields: Record<string, unknown> = {}) => {
+  const log = (lvl: Exclude<LogLevel, 'silent'>) => (msg: string, fields: Record<string, unknown> = {}) => {
     if (ORDER[lvl] < min) return;
     const err = fields.err instanceof Error ? { err: { message: fields.err.message, name: fields.err.name } } : {};
     write(JSON.stringify({ time: new Date().toISOString(), level: lvl, app, ...bound, msg, ...fields, ...err }));

@@ -23,15 +23,6 @@ export class ErrorFilter implements ExceptionFilter {
           : { statusCode: status, ...(body as object) };
       return void res.status(status).json(payload);
     }
-    const bodyParserStatus = (exception as { status?: number; type?: string })?.status;
-    if (bodyParserStatus && bodyParserStatus >= 400 && bodyParserStatus < 500) {
-      return void res.status(bodyParserStatus).json({
-        statusCode: bodyParserStatus,
-        error: 'Bad Request',
-        message: `body: ${(exception as Error).message}`,
-        field: 'body',
-      });
-    }
     this.logger.error('unhandled error', { err: exception as Error });
     res.status(500).json({ statusCode: 500, error: 'Internal Server Error', message: 'Internal server error' });
   }

@@ -9,6 +9,9 @@ export function parseOr400<S extends z.ZodType>(schema: S, input: unknown, where
   const parsed = schema.safeParse(input);
   if (parsed.success) return parsed.data;
   const issue = parsed.error.issues[0];
-  const field = issue.path.length > 0 ? issue.path.join('.') : where;
-  throw new BadRequestException({ statusCode: 400, error: 'Bad Request', message: `${field}: ${issue.message}`, field });
+  // An unknown key is named itself, not the object that holds it.
+  const path = issue.code === 'unrecognized_keys' ? [...issue.path, issue.keys[0]] : issue.path;
+  const field = path.length > 0 ? path.join('.') : where;
+  const message = issue.code === 'unrecognized_keys' ? 'unknown field' : issue.message;
+  throw new BadRequestException({ statusCode: 400, error: 'Bad Request', message: `${field}: ${message}`, field });
 }

@@ -5,7 +5,8 @@ import { required, type ProvisionContext, type Step } from '../provision-context
 export const createMachineStep: Step = {
   name: 'create-machine',
   timeoutMs: (config) => config.MACHINE_START_TIMEOUT_MS,
-  async run(ctx) {
+  async run(ctx, budgetMs) {
+    const until = Date.now() + budgetMs;
     const { provider, store } = ctx.deps;
     const session = required(ctx.session, 'the session row');
     const project = required(ctx.project, 'the project');
@@ -20,7 +21,7 @@ export const createMachineStep: Step = {
       ctx.signal,
     );
     ctx.logger.info('machine created', { machineId: created.id, provider: provider.name });
-    const machine = await provider.waitStarted(created, this.timeoutMs(ctx.deps.config), ctx.signal);
+    const machine = await provider.waitStarted(created, Math.max(0, until - Date.now()), ctx.signal);
     // Resumed after the machine was recorded: nothing to record again.
     if (session.status !== 'creating' && session.containerId === machine.id) {
       ctx.machine = machine;

@@ -8,10 +8,10 @@ import { required, type Step } from '../provision-context';
 export const verifyUrlStep: Step = {
   name: 'verify-url',
   timeoutMs: (config) => config.VERIFY_TIMEOUT_MS,
-  async run(ctx) {
+  async run(ctx, budgetMs) {
     const session = required(ctx.session, 'the session row');
     const url = previewUrlOf(ctx.deps.config, session.id);
-    const deadline = Date.now() + this.timeoutMs(ctx.deps.config);
+    const deadline = Date.now() + budgetMs;
     let last = 'no answer yet';
     while (Date.now() < deadline) {
       last = await probe(url);
@@ -21,7 +21,7 @@ export const verifyUrlStep: Step = {
       }
       await sleep(50, ctx.signal);
     }
-    throw new TimeoutError(`${url} to answer 200 with the app's HTML (last: ${last})`, this.timeoutMs(ctx.deps.config));
+    throw new TimeoutError(`${url} to answer 200 with the app's HTML (last: ${last})`, budgetMs);
   },
 };
 

@@ -1,0 +1,8 @@
+/**
+ * The preview container's reusable parts. The program itself is `main.ts`, run as
+ * `node -r @swc-node/register apps/preview-container/src/main.ts` with its env.
+ */
+export { loadConfig, ConfigError, type ContainerConfig } from './config';
+export { routeRequest, type Route } from './session-routing';
+export { safeRelativePath, resolveInside, UnsafePathError } from './path-safety';
+export type { HealthReport } from './health';

@@ -1,0 +1,87 @@
+import { Queue } from 'bullmq';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomUUID } from 'node:crypto';
+import {
+  DEMO_PROJECT_ID,
+  EventLog,
+  LocalMachineProvider,
+  PostgresSessionStore,
+  QueueName,
+  createLogger,
+  createRedis,
+  type ProvisionSessionJob,
+} from '@velocity/shared';
+import { testConfig } from '../../../libs/shared/test/test-env';
+import type { ProvisionDeps } from './provision-context';
+import { ProvisionSession } from './provision-session';
+
+/**
+ * The use case with real Postgres, Redis and preview machines. With no edge
+ * listening at PUBLIC_URL, verification can never pass: the undo path runs for real.
+ */
+describe('ProvisionSession', () => {
+  const machinesDir = mkdtempSync(join(tmpdir(), 'vp-prov-'));
+  const config = testConfig({ PUBLIC_URL: 'http://127.0.0.1:9', VERIFY_TIMEOUT_MS: 1500, LOCAL_MACHINES_DIR: machinesDir });
+  const redis = createRedis(config.REDIS_URL);
+  const store = new PostgresSessionStore(config.DATABASE_URL);
+  const provider = new LocalMachineProvider({ dir: machinesDir });
+  const events = new EventLog(redis, config.QUEUE_PREFIX, 60);
+  const cleanupQueue = new Queue(QueueName.Cleanup, { connection: redis, prefix: config.QUEUE_PREFIX });
+  const logger = createLogger('provisioner-test', 'silent');
+  const deps: ProvisionDeps = { config, store, provider, events, cleanupQueue, logger };
+  const useCase = new ProvisionSession(deps);
+
+  const job = (projectId = DEMO_PROJECT_ID): ProvisionSessionJob => ({
+    sessionId: randomUUID(),
+    projectId,
+    tier: 'free',
+    requestedAt: Date.now(),
+  });
+  const run = (data: ProvisionSessionJob, attempt: number, maxAttempts: number) =>
+    useCase.execute({ job: data, attempt, maxAttempts, signal: new AbortController().signal, logger });
+  const storedEvents = async (sessionId: string) => (await events.read(sessionId)).map((e) => e.event);
+
+  afterAll(async () => {
+    await Promise.all((await provider.list()).map((m) => provider.destroy(m.id)));
+    rmSync(machinesDir, { recursive: true, force: true });
+    await cleanupQueue.close();
+    await store.close();
+    redis.disconnect();
+  });
+
+  it('fails at once, with no row and no machine, for a project that does not exist', async () => {
+    const data = job(randomUUID());
+    const outcome = await run(data, 1, 3);
+    expect(outcome.status).toBe('failed');
+    expect(await store.getSession(data.sessionId)).toBeNull();
+    expect(await provider.findBySession(data.sessionId)).toBeNull();
+    expect((await storedEvents(data.sessionId)).at(-1)).toMatchObject({
+      type: 'failed',
+      step: 'ensure-project',
+      retryable: false,
+      reason: expect.stringContaining('does not exist'),
+    });
+  });
+
+  it('keeps the machine for the retry when attempts remain, then undoes everything on the last', async () => {
+    const data = job();
+    const first = await run(data, 1, 2);
+    expect(first.status).toBe('retry');
+    const kept = await provider.findBySession(data.sessionId);
+    expect(kept?.state).toBe('started');
+    expect(await store.getSession(data.sessionId)).toMatchObject({ status: 'starting', containerId: kept!.id });
+
+    const last = await run(data, 2, 2);
+    expect(last.status).toBe('failed');
+    expect(await provider.findBySession(data.sessionId)).toBeNull();
+    const row = await store.getSession(data.sessionId);
+    expect(row).toMatchObject({ status: 'error', errorStep: 'verify-url' });
+    expect(row!.errorMessage).toContain('Timed out');
+    const failed = (await storedEvents(data.sessionId)).at(-1);
+    expect(failed).toMatchObject({ type: 'failed', step: 'verify-url', retryable: true });
+    // The same machine served both attempts: one create, never a second machine.
+    expect((await storedEvents(data.sessionId)).filter((e) => e.type === 'progress' && e.step === 'create-machine' && e.state === 'done')).toHaveLength(2);
+  }, 30_000);
+});
