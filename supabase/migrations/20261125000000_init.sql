@@ -143,17 +143,21 @@ begin
 end;
 $$;
 
--- Inserts the session row with status 'creating' unless it exists; returns the
--- row either way (an existing row is returned unchanged).
-create or replace function public.vp_create_session(p_id uuid, p_project_id uuid, p_tier text, p_resource_limits jsonb)
+-- Inserts the session row with status p_status ('queued' when the api records a
+-- request, 'creating' when the provisioner finds no row) unless it exists;
+-- returns the row either way (an existing row is returned unchanged).
+create or replace function public.vp_create_session(p_id uuid, p_project_id uuid, p_tier text, p_resource_limits jsonb, p_status text default 'queued')
 returns public.preview_sessions
 language plpgsql
 as $$
 declare
   v_row public.preview_sessions;
 begin
+  if p_status not in ('queued', 'creating') then
+    raise exception 'a new session starts queued or creating, not %', p_status using errcode = '22023';
+  end if;
   insert into public.preview_sessions (id, project_id, status, tier, resource_limits)
-  values (p_id, p_project_id, 'creating', coalesce(p_tier, 'free'), coalesce(p_resource_limits, '{}'::jsonb))
+  values (p_id, p_project_id, p_status, coalesce(p_tier, 'free'), coalesce(p_resource_limits, '{}'::jsonb))
   on conflict (id) do nothing
   returning * into v_row;
 

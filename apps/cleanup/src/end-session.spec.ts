@@ -26,7 +26,7 @@ describe('EndSession', () => {
   async function activeSession() {
     const project = await store.ensureProject({ id: randomUUID(), name: 'cleanup test', templateType: 'react' });
     const id = randomUUID();
-    await store.createSession({ id, projectId: project.id, tier: 'free', resourceLimits: { cpus: 1, memoryMb: 512 } });
+    await store.createSession({ id, projectId: project.id, tier: 'free', resourceLimits: { cpus: 1, memoryMb: 512 }, status: 'creating' });
     const machine = await provider.create({ sessionId: id, projectId: project.id, templateType: 'react', resourceLimits: { cpus: 1, memoryMb: 512 }, env: {} });
     await store.transition(id, 'starting', { containerId: machine.id, containerUrl: machine.url });
     await store.transition(id, 'active', { previewUrl: 'http://127.0.0.1/p/x/', ttlSeconds: 60 });
@@ -51,7 +51,7 @@ describe('EndSession', () => {
   it('does nothing to a session that is not active', async () => {
     const project = await store.ensureProject({ id: randomUUID(), name: 'cleanup test', templateType: 'react' });
     const id = randomUUID();
-    await store.createSession({ id, projectId: project.id, tier: 'free', resourceLimits: { cpus: 1, memoryMb: 512 } });
+    await store.createSession({ id, projectId: project.id, tier: 'free', resourceLimits: { cpus: 1, memoryMb: 512 }, status: 'creating' });
     expect(await endSession.execute(id, 'expired')).toBe('not-active');
     expect((await store.getSession(id))?.status).toBe('creating');
     expect(await events.read(id)).toEqual([]);

@@ -44,6 +44,8 @@ export interface NewSession {
   projectId: string;
   tier: Tier;
   resourceLimits: ResourceLimits;
+  /** `queued` when the api records a request; `creating` when the provisioner finds no row. */
+  status: 'queued' | 'creating';
 }
 
 /** Fields a status change may set along with the status. */
@@ -72,7 +74,7 @@ export interface SessionStore {
   seedProjectFiles(projectId: string, files: ProjectFile[]): Promise<number>;
   listProjectFiles(projectId: string): Promise<ProjectFile[]>;
 
-  /** Inserts the session row (status `creating`) unless it exists; returns the row either way. */
+  /** Inserts the session row (with `session.status`) unless it exists; returns the row either way. */
   createSession(session: NewSession): Promise<PreviewSession>;
   getSession(sessionId: string): Promise<PreviewSession | null>;
   /**

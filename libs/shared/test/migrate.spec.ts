@@ -114,7 +114,7 @@ describe('migrations', () => {
        where n.nspname = 'public' and proname like 'vp\\_%' order by proname`,
     );
     expect(functions).toEqual([
-      { proname: 'vp_create_session', args: 'p_id uuid, p_project_id uuid, p_tier text, p_resource_limits jsonb' },
+      { proname: 'vp_create_session', args: 'p_id uuid, p_project_id uuid, p_tier text, p_resource_limits jsonb, p_status text' },
       { proname: 'vp_ensure_project', args: 'p_id uuid, p_name text, p_template_type text' },
       { proname: 'vp_seed_project_files', args: 'p_project_id uuid, p_files jsonb' },
       { proname: 'vp_transition_session', args: 'p_id uuid, p_from text[], p_to text, p_patch jsonb' },

@@ -38,6 +38,7 @@ export function sessionStoreContract(name: string, makeStore: () => Promise<Sess
         projectId: project.id,
         tier: 'free',
         resourceLimits: { cpus: 1, memoryMb: 512 },
+        status: 'creating',
         ...overrides,
       });
     }
@@ -149,6 +150,7 @@ export function sessionStoreContract(name: string, makeStore: () => Promise<Sess
           projectId: project.id,
           tier: 'pro',
           resourceLimits: { cpus: 2, memoryMb: 2048 },
+          status: 'creating',
         });
         expect(session).toEqual({
           id,
@@ -177,9 +179,17 @@ export function sessionStoreContract(name: string, makeStore: () => Promise<Sess
           projectId: first.projectId,
           tier: 'pro',
           resourceLimits: { cpus: 4, memoryMb: 4096 },
+          status: 'queued',
         });
         expect(second).toEqual(first);
         expect(await store.getSession(first.id)).toEqual(first);
+      });
+
+      it('createSession records a request as queued, which may only move to creating or error', async () => {
+        const session = await newSession({ status: 'queued' });
+        expect(session.status).toBe('queued');
+        expect(await store.transition(session.id, 'starting')).toBeNull();
+        expect((await store.transition(session.id, 'creating'))?.status).toBe('creating');
       });
 
       it('createSession does not reset a session that moved on', async () => {
@@ -191,6 +201,7 @@ export function sessionStoreContract(name: string, makeStore: () => Promise<Sess
           projectId: session.projectId,
           tier: session.tier,
           resourceLimits: session.resourceLimits,
+          status: 'creating',
         });
         expect(again).toEqual(started);
       });
@@ -198,7 +209,7 @@ export function sessionStoreContract(name: string, makeStore: () => Promise<Sess
       it('createSession rejects for a missing project', async () => {
         const id = randomUUID();
         await expect(
-          store.createSession({ id, projectId: randomUUID(), tier: 'free', resourceLimits: { cpus: 1, memoryMb: 512 } }),
+          store.createSession({ id, projectId: randomUUID(), tier: 'free', resourceLimits: { cpus: 1, memoryMb: 512 }, status: 'queued' }),
         ).rejects.toThrow();
         expect(await store.getSession(id)).toBeNull();
       });

@@ -16,20 +16,3 @@ export function sessionView(session: PreviewSession) {
     updatedAt: session.updatedAt,
   };
 }
-
-/** A session whose job is queued but whose row the provisioner has not committed yet. */
-export function queuedView(sessionId: string, projectId: string, tier: string, requestedAt: number) {
-  return {
-    id: sessionId,
-    projectId,
-    status: 'queued' as const,
-    tier,
-    previewUrl: null,
-    expiresAt: null,
-    endedAt: null,
-    errorMessage: null,
-    errorStep: null,
-    createdAt: new Date(requestedAt).toISOString(),
-    updatedAt: new Date(requestedAt).toISOString(),
-  };
-}

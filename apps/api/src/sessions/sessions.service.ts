@@ -3,17 +3,19 @@ import { Inject, Injectable, NotFoundException } from '@nestjs/common';
 import type { Queue } from 'bullmq';
 import { randomUUID } from 'node:crypto';
 import {
+  DEFAULT_TEMPLATE,
   DEMO_PROJECT_ID,
   EventLog,
   JobName,
   QueueName,
   parseJob,
+  resourceLimitsOf,
   type Config,
   type SessionStore,
   type Tier,
 } from '@velocity/shared';
 import { CONFIG, EVENT_LOG, SESSION_STORE } from '../tokens';
-import { queuedView, sessionView } from './session.view';
+import { sessionView } from './session.view';
 
 /** Session use cases of the api: it asks for sessions and reads them; it never provisions. */
 @Injectable()
@@ -25,13 +27,22 @@ export class SessionsService {
     @InjectQueue(QueueName.Sessions) private readonly queue: Queue,
   ) {}
 
-  /** Checks the project, stores `queued`, enqueues the job (job id = session id). */
+  /**
+   * Checks the project, records the request durably (row `queued`), stores the
+   * `queued` event and enqueues the job (job id = session id). A job lost with
+   * Redis is enqueued again from the row by cleanup's sweep.
+   */
   async create(projectId: string, tier: Tier) {
-    if (projectId !== DEMO_PROJECT_ID && !(await this.store.getProject(projectId))) {
+    const project =
+      projectId === DEMO_PROJECT_ID
+        ? await this.store.ensureProject({ id: projectId, name: 'Demo project', templateType: DEFAULT_TEMPLATE })
+        : await this.store.getProject(projectId);
+    if (!project) {
       throw new NotFoundException({ statusCode: 404, error: 'Not Found', message: `Project ${projectId} does not exist`, field: 'projectId' });
     }
     const sessionId = randomUUID();
     const requestedAt = Date.now();
+    await this.store.createSession({ id: sessionId, projectId, tier, resourceLimits: resourceLimitsOf(tier), status: 'queued' });
     await this.events.append({ type: 'queued', sessionId, at: requestedAt });
     await this.queue.add(
       JobName.ProvisionSession,
@@ -47,22 +58,14 @@ export class SessionsService {
     return { sessionId, status: 'queued' as const, eventsUrl: `/v1/sessions/${sessionId}/events`, sessionUrl: `/v1/sessions/${sessionId}` };
   }
 
-  /** The row when committed; before that, the queued job. */
   async get(sessionId: string) {
     const session = await this.store.getSession(sessionId);
     if (session) return sessionView(session);
-    const job = await this.queue.getJob(sessionId);
-    if (job) {
-      const data = parseJob(JobName.ProvisionSession, job.data);
-      return queuedView(sessionId, data.projectId, data.tier, data.requestedAt);
-    }
     throw new NotFoundException({ statusCode: 404, error: 'Not Found', message: `Session ${sessionId} does not exist`, sessionId });
   }
 
-  /** Whether anything knows this session: its event stream, its row or its job. */
+  /** Whether this session was ever asked for: its event stream or its row. */
   async exists(sessionId: string): Promise<boolean> {
-    if (await this.events.exists(sessionId)) return true;
-    if (await this.store.getSession(sessionId)) return true;
-    return (await this.queue.getJob(sessionId)) !== undefined;
+    return (await this.events.exists(sessionId)) || (await this.store.getSession(sessionId)) !== null;
   }
 }

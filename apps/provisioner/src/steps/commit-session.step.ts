@@ -1,19 +1,23 @@
 import { PermanentError, isTerminal, resourceLimitsOf } from '@velocity/shared';
 import type { Step } from '../provision-context';
 
-/** The session row is committed (status `creating`) before any machine exists; a rerun finds it. */
+/**
+ * The session row is committed and says `creating` before any machine exists.
+ * The api recorded it `queued`; a row that is missing (an older api) is made here.
+ */
 export const commitSessionStep: Step = {
   name: 'commit-session',
   timeoutMs: (config) => config.PROVISION_DEADLINE_MS,
   async run(ctx) {
+    const { store } = ctx.deps;
     const { sessionId, projectId, tier } = ctx.job;
-    const session = await ctx.deps.store.createSession({
-      id: sessionId,
-      projectId,
-      tier,
-      resourceLimits: resourceLimitsOf(tier),
-    });
-    if (isTerminal(session.status)) throw new PermanentError(`Session ${sessionId} is already ${session.status}`);
+    let session =
+      (await store.getSession(sessionId)) ??
+      (await store.createSession({ id: sessionId, projectId, tier, resourceLimits: resourceLimitsOf(tier), status: 'creating' }));
+    if (session.status === 'queued') session = (await store.transition(sessionId, 'creating')) ?? (await store.getSession(sessionId))!;
+    if (isTerminal(session.status) || session.status === 'ending') {
+      throw new PermanentError(`Session ${sessionId} is already ${session.status}`);
+    }
     ctx.session = session;
   },
 };

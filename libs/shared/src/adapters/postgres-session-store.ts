@@ -60,11 +60,12 @@ export class PostgresSessionStore implements SessionStore {
   }
 
   async createSession(session: NewSession): Promise<PreviewSession> {
-    const { rows } = await this.pool.query<SessionRow>('select * from vp_create_session($1, $2, $3, $4::jsonb)', [
+    const { rows } = await this.pool.query<SessionRow>('select * from vp_create_session($1, $2, $3, $4::jsonb, $5)', [
       session.id,
       session.projectId,
       session.tier,
       JSON.stringify(session.resourceLimits),
+      session.status,
     ]);
     return toSession(rows[0]);
   }
