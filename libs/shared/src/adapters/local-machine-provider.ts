@@ -1,35 +1,35 @@
-import { spawn } from 'node:child_process';
-import { mkdir, open, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { execFile, spawn } from 'node:child_process';
+import { mkdir, open, readFile, rm, stat, unlink } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
 import { TimeoutError, sleep } from '../errors';
 import type { Machine, MachineProvider, MachineSpec } from '../machine-provider';
 
 const REPO_ROOT = resolve(__dirname, '../../../..');
 const CONTAINER_ENTRY = join(REPO_ROOT, 'apps/preview-container/src/main.ts');
-
-/** What the local provider keeps of each machine, in `<dir>/<sessionId>/machine.json`. */
-interface MachineRecord {
-  id: string;
-  sessionId: string;
-  pid: number;
-  port: number;
-  url: string;
-  createdAt: string;
-}
+const run = promisify(execFile);
 
 export interface LocalMachineProviderOptions {
-  /** Folder for machine records, work folders and logs. */
+  /** Folder for the machines' work folders and logs; also scopes which machines this provider sees. */
   dir: string;
   /** Command that runs the preview container; defaults to apps/preview-container under swc-node. */
   command?: string[];
 }
 
+/** A machine process as the process table shows it. */
+interface MachineProcess {
+  pid: number;
+  sessionId: string;
+  port: number;
+}
+
 /**
  * Machines as local processes: one detached `apps/preview-container` process per
- * session on a free loopback port. Records live on disk, so any provisioner or
- * cleanup process on this host can find, reuse and destroy a machine, as with a
- * real cloud API; a machine outlives the process that created it.
+ * session on a free loopback port. The process table is the source of truth, as
+ * a cloud API would be: each machine carries its session id, port and provider
+ * folder in its arguments, so any provisioner or cleanup process on this host
+ * finds, reuses and destroys it, and a machine outlives the process that made it.
  */
 export class LocalMachineProvider implements MachineProvider {
   readonly name = 'local';
@@ -43,8 +43,6 @@ export class LocalMachineProvider implements MachineProvider {
   }
 
   async create(spec: MachineSpec): Promise<Machine> {
-    // One create at a time per session in this process; other processes are kept
-    // off by the session folder, which only one mkdir can make.
     const pending = this.creating.get(spec.sessionId);
     if (pending) return pending;
     const creation = this.createOnce(spec).finally(() => this.creating.delete(spec.sessionId));
@@ -54,9 +52,8 @@ export class LocalMachineProvider implements MachineProvider {
 
   async waitStarted(machine: Machine, timeoutMs: number, signal?: AbortSignal): Promise<Machine> {
     const deadline = Date.now() + timeoutMs;
-    const record = await this.readRecord(machine.sessionId);
     while (Date.now() < deadline) {
-      if (!record || !isAlive(record.pid)) {
+      if (!(await this.findBySession(machine.sessionId))) {
         throw new Error(`Machine ${machine.id} exited while starting: ${await this.logTail(machine.sessionId)}`);
       }
       if (await answers(`${machine.url}/health`)) return { ...machine, state: 'started' };
@@ -70,39 +67,73 @@ export class LocalMachineProvider implements MachineProvider {
   }
 
   async findBySession(sessionId: string): Promise<Machine | null> {
-    const record = await this.readRecord(sessionId);
-    return record ? toMachine(record) : null;
+    const [found] = (await this.processes()).filter((p) => p.sessionId === sessionId);
+    return found ? toMachine(found) : null;
   }
 
   async destroy(machineId: string): Promise<void> {
     const sessionId = sessionIdOf(machineId);
-    const record = await this.readRecord(sessionId);
-    if (record) await stopProcessGroup(record.pid);
+    const processes = (await this.processes()).filter((p) => p.sessionId === sessionId);
+    await Promise.all(processes.map((p) => stopProcessGroup(p.pid)));
     await rm(this.sessionDir(sessionId), { recursive: true, force: true });
   }
 
   async list(): Promise<Machine[]> {
-    const entries = await readdir(this.dir).catch(() => [] as string[]);
-    const records = await Promise.all(entries.map((sessionId) => this.readRecord(sessionId)));
-    return records.filter((r): r is MachineRecord => r !== null).map(toMachine);
+    return (await this.processes()).map(toMachine);
+  }
+
+  /** Every machine process of this provider, including duplicates of one session (for fault checks). */
+  async processes(): Promise<MachineProcess[]> {
+    const { stdout } = await run('ps', ['-eo', 'pid=,args='], { maxBuffer: 16 * 1024 * 1024 });
+    const dirArg = `--vp-dir=${this.dir}`;
+    return stdout
+      .split('\n')
+      .filter((line) => line.includes(dirArg))
+      .map(parseProcess)
+      .filter((p): p is MachineProcess => p !== null);
   }
 
   async close(): Promise<void> {
     // Machines are independent processes; nothing to release.
   }
 
+  /**
+   * At most one spawn per session: a live process is reused; otherwise the
+   * spawn lock (O_EXCL) decides who spawns, and a lock older than a few
+   * seconds is from a creator that died and is taken over.
+   */
   private async createOnce(spec: MachineSpec): Promise<Machine> {
-    await mkdir(this.dir, { recursive: true });
-    const claimed = await mkdir(this.sessionDir(spec.sessionId)).then(() => true, (err) => {
-      if (err.code === 'EEXIST') return false;
-      throw err;
-    });
-    if (!claimed) {
-      const existing = await this.waitForRecord(spec.sessionId, 5000);
-      if (existing && isAlive(existing.pid)) return toMachine(existing);
-      if (existing) await stopProcessGroup(existing.pid);
+    const deadline = Date.now() + 10_000;
+    while (Date.now() < deadline) {
+      const existing = await this.findBySession(spec.sessionId);
+      if (existing) return existing;
+      const lock = await this.takeSpawnLock(spec.sessionId);
+      if (lock) {
+        try {
+          const again = await this.findBySession(spec.sessionId);
+          return again ?? (await this.spawnMachine(spec));
+        } finally {
+          await unlink(lock).catch(() => undefined);
+        }
+      }
+      await sleep(50);
     }
-    return this.spawnMachine(spec);
+    throw new TimeoutError(`the spawn lock of session ${spec.sessionId}`, 10_000);
+  }
+
+  private async takeSpawnLock(sessionId: string): Promise<string | null> {
+    const dir = this.sessionDir(sessionId);
+    await mkdir(dir, { recursive: true });
+    const lock = join(dir, 'spawn.lock');
+    try {
+      await (await open(lock, 'wx')).close();
+      return lock;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      const age = Date.now() - (await stat(lock).then((s) => s.mtimeMs, () => Date.now()));
+      if (age > 5000) await unlink(lock).catch(() => undefined);
+      return null;
+    }
   }
 
   private async spawnMachine(spec: MachineSpec): Promise<Machine> {
@@ -112,7 +143,9 @@ export class LocalMachineProvider implements MachineProvider {
     const port = await freePort();
     const log = await open(join(sessionDir, 'container.log'), 'a');
     const [cmd, ...args] = this.command;
-    const child = spawn(cmd, args, {
+    const markers = [`--vp-machine=${spec.sessionId}`, `--vp-port=${port}`, `--vp-dir=${this.dir}`];
+    // '--' ends node's own options, so the markers reach the program even after `node -e`.
+    const child = spawn(cmd, [...args, '--', ...markers], {
       cwd: REPO_ROOT,
       detached: true,
       stdio: ['ignore', log.fd, log.fd],
@@ -121,36 +154,7 @@ export class LocalMachineProvider implements MachineProvider {
     await log.close();
     if (child.pid === undefined) throw new Error(`Could not start the preview container for session ${spec.sessionId}`);
     child.unref();
-    const record: MachineRecord = {
-      id: machineIdOf(spec.sessionId),
-      sessionId: spec.sessionId,
-      pid: child.pid,
-      port,
-      url: `http://127.0.0.1:${port}`,
-      createdAt: new Date().toISOString(),
-    };
-    const file = join(sessionDir, 'machine.json');
-    await writeFile(`${file}.tmp`, JSON.stringify(record));
-    await rename(`${file}.tmp`, file);
-    return toMachine(record);
-  }
-
-  private async waitForRecord(sessionId: string, timeoutMs: number): Promise<MachineRecord | null> {
-    const deadline = Date.now() + timeoutMs;
-    while (Date.now() < deadline) {
-      const record = await this.readRecord(sessionId);
-      if (record) return record;
-      await sleep(50);
-    }
-    return null;
-  }
-
-  private async readRecord(sessionId: string): Promise<MachineRecord | null> {
-    try {
-      return JSON.parse(await readFile(join(this.sessionDir(sessionId), 'machine.json'), 'utf8')) as MachineRecord;
-    } catch {
-      return null;
-    }
+    return toMachine({ pid: child.pid, sessionId: spec.sessionId, port });
   }
 
   private async logTail(sessionId: string): Promise<string> {
@@ -167,8 +171,15 @@ export class LocalMachineProvider implements MachineProvider {
 const machineIdOf = (sessionId: string) => `local-${sessionId}`;
 const sessionIdOf = (machineId: string) => machineId.replace(/^local-/, '');
 
-function toMachine(record: MachineRecord): Machine {
-  return { id: record.id, sessionId: record.sessionId, url: record.url, state: isAlive(record.pid) ? 'started' : 'stopped' };
+function toMachine(p: MachineProcess): Machine {
+  return { id: machineIdOf(p.sessionId), sessionId: p.sessionId, url: `http://127.0.0.1:${p.port}`, state: 'started' };
+}
+
+function parseProcess(line: string): MachineProcess | null {
+  const pid = Number(line.trim().split(/\s+/, 1)[0]);
+  const sessionId = line.match(/--vp-machine=([0-9a-f-]{36})/i)?.[1];
+  const port = Number(line.match(/--vp-port=(\d+)/)?.[1]);
+  return pid && sessionId && port ? { pid, sessionId, port } : null;
 }
 
 function isAlive(pid: number): boolean {

@@ -21,7 +21,8 @@ export class PostgresSessionStore implements SessionStore {
   private closed = false;
 
   constructor(databaseUrl: string, options: { max?: number } = {}) {
-    this.pool = new Pool({ connectionString: databaseUrl, max: options.max ?? 10 });
+    // Bounded waits: a database that does not answer fails the call instead of hanging it.
+    this.pool = new Pool({ connectionString: databaseUrl, max: options.max ?? 10, connectionTimeoutMillis: 5000, query_timeout: 15000 });
     // An idle connection dropped by the server must not crash the process; the next query reports it.
     this.pool.on('error', () => undefined);
   }
