@@ -1,4 +1,4 @@
-import { DEMO_PROJECT_ID, loadConfig, publicUrl, readSse, sessionEventSchema } from '@velocity/shared';
+import { DEMO_PROJECT_ID, followSessionEvents, loadConfig, publicUrl } from '@velocity/shared';
 
 /**
  * `npm run preview -- [projectId]`: asks for a preview, prints each step as it
@@ -16,16 +16,18 @@ async function main() {
   if (res.status !== 202) throw new Error(`POST /v1/sessions answered ${res.status}: ${created.message ?? JSON.stringify(created)}`);
   console.log(`session ${created.sessionId} queued`);
   const started = Date.now();
-  const stream = await fetch(`${base}${created.eventsUrl}`, { signal: AbortSignal.timeout(120_000) });
-  if (!stream.ok || !stream.body) throw new Error(`events answered ${stream.status}`);
-  for await (const frame of readSse(stream.body)) {
-    const event = sessionEventSchema.parse(JSON.parse(frame.data));
-    const t = `${((Date.now() - started) / 1000).toFixed(2)}s`.padStart(7);
-    if (event.type === 'progress' && event.state === 'done') console.log(`${t}  ✓ ${event.step} (${event.ms} ms)`);
-    if (event.type === 'ready') return void console.log(`${t}  ready: ${event.previewUrl}`);
-    if (event.type === 'failed') throw new Error(`failed at ${event.step ?? 'start'}: ${event.reason}`);
-  }
-  throw new Error('the event stream closed before the session was ready');
+  const { events } = await followSessionEvents({
+    baseUrls: [base],
+    sessionId: created.sessionId,
+    timeoutMs: 120_000,
+    onEvent: (event) => {
+      const t = `${((Date.now() - started) / 1000).toFixed(2)}s`.padStart(7);
+      if (event.type === 'progress' && event.state === 'done') console.log(`${t}  ✓ ${event.step} (${event.ms} ms)`);
+      if (event.type === 'ready') console.log(`${t}  ready: ${event.previewUrl}`);
+    },
+  });
+  const last = events.at(-1)!;
+  if (last.type === 'failed') throw new Error(`failed at ${last.step ?? 'start'}: ${last.reason}`);
 }
 
 main().catch((err) => {

@@ -7,6 +7,7 @@ import {
   createMachineProvider,
   createRedis,
   createSessionStore,
+  faultsOf,
   loadConfig,
 } from '@velocity/shared';
 import { createProvisionWorker } from './provision-worker';
@@ -21,15 +22,18 @@ async function main() {
   const provider = createMachineProvider(config);
   const cleanupQueue = new Queue(QueueName.Cleanup, { connection: redis, prefix: config.QUEUE_PREFIX });
   const events = new EventLog(redis, config.QUEUE_PREFIX, config.EVENT_STREAM_TTL_SECONDS);
-  const worker = createProvisionWorker({ config, store, provider, events, cleanupQueue, logger }, redis, logger);
+  const worker = createProvisionWorker({ config, store, provider, events, cleanupQueue, logger, faults: faultsOf(config) }, redis, logger);
   worker.on('error', (err) => logger.error('worker error', { err }));
   await worker.waitUntilReady();
   logger.info('provisioner ready', { queue: QueueName.Sessions, concurrency: config.PROVISION_CONCURRENCY, provider: provider.name });
 
   const shutdown = async (signal: string) => {
-    logger.info('shutting down', { signal });
-    // close() waits for the jobs in hand to finish; new ones stay in the queue for others.
-    await worker.close();
+    logger.info('shutting down', { signal, graceMs: config.SHUTDOWN_GRACE_MS });
+    // Take no new jobs; let the ones in hand finish, and hand back what is still running after the grace.
+    const closing = worker.close();
+    const handBack = setTimeout(() => worker.cancelAllJobs('shutdown'), config.SHUTDOWN_GRACE_MS);
+    await closing;
+    clearTimeout(handBack);
     await cleanupQueue.close();
     await Promise.all([store.close(), provider.close()]);
     redis.disconnect();

@@ -1,4 +1,4 @@
-import { TimeoutError, errorMessage, withTimeout, type SessionEvent } from '@velocity/shared';
+import { TimeoutError, errorMessage, sleep, type SessionEvent } from '@velocity/shared';
 import type { ProvisionContext, Step } from './provision-context';
 import { ensureProjectStep } from './steps/ensure-project.step';
 import { commitSessionStep } from './steps/commit-session.step';
@@ -15,6 +15,7 @@ export const PROVISION_PIPELINE: readonly Step[] = [
   activateStep,
 ];
 
+/** Past its budget, a step that does not give up by itself is abandoned after this much more. */
 const STEP_GRACE_MS = 2000;
 
 /** Thrown by `runPipeline`: which step failed, and why. */
@@ -26,25 +27,46 @@ export class StepFailedError extends Error {
 }
 
 /**
- * Runs the steps top to bottom, each within its own timeout and the overall
+ * Runs the steps top to bottom, each within its own budget and the overall
  * deadline, and stores a progress event before and after each one.
  */
 export async function runPipeline(ctx: ProvisionContext, steps: readonly Step[] = PROVISION_PIPELINE): Promise<void> {
   const deadline = ctx.job.requestedAt + ctx.deps.config.PROVISION_DEADLINE_MS;
   for (const step of steps) {
+    if (ctx.deps.faults?.stepDelayMs) await sleep(ctx.deps.faults.stepDelayMs, ctx.signal);
     const started = Date.now();
     await emit(ctx, { type: 'progress', step: step.name, state: 'started', attempt: ctx.attempt });
     const budget = Math.min(step.timeoutMs(ctx.deps.config), deadline - started);
     try {
       if (budget <= 0) throw new TimeoutError('the provisioning deadline', ctx.deps.config.PROVISION_DEADLINE_MS);
-      // The step watches its own budget and says what it waited for; this is the backstop.
-      await withTimeout(step.run(ctx, budget), budget + STEP_GRACE_MS, `step ${step.name}`);
+      await runStep(ctx, step, budget);
     } catch (err) {
       throw new StepFailedError(step.name, err);
     }
     const ms = Date.now() - started;
-    ctx.logger.info('step done', { step: step.name, ms });
+    ctx.logger.info('step done', { step: step.name, ms, attempt: ctx.attempt });
     await emit(ctx, { type: 'progress', step: step.name, state: 'done', ms, attempt: ctx.attempt });
+  }
+}
+
+/**
+ * One step under its own abort signal: aborted when the job is (shutdown) or
+ * when the step overruns its budget, so waits inside it end and say why.
+ */
+async function runStep(ctx: ProvisionContext, step: Step, budgetMs: number): Promise<void> {
+  const jobSignal = ctx.signal;
+  const controller = new AbortController();
+  const onJobAbort = () => controller.abort(jobSignal.reason);
+  jobSignal.addEventListener('abort', onJobAbort, { once: true });
+  const timer = setTimeout(() => controller.abort(new TimeoutError(`step ${step.name}`, budgetMs + STEP_GRACE_MS)), budgetMs + STEP_GRACE_MS);
+  const aborted = new Promise<never>((_, reject) => controller.signal.addEventListener('abort', () => reject(controller.signal.reason), { once: true }));
+  ctx.signal = controller.signal;
+  try {
+    await Promise.race([step.run(ctx, budgetMs), aborted]);
+  } finally {
+    clearTimeout(timer);
+    jobSignal.removeEventListener('abort', onJobAbort);
+    ctx.signal = jobSignal;
   }
 }
 

@@ -2,6 +2,7 @@ import type { Queue } from 'bullmq';
 import type {
   Config,
   EventLog,
+  Faults,
   Logger,
   Machine,
   MachineProvider,
@@ -21,6 +22,8 @@ export interface ProvisionDeps {
   /** Where expiry jobs go once a session is active. */
   cleanupQueue: Queue;
   logger: Logger;
+  /** Injected faults (fault suite and tests only). */
+  faults?: Faults | null;
 }
 
 /** One provisioning run of one session; steps read and fill it in order. */

@@ -1,4 +1,4 @@
-import { errorMessage, isRetryable, type Logger, type ProvisionSessionJob } from '@velocity/shared';
+import { errorMessage, isRetryable, retrying, type Logger, type ProvisionSessionJob } from '@velocity/shared';
 import { PROVISION_PIPELINE, StepFailedError, emit, runPipeline } from './pipeline';
 import type { ProvisionContext, ProvisionDeps } from './provision-context';
 
@@ -14,6 +14,8 @@ export interface ProvisionAttempt {
 
 export type ProvisionOutcome =
   | { status: 'ready'; previewUrl: string }
+  /** The worker is shutting down: the job goes back to the queue as it is, to resume elsewhere. */
+  | { status: 'handed-back' }
   | { status: 'retry'; error: Error }
   | { status: 'failed'; error: Error };
 
@@ -33,6 +35,10 @@ export class ProvisionSession {
       logger.info('session ready', { previewUrl: session.previewUrl, ms: Date.now() - job.requestedAt });
       return { status: 'ready', previewUrl: session.previewUrl! };
     } catch (err) {
+      if (signal.aborted) {
+        logger.info('provisioning handed back', { attempt });
+        return { status: 'handed-back' };
+      }
       const error = err instanceof Error ? err : new Error(String(err));
       const cause = err instanceof StepFailedError ? err.cause : err;
       const retryable = isRetryable(cause);
@@ -45,13 +51,17 @@ export class ProvisionSession {
     }
   }
 
-  /** Final failure: nothing of this session may keep running, and the client hears why. */
+  /**
+   * Final failure: nothing of this session may keep running, and the client
+   * hears why. Each write is retried, so a short outage does not leave it half done.
+   */
   private async undo(ctx: ProvisionContext, step: StepFailedError['step'] | undefined, reason: string, retryable: boolean) {
     const { provider, store } = this.deps;
-    const machine = await provider.findBySession(ctx.job.sessionId);
-    if (machine) await provider.destroy(machine.id);
-    await store.transition(ctx.job.sessionId, 'error', { errorMessage: reason, ...(step ? { errorStep: step } : {}) });
-    await emit(ctx, { type: 'failed', ...(step ? { step } : {}), reason, retryable });
+    const { sessionId } = ctx.job;
+    const machine = await retrying(() => provider.findBySession(sessionId));
+    if (machine) await retrying(() => provider.destroy(machine.id));
+    await retrying(() => store.transition(sessionId, 'error', { errorMessage: reason, ...(step ? { errorStep: step } : {}) }));
+    await retrying(() => emit(ctx, { type: 'failed', ...(step ? { step } : {}), reason, retryable }));
     ctx.logger.error('session failed', { step, reason, machineDestroyed: Boolean(machine) });
   }
 }

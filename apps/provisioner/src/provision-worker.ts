@@ -1,4 +1,4 @@
-import { UnrecoverableError, Worker, type ConnectionOptions } from 'bullmq';
+import { UnrecoverableError, WaitingError, Worker, type ConnectionOptions } from 'bullmq';
 import { JobName, QueueName, parseJob, type Logger } from '@velocity/shared';
 import type { ProvisionDeps } from './provision-context';
 import { ProvisionSession } from './provision-session';
@@ -11,7 +11,7 @@ export function createProvisionWorker(deps: ProvisionDeps, connection: Connectio
   const useCase = new ProvisionSession(deps);
   return new Worker(
     QueueName.Sessions,
-    async (job, _token, signal) => {
+    async (job, token, signal) => {
       if (job.name !== JobName.ProvisionSession) throw new UnrecoverableError(`Unknown job ${job.name}`);
       const data = parseJob(JobName.ProvisionSession, job.data);
       const jobLogger = logger.child({ sessionId: data.sessionId, jobId: job.id });
@@ -22,14 +22,24 @@ export function createProvisionWorker(deps: ProvisionDeps, connection: Connectio
         signal: signal ?? new AbortController().signal,
         logger: jobLogger,
       });
+      if (outcome.status === 'handed-back') {
+        // Back to the queue untouched: another worker resumes it from the row.
+        await job.moveToWait(token);
+        throw new WaitingError();
+      }
       if (outcome.status === 'retry') throw outcome.error;
       if (outcome.status === 'failed') throw new UnrecoverableError(outcome.error.message);
       return { previewUrl: outcome.previewUrl };
     },
     {
+      name: `provisioner-${process.pid}`,
       connection,
       prefix: deps.config.QUEUE_PREFIX,
       concurrency: deps.config.PROVISION_CONCURRENCY,
+      // A worker that dies loses its jobs to the others within seconds, not the default half minute.
+      lockDuration: deps.config.PROVISION_LOCK_MS,
+      stalledInterval: deps.config.PROVISION_STALLED_INTERVAL_MS,
+      maxStalledCount: deps.config.PROVISION_MAX_STALLED,
     },
   );
 }

@@ -32,8 +32,35 @@ export const configSchema = z.object({
   VERIFY_TIMEOUT_MS: duration(30_000),
   PROVISION_ATTEMPTS: duration(3),
   PROVISION_BACKOFF_MS: duration(500),
+  /** How long a provisioner holds a job's lock; a worker that dies loses its jobs to others after about this long. */
+  PROVISION_LOCK_MS: duration(10_000),
+  /** How often workers look for jobs whose worker died. */
+  PROVISION_STALLED_INTERVAL_MS: duration(5_000),
+  /** How often a job may be taken over from a dead worker before it fails. */
+  PROVISION_MAX_STALLED: duration(3),
+  /** On SIGTERM, how long a worker lets its jobs finish before it hands them back to the queue. */
+  SHUTDOWN_GRACE_MS: duration(10_000),
+  /**
+   * Fault injection, for the fault suite and tests only (refused in production):
+   * `fail-create=0.3,hang-create=0.2,step-delay=300`.
+   */
+  FAULTS: z.string().regex(/^([a-z-]+=[0-9.]+)(,[a-z-]+=[0-9.]+)*$/, 'must look like fail-create=0.3,step-delay=300').optional(),
   EVENT_STREAM_TTL_SECONDS: duration(24 * 3600),
   SSE_HEARTBEAT_MS: duration(15_000),
+  /** How often the cleanup sweep runs (a BullMQ job scheduler): expired, idle and stuck sessions, lost jobs, orphaned machines. */
+  CLEANUP_SWEEP_EVERY_MS: duration(30_000),
+  /** Rows the sweep reads per query. */
+  CLEANUP_BATCH_SIZE: z.coerce.number().int().positive().max(10_000).default(100),
+  /** Idle limit for every tier, overriding TIER_LIMITS' idleSeconds (tests, special deployments). */
+  IDLE_TIMEOUT_SECONDS: z.coerce.number().int().positive().optional(),
+  /** How long a machine without a live session must have been seen before cleanup destroys it. */
+  ORPHAN_GRACE_MS: duration(60_000),
+  /** How often, at most, a preview machine reports its activity to the api (passed to machines in their environment). */
+  ACTIVITY_REPORT_EVERY_MS: duration(30_000),
+  /** Project file limits (issue 4): files per project, bytes per file, bytes per project. */
+  MAX_PROJECT_FILES: duration(500),
+  MAX_FILE_BYTES: duration(1024 * 1024),
+  MAX_PROJECT_BYTES: duration(20 * 1024 * 1024),
 });
 
 export type Config = z.infer<typeof configSchema>;

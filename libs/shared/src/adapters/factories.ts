@@ -1,6 +1,8 @@
 import type { Config } from '../config';
 import type { MachineProvider } from '../machine-provider';
 import type { SessionStore } from '../session-store';
+import { faultsOf } from '../faults';
+import { FaultInjectingMachineProvider } from './fault-injecting-machine-provider';
 import { LocalMachineProvider } from './local-machine-provider';
 import { PostgresSessionStore } from './postgres-session-store';
 
@@ -10,5 +12,7 @@ export function createSessionStore(config: Config): SessionStore {
 }
 
 export function createMachineProvider(config: Config): MachineProvider {
-  return new LocalMachineProvider({ dir: config.LOCAL_MACHINES_DIR });
+  const provider = new LocalMachineProvider({ dir: config.LOCAL_MACHINES_DIR });
+  const faults = faultsOf(config);
+  return faults && (faults.failCreate > 0 || faults.hangCreate > 0) ? new FaultInjectingMachineProvider(provider, faults) : provider;
 }

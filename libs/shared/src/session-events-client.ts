@@ -1,0 +1,56 @@
+import { TimeoutError, sleep } from './errors';
+import { TERMINAL_EVENTS, sessionEventSchema, type SessionEvent } from './events';
+import { readSse } from './sse-client';
+
+export interface FollowOptions {
+  /** Api base URLs; on a broken connection the client moves to the next one, as a load balancer would. */
+  baseUrls: string[];
+  sessionId: string;
+  /** Overall limit; a TimeoutError names the session when it runs out. */
+  timeoutMs: number;
+  onEvent?: (event: SessionEvent, id: string) => void;
+}
+
+export interface FollowResult {
+  events: SessionEvent[];
+  ids: string[];
+  /** How many times the connection broke and was resumed with Last-Event-ID. */
+  reconnects: number;
+}
+
+/**
+ * Follows a session's events to a terminal one, as a browser's EventSource
+ * does: on a broken connection it reconnects (to the next api) with
+ * Last-Event-ID and misses nothing.
+ */
+export async function followSessionEvents({ baseUrls, sessionId, timeoutMs, onEvent }: FollowOptions): Promise<FollowResult> {
+  const deadline = Date.now() + timeoutMs;
+  const result: FollowResult = { events: [], ids: [], reconnects: 0 };
+  let lastId: string | undefined;
+  for (let attempt = 0; Date.now() < deadline; attempt++) {
+    const base = baseUrls[attempt % baseUrls.length];
+    try {
+      const res = await fetch(`${base}/v1/sessions/${sessionId}/events`, {
+        headers: lastId ? { 'last-event-id': lastId } : {},
+        signal: AbortSignal.timeout(Math.max(1, deadline - Date.now())),
+      });
+      if (res.status === 404 || res.status === 400) throw new Error(`events of session ${sessionId} answered ${res.status}: ${await res.text()}`);
+      if (res.status !== 200 || !res.body) throw new RetryableStreamError(`status ${res.status}`);
+      for await (const frame of readSse(res.body)) {
+        const event = sessionEventSchema.parse(JSON.parse(frame.data));
+        lastId = frame.id ?? lastId;
+        result.events.push(event);
+        result.ids.push(frame.id ?? '');
+        onEvent?.(event, frame.id ?? '');
+        if (TERMINAL_EVENTS.includes(event.type)) return result;
+      }
+    } catch (err) {
+      if (!(err instanceof RetryableStreamError) && (err as Error).message?.startsWith(`events of session`)) throw err;
+    }
+    result.reconnects++;
+    await sleep(Math.min(1000, 100 * 2 ** Math.min(attempt, 4)));
+  }
+  throw new TimeoutError(`a terminal event of session ${sessionId} (got: ${result.events.map((e) => e.type).join(', ') || 'nothing'})`, timeoutMs);
+}
+
+class RetryableStreamError extends Error {}
