@@ -1,0 +1,78 @@
+import { testDatabaseUrl, testQueuePrefix } from '../../../libs/shared/test/test-env';
+import { FaultCluster } from '../src/faults/cluster';
+import { FAULT_ENV, apiReplicaKilled, killAtStep, postgresOutage, providerFaults, redisRestart } from '../src/faults/scenarios';
+import type { TrialRow } from '../src/faults/trial';
+
+/**
+ * The quick cases of the fault suite (`npm run faults` runs them all, with
+ * more trials). The promise: every session ends active or error, no machine
+ * without a live session, never two machines for one session, no client left waiting.
+ */
+function expectPromiseKept(row: TrialRow) {
+  expect(row.problems).toEqual([]);
+  expect(row).toMatchObject({ stuck: 0, orphanMachines: 0, duplicateMachines: 0, clientsLeftWaiting: 0 });
+  expect(row.active + row.error).toBe(row.asked);
+}
+
+describe('provisioning under faults', () => {
+  let cluster: FaultCluster;
+
+  beforeAll(async () => {
+    cluster = await FaultCluster.start({
+      databaseUrl: testDatabaseUrl(),
+      queuePrefix: testQueuePrefix('faults'),
+      provisioners: 2,
+      apis: 2,
+      env: FAULT_ENV,
+    });
+  }, 60_000);
+
+  afterAll(async () => {
+    await cluster?.stop();
+  }, 60_000);
+
+  it.each(['create-machine', 'verify-url'] as const)('survives kill -9 of the provisioner at %s', async (step) => {
+    const row = await killAtStep(cluster, step, 1);
+    expectPromiseKept(row);
+    expect(row.active).toBe(1);
+  }, 90_000);
+
+  it('survives an api replica killed while clients wait on SSE', async () => {
+    const row = await apiReplicaKilled(cluster, 3);
+    expectPromiseKept(row);
+    expect(row.active).toBe(3);
+  }, 90_000);
+
+  it('survives Postgres unreachable for 2 s mid-provisioning', async () => {
+    const row = await postgresOutage(cluster, 3, 2000);
+    expectPromiseKept(row);
+  }, 90_000);
+
+  it('survives a Redis restart mid-provisioning', async () => {
+    const row = await redisRestart(cluster, 3);
+    expectPromiseKept(row);
+  }, 90_000);
+});
+
+describe('provisioning with a provider that fails some creates', () => {
+  let cluster: FaultCluster;
+
+  beforeAll(async () => {
+    cluster = await FaultCluster.start({
+      databaseUrl: testDatabaseUrl(),
+      queuePrefix: testQueuePrefix('faults-provider'),
+      provisioners: 1,
+      apis: 1,
+      env: { ...FAULT_ENV, FAULTS: 'fail-create=0.4' },
+    });
+  }, 60_000);
+
+  afterAll(async () => {
+    await cluster?.stop();
+  }, 60_000);
+
+  it('retries failed creates and never leaves a session stuck', async () => {
+    const row = await providerFaults(cluster, 'provider fails 40% of creates', 4);
+    expectPromiseKept(row);
+  }, 90_000);
+});
