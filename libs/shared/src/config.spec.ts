@@ -94,6 +94,35 @@ describe('loadConfig', () => {
   });
 });
 
+describe('loadConfig: the Fly machine provider', () => {
+  const fly = { MACHINE_PROVIDER: 'fly', FLY_API_TOKEN: 'fo1_token', FLY_APP_NAME: 'vp-previews', FLY_IMAGE: 'registry.fly.io/vp:1' };
+
+  it('accepts MACHINE_PROVIDER=fly with a token, an app and an image, and defaults the API URL', () => {
+    expect(loadConfig(fly)).toMatchObject({ ...fly, FLY_API_URL: 'https://api.machines.dev/v1' });
+    expect(loadConfig({ ...fly, FLY_REGION: 'ams', FLY_API_URL: 'http://_api.internal:4280/v1' })).toMatchObject({
+      FLY_REGION: 'ams',
+      FLY_API_URL: 'http://_api.internal:4280/v1',
+    });
+  });
+
+  it('defaults to the local provider, which needs no FLY_* variable', () => {
+    expect(loadConfig({})).toMatchObject({ MACHINE_PROVIDER: 'local', FLY_API_URL: 'https://api.machines.dev/v1' });
+    expect(loadConfig({}).FLY_API_TOKEN).toBeUndefined();
+  });
+
+  it.each(['FLY_API_TOKEN', 'FLY_APP_NAME', 'FLY_IMAGE'])('MACHINE_PROVIDER=fly without %s is a ConfigError naming it', (variable) => {
+    for (const value of [undefined, '']) {
+      const error = configError({ ...fly, [variable]: value });
+      expect(error.variable).toBe(variable);
+      expect(error.message).toContain(`Invalid configuration: ${variable} is required when MACHINE_PROVIDER=fly`);
+    }
+  });
+
+  it('rejects a FLY_API_URL that is not a URL', () => {
+    expect(configError({ ...fly, FLY_API_URL: 'machines.dev' }).variable).toBe('FLY_API_URL');
+  });
+});
+
 describe('publicUrl and apiInternalUrl', () => {
   it('default to the api host and port', () => {
     const config = loadConfig({ API_HOST: '0.0.0.0', API_PORT: '4000' });

@@ -3,6 +3,7 @@ import type { MachineProvider } from '../machine-provider';
 import type { SessionStore } from '../session-store';
 import { faultsOf } from '../faults';
 import { FaultInjectingMachineProvider } from './fault-injecting-machine-provider';
+import { FlyMachineProvider } from './fly-machine-provider';
 import { LocalMachineProvider } from './local-machine-provider';
 import { PostgresSessionStore } from './postgres-session-store';
 
@@ -12,7 +13,17 @@ export function createSessionStore(config: Config): SessionStore {
 }
 
 export function createMachineProvider(config: Config): MachineProvider {
-  const provider = new LocalMachineProvider({ dir: config.LOCAL_MACHINES_DIR });
+  const provider: MachineProvider =
+    config.MACHINE_PROVIDER === 'fly'
+      ? new FlyMachineProvider({
+          apiUrl: config.FLY_API_URL,
+          // loadConfig refuses MACHINE_PROVIDER=fly without these three.
+          token: config.FLY_API_TOKEN ?? '',
+          appName: config.FLY_APP_NAME ?? '',
+          image: config.FLY_IMAGE ?? '',
+          region: config.FLY_REGION,
+        })
+      : new LocalMachineProvider({ dir: config.LOCAL_MACHINES_DIR });
   const faults = faultsOf(config);
   return faults && (faults.failCreate > 0 || faults.hangCreate > 0) ? new FaultInjectingMachineProvider(provider, faults) : provider;
 }

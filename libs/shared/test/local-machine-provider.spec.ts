@@ -1,0 +1,31 @@
+import { randomUUID } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { LocalMachineProvider } from '../src/adapters/local-machine-provider';
+import { resourceLimitsOf } from '../src/tiers';
+import { machineProviderContract } from './machine-provider.contract';
+
+// Real processes: each machine is tests/fixtures/fake-machine.js under this Node,
+// which listens on the port the provider gives it (no Vite, so it starts fast).
+const FAKE_MACHINE = join(__dirname, 'fixtures/fake-machine.js');
+
+machineProviderContract('LocalMachineProvider', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'vp-local-machines-'));
+  const provider = new LocalMachineProvider({ dir, command: [process.execPath, FAKE_MACHINE] });
+  return {
+    provider,
+    spec: (sessionId) => ({
+      sessionId,
+      projectId: randomUUID(),
+      templateType: 'react',
+      resourceLimits: resourceLimitsOf('free'),
+      env: { SESSION_ID: sessionId },
+    }),
+    teardown: async () => {
+      for (const machine of await provider.list()) await provider.destroy(machine.id);
+      await provider.close();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+});
