@@ -1,6 +1,7 @@
 import { testDatabaseUrl, testQueuePrefix } from '../../../libs/shared/test/test-env';
 import { FaultCluster } from '../src/faults/cluster';
-import { FAULT_ENV, apiReplicaKilled, killAtStep, postgresOutage, providerFaults, redisRestart } from '../src/faults/scenarios';
+import { runTrial } from '../src/faults/trial';
+import { FAULT_ENV, SETTLE_MS, apiReplicaKilled, killAtStep, postgresOutage, providerFaults, redisRestart } from '../src/faults/scenarios';
 import type { TrialRow } from '../src/faults/trial';
 
 /**
@@ -37,10 +38,30 @@ describe('provisioning under faults', () => {
     expect(row.active).toBe(1);
   }, 90_000);
 
-  it('survives an api replica killed while clients wait on SSE', async () => {
-    const row = await apiReplicaKilled(cluster, 3);
+  it('hands its jobs back on SIGTERM: the provisioner exits 0 and another finishes the session', async () => {
+    const row = await runTrial(cluster, {
+      fault: 'SIGTERM to the provisioner mid-provisioning',
+      sessions: 1,
+      settleMs: SETTLE_MS,
+      async inject({ sessionIds: [sessionId], waitForEvent }) {
+        await waitForEvent(sessionId, (e) => e.type === 'progress' && e.step === 'create-machine' && e.state === 'started');
+        const child = await cluster.killProvisionerOf(sessionId, 'SIGTERM');
+        if (!child) throw new Error('no provisioner held the session');
+        const exit = await new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+        expect(exit).toBe(0);
+        await cluster.startProvisioner();
+      },
+    });
     expectPromiseKept(row);
-    expect(row.active).toBe(3);
+    expect(row.active).toBe(1);
+  }, 90_000);
+
+  it('survives an api replica killed while clients wait on SSE', async () => {
+    const row = await apiReplicaKilled(cluster, 4);
+    expectPromiseKept(row);
+    expect(row.active).toBe(4);
+    // The balancer spread the clients over both replicas: those on the killed one resumed elsewhere.
+    expect(row.clientReconnects).toBeGreaterThan(0);
   }, 90_000);
 
   it('survives Postgres unreachable for 2 s mid-provisioning', async () => {

@@ -118,14 +118,14 @@ export class FaultCluster {
     return [...this.services].filter((s) => s.app === 'provisioner' && s.child.exitCode === null && s.child.signalCode === null);
   }
 
-  /** kill -9 of the provisioner that holds the session's job; returns its pid, or null if no one holds it. */
-  async killProvisionerOf(sessionId: string): Promise<number | null> {
+  /** Signals (kill -9 by default) the provisioner that holds the session's job; null if no one holds it. */
+  async killProvisionerOf(sessionId: string, signal: NodeJS.Signals = 'SIGKILL'): Promise<ChildProcess | null> {
     const job = await this.queue.getJob(sessionId);
     const pid = Number(job?.processedBy?.match(/^provisioner-(\d+)$/)?.[1]);
     const service = this.provisioners().find((s) => s.child.pid === pid);
     if (!service) return null;
-    service.child.kill('SIGKILL');
-    return pid;
+    service.child.kill(signal);
+    return service.child;
   }
 
   /** kill -9 of an api replica; the balancer sends its clients to the others. */

@@ -58,6 +58,7 @@ export function mergeRows(rows: TrialRow[]): TrialRow {
     orphanMachines: sum('orphanMachines'),
     duplicateMachines: sum('duplicateMachines'),
     clientsLeftWaiting: sum('clientsLeftWaiting'),
+    clientReconnects: sum('clientReconnects'),
     ms: sum('ms'),
     problems: rows.flatMap((row) => row.problems),
   };

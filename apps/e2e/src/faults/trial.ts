@@ -12,6 +12,8 @@ export interface TrialRow {
   orphanMachines: number;
   duplicateMachines: number;
   clientsLeftWaiting: number;
+  /** How often clients lost their event stream and resumed it with Last-Event-ID. */
+  clientReconnects: number;
   /** Wall time of the whole row, ms. */
   ms: number;
   /** What went wrong, per session, for a row that is not all zeros. */
@@ -77,6 +79,7 @@ export async function runTrial(cluster: FaultCluster, options: TrialOptions): Pr
   await options.inject({ cluster, sessionIds, waitForEvent }).catch((err) => problems.push(`inject: ${(err as Error).message}`));
   const outcomes = await Promise.allSettled(followers);
   const clientsLeftWaiting = outcomes.filter((o) => o.status === 'rejected').length;
+  const clientReconnects = outcomes.reduce((n, o) => n + (o.status === 'fulfilled' ? o.value.reconnects : 0), 0);
   outcomes.forEach((o, i) => o.status === 'rejected' && problems.push(`${sessionIds[i]}: client ${(o.reason as Error).message}`));
 
   const rows = await settle(cluster, sessionIds, started + options.settleMs + 5000);
@@ -99,6 +102,7 @@ export async function runTrial(cluster: FaultCluster, options: TrialOptions): Pr
     orphanMachines: orphans.length,
     duplicateMachines: [...watcher.duplicates.values()].reduce((a, b) => a + b, 0),
     clientsLeftWaiting,
+    clientReconnects,
     ms: Date.now() - started,
     problems,
   };
