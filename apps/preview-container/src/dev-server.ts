@@ -23,17 +23,37 @@ export interface DevServer {
   close(): Promise<void>;
 }
 
-/** Dependencies the React template imports; pre-bundled at start so the first page load does not wait or reload. */
-const OPTIMIZE: Record<string, string[]> = {
+/**
+ * Dependencies each template imports; pre-bundled at start so the first page load
+ * neither waits for the optimiser nor gets a reload when it discovers them.
+ */
+export const OPTIMIZE: Record<string, string[]> = {
   react: ['react', 'react-dom/client', 'react/jsx-dev-runtime'],
+  vue: ['vue'],
+  // The Svelte plugin adds svelte's own entry points (svelte/internal/client...) itself.
+  svelte: ['svelte'],
+  'vanilla-ts': [],
 };
 
-async function templatePlugins(templateType: string): Promise<PluginOption[]> {
-  if (templateType === 'react') {
-    const { default: react } = await import('@vitejs/plugin-react');
-    return [react()];
+/** The Vite plugins of each template; vanilla-ts needs none (Vite compiles TypeScript itself). */
+export async function templatePlugins(templateType: string): Promise<PluginOption[]> {
+  switch (templateType) {
+    case 'react': {
+      const { default: react } = await import('@vitejs/plugin-react');
+      return [react()];
+    }
+    case 'vue': {
+      const { default: vue } = await import('@vitejs/plugin-vue');
+      return [vue()];
+    }
+    case 'svelte': {
+      const { svelte } = await import('@sveltejs/vite-plugin-svelte');
+      // No svelte.config.js from the project: like vite.config, the container's config is its own.
+      return [svelte({ configFile: false })];
+    }
+    default:
+      return [];
   }
-  return [];
 }
 
 export async function viteConfig(options: DevServerOptions, port: number): Promise<InlineConfig> {

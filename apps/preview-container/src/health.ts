@@ -1,7 +1,10 @@
 import { request } from 'node:http';
 
 /**
- * What `/health` reports: the files are loaded and the dev server answers.
+ * What `/health` reports, each check 'ok' or 'failing'; 503 while any fails:
+ * - `devServer`: Vite answers;
+ * - `data`: the project's files are loaded and the last live change was applied;
+ * - `session`: the session has not ended (the api said so on the file-changes stream).
  */
 export type Check = 'ok' | 'failing';
 
@@ -9,19 +12,26 @@ export interface HealthReport {
   status: 'ok' | 'failing';
   devServer: Check;
   data: Check;
-  session: string;
+  session: Check;
+  sessionId: string;
 }
 
 export interface HealthState {
   filesLoaded: boolean;
   /** Internal URL of a cheap dev-server resource, set once Vite listens. */
   devServerProbeUrl?: string;
+  /** Why the last live file change could not be applied; unset once one is. */
+  dataError?: string;
+  /** Set when the api says the session has ended (`ended` event or 410 on the file-changes stream). */
+  sessionEnded?: boolean;
 }
 
 export async function healthReport(sessionId: string, state: HealthState, probeTimeoutMs = 2_000): Promise<HealthReport> {
-  const data: Check = state.filesLoaded ? 'ok' : 'failing';
+  const data: Check = state.filesLoaded && !state.dataError ? 'ok' : 'failing';
+  const session: Check = state.sessionEnded ? 'failing' : 'ok';
   const devServer: Check = state.devServerProbeUrl && (await probe(state.devServerProbeUrl, probeTimeoutMs)) ? 'ok' : 'failing';
-  return { status: data === 'ok' && devServer === 'ok' ? 'ok' : 'failing', devServer, data, session: sessionId };
+  const status = data === 'ok' && devServer === 'ok' && session === 'ok' ? 'ok' : 'failing';
+  return { status, devServer, data, session, sessionId };
 }
 
 /** True when a GET of `url` answers 200 within `timeoutMs`. */

@@ -4,12 +4,15 @@ import { ConfigError, loadConfig, type ContainerConfig } from './config';
 import { startDevServer, type DevServer } from './dev-server';
 import { fetchProjectFiles, linkNodeModules, writeProjectFiles } from './files';
 import { createViteProxy } from './proxy';
+import { fileChangesUrlOf, LiveFiles } from './live-files';
+import { activitySettings, createActivityReporter } from './activity';
 import { createContainerServer, type ContainerServer } from './server';
 import { warmUp } from './warm-up';
 
 /**
  * The program inside each preview machine: listen at once (so /health answers 503
- * while loading), fetch the project's files, start Vite on them, proxy to it.
+ * while loading), fetch the project's files, start Vite on them, proxy to it, and
+ * apply the project's live file changes from the api (see live-files.ts).
  */
 const SHUTDOWN_GRACE_MS = 2_500;
 
@@ -26,7 +29,20 @@ async function main(): Promise<void> {
   }
 
   const logger = createLogger('preview-container').child({ sessionId: config.sessionId });
-  const container = createContainerServer({ sessionId: config.sessionId, basePath: config.basePath, logger });
+  const activity = createActivityReporter({ ...activitySettings(process.env, config.filesUrl), token: config.machineToken, logger });
+  const container = createContainerServer({ sessionId: config.sessionId, basePath: config.basePath, logger, activity });
+  // Live file changes from the api, applied to WORK_DIR (Vite turns them into HMR); off when FILES_URL gives no file-changes URL.
+  const liveFilesUrl = fileChangesUrlOf(process.env, config.filesUrl);
+  const liveFiles = liveFilesUrl
+    ? new LiveFiles({
+        url: liveFilesUrl,
+        token: config.machineToken,
+        workDir: config.workDir,
+        loadSnapshot: () => fetchProjectFiles(config.filesUrl, config.machineToken),
+        health: container.health,
+        logger,
+      })
+    : undefined;
   let devServer: DevServer | undefined;
   let stopping = false;
 
@@ -35,7 +51,8 @@ async function main(): Promise<void> {
     stopping = true;
     logger.info('stopping', { reason });
     setTimeout(() => process.exit(code), SHUTDOWN_GRACE_MS + 500).unref();
-    await Promise.allSettled([devServer?.close(), container.close()]);
+    activity.stop();
+    await Promise.allSettled([liveFiles?.stop(), devServer?.close(), container.close()]);
     process.exit(code);
   };
   process.once('SIGTERM', () => void stop(0, 'SIGTERM'));
@@ -43,16 +60,23 @@ async function main(): Promise<void> {
 
   const port = await container.listen(config.port, config.host);
   logger.info('listening', { host: config.host, port, basePath: config.basePath });
+  activity.start();
 
   try {
-    devServer = await start(config, container, logger, () => stopping);
+    devServer = await start(config, container, logger, () => stopping, liveFiles);
   } catch (error) {
     logger.error('start failed', { err: error });
     await stop(1, 'start failed');
   }
 }
 
-async function start(config: ContainerConfig, container: ContainerServer, logger: Logger, stopping: () => boolean): Promise<DevServer | undefined> {
+async function start(
+  config: ContainerConfig,
+  container: ContainerServer,
+  logger: Logger,
+  stopping: () => boolean,
+  liveFiles?: LiveFiles,
+): Promise<DevServer | undefined> {
   const filesStart = Date.now();
   const files = await fetchProjectFiles(config.filesUrl, config.machineToken);
   const count = await writeProjectFiles(config.workDir, files);
@@ -60,6 +84,9 @@ async function start(config: ContainerConfig, container: ContainerServer, logger
   container.health.filesLoaded = true;
   logger.info('files loaded', { count, ms: Date.now() - filesStart });
   if (stopping()) return undefined;
+  // From here on, every change to the project's files reaches WORK_DIR (a resync first covers what changed since the load).
+  liveFiles?.seed(files);
+  liveFiles?.start();
 
   const viteStart = Date.now();
   const devServer = await startDevServer({

@@ -1,6 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Logger } from '../../../libs/shared/src/logger';
+import type { ActivityTracker } from './activity';
 import { healthReport, type HealthState } from './health';
 import type { ViteProxy } from './proxy';
 import { routeRequest } from './session-routing';
@@ -18,8 +19,8 @@ export interface ContainerServer {
   close(): Promise<void>;
 }
 
-export function createContainerServer(options: { sessionId: string; basePath: string; logger: Logger }): ContainerServer {
-  const { sessionId, basePath, logger } = options;
+export function createContainerServer(options: { sessionId: string; basePath: string; logger: Logger; activity?: ActivityTracker }): ContainerServer {
+  const { sessionId, basePath, logger, activity } = options;
   const health: HealthState = { filesLoaded: false };
   let proxy: ViteProxy | undefined;
   /** Upgraded (websocket) sockets: no longer tracked by the HTTP server, closed by hand. */
@@ -42,6 +43,7 @@ export function createContainerServer(options: { sessionId: string; basePath: st
     }
     const route = routeRequest(url, basePath);
     if (route.kind === 'not-found') return sendJson(res, 404, route.body);
+    activity?.touch();
     if (route.kind === 'redirect') {
       res.writeHead(route.status, { location: route.location, 'content-length': 0 });
       res.end();
@@ -62,6 +64,10 @@ export function createContainerServer(options: { sessionId: string; basePath: st
     upgraded.add(socket);
     socket.once('close', () => upgraded.delete(socket));
     if (route.kind === 'proxy' && proxy) {
+      if (activity) {
+        activity.connectionOpened();
+        socket.once('close', () => activity.connectionClosed());
+      }
       // A no-op once the proxy has subscribed itself to 'upgrade' (see proxy.ts); its own
       // handler, with the same routing filter, then does the work.
       proxy.upgrade(req, socket, head);

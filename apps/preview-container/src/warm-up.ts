@@ -2,7 +2,7 @@ import { withTimeout } from '../../../libs/shared/src/errors';
 
 /**
  * Loads the page once the way a browser starts to: index.html, its module scripts
- * and their static imports. This makes Vite transform the entry and finish
+ * and their static imports, a few levels deep. This makes Vite transform the entry and finish
  * pre-bundling dependencies before the container reports healthy, so the user's
  * first load neither waits for the optimiser nor gets a reload when it finishes.
  */
@@ -11,7 +11,12 @@ export interface WarmUpResult {
   failed: string[];
 }
 
-export async function warmUp(origin: string, basePath: string, timeoutMs = 60_000): Promise<WarmUpResult> {
+export async function warmUp(
+  origin: string,
+  basePath: string,
+  timeoutMs = 60_000,
+  { maxDepth = 4, maxRequests = 100 }: { maxDepth?: number; maxRequests?: number } = {},
+): Promise<WarmUpResult> {
   const result: WarmUpResult = { requests: 0, failed: [] };
   const get = async (path: string): Promise<string | null> => {
     result.requests++;
@@ -29,10 +34,17 @@ export async function warmUp(origin: string, basePath: string, timeoutMs = 60_00
     (async () => {
       const html = await get(basePath);
       if (html === null) return;
-      const scripts = moduleScripts(html).filter((src) => src.startsWith(basePath) && !src.includes('/@'));
-      const modules = await Promise.all(scripts.map(get));
-      const imports = new Set(modules.flatMap((code) => (code ? staticImports(code) : [])));
-      await Promise.all([...imports].filter((url) => url.startsWith(basePath)).map(get));
+      // Breadth first through the module graph: Vue and Svelte components import the
+      // framework's runtime one level below the entry, React's entry does it directly.
+      const seen = new Set<string>();
+      let level = moduleScripts(html).filter((src) => src.startsWith(basePath) && !src.includes('/@'));
+      for (let depth = 0; depth < maxDepth && level.length > 0; depth++) {
+        const fresh = level.filter((url) => !seen.has(url) && seen.size < maxRequests && (seen.add(url), true));
+        const modules = await Promise.all(fresh.map(get));
+        level = [...new Set(modules.flatMap((code) => (code ? staticImports(code) : [])))].filter(
+          (url) => url.startsWith(basePath) && !url.startsWith(`${basePath}@vite/`),
+        );
+      }
     })(),
     timeoutMs,
     'the dev server to serve the first page load',

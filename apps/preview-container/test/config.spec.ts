@@ -42,7 +42,7 @@ describe('loadConfig', () => {
     [{ FILES_URL: 'not a url' }, 'FILES_URL must be an http(s) URL'],
     [{ FILES_URL: 'file:///etc/passwd' }, 'FILES_URL must be an http(s) URL'],
     [{ MACHINE_TOKEN: undefined }, 'MACHINE_TOKEN is required'],
-    [{ TEMPLATE_TYPE: 'vue' }, 'TEMPLATE_TYPE must be one of: react'],
+    [{ TEMPLATE_TYPE: 'angular' }, 'TEMPLATE_TYPE must be one of: react, vue, svelte, vanilla-ts'],
     [{ BASE_PATH: '/p/x' }, 'BASE_PATH must look like'],
     [{ HMR_CLIENT_PORT: '0' }, 'HMR_CLIENT_PORT must be 1-65535'],
     [{ NODE_MODULES_DIR: '/does/not/exist' }, 'NODE_MODULES_DIR must be an existing directory'],

@@ -259,7 +259,7 @@ describe('preview container serving the React template', () => {
 
   it('answered /health 503 with the same shape while loading', () => {
     expect(sawStarting.length).toBeGreaterThan(0);
-    expect(sawStarting[0]).toEqual({ status: 'failing', devServer: 'failing', data: 'failing', session: sessionId });
+    expect(sawStarting[0]).toEqual({ status: 'failing', devServer: 'failing', data: 'failing', session: 'ok', sessionId });
   });
 
   it('fetched the files with the bearer token, retrying a 503', () => {
@@ -271,7 +271,7 @@ describe('preview container serving the React template', () => {
   it('reports health 200 with the documented shape', async () => {
     const res = await fetch(`${origin}/health`);
     expect(res.status).toBe(200);
-    expect(await res.json()).toEqual({ status: 'ok', devServer: 'ok', data: 'ok', session: sessionId });
+    expect(await res.json()).toEqual({ status: 'ok', devServer: 'ok', data: 'ok', session: 'ok', sessionId });
   });
 
   it('serves the index.html transformed by Vite under the base path', async () => {

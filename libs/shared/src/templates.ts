@@ -4,7 +4,7 @@ import { PermanentError } from './errors';
 import type { ProjectFile } from './session-store';
 
 /** Starter projects, one folder each under libs/shared/templates. */
-export const TEMPLATE_TYPES = ['react'] as const;
+export const TEMPLATE_TYPES = ['react', 'vue', 'svelte', 'vanilla-ts'] as const;
 export type TemplateType = (typeof TEMPLATE_TYPES)[number];
 export const DEFAULT_TEMPLATE: TemplateType = 'react';
 

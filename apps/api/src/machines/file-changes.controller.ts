@@ -1,0 +1,107 @@
+import {
+  BeforeApplicationShutdown,
+  Controller,
+  ForbiddenException,
+  Get,
+  GoneException,
+  Headers,
+  Inject,
+  NotFoundException,
+  Param,
+  Req,
+  Res,
+  ServiceUnavailableException,
+  UnauthorizedException,
+} from '@nestjs/common';
+import type { Request, Response } from 'express';
+import type Redis from 'ioredis';
+import { z } from 'zod';
+import {
+  EventLog,
+  FileChangeLog,
+  STREAM_START,
+  streamInfo,
+  verifyMachineToken,
+  type Config,
+  type Logger,
+  type SessionStore,
+} from '@velocity/shared';
+import { parseOr400 } from '../common/validation';
+import { CONFIG, EVENT_LOG, LOGGER, REDIS, SESSION_STORE } from '../tokens';
+import { FileChangeStream, SESSION_GONE_STATUSES } from './file-changes.stream';
+
+const lastEventIdHeader = z.string().regex(/^\d+-\d+$/, 'must be a stream id like 1700000000000-0').optional();
+
+/**
+ * `GET /v1/machines/:sessionId/file-changes`: Server-Sent Events of the session's
+ * project's file changes, for its preview machine (see FileChangeStream). The
+ * same machine token as `GET /v1/machines/:sessionId/files` opens it; a session
+ * that has ended answers 410, and one that ends while connected gets `ended`.
+ */
+@Controller('v1/machines')
+export class FileChangesController implements BeforeApplicationShutdown {
+  /** Open streams: ended on shutdown, since the HTTP server waits for open connections before it closes. */
+  private readonly streams = new Set<FileChangeStream>();
+  private shuttingDown = false;
+
+  constructor(
+    @Inject(CONFIG) private readonly config: Config,
+    @Inject(SESSION_STORE) private readonly store: SessionStore,
+    @Inject(EVENT_LOG) private readonly events: EventLog,
+    @Inject(REDIS) private readonly redis: Redis,
+    @Inject(LOGGER) private readonly logger: Logger,
+    private readonly changes: FileChangeLog,
+  ) {}
+
+  @Get(':sessionId/file-changes')
+  async stream(
+    @Param('sessionId') sessionIdRaw: string,
+    @Headers('authorization') authorization: string | undefined,
+    @Req() req: Request,
+    @Res() res: Response,
+  ) {
+    const sessionId = parseOr400(z.string().uuid(), sessionIdRaw, 'sessionId');
+    if (this.shuttingDown) {
+      res.setHeader('retry-after', '1');
+      res.setHeader('connection', 'close');
+      throw new ServiceUnavailableException({ statusCode: 503, error: 'Service Unavailable', message: 'The api is shutting down; reconnect' });
+    }
+    const token = authorization?.match(/^Bearer (\S+)$/)?.[1];
+    const claims = token ? verifyMachineToken(token, this.config.MACHINE_TOKEN_SECRET) : null;
+    if (!claims) throw new UnauthorizedException({ statusCode: 401, error: 'Unauthorized', message: 'A valid machine token is required', field: 'authorization' });
+    if (claims.sessionId !== sessionId) throw new ForbiddenException({ statusCode: 403, error: 'Forbidden', message: 'The token is for another session' });
+    const lastEventId = parseOr400(lastEventIdHeader, req.header('last-event-id') ?? undefined, 'Last-Event-ID');
+
+    // Where the session's events are before its row is read: an `ending` after this point is seen by the stream.
+    const eventsCursor = (await streamInfo(this.redis, this.events.key(sessionId)))?.lastGeneratedId ?? STREAM_START;
+    const session = await this.store.getSession(sessionId);
+    if (!session) throw new NotFoundException({ statusCode: 404, error: 'Not Found', message: `Session ${sessionId} does not exist`, field: 'sessionId' });
+    if (session.projectId !== claims.projectId) throw new ForbiddenException({ statusCode: 403, error: 'Forbidden', message: 'The token is for another project' });
+    if ((SESSION_GONE_STATUSES as readonly string[]).includes(session.status)) {
+      throw new GoneException({ statusCode: 410, error: 'Gone', message: `Session ${sessionId} has ended (${session.status})`, sessionId });
+    }
+
+    const stream = new FileChangeStream(
+      { id: sessionId, projectId: session.projectId },
+      {
+        changes: this.changes,
+        events: this.events,
+        store: this.store,
+        reader: this.redis.duplicate(),
+        logger: this.logger.child({ sessionId }),
+      },
+      { heartbeatMs: Math.min(this.config.SSE_HEARTBEAT_MS, 15_000), retryMs: 1000 },
+    );
+    this.streams.add(stream);
+    try {
+      await stream.pipe(req, res, lastEventId, eventsCursor);
+    } finally {
+      this.streams.delete(stream);
+    }
+  }
+
+  beforeApplicationShutdown(): void {
+    this.shuttingDown = true;
+    for (const stream of this.streams) stream.shutdown();
+  }
+}

@@ -1,0 +1,133 @@
+import {
+  BadRequestException,
+  HttpException,
+  Inject,
+  Injectable,
+  NotFoundException,
+  ServiceUnavailableException,
+} from '@nestjs/common';
+import {
+  checkFilePath,
+  contentProblem,
+  FileChangeLog,
+  type Config,
+  type Logger,
+  type Project,
+  type ProjectFileLimits,
+  type SessionStore,
+  type TemplateType,
+} from '@velocity/shared';
+import { CONFIG, LOGGER, SESSION_STORE } from '../tokens';
+
+/** A project as clients see it. */
+export function projectView(project: Project) {
+  return { id: project.id, name: project.name, templateType: project.templateType, createdAt: project.createdAt };
+}
+
+const badRequest = (field: string, message: string) =>
+  new BadRequestException({ statusCode: 400, error: 'Bad Request', message: `${field}: ${message}`, field });
+
+const tooLarge = (message: string) =>
+  new HttpException({ statusCode: 413, error: 'Payload Too Large', message: `content: ${message}`, field: 'content' }, 413);
+
+const projectNotFound = (projectId: string) =>
+  new NotFoundException({ statusCode: 404, error: 'Not Found', message: `Project ${projectId} does not exist`, field: 'id' });
+
+/**
+ * Project use cases: create and read projects, write and remove single files.
+ * Every write commits in the database first, then goes to the project's file
+ * change stream, from which its running previews (through the api) apply it.
+ */
+@Injectable()
+export class ProjectsService {
+  constructor(
+    @Inject(CONFIG) private readonly config: Config,
+    @Inject(SESSION_STORE) private readonly store: SessionStore,
+    @Inject(LOGGER) private readonly logger: Logger,
+    private readonly changes: FileChangeLog,
+  ) {}
+
+  private get limits(): ProjectFileLimits {
+    return {
+      maxFiles: this.config.MAX_PROJECT_FILES,
+      maxFileBytes: this.config.MAX_FILE_BYTES,
+      maxProjectBytes: this.config.MAX_PROJECT_BYTES,
+    };
+  }
+
+  /** A new project with no files; its first preview seeds it from its template (unless files were put before). */
+  async create(name: string, templateType: TemplateType) {
+    return projectView(await this.store.createProject({ name, templateType }));
+  }
+
+  async get(projectId: string) {
+    const project = await this.store.getProject(projectId);
+    if (!project) throw projectNotFound(projectId);
+    return projectView(project);
+  }
+
+  async listFiles(projectId: string) {
+    await this.get(projectId);
+    return { files: await this.store.listProjectFilePaths(projectId) };
+  }
+
+  /**
+   * Upserts one file: the path by the shared rules (400 naming `path`), the content
+   * by the limits (413 naming `content` for sizes, 400 `path` for too many files),
+   * all checked again in the database under the project's lock.
+   */
+  async putFile(projectId: string, rawPath: string, content: string) {
+    const path = validPath(rawPath);
+    const problem = contentProblem(content);
+    if (problem) throw badRequest('content', problem);
+    const bytes = Buffer.byteLength(content);
+    if (bytes > this.config.MAX_FILE_BYTES) {
+      throw tooLarge(`${bytes} bytes is more than the ${this.config.MAX_FILE_BYTES} bytes a file may have (MAX_FILE_BYTES)`);
+    }
+    const result = await this.store.putProjectFile(projectId, { path, content }, this.limits);
+    switch (result.outcome) {
+      case 'no-project':
+        throw projectNotFound(projectId);
+      case 'file-too-large':
+        throw tooLarge(`${result.fileBytes} bytes is more than the ${this.config.MAX_FILE_BYTES} bytes a file may have (MAX_FILE_BYTES)`);
+      case 'project-too-large':
+        throw tooLarge(
+          `the project would hold ${result.projectBytes} bytes, more than its limit of ${this.config.MAX_PROJECT_BYTES} bytes (MAX_PROJECT_BYTES)`,
+        );
+      case 'too-many-files':
+        throw badRequest('path', `the project already has ${result.fileCount} files, its limit (MAX_PROJECT_FILES); a new path cannot be added`);
+    }
+    await this.publish(projectId, { type: 'put', projectId, path, content, at: Date.now() });
+    return { path, bytes: result.fileBytes, created: result.outcome === 'created', fileCount: result.fileCount, projectBytes: result.projectBytes };
+  }
+
+  async deleteFile(projectId: string, rawPath: string) {
+    const path = validPath(rawPath);
+    if (!(await this.store.getProject(projectId))) throw projectNotFound(projectId);
+    if (!(await this.store.deleteProjectFile(projectId, path))) {
+      throw new NotFoundException({ statusCode: 404, error: 'Not Found', message: `path: the project has no file ${JSON.stringify(path)}`, field: 'path' });
+    }
+    await this.publish(projectId, { type: 'delete', projectId, path, at: Date.now() });
+  }
+
+  /** After the commit: tell the running previews. A failure here answers 503 so the client retries (the write is idempotent). */
+  private async publish(projectId: string, change: Parameters<FileChangeLog['append']>[0]) {
+    try {
+      await this.changes.append(change);
+    } catch (err) {
+      this.logger.error('file change saved but not published', { projectId, path: change.path, err: err as Error });
+      throw new ServiceUnavailableException({
+        statusCode: 503,
+        error: 'Service Unavailable',
+        message: 'The file was saved, but running previews could not be told; send the same request again',
+      });
+    }
+  }
+}
+
+/** The normal form of a file path from a request; 400 naming `path` when the shared rules refuse it. */
+export function validPath(raw: string): string {
+  const checked = checkFilePath(raw);
+  if (checked.reason !== null) throw badRequest('path', checked.reason);
+  return checked.path;
+}

@@ -1,0 +1,246 @@
+import { createHash } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { lstat, realpath, unlink } from 'node:fs/promises';
+import { dirname, sep } from 'node:path';
+import { errorMessage, sleep } from '../../../libs/shared/src/errors';
+import { endedEventSchema, fileChangeSchema, resyncEventSchema, type FileChange } from '../../../libs/shared/src/file-changes';
+import type { Logger } from '../../../libs/shared/src/logger';
+import { readSse } from '../../../libs/shared/src/sse-client';
+import { writeProjectFiles, type ProjectFile } from './files';
+import type { HealthState } from './health';
+import { resolveInside, safeRelativePath } from './path-safety';
+
+/**
+ * Live files: follows the project's file changes from the api
+ * (`GET /v1/machines/:sessionId/file-changes`, Server-Sent Events, the machine
+ * token) and applies each to WORK_DIR with the same path checks as the first
+ * load; Vite's watcher turns the writes into HMR updates.
+ *
+ * - `resync` (on the first connection, and when the api trimmed changes this
+ *   machine had not seen): loads the whole file list and writes what differs,
+ *   removing files the project no longer has.
+ * - `put` / `delete`: one change; its id is kept and sent back as Last-Event-ID
+ *   when reconnecting, so nothing is missed or applied twice.
+ * - `ended`, or 410 on connect: the session is over; health reports `session`
+ *   failing and the stream is not reopened.
+ * - Any other end (network error, api restart, 5xx, no heartbeat for
+ *   `idleTimeoutMs`) reconnects with exponential backoff and jitter.
+ */
+export interface LiveFilesOptions {
+  /** The file-changes URL. */
+  url: string;
+  token: string;
+  workDir: string;
+  /** Loads the project's whole file list (GET FILES_URL). */
+  loadSnapshot: () => Promise<ProjectFile[]>;
+  health: HealthState;
+  logger: Logger;
+  /** First reconnect delay and the most it grows to, ms. */
+  backoff?: { initialMs: number; maxMs: number };
+  /** With no byte (change or heartbeat) for this long, the connection counts as dead. */
+  idleTimeoutMs?: number;
+}
+
+/** Environment of live files: FILE_CHANGES_URL, by default FILES_URL's `/files` replaced by `/file-changes`; null when neither gives one. */
+export function fileChangesUrlOf(env: NodeJS.ProcessEnv, filesUrl: string): string | null {
+  if (env.FILE_CHANGES_URL) return env.FILE_CHANGES_URL;
+  const url = new URL(filesUrl);
+  if (!/\/files\/?$/.test(url.pathname)) return null;
+  url.pathname = url.pathname.replace(/\/files\/?$/, '/file-changes');
+  return url.toString();
+}
+
+type Outcome = { kind: 'ended'; reason: string } | { kind: 'closed'; received: boolean };
+
+export class LiveFiles extends EventEmitter {
+  /** Project path → sha1 of the content on disk, for the files this machine wrote. */
+  private readonly known = new Map<string, string>();
+  private lastEventId: string | undefined;
+  private controller: AbortController | undefined;
+  private readonly stopController = new AbortController();
+  private running: Promise<void> | undefined;
+  private stopped = false;
+  /** Whether the stream is open now. */
+  connected = false;
+
+  constructor(private readonly options: LiveFilesOptions) {
+    super();
+  }
+
+  /** Records the files written at start, so a resync writes only what changed. */
+  seed(files: ProjectFile[]): void {
+    for (const file of files) this.known.set(safeRelativePath(file.path), digest(file.content));
+  }
+
+  start(): void {
+    this.running ??= this.loop();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.stopController.abort(new Error('stopped'));
+    this.controller?.abort(new Error('stopped'));
+    await this.running?.catch(() => undefined);
+  }
+
+  private async loop(): Promise<void> {
+    const { initialMs, maxMs } = this.options.backoff ?? { initialMs: 250, maxMs: 10_000 };
+    let delay = initialMs;
+    while (!this.stopped) {
+      let outcome: Outcome;
+      try {
+        outcome = await this.connectOnce();
+      } catch (error) {
+        if (this.stopped) return;
+        this.options.logger.warn('file changes stream failed', { err: error as Error, retryInMs: delay });
+        outcome = { kind: 'closed', received: false };
+      } finally {
+        this.connected = false;
+      }
+      if (outcome.kind === 'ended') {
+        this.options.health.sessionEnded = true;
+        this.options.logger.info('session ended; live files stop', { reason: outcome.reason });
+        this.emit('ended', outcome.reason);
+        return;
+      }
+      if (this.stopped) return;
+      if (outcome.received) delay = initialMs;
+      const wait = Math.round(delay * (0.5 + Math.random() / 2));
+      this.emit('reconnecting', wait);
+      try {
+        await sleep(wait, this.stopController.signal);
+      } catch {
+        return;
+      }
+      delay = Math.min(delay * 2, maxMs);
+    }
+  }
+
+  /** One connection, until it closes. `received`: whether any frame came, which resets the backoff. */
+  private async connectOnce(): Promise<Outcome> {
+    const { url, token, idleTimeoutMs = 45_000 } = this.options;
+    const controller = (this.controller = new AbortController());
+    const headers: Record<string, string> = { authorization: `Bearer ${token}`, accept: 'text/event-stream' };
+    if (this.lastEventId) headers['last-event-id'] = this.lastEventId;
+    let idle: NodeJS.Timeout | undefined;
+    const arm = () => {
+      clearTimeout(idle);
+      idle = setTimeout(() => controller.abort(new Error(`no data for ${idleTimeoutMs} ms`)), idleTimeoutMs);
+    };
+    arm();
+    try {
+      const res = await fetch(url, { headers, signal: controller.signal });
+      if (res.status === 410) {
+        await res.body?.cancel();
+        return { kind: 'ended', reason: 'the api answered 410 Gone' };
+      }
+      if (res.status === 401 || res.status === 403) {
+        // The token is no longer valid: it expires an hour after the session does.
+        await res.body?.cancel();
+        return { kind: 'ended', reason: `the api refused the machine token (${res.status})` };
+      }
+      if (res.status !== 200 || !res.body) {
+        const body = (await res.text().catch(() => '')).slice(0, 200);
+        throw new Error(`GET ${url} answered ${res.status}${body ? `: ${body}` : ''}`);
+      }
+      this.connected = true;
+      this.emit('connected');
+      // Every chunk, heartbeat comments too, proves the connection alive.
+      const watched = res.body.pipeThrough(
+        new TransformStream<Uint8Array, Uint8Array>({
+          transform(chunk, out) {
+            arm();
+            out.enqueue(chunk);
+          },
+        }),
+      );
+      let received = false;
+      for await (const frame of readSse(watched)) {
+        received = true;
+        if (frame.event === 'ended') {
+          const parsed = endedEventSchema.safeParse(safeJson(frame.data));
+          return { kind: 'ended', reason: parsed.success ? parsed.data.reason : 'ended' };
+        }
+        if (frame.event === 'resync') {
+          const { cursor } = resyncEventSchema.parse(JSON.parse(frame.data));
+          await this.resync();
+          this.lastEventId = cursor;
+          continue;
+        }
+        const change = fileChangeSchema.parse(JSON.parse(frame.data));
+        await this.apply(change);
+        if (frame.id) this.lastEventId = frame.id;
+      }
+      return { kind: 'closed', received };
+    } finally {
+      clearTimeout(idle);
+      controller.abort(new Error('connection done'));
+    }
+  }
+
+  /** Loads the whole file list; writes what differs from what this machine wrote, removes what the project no longer has. */
+  private async resync(): Promise<void> {
+    const started = Date.now();
+    const files = await this.options.loadSnapshot();
+    const wanted = new Map(files.map((file) => [safeRelativePath(file.path), file.content]));
+    const writes = [...wanted].filter(([path, content]) => this.known.get(path) !== digest(content));
+    const removals = [...this.known.keys()].filter((path) => !wanted.has(path));
+    await this.guard(async () => {
+      if (writes.length > 0) await writeProjectFiles(this.options.workDir, writes.map(([path, content]) => ({ path, content })));
+      for (const [path, content] of writes) this.known.set(path, digest(content));
+      for (const path of removals) await this.remove(path);
+    });
+    this.options.logger.info('files resynced', { files: files.length, written: writes.length, removed: removals.length, ms: Date.now() - started });
+    this.emit('resynced', { written: writes.map(([path]) => path), removed: removals });
+  }
+
+  private async apply(change: FileChange): Promise<void> {
+    await this.guard(async () => {
+      const path = safeRelativePath(change.path);
+      if (change.type === 'put') {
+        const hash = digest(change.content);
+        if (this.known.get(path) === hash) return;
+        await writeProjectFiles(this.options.workDir, [{ path, content: change.content }]);
+        this.known.set(path, hash);
+      } else {
+        await this.remove(path);
+      }
+    });
+    this.options.logger.info('file change applied', { type: change.type, path: change.path });
+    this.emit('applied', change);
+  }
+
+  /** Reports a write that failed on health (`data` failing) and reconnects from scratch, so the next connection resyncs. */
+  private async guard(write: () => Promise<void>): Promise<void> {
+    try {
+      await write();
+      this.options.health.dataError = undefined;
+    } catch (error) {
+      this.options.health.dataError = errorMessage(error);
+      this.lastEventId = undefined;
+      throw error;
+    }
+  }
+
+  /** Removes one project file from WORK_DIR, never following a link out of it. */
+  private async remove(path: string): Promise<void> {
+    const root = await realpath(this.options.workDir);
+    const target = resolveInside(root, safeRelativePath(path));
+    this.known.delete(path);
+    const realDir = await realpath(dirname(target)).catch(() => null);
+    if (realDir === null) return;
+    if (realDir !== root && !realDir.startsWith(root + sep)) return;
+    const existing = await lstat(target).catch(() => null);
+    if (existing && !existing.isDirectory()) await unlink(target);
+  }
+}
+
+const digest = (content: string) => createHash('sha1').update(content).digest('hex');
+
+function safeJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,217 @@
+/**
+ * LiveFiles against a real api process (real Postgres and Redis): the resync on
+ * connect, each change applied to the work folder, reconnection with
+ * Last-Event-ID after the api restarts, an unsafe change refused and reported,
+ * and the end of the session reported on health.
+ */
+import type { ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  createLogger,
+  createMachineToken,
+  createRedis,
+  EventLog,
+  FileChangeLog,
+  PostgresSessionStore,
+  templateFiles,
+  type Config,
+} from '@velocity/shared';
+import { testConfig } from '../../../libs/shared/test/test-env';
+import { startApp, stopProcess, waitForHttp } from '../../../scripts/services';
+import { freePort } from '../../e2e/src/system';
+import { fetchProjectFiles, writeProjectFiles } from '../src/files';
+import { healthReport, type HealthState } from '../src/health';
+import { fileChangesUrlOf, LiveFiles } from '../src/live-files';
+
+jest.setTimeout(60_000);
+
+let config: Config;
+let api: ChildProcess;
+let base: string;
+const output: string[] = [];
+const redis = createRedis('redis://127.0.0.1:6379');
+let store: PostgresSessionStore;
+let events: EventLog;
+let changes: FileChangeLog;
+const dirs: string[] = [];
+const running: LiveFiles[] = [];
+
+async function startApi(): Promise<void> {
+  api = startApp('api', { ...process.env, ...envOf(config) }, 'pipe');
+  api.stdout?.on('data', (chunk: Buffer) => output.push(chunk.toString()));
+  api.stderr?.on('data', (chunk: Buffer) => output.push(chunk.toString()));
+  await waitForHttp(`${base}/health`, 30_000, () => api.exitCode !== null).catch((err) => {
+    throw new Error(`${err.message}\n${output.join('')}`);
+  });
+}
+
+beforeAll(async () => {
+  const port = await freePort();
+  config = testConfig({ API_PORT: port, SSE_HEARTBEAT_MS: 500 });
+  base = `http://127.0.0.1:${port}`;
+  await startApi();
+  store = new PostgresSessionStore(config.DATABASE_URL, { max: 2 });
+  events = new EventLog(redis, config.QUEUE_PREFIX, 60);
+  changes = new FileChangeLog(redis, config.QUEUE_PREFIX, 60);
+}, 40_000);
+
+afterAll(async () => {
+  await Promise.all(running.map((live) => live.stop()));
+  if (api) await stopProcess(api);
+  await store?.close();
+  const keys = await redis.keys(`${config.QUEUE_PREFIX}:*`);
+  if (keys.length > 0) await redis.del(...keys);
+  redis.disconnect();
+  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+});
+
+/** A react project with its template's files, an active session of it, and a LiveFiles started as main.ts does. */
+async function startLiveFiles() {
+  const project = await store.createProject({ name: 'live files spec', templateType: 'react' });
+  await store.seedProjectFiles(project.id, templateFiles('react'));
+  const sessionId = randomUUID();
+  await store.createSession({ id: sessionId, projectId: project.id, tier: 'free', resourceLimits: { cpus: 1, memoryMb: 512 }, status: 'creating' });
+  await store.transition(sessionId, 'starting', { containerId: `m-${sessionId}`, containerUrl: 'http://127.0.0.1:9' });
+  await store.transition(sessionId, 'active', { previewUrl: `${base}/p/${sessionId}/`, ttlSeconds: 600 });
+  const token = createMachineToken({ sessionId, projectId: project.id }, config.MACHINE_TOKEN_SECRET, 600);
+  const parent = mkdtempSync(join(tmpdir(), 'pc-live-'));
+  dirs.push(parent);
+  const workDir = join(parent, 'work');
+  const filesUrl = `${base}/v1/machines/${sessionId}/files`;
+  const files = await fetchProjectFiles(filesUrl, token);
+  await writeProjectFiles(workDir, files);
+  const health: HealthState = { filesLoaded: true };
+  const live = new LiveFiles({
+    url: fileChangesUrlOf({}, filesUrl)!,
+    token,
+    workDir,
+    loadSnapshot: () => fetchProjectFiles(filesUrl, token),
+    health,
+    logger: createLogger('live-files-test', 'silent'),
+    backoff: { initialMs: 50, maxMs: 400 },
+  });
+  running.push(live);
+  const resynced = once<{ written: string[]; removed: string[] }>(live, 'resynced');
+  live.seed(files);
+  live.start();
+  return { live, health, workDir, sessionId, projectId: project.id, parent, firstResync: await resynced };
+}
+
+function once<T>(live: LiveFiles, event: string, timeoutMs = 10_000): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no "${event}" within ${timeoutMs} ms\n${output.join('').slice(-2000)}`)), timeoutMs);
+    live.once(event, (value: T) => {
+      clearTimeout(timer);
+      resolve(value);
+    });
+  });
+}
+
+const api$ = (method: string, path: string, body?: unknown) =>
+  fetch(base + path, { method, headers: { 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) }).then((r) => r.status);
+
+describe('live files', () => {
+  it('derives the stream URL from FILES_URL, or takes FILE_CHANGES_URL', () => {
+    expect(fileChangesUrlOf({}, 'http://api:3000/v1/machines/abc/files')).toBe('http://api:3000/v1/machines/abc/file-changes');
+    expect(fileChangesUrlOf({ FILE_CHANGES_URL: 'http://x/y' }, 'http://api/files')).toBe('http://x/y');
+    expect(fileChangesUrlOf({}, 'http://127.0.0.1:9/files/ok')).toBeNull();
+  });
+
+  it('resyncs on connect without rewriting unchanged files, then applies puts and deletes to the work folder', async () => {
+    const { live, health, workDir, projectId, firstResync } = await startLiveFiles();
+    expect(firstResync).toEqual({ written: [], removed: [] });
+
+    let applied = once(live, 'applied');
+    expect(await api$('PUT', `/v1/projects/${projectId}/files/src/App.jsx`, { content: 'export default () => "v2";\n' })).toBe(200);
+    await applied;
+    expect(readFileSync(join(workDir, 'src/App.jsx'), 'utf8')).toBe('export default () => "v2";\n');
+
+    applied = once(live, 'applied');
+    expect(await api$('PUT', `/v1/projects/${projectId}/files/src/deep/new/file.ts`, { content: 'export const x = 1;' })).toBe(201);
+    await applied;
+    expect(readFileSync(join(workDir, 'src/deep/new/file.ts'), 'utf8')).toBe('export const x = 1;');
+
+    applied = once(live, 'applied');
+    expect(await api$('DELETE', `/v1/projects/${projectId}/files/src/App.css`)).toBe(204);
+    await applied;
+    expect(existsSync(join(workDir, 'src/App.css'))).toBe(false);
+    expect((await healthReport('x', health)).data).toBe('ok');
+  });
+
+  it('reconnects after the api restarts and resumes after the last change it applied', async () => {
+    const { live, workDir, projectId } = await startLiveFiles();
+    let resyncs = 0;
+    live.on('resynced', () => resyncs++);
+    let applied = once(live, 'applied');
+    await api$('PUT', `/v1/projects/${projectId}/files/a.txt`, { content: 'before' });
+    await applied;
+
+    const reconnecting = once(live, 'reconnecting');
+    await stopProcess(api);
+    await reconnecting;
+    // Written while the api is down, straight to the stream, as a second api replica would.
+    await changes.append({ type: 'put', projectId, path: 'b.txt', content: 'while down', at: Date.now() });
+    const connected = once(live, 'connected', 30_000);
+    applied = once(live, 'applied', 30_000);
+    await startApi();
+    await connected;
+    expect(await applied).toMatchObject({ path: 'b.txt' });
+    expect(readFileSync(join(workDir, 'b.txt'), 'utf8')).toBe('while down');
+    expect(resyncs).toBe(0);
+
+    applied = once(live, 'applied');
+    await api$('PUT', `/v1/projects/${projectId}/files/a.txt`, { content: 'after' });
+    await applied;
+    expect(readFileSync(join(workDir, 'a.txt'), 'utf8')).toBe('after');
+  });
+
+  it('refuses an unsafe change, reports data failing, then resyncs and recovers', async () => {
+    const { live, health, parent, projectId, workDir } = await startLiveFiles();
+    const resynced = once<{ written: string[] }>(live, 'resynced');
+    // Past the api's checks, straight into the stream: the container must still refuse it.
+    await changes.append({ type: 'put', projectId, path: '../evil.js', content: 'escaped', at: Date.now() });
+    await new Promise<void>((resolve) => {
+      const check = () => (health.dataError ? resolve() : setTimeout(check, 10));
+      check();
+    });
+    expect(health.dataError).toContain('".." segment');
+    expect((await healthReport('x', health)).data).toBe('failing');
+    expect(existsSync(join(parent, 'evil.js'))).toBe(false);
+    await resynced;
+    expect(health.dataError).toBeUndefined();
+    const applied = once(live, 'applied');
+    await api$('PUT', `/v1/projects/${projectId}/files/ok.txt`, { content: 'fine' });
+    await applied;
+    expect(readFileSync(join(workDir, 'ok.txt'), 'utf8')).toBe('fine');
+  });
+
+  it('reports the session failing when the api says it ended, and stops', async () => {
+    const { live, health, sessionId } = await startLiveFiles();
+    const ended = once<string>(live, 'ended');
+    await store.transition(sessionId, 'ending');
+    await events.append({ type: 'ending', sessionId, at: Date.now(), reason: 'expired' });
+    expect(await ended).toBe('session ending');
+    expect(health.sessionEnded).toBe(true);
+    const report = await healthReport(sessionId, { ...health, devServerProbeUrl: undefined });
+    expect(report).toMatchObject({ status: 'failing', session: 'failing', data: 'ok', sessionId });
+  });
+
+  it('takes a 410 on connect as the end of the session', async () => {
+    const { live, health, sessionId } = await startLiveFiles();
+    await live.stop();
+    await store.transition(sessionId, 'ending');
+    const again = new LiveFiles({ ...(live as unknown as { options: ConstructorParameters<typeof LiveFiles>[0] }).options, health });
+    running.push(again);
+    const ended = once<string>(again, 'ended');
+    again.start();
+    expect(await ended).toContain('410');
+    expect(health.sessionEnded).toBe(true);
+  });
+});
+
+function envOf(c: Config): NodeJS.ProcessEnv {
+  return Object.fromEntries(Object.entries(c).filter(([, v]) => v !== undefined).map(([k, v]) => [k, String(v)]));
+}

@@ -1,0 +1,84 @@
+import { checkFilePath, contentProblem, MAX_PATH_LENGTH, normalizeFilePath, UnsafePathError } from './file-paths';
+
+describe('project file path rules', () => {
+  it.each([
+    ['index.html', 'index.html'],
+    ['package.json', 'package.json'],
+    ['src/App.jsx', 'src/App.jsx'],
+    ['src/components/deep/nested/Button.svelte', 'src/components/deep/nested/Button.svelte'],
+    ['./src/main.ts', 'src/main.ts'],
+    ['src/./lib/./a.js', 'src/lib/a.js'],
+    ['.env', '.env'],
+    ['.github/workflows/ci.yml', '.github/workflows/ci.yml'],
+    ['public/..hidden', 'public/..hidden'],
+    ['a..b/c...js', 'a..b/c...js'],
+    ['src/node_modules_docs.md', 'src/node_modules_docs.md'],
+    ['.gitignore', '.gitignore'],
+    ['src/ünïcode/файл.js', 'src/ünïcode/файл.js'],
+    ['with space/a b.js', 'with space/a b.js'],
+  ])('accepts %j as %j', (input, expected) => {
+    expect(normalizeFilePath(input)).toBe(expected);
+    expect(checkFilePath(input)).toEqual({ path: expected, reason: null });
+  });
+
+  it.each([
+    ['/etc/passwd', 'absolute'],
+    ['//server/share/x', 'absolute'],
+    ['C:/Windows/x', 'absolute'],
+    ['c:evil', 'absolute'],
+    ['../evil.js', '".."'],
+    ['src/../../evil.js', '".."'],
+    ['a/../b.js', '".."'],
+    ['src/..', '".."'],
+    ['..', '".."'],
+    ['evil\0.js', 'NUL'],
+    ['src/\0', 'NUL'],
+    ['src/a\nb.js', 'control character'],
+    ['src\\App.jsx', 'backslash'],
+    ['..\\evil.js', 'backslash'],
+    ['\\\\server\\share', 'backslash'],
+    ['src//App.jsx', 'empty path segment'],
+    ['src/', 'empty path segment'],
+    ['', 'empty name'],
+    ['   ', 'empty name'],
+    ['.', 'empty name'],
+    ['./', 'empty name'],
+    ['src/ /x.js', 'blank path segment'],
+    ['node_modules/react/index.js', '"node_modules" is reserved'],
+    ['./node_modules/x', '"node_modules" is reserved'],
+    ['packages/a/node_modules/x.js', '"node_modules" is reserved'],
+    ['.vite-cache/deps/react.js', '".vite-cache" is reserved'],
+    ['.git/config', '".git" is reserved'],
+    ['sub/.git/hooks/pre-commit', '".git" is reserved'],
+    ['a'.repeat(MAX_PATH_LENGTH + 1), 'longer than'],
+    [`src/${'b'.repeat(256)}.js`, 'longer than 255 bytes'],
+  ])('refuses %j (%s)', (input, reason) => {
+    const checked = checkFilePath(input);
+    expect(checked.path).toBeNull();
+    expect(checked.reason).toContain(reason);
+    expect(() => normalizeFilePath(input)).toThrow(UnsafePathError);
+    expect(() => normalizeFilePath(input)).toThrow(reason);
+  });
+
+  it.each([undefined, null, 42, {}, ['a']])('refuses %j, which is not a string', (input) => {
+    expect(checkFilePath(input)).toEqual({ path: null, reason: 'not a string' });
+  });
+
+  it('names the path and the reason in the error', () => {
+    try {
+      normalizeFilePath('../x');
+      throw new Error('expected a refusal');
+    } catch (error) {
+      expect(error).toBeInstanceOf(UnsafePathError);
+      expect(error).toMatchObject({ path: '../x', reason: '".." segment', message: 'Refusing file path "../x": ".." segment' });
+    }
+  });
+});
+
+describe('contentProblem', () => {
+  it('accepts text, refuses NUL bytes', () => {
+    expect(contentProblem('export default 1;\n')).toBeNull();
+    expect(contentProblem('')).toBeNull();
+    expect(contentProblem('a\0b')).toContain('NUL');
+  });
+});
