@@ -52,6 +52,10 @@ describe('a preview session from POST to a live Vite page', () => {
     expect(row).toMatchObject({ id: sessionId, projectId: DEMO_PROJECT_ID, status: 'active', previewUrl: last.previewUrl });
     expect(Date.parse(row.expiresAt)).toBeGreaterThan(Date.now());
 
+    // The machine of the session, as a container on Fly asks before it answers fly-replay.
+    const route = await fetch(`${system.baseUrl}/v1/routes/${sessionId}`).then((r) => r.json());
+    expect(route).toEqual({ sessionId, machineId: `local-${sessionId}` });
+
     // A client that connects after `ready` was emitted still gets the whole story.
     const late = await eventsUntilTerminal(system.baseUrl, sessionId, 5000);
     expect(late.events.map((e) => e.type)).toEqual(events.map((e) => e.type));

@@ -6,6 +6,7 @@ import { fetchProjectFiles, linkNodeModules, writeProjectFiles } from './files';
 import { createViteProxy } from './proxy';
 import { fileChangesUrlOf, LiveFiles } from './live-files';
 import { activitySettings, createActivityReporter } from './activity';
+import { FlyReplay } from './fly-replay';
 import { createContainerServer, type ContainerServer } from './server';
 import { warmUp } from './warm-up';
 
@@ -30,7 +31,8 @@ async function main(): Promise<void> {
 
   const logger = createLogger('preview-container').child({ sessionId: config.sessionId });
   const activity = createActivityReporter({ ...activitySettings(process.env, config.filesUrl), token: config.machineToken, logger });
-  const container = createContainerServer({ sessionId: config.sessionId, basePath: config.basePath, logger, activity });
+  const replay = FlyReplay.fromEnv(process.env, config.filesUrl);
+  const container = createContainerServer({ sessionId: config.sessionId, basePath: config.basePath, logger, activity, replay });
   // Live file changes from the api, applied to WORK_DIR (Vite turns them into HMR); off when FILES_URL gives no file-changes URL.
   const liveFilesUrl = fileChangesUrlOf(process.env, config.filesUrl);
   const liveFiles = liveFilesUrl

@@ -4,6 +4,7 @@ import type { Logger } from '../../../libs/shared/src/logger';
 import type { ActivityTracker } from './activity';
 import { healthReport, type HealthState } from './health';
 import type { ViteProxy } from './proxy';
+import type { FlyReplay } from './fly-replay';
 import { routeRequest } from './session-routing';
 
 /**
@@ -19,8 +20,15 @@ export interface ContainerServer {
   close(): Promise<void>;
 }
 
-export function createContainerServer(options: { sessionId: string; basePath: string; logger: Logger; activity?: ActivityTracker }): ContainerServer {
-  const { sessionId, basePath, logger, activity } = options;
+export function createContainerServer(options: {
+  sessionId: string;
+  basePath: string;
+  logger: Logger;
+  activity?: ActivityTracker;
+  /** On Fly.io: sends requests for other sessions to their machines. */
+  replay?: FlyReplay | null;
+}): ContainerServer {
+  const { sessionId, basePath, logger, activity, replay } = options;
   const health: HealthState = { filesLoaded: false };
   let proxy: ViteProxy | undefined;
   /** Upgraded (websocket) sockets: no longer tracked by the HTTP server, closed by hand. */
@@ -42,6 +50,14 @@ export function createContainerServer(options: { sessionId: string; basePath: st
       return;
     }
     const route = routeRequest(url, basePath);
+    if (route.kind === 'not-found' && replay && 'sessionId' in route.body) {
+      const found = await replay.resolve(route.body.sessionId);
+      if (found.kind === 'replay') {
+        res.writeHead(307, { 'fly-replay': found.header, 'content-length': 0 });
+        return void res.end();
+      }
+      if (found.kind === 'gone') return sendJson(res, 410, { error: 'Session ended', sessionId: route.body.sessionId });
+    }
     if (route.kind === 'not-found') return sendJson(res, 404, route.body);
     activity?.touch();
     if (route.kind === 'redirect') {

@@ -1,6 +1,8 @@
 import type Redis from 'ioredis';
 import { sessionEventSchema, type SessionEvent } from './events';
 
+const GONE_EVENTS: readonly SessionEvent['type'][] = ['ending', 'ended', 'failed'];
+
 export interface StoredEvent {
   /** Redis stream id; sent as the SSE `id:` so clients resume with Last-Event-ID. */
   id: string;
@@ -23,14 +25,20 @@ export class EventLog {
     return `${this.prefix}:events:${sessionId}`;
   }
 
+  /** Pub/sub channel that names each session whose URL stops working (ending, ended, failed); routing caches listen. */
+  get goneChannel(): string {
+    return `${this.prefix}:sessions-gone`;
+  }
+
   async append(event: SessionEvent): Promise<string> {
     const valid = sessionEventSchema.parse(event);
     const key = this.key(valid.sessionId);
-    const result = await this.redis
+    const batch = this.redis
       .multi()
       .xadd(key, 'MAXLEN', '~', String(this.maxLength), '*', 'e', JSON.stringify(valid))
-      .expire(key, this.ttlSeconds)
-      .exec();
+      .expire(key, this.ttlSeconds);
+    if (GONE_EVENTS.includes(valid.type)) batch.publish(this.goneChannel, valid.sessionId);
+    const result = await batch.exec();
     const [err, id] = result?.[0] ?? [new Error('no reply to XADD')];
     if (err) throw err;
     return id as string;

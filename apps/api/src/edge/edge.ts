@@ -22,6 +22,8 @@ export function createEdge(routes: SessionRoutes, logger: Logger) {
     on: {
       error: (err, req, resOrSocket) => {
         const sessionId = sessionIdOfPath(req.url ?? '');
+        // The machine may be gone: the next request looks the session up again.
+        if (sessionId) routes.forget(sessionId);
         logger.warn('edge proxy error', { sessionId, err });
         if (resOrSocket instanceof Object && 'writeHead' in resOrSocket && !resOrSocket.headersSent) {
           resOrSocket.writeHead(502, { 'content-type': 'application/json' });

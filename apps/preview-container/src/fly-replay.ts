@@ -1,0 +1,39 @@
+/**
+ * On Fly.io, a request may land on the wrong machine (Fly's proxy balances over
+ * the app's machines). This answers it with `fly-replay: instance=<machine>`,
+ * which makes Fly's proxy replay it to the machine of that session. The
+ * session → machine lookup asks the api once per session and keeps the answer.
+ */
+export type Replay = { kind: 'replay'; header: string } | { kind: 'unknown' } | { kind: 'gone' };
+
+export class FlyReplay {
+  private readonly cache = new Map<string, { replay: Replay; until: number }>();
+
+  constructor(
+    /** `<api>/v1/routes`: answers `{ sessionId, machineId }`, 404 for an unknown session, 410 for an ended one. */
+    private readonly routesUrl: string,
+    private readonly ttlMs = 60_000,
+  ) {}
+
+  /** Fly sets FLY_MACHINE_ID in every machine; without it there is no Fly proxy to replay through. */
+  static fromEnv(env: NodeJS.ProcessEnv, filesUrl: string): FlyReplay | null {
+    if (!env.FLY_MACHINE_ID) return null;
+    return new FlyReplay(env.ROUTES_URL ?? `${new URL(filesUrl).origin}/v1/routes`);
+  }
+
+  async resolve(sessionId: string): Promise<Replay> {
+    const cached = this.cache.get(sessionId);
+    if (cached && cached.until > Date.now()) return cached.replay;
+    const res = await fetch(`${this.routesUrl}/${encodeURIComponent(sessionId)}`, { signal: AbortSignal.timeout(3000) });
+    const replay: Replay =
+      res.status === 200
+        ? { kind: 'replay', header: `instance=${((await res.json()) as { machineId: string }).machineId}` }
+        : res.status === 410
+          ? { kind: 'gone' }
+          : { kind: 'unknown' };
+    if (res.status !== 200) await res.arrayBuffer();
+    // Only a machine is worth keeping; a session not found yet may be starting.
+    if (replay.kind === 'replay') this.cache.set(sessionId, { replay, until: Date.now() + this.ttlMs });
+    return replay;
+  }
+}

@@ -1,0 +1,43 @@
+import { createServer, type Server } from 'node:http';
+import { FlyReplay } from '../src/fly-replay';
+
+/** The lookup against a real HTTP server that answers as the api's GET /v1/routes/:id does. */
+describe('FlyReplay', () => {
+  const machines: Record<string, number | string> = { 'a0000000-0000-4000-8000-000000000001': '3d8d9e1c5e7e18', 'a0000000-0000-4000-8000-000000000002': 410 };
+  let server: Server;
+  let base: string;
+  let requests = 0;
+
+  beforeAll(async () => {
+    server = createServer((req, res) => {
+      requests++;
+      const id = decodeURIComponent(req.url!.split('/').pop()!);
+      const found = machines[id];
+      if (typeof found === 'string') return res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ sessionId: id, machineId: found }));
+      res.writeHead(found ?? 404, { 'content-type': 'application/json' }).end('{}');
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    base = `http://127.0.0.1:${(server.address() as { port: number }).port}/v1/routes`;
+  });
+
+  afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
+
+  it('is off outside Fly (no FLY_MACHINE_ID)', () => {
+    expect(FlyReplay.fromEnv({}, 'http://api.internal:3000/v1/machines/x/files')).toBeNull();
+    expect(FlyReplay.fromEnv({ FLY_MACHINE_ID: 'abc' }, 'http://api.internal:3000/v1/machines/x/files')).toBeInstanceOf(FlyReplay);
+  });
+
+  it('answers the machine of another session, looked up once', async () => {
+    const replay = new FlyReplay(base);
+    requests = 0;
+    expect(await replay.resolve('a0000000-0000-4000-8000-000000000001')).toEqual({ kind: 'replay', header: 'instance=3d8d9e1c5e7e18' });
+    expect(await replay.resolve('a0000000-0000-4000-8000-000000000001')).toEqual({ kind: 'replay', header: 'instance=3d8d9e1c5e7e18' });
+    expect(requests).toBe(1);
+  });
+
+  it('says gone for an ended session and unknown for one without a machine', async () => {
+    const replay = new FlyReplay(base);
+    expect(await replay.resolve('a0000000-0000-4000-8000-000000000002')).toEqual({ kind: 'gone' });
+    expect(await replay.resolve('a0000000-0000-4000-8000-000000000009')).toEqual({ kind: 'unknown' });
+  });
+});
