@@ -2,10 +2,16 @@ import { BullModule } from '@nestjs/bullmq';
 import { DynamicModule, Inject, Module, OnApplicationShutdown } from '@nestjs/common';
 import { APP_FILTER } from '@nestjs/core';
 import type Redis from 'ioredis';
-import { EventLog, QueueName, createRedis, createSessionStore, type Config, type Logger, type SessionStore } from '@velocity/shared';
+import { EventLog, FileChangeLog, QueueName, createRedis, createSessionStore, type Config, type Logger, type SessionStore } from '@velocity/shared';
 import { ErrorFilter } from './common/error.filter';
+import { RoutesController } from './edge/routes.controller';
+import { SessionRoutes } from './edge/session-routes';
 import { HealthController } from './health.controller';
 import { MachineFilesController } from './machines/machine-files.controller';
+import { MachineActivityController } from './machines/machine-activity.controller';
+import { FileChangesController } from './machines/file-changes.controller';
+import { ProjectsController } from './projects/projects.controller';
+import { ProjectsService } from './projects/projects.service';
 import { SessionsController } from './sessions/sessions.controller';
 import { SessionsService } from './sessions/sessions.service';
 import { CONFIG, EVENT_LOG, LOGGER, REDIS, SESSION_STORE } from './tokens';
@@ -28,8 +34,9 @@ export class AppModule {
       imports: [
         BullModule.forRoot({ connection: { url: config.REDIS_URL, maxRetriesPerRequest: null }, prefix: config.QUEUE_PREFIX }),
         BullModule.registerQueue({ name: QueueName.Sessions }),
+        BullModule.registerQueue({ name: QueueName.Cleanup }),
       ],
-      controllers: [SessionsController, MachineFilesController, HealthController],
+      controllers: [RoutesController, ProjectsController, FileChangesController, SessionsController, MachineFilesController, MachineActivityController, HealthController],
       providers: [
         { provide: CONFIG, useValue: config },
         { provide: LOGGER, useValue: logger },
@@ -42,6 +49,13 @@ export class AppModule {
         },
         { provide: APP_FILTER, useClass: ErrorFilter },
         SessionsService,
+        SessionRoutes,
+        {
+          provide: FileChangeLog,
+          inject: [REDIS],
+          useFactory: (redis: Redis) => new FileChangeLog(redis, config.QUEUE_PREFIX, config.EVENT_STREAM_TTL_SECONDS),
+        },
+        ProjectsService,
         Resources,
       ],
     };

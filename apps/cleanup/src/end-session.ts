@@ -29,4 +29,22 @@ export class EndSession {
     logger.info('session ended', { reason, machineId: ending.containerId });
     return 'ended';
   }
+
+  /**
+   * Finishes a session that an earlier run left `ending` (its process died, or its
+   * destroy failed) and that has not moved since `staleBefore`: claim it, destroy
+   * its machine, mark it ended, store `ended` with the reason its `ending` gave.
+   */
+  async resume(sessionId: string, staleBefore: Date): Promise<EndSessionResult> {
+    const { store, provider, events } = this.deps;
+    const claimed = await store.claimStaleEnding(sessionId, staleBefore);
+    if (!claimed) return 'not-active';
+    const ending = (await events.read(sessionId)).map((e) => e.event).filter((e) => e.type === 'ending').pop();
+    const reason = ending?.type === 'ending' ? ending.reason : 'resumed';
+    if (claimed.containerId) await provider.destroy(claimed.containerId);
+    if (!(await store.transition(sessionId, 'ended', { ended: true }))) return 'not-active';
+    await events.append({ type: 'ended', sessionId, at: Date.now(), reason });
+    this.deps.logger.warn('unfinished session end completed', { sessionId, reason, machineId: claimed.containerId });
+    return 'ended';
+  }
 }

@@ -1,3 +1,4 @@
+import { Queue } from 'bullmq';
 import {
   EventLog,
   QueueName,
@@ -8,9 +9,14 @@ import {
   createSessionStore,
   loadConfig,
 } from '@velocity/shared';
-import { createCleanupWorker } from './cleanup-worker';
+import type { CleanupDeps } from './cleanup-deps';
+import { createCleanupWorker, scheduleSweep } from './cleanup-worker';
 
-/** The cleanup process: ends sessions when their expiry job comes due. */
+/**
+ * The cleanup process: ends sessions when their expiry job comes due, and every
+ * CLEANUP_SWEEP_EVERY_MS sweeps for what those jobs missed (expired, idle and
+ * stuck sessions, lost provisioning jobs, orphaned machines).
+ */
 async function main() {
   const config = loadConfig();
   const logger = createLogger('cleanup', config.LOG_LEVEL);
@@ -19,14 +25,20 @@ async function main() {
   const store = createSessionStore(config);
   const provider = createMachineProvider(config);
   const events = new EventLog(redis, config.QUEUE_PREFIX, config.EVENT_STREAM_TTL_SECONDS);
-  const worker = createCleanupWorker({ store, provider, events, logger }, redis, config.QUEUE_PREFIX, logger);
+  const sessionsQueue = new Queue(QueueName.Sessions, { connection: redis, prefix: config.QUEUE_PREFIX });
+  const cleanupQueue = new Queue(QueueName.Cleanup, { connection: redis, prefix: config.QUEUE_PREFIX });
+  const deps: CleanupDeps = { config, store, provider, events, logger, redis, sessionsQueue, cleanupQueue };
+  const worker = createCleanupWorker(deps, redis);
   worker.on('error', (err) => logger.error('worker error', { err }));
+  worker.on('failed', (job, err) => logger.error('cleanup job failed', { jobId: job?.id, name: job?.name, sessionId: job?.data?.sessionId, err }));
   await worker.waitUntilReady();
-  logger.info('cleanup ready', { queue: QueueName.Cleanup });
+  await scheduleSweep(deps);
+  logger.info('cleanup ready', { queue: QueueName.Cleanup, sweepEveryMs: config.CLEANUP_SWEEP_EVERY_MS, batchSize: config.CLEANUP_BATCH_SIZE });
 
   const shutdown = async (signal: string) => {
     logger.info('shutting down', { signal });
     await worker.close();
+    await Promise.all([sessionsQueue.close(), cleanupQueue.close()]);
     await Promise.all([store.close(), provider.close()]);
     redis.disconnect();
     logger.info('stopped');

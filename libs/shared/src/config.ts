@@ -19,8 +19,18 @@ export const configSchema = z.object({
   PUBLIC_URL: z.string().url().optional(),
   /** Base URL where preview machines reach the api for their files. Defaults to the api's own address. */
   API_INTERNAL_URL: z.string().url().optional(),
-  // Fly.io comes with its provider; until then only the local provider exists.
-  MACHINE_PROVIDER: z.enum(['local']).default('local'),
+  /** `local`: one preview-container process per session; `fly`: Fly Machines (needs the FLY_* settings below). */
+  MACHINE_PROVIDER: z.enum(['local', 'fly', 'noop']).default('local'),
+  /** Fly Machines API base URL (inside Fly's network: http://_api.internal:4280/v1). */
+  FLY_API_URL: z.string().url().default('https://api.machines.dev/v1'),
+  /** Fly API token that may manage the machines of FLY_APP_NAME; required when MACHINE_PROVIDER=fly. */
+  FLY_API_TOKEN: z.string().optional(),
+  /** The Fly app that holds the preview machines; required when MACHINE_PROVIDER=fly. */
+  FLY_APP_NAME: z.string().optional(),
+  /** Image of apps/preview-container that Fly pulls; required when MACHINE_PROVIDER=fly. */
+  FLY_IMAGE: z.string().optional(),
+  /** Region of new preview machines; Fly picks one when unset. */
+  FLY_REGION: z.string().optional(),
   /** Where the local provider keeps its machines' work folders and records. */
   LOCAL_MACHINES_DIR: z.string().default('.velocity/machines'),
   /** HMAC secret that signs the short-lived tokens machines use to fetch their files. */
@@ -81,7 +91,17 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     const variable = String(issue.path[0] ?? 'environment');
     throw new ConfigError(variable, `${issue.message} (got ${JSON.stringify(env[variable] ?? null)})`);
   }
+  requireFlySettings(parsed.data);
+  if (parsed.data.MACHINE_PROVIDER === 'noop' && parsed.data.NODE_ENV === 'production') throw new ConfigError('MACHINE_PROVIDER', 'must not be noop (benchmarks only) when NODE_ENV=production');
   return parsed.data;
+}
+
+/** MACHINE_PROVIDER=fly cannot work without a token, an app and an image. */
+function requireFlySettings(config: Config): void {
+  if (config.MACHINE_PROVIDER !== 'fly') return;
+  for (const variable of ['FLY_API_TOKEN', 'FLY_APP_NAME', 'FLY_IMAGE'] as const) {
+    if (!config[variable]) throw new ConfigError(variable, 'is required when MACHINE_PROVIDER=fly (got null)');
+  }
 }
 
 /** The api's base URL as browsers see it. */

@@ -84,5 +84,88 @@ export interface SessionStore {
    */
   transition(sessionId: string, to: SessionStatus, patch?: SessionPatch): Promise<PreviewSession | null>;
 
+  // --- cleanup (issue 5): each list reads a partial index, so its cost follows what it finds ---
+
+  /** Active sessions whose `expires_at` is at or before `now` (and the database's now()), earliest first. */
+  listExpiredSessions(now: Date, limit: number): Promise<PreviewSession[]>;
+  /** Active sessions of `tier` last seen in use (activity, else activation, else creation) before `idleSince`. */
+  listIdleSessions(tier: Tier, idleSince: Date, limit: number): Promise<PreviewSession[]>;
+  /** Sessions still queued/creating/starting that were created before `createdBefore`, oldest first. */
+  listStuckSessions(createdBefore: Date, limit: number): Promise<PreviewSession[]>;
+  /**
+   * Moves a session still provisioning and created before `createdBefore` to `error`
+   * with `error_message` "provisioning timed out at <status it had>", in one statement.
+   * Null when it is no longer provisioning (or not that old).
+   */
+  failStuckSession(sessionId: string, createdBefore: Date): Promise<PreviewSession | null>;
+  /** Sessions still queued/creating/starting created at or after `createdAfter`, by (createdAt, id), after `cursor`. */
+  listProvisioningSessions(createdAfter: Date, limit: number, cursor?: SessionCursor): Promise<PreviewSession[]>;
+  /** Active sessions by id, after `afterId`: the machine reconciliation walks them in pages. */
+  listActiveSessions(limit: number, afterId?: string): Promise<PreviewSession[]>;
+  /** The rows of these ids that exist (any order); invalid ids match nothing. */
+  getSessionsByIds(sessionIds: string[]): Promise<PreviewSession[]>;
+  /**
+   * Records that an active session was in use at `at` (never later than the database's now(), never
+   * moving backwards). Returns the stored last activity (ISO), or null when the session is not active.
+   */
+  recordActivity(sessionId: string, at: Date): Promise<string | null>;
+  /**
+   * Moves an active session's `expires_at` `seconds` later, atomically refusing to pass
+   * activation (else creation) + `maxDurationSeconds`.
+   */
+  extendSession(sessionId: string, seconds: number, maxDurationSeconds: number): Promise<ExtendSessionResult>;
+  /** Sessions left `ending` since before `updatedBefore` (their cleanup died or failed midway), oldest first. */
+  listStaleEndingSessions(updatedBefore: Date, limit: number): Promise<PreviewSession[]>;
+  /**
+   * Claims a stale `ending` session for finishing it (touches updated_at when it is still
+   * `ending` and not updated since `updatedBefore`); null when another caller has it or it moved on.
+   */
+  claimStaleEnding(sessionId: string, updatedBefore: Date): Promise<PreviewSession | null>;
+
   close(): Promise<void>;
+
+  // --- project files (issue 4): writes of single files, within limits, for the projects api ---
+
+  /** Creates a project with a new id and no files (the provisioner seeds a project that has none from its template). */
+  createProject(project: { name: string; templateType: string }): Promise<Project>;
+  /** Upserts one file (path already normalised), checking the limits under the project's lock, in one transaction. */
+  putProjectFile(projectId: string, file: ProjectFile, limits: ProjectFileLimits): Promise<PutProjectFileResult>;
+  /** Removes one file; false when the project has no file at that path. */
+  deleteProjectFile(projectId: string, path: string): Promise<boolean>;
+  /** The project's files without their content, ordered by path; [] for an unknown project. */
+  listProjectFilePaths(projectId: string): Promise<ProjectFileInfo[]>;
+}
+
+/** Where a page of `listProvisioningSessions` ended: pass it to get the next page. */
+export interface SessionCursor {
+  createdAt: string;
+  id: string;
+}
+
+/** What `extendSession` did. `maxUntil`: the latest `expires_at` the session's tier allows. */
+export type ExtendSessionResult =
+  | { outcome: 'extended'; session: PreviewSession; maxUntil: string }
+  | { outcome: 'not-found' }
+  | { outcome: 'not-active' | 'expired' | 'beyond-max'; session: PreviewSession; maxUntil: string };
+
+/** Limits a project's files must stay within (config MAX_PROJECT_FILES, MAX_FILE_BYTES, MAX_PROJECT_BYTES). */
+export interface ProjectFileLimits {
+  maxFiles: number;
+  maxFileBytes: number;
+  maxProjectBytes: number;
+}
+
+/** What `putProjectFile` did; sizes are UTF-8 bytes, counts and totals are the project's after the write (or as refused). */
+export interface PutProjectFileResult {
+  outcome: 'created' | 'updated' | 'no-project' | 'too-many-files' | 'file-too-large' | 'project-too-large';
+  fileBytes: number;
+  fileCount: number;
+  projectBytes: number;
+}
+
+/** A project file without its content. */
+export interface ProjectFileInfo {
+  path: string;
+  bytes: number;
+  updatedAt: string;
 }

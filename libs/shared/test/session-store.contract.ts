@@ -331,5 +331,215 @@ export function sessionStoreContract(name: string, makeStore: () => Promise<Sess
         expect(await store.getSession(session.id)).toEqual(winners[0]);
       });
     });
+
+    describe('cleanup queries (issue 5)', () => {
+      /** An active session whose expires_at is `ttlSeconds` from now (negative: already past). */
+      async function activeSession(ttlSeconds = 60, overrides: Partial<NewSession> = {}): Promise<PreviewSession> {
+        const session = await newSession(overrides);
+        await store.transition(session.id, 'starting', { containerId: `machine-${session.id}`, containerUrl: 'http://127.0.0.1:1' });
+        return (await store.transition(session.id, 'active', { previewUrl: 'http://p/', ttlSeconds }))!;
+      }
+      const ids = (list: PreviewSession[]) => list.map((s) => s.id);
+      const far = () => new Date(Date.now() + 3600_000);
+
+      it('listExpiredSessions returns active sessions past expires_at, earliest first, never a future or inactive one', async () => {
+        const past = await activeSession(-120);
+        const pastLater = await activeSession(-60);
+        const future = await activeSession(600);
+        const ended = await activeSession(-90);
+        await store.transition(ended.id, 'ending');
+        const list = await store.listExpiredSessions(new Date(), 1000);
+        expect(ids(list)).toEqual(expect.arrayContaining([past.id, pastLater.id]));
+        expect(ids(list)).not.toContain(future.id);
+        expect(ids(list)).not.toContain(ended.id);
+        expect(list.every((s) => s.status === 'active' && ms(s.expiresAt) <= Date.now())).toBe(true);
+        expect(ids(list).indexOf(past.id)).toBeLessThan(ids(list).indexOf(pastLater.id));
+        const expiries = list.map((s) => ms(s.expiresAt));
+        expect(expiries).toEqual([...expiries].sort((a, b) => a - b));
+      });
+
+      it('listExpiredSessions respects the limit and never runs ahead of the database clock', async () => {
+        await activeSession(-30);
+        await activeSession(-30);
+        expect((await store.listExpiredSessions(new Date(), 1)).length).toBe(1);
+        const soon = await activeSession(300);
+        expect(ids(await store.listExpiredSessions(far(), 1000))).not.toContain(soon.id);
+      });
+
+      it('recordActivity stores the time for an active session, never backwards nor in the future', async () => {
+        const session = await activeSession(600);
+        const t1 = new Date(Date.now() - 60_000);
+        expect(await store.recordActivity(session.id, t1)).toBe(t1.toISOString());
+        expect(await store.recordActivity(session.id, new Date(t1.getTime() - 30_000))).toBe(t1.toISOString());
+        const capped = await store.recordActivity(session.id, far());
+        expect(ms(capped)).toBeLessThanOrEqual(Date.now() + 5_000);
+        expect(ms(capped)).toBeGreaterThan(t1.getTime());
+      });
+
+      it('recordActivity returns null for a session that is not active, unknown or invalid', async () => {
+        const creating = await newSession();
+        expect(await store.recordActivity(creating.id, new Date())).toBeNull();
+        const ending = await activeSession(60);
+        await store.transition(ending.id, 'ending');
+        expect(await store.recordActivity(ending.id, new Date())).toBeNull();
+        expect(await store.recordActivity(randomUUID(), new Date())).toBeNull();
+        expect(await store.recordActivity('nope', new Date())).toBeNull();
+      });
+
+      it('listIdleSessions finds active sessions of the tier last seen before the cutoff', async () => {
+        const idle = await activeSession(600);
+        await store.recordActivity(idle.id, new Date(Date.now() - 3600_000));
+        const busy = await activeSession(600);
+        await store.recordActivity(busy.id, new Date());
+        const proIdle = await activeSession(600, { tier: 'pro' });
+        await store.recordActivity(proIdle.id, new Date(Date.now() - 3600_000));
+        const neverReported = await activeSession(600);
+
+        const cutoff = new Date(Date.now() - 1800_000);
+        const free = ids(await store.listIdleSessions('free', cutoff, 1000));
+        expect(free).toContain(idle.id);
+        expect(free).not.toContain(busy.id);
+        expect(free).not.toContain(proIdle.id);
+        // Without reports, the idle clock starts at activation.
+        expect(free).not.toContain(neverReported.id);
+        expect(ids(await store.listIdleSessions('free', new Date(Date.now() + 60_000), 1000))).toContain(neverReported.id);
+        expect(ids(await store.listIdleSessions('pro', cutoff, 1000))).toContain(proIdle.id);
+
+        await store.transition(idle.id, 'ending');
+        expect(ids(await store.listIdleSessions('free', cutoff, 1000))).not.toContain(idle.id);
+      });
+
+      it('listStuckSessions and failStuckSession: provisioning rows created before the cutoff become error once', async () => {
+        const queued = await newSession({ status: 'queued' });
+        const creating = await newSession();
+        const starting = await newSession();
+        await store.transition(starting.id, 'starting', { containerId: 'm-stuck' });
+        const active = await activeSession(60);
+
+        const notYet = new Date(Date.now() - 3600_000);
+        expect(ids(await store.listStuckSessions(notYet, 1000))).not.toContain(queued.id);
+        expect(await store.failStuckSession(queued.id, notYet)).toBeNull();
+
+        const cutoff = far();
+        const stuck = ids(await store.listStuckSessions(cutoff, 1000));
+        expect(stuck).toEqual(expect.arrayContaining([queued.id, creating.id, starting.id]));
+        expect(stuck).not.toContain(active.id);
+
+        const failed = await store.failStuckSession(starting.id, cutoff);
+        expect(failed).toMatchObject({ status: 'error', errorMessage: 'provisioning timed out at starting', containerId: 'm-stuck' });
+        expect(failed!.endedAt).not.toBeNull();
+        expect(await store.failStuckSession(starting.id, cutoff)).toBeNull();
+        expect((await store.failStuckSession(queued.id, cutoff))?.errorMessage).toBe('provisioning timed out at queued');
+        expect(await store.failStuckSession(active.id, cutoff)).toBeNull();
+        expect(await store.failStuckSession('nope', cutoff)).toBeNull();
+        expect(ids(await store.listStuckSessions(cutoff, 1000))).not.toContain(starting.id);
+      });
+
+      it('concurrent failStuckSession calls: exactly one wins', async () => {
+        const session = await newSession();
+        const results = await Promise.all(Array.from({ length: 5 }, () => store.failStuckSession(session.id, far())));
+        expect(results.filter((r) => r !== null)).toHaveLength(1);
+      });
+
+      it('listProvisioningSessions pages through provisioning rows created after a time, each once', async () => {
+        const since = new Date(Date.now() - 5_000);
+        const mine = new Set<string>();
+        for (let i = 0; i < 5; i += 1) mine.add((await newSession({ status: i % 2 ? 'queued' : 'creating' })).id);
+        const active = await activeSession(60);
+        const seen: string[] = [];
+        let cursor: { createdAt: string; id: string } | undefined;
+        for (let pages = 0; pages < 1000; pages += 1) {
+          const page = await store.listProvisioningSessions(since, 2, cursor);
+          seen.push(...ids(page));
+          if (page.length < 2) break;
+          cursor = { createdAt: page[page.length - 1].createdAt, id: page[page.length - 1].id };
+        }
+        expect(new Set(seen).size).toBe(seen.length);
+        for (const id of mine) expect(seen).toContain(id);
+        expect(seen).not.toContain(active.id);
+        expect(ids(await store.listProvisioningSessions(new Date(Date.now() + 60_000), 100))).toEqual([]);
+      });
+
+      it('listActiveSessions pages through active rows by id, each once', async () => {
+        const mine = [await activeSession(60), await activeSession(60), await activeSession(60)].map((s) => s.id);
+        const creating = await newSession();
+        const seen: string[] = [];
+        let afterId: string | undefined;
+        for (let pages = 0; pages < 10_000; pages += 1) {
+          const page = await store.listActiveSessions(2, afterId);
+          seen.push(...ids(page));
+          if (page.length < 2) break;
+          afterId = page[page.length - 1].id;
+        }
+        expect(new Set(seen).size).toBe(seen.length);
+        expect(seen).toEqual(expect.arrayContaining(mine));
+        expect(seen).not.toContain(creating.id);
+      });
+
+      it('getSessionsByIds returns the rows that exist and ignores unknown or invalid ids', async () => {
+        const a = await newSession();
+        const b = await activeSession(60);
+        const rows = await store.getSessionsByIds([a.id, b.id, randomUUID(), 'nope', a.id]);
+        expect(ids(rows).sort()).toEqual([a.id, b.id].sort());
+        expect(rows.find((r) => r.id === b.id)).toEqual(await store.getSession(b.id));
+        expect(await store.getSessionsByIds([])).toEqual([]);
+      });
+
+      it('extendSession moves expires_at by the seconds, up to activation + the maximum', async () => {
+        const session = await activeSession(60);
+        const extended = await store.extendSession(session.id, 120, 600);
+        expect(extended.outcome).toBe('extended');
+        if (extended.outcome !== 'extended') return;
+        expect(ms(extended.session.expiresAt) - ms(session.expiresAt)).toBe(120_000);
+        // activated_at is the activation statement's now(), as updated_at was then.
+        expect(ms(extended.maxUntil)).toBe(ms(session.updatedAt) + 600_000);
+        expect(await store.getSession(session.id)).toEqual(extended.session);
+
+        const beyond = await store.extendSession(session.id, 500, 600);
+        expect(beyond).toMatchObject({ outcome: 'beyond-max', maxUntil: extended.maxUntil });
+        expect((await store.getSession(session.id))?.expiresAt).toBe(extended.session.expiresAt);
+      });
+
+      it('extendSession refuses a session that is not active or already expired, and reports a missing one', async () => {
+        const creating = await newSession();
+        expect(await store.extendSession(creating.id, 60, 600)).toMatchObject({ outcome: 'not-active' });
+        const expired = await activeSession(-5);
+        expect(await store.extendSession(expired.id, 60, 600)).toMatchObject({ outcome: 'expired' });
+        expect((await store.getSession(expired.id))?.expiresAt).toBe(expired.expiresAt);
+        expect(await store.extendSession(randomUUID(), 60, 600)).toEqual({ outcome: 'not-found' });
+        expect(await store.extendSession('nope', 60, 600)).toEqual({ outcome: 'not-found' });
+      });
+
+      it('concurrent extensions add up and never pass the maximum', async () => {
+        const session = await activeSession(60);
+        // 60 s + 10 x 100 s would be 1060 s; the maximum allows 600 s from activation.
+        const results = await Promise.all(Array.from({ length: 10 }, () => store.extendSession(session.id, 100, 600)));
+        const extendedCount = results.filter((r) => r.outcome === 'extended').length;
+        expect(extendedCount).toBe(5);
+        expect(results.filter((r) => r.outcome === 'beyond-max')).toHaveLength(5);
+        const row = await store.getSession(session.id);
+        expect(ms(row!.expiresAt) - ms(session.expiresAt)).toBe(500_000);
+      });
+
+      it('listStaleEndingSessions and claimStaleEnding: a session left ending is claimed by one caller', async () => {
+        const ending = await activeSession(60);
+        await store.transition(ending.id, 'ending');
+        const active = await activeSession(60);
+        await new Promise((r) => setTimeout(r, 20));
+        const cutoff = new Date();
+        expect(ids(await store.listStaleEndingSessions(new Date(Date.now() - 3600_000), 1000))).not.toContain(ending.id);
+        const stale = ids(await store.listStaleEndingSessions(cutoff, 1000));
+        expect(stale).toContain(ending.id);
+        expect(stale).not.toContain(active.id);
+
+        const claims = await Promise.all(Array.from({ length: 5 }, () => store.claimStaleEnding(ending.id, cutoff)));
+        const winners = claims.filter((c): c is PreviewSession => c !== null);
+        expect(winners).toHaveLength(1);
+        expect(winners[0]).toMatchObject({ id: ending.id, status: 'ending' });
+        expect(ms(winners[0].updatedAt)).toBeGreaterThanOrEqual(cutoff.getTime());
+        expect(await store.claimStaleEnding(active.id, cutoff)).toBeNull();
+        expect(await store.claimStaleEnding('nope', cutoff)).toBeNull();
+      });
+    });
   });
 }

@@ -1,4 +1,4 @@
-import { Body, Controller, Get, HttpCode, Inject, NotFoundException, Param, Post, Req, Res } from '@nestjs/common';
+import { Body, Controller, Delete, Get, HttpCode, Inject, NotFoundException, Param, Post, Req, Res } from '@nestjs/common';
 import type { Request, Response } from 'express';
 import type Redis from 'ioredis';
 import { z } from 'zod';
@@ -10,6 +10,8 @@ import { SessionsService } from './sessions.service';
 
 const createSessionBody = z.object({ projectId: z.string().uuid(), tier: tierSchema.default('free') }).strict();
 const sessionIdParam = z.string().uuid();
+/** At most a week in one call; the tier's maximum session length is the real bound. */
+const extendSessionBody = z.object({ seconds: z.number().int().positive().max(7 * 24 * 3600) }).strict();
 const lastEventIdHeader = z.string().regex(/^\d+-\d+$/, 'must be a stream id like 1700000000000-0').optional();
 
 @Controller('v1/sessions')
@@ -52,5 +54,26 @@ export class SessionsController {
       { heartbeatMs: Math.min(this.config.SSE_HEARTBEAT_MS, 15_000), retryMs: 2000 },
     );
     await stream.pipe(req, res, lastEventId);
+  }
+
+  /** Moves `expires_at` later, up to the tier's maximum; 409 beyond it or when the session is not active. */
+  @Post(':id/extend')
+  @HttpCode(200)
+  async extend(@Param('id') id: string, @Body() body: unknown) {
+    const sessionId = parseOr400(sessionIdParam, id, 'id');
+    const { seconds } = parseOr400(extendSessionBody, body ?? {});
+    const extended = await this.sessions.extend(sessionId, seconds);
+    this.logger.info('session extended', { sessionId, seconds, expiresAt: extended.expiresAt });
+    return extended;
+  }
+
+  /** Stops the session now: 202, then `ended` (or `failed`, when it was still provisioning) on its events. */
+  @Delete(':id')
+  @HttpCode(202)
+  async stop(@Param('id') id: string) {
+    const sessionId = parseOr400(sessionIdParam, id, 'id');
+    const stopped = await this.sessions.stop(sessionId);
+    this.logger.info('session stop requested', { sessionId, status: stopped.status, stop: stopped.stop });
+    return stopped;
   }
 }

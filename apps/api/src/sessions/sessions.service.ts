@@ -1,5 +1,5 @@
 import { InjectQueue } from '@nestjs/bullmq';
-import { Inject, Injectable, NotFoundException } from '@nestjs/common';
+import { ConflictException, Inject, Injectable, NotFoundException } from '@nestjs/common';
 import type { Queue } from 'bullmq';
 import { randomUUID } from 'node:crypto';
 import {
@@ -10,6 +10,9 @@ import {
   QueueName,
   parseJob,
   resourceLimitsOf,
+  PROVISIONING_STATUSES,
+  TIER_LIMITS,
+  expiryJobId,
   type Config,
   type SessionStore,
   type Tier,
@@ -67,5 +70,117 @@ export class SessionsService {
   /** Whether this session was ever asked for: its event stream or its row. */
   async exists(sessionId: string): Promise<boolean> {
     return (await this.events.exists(sessionId)) || (await this.store.getSession(sessionId)) !== null;
+  }
+
+  // --- extend and stop (issue 5) ---
+
+  /** The cleanup queue (expiry jobs), injected as a property so the constructor above stays as it is. */
+  @InjectQueue(QueueName.Cleanup) private readonly cleanupQueue!: Queue;
+
+  /**
+   * Moves an active session's `expires_at` `seconds` later, up to its tier's
+   * maxDurationSeconds from activation (the database refuses beyond it, atomically),
+   * and moves its delayed expiry job to the new time.
+   */
+  async extend(sessionId: string, seconds: number) {
+    const session = await this.store.getSession(sessionId);
+    if (!session) throw new NotFoundException({ statusCode: 404, error: 'Not Found', message: `Session ${sessionId} does not exist`, sessionId });
+    const { maxDurationSeconds } = TIER_LIMITS[session.tier];
+    const result = await this.store.extendSession(sessionId, seconds, maxDurationSeconds);
+    switch (result.outcome) {
+      case 'not-found':
+        throw new NotFoundException({ statusCode: 404, error: 'Not Found', message: `Session ${sessionId} does not exist`, sessionId });
+      case 'not-active':
+        throw new ConflictException({
+          statusCode: 409, error: 'Conflict', sessionId, status: result.session.status,
+          message: `Session ${sessionId} is ${result.session.status}: only an active session can be extended`,
+        });
+      case 'expired':
+        throw new ConflictException({
+          statusCode: 409, error: 'Conflict', sessionId, status: result.session.status,
+          message: `Session ${sessionId} has expired and is being ended: it can no longer be extended`,
+        });
+      case 'beyond-max': {
+        const leftSeconds = Math.max(0, Math.floor((Date.parse(result.maxUntil) - Date.parse(result.session.expiresAt!)) / 1000));
+        throw new ConflictException({
+          statusCode: 409, error: 'Conflict', sessionId, field: 'seconds',
+          limit: 'maxDurationSeconds', maxDurationSeconds, maxUntil: result.maxUntil, expiresAt: result.session.expiresAt,
+          message:
+            `Extending by ${seconds} s would pass the ${session.tier} tier's maximum session length of ${maxDurationSeconds} s ` +
+            `(maxDurationSeconds, until ${result.maxUntil}); at most ${leftSeconds} s more are allowed`,
+        });
+      }
+      case 'extended': {
+        const expiresAt = result.session.expiresAt!;
+        await this.moveExpiryJob(sessionId, expiresAt);
+        return { sessionId, status: result.session.status, expiresAt, maxUntil: result.maxUntil };
+      }
+    }
+  }
+
+  /**
+   * Stops a session now. Active: cleanup ends it (an `expire-session` job with
+   * reason `stopped`, no delay). Still provisioning: the row becomes `error`
+   * ("cancelled"), its waiting job is removed, `failed` is stored, and cleanup
+   * destroys whatever machine was made. 409 when it has already ended or failed.
+   */
+  async stop(sessionId: string) {
+    let session = await this.store.getSession(sessionId);
+    if (!session) throw new NotFoundException({ statusCode: 404, error: 'Not Found', message: `Session ${sessionId} does not exist`, sessionId });
+
+    if (PROVISIONING_STATUSES.includes(session.status)) {
+      const cancelled = await this.store.transition(sessionId, 'error', { errorMessage: 'cancelled: stopped before it was ready', ended: true });
+      if (cancelled) {
+        await this.queue.remove(sessionId).catch(() => 0);
+        await this.events.append({ type: 'failed', sessionId, at: Date.now(), reason: 'cancelled: stopped before it was ready', retryable: false });
+        await this.addStopJob(sessionId);
+        return { sessionId, status: cancelled.status, stop: 'cancelled' as const };
+      }
+      // It moved on meanwhile (most likely to active): read it again.
+      session = (await this.store.getSession(sessionId))!;
+    }
+
+    if (session.status === 'active' || session.status === 'ending') {
+      if (session.status === 'active') {
+        await this.cleanupQueue.remove(expiryJobId(sessionId)).catch(() => 0);
+        await this.addStopJob(sessionId);
+      }
+      return { sessionId, status: session.status, stop: 'ending' as const };
+    }
+    throw new ConflictException({
+      statusCode: 409, error: 'Conflict', sessionId, status: session.status,
+      message: `Session ${sessionId} is already ${session.status}`,
+    });
+  }
+
+  /** An `expire-session` job with reason `stopped` and no delay; its own id, so a pending expiry job cannot swallow it. */
+  private async addStopJob(sessionId: string) {
+    await this.cleanupQueue.add(
+      JobName.ExpireSession,
+      { ...parseJob(JobName.ExpireSession, { sessionId }), reason: 'stopped' },
+      { jobId: `stop-${sessionId}`, removeOnComplete: true, removeOnFail: 1000, attempts: 3, backoff: { type: 'exponential', delay: 500 } },
+    );
+  }
+
+  /**
+   * The delayed expiry job follows `expires_at`: its delay is changed when it is
+   * waiting, otherwise it is removed and added again under the same id. If it is
+   * running right now neither works; it then sees the later `expires_at` and
+   * delays itself (apps/cleanup expire-session), and the sweep is the backstop.
+   */
+  private async moveExpiryJob(sessionId: string, expiresAt: string) {
+    const jobId = expiryJobId(sessionId);
+    const delay = () => Math.max(0, Date.parse(expiresAt) - Date.now());
+    const job = await this.cleanupQueue.getJob(jobId);
+    if (job && (await job.getState()) === 'delayed') {
+      try {
+        await job.changeDelay(delay());
+        return;
+      } catch {
+        // It left the delayed state meanwhile: fall through to remove and add.
+      }
+    }
+    if (job) await job.remove().catch(() => undefined);
+    await this.cleanupQueue.add(JobName.ExpireSession, { sessionId }, { jobId, delay: delay(), removeOnComplete: true, removeOnFail: 1000 });
   }
 }

@@ -1,10 +1,15 @@
 import { Pool } from 'pg';
 import { allowedFrom, type SessionStatus } from '../session-state';
 import type {
+  ExtendSessionResult,
+  SessionCursor,
   NewSession,
   PreviewSession,
   Project,
   ProjectFile,
+  ProjectFileInfo,
+  ProjectFileLimits,
+  PutProjectFileResult,
   ResourceLimits,
   SessionPatch,
   SessionStore,
@@ -86,10 +91,119 @@ export class PostgresSessionStore implements SessionStore {
     return rows[0] ? toSession(rows[0]) : null;
   }
 
+  // --- cleanup (issue 5); the statements are CLEANUP_SQL, at the end of this file ---
+
+  async listExpiredSessions(now: Date, limit: number): Promise<PreviewSession[]> {
+    const { rows } = await this.pool.query<SessionRow>(CLEANUP_SQL.listExpired, [now, limit]);
+    return rows.map(toSession);
+  }
+
+  async listIdleSessions(tier: Tier, idleSince: Date, limit: number): Promise<PreviewSession[]> {
+    const { rows } = await this.pool.query<SessionRow>(CLEANUP_SQL.listIdle, [tier, idleSince, limit]);
+    return rows.map(toSession);
+  }
+
+  async listStuckSessions(createdBefore: Date, limit: number): Promise<PreviewSession[]> {
+    const { rows } = await this.pool.query<SessionRow>(CLEANUP_SQL.listStuck, [createdBefore, limit]);
+    return rows.map(toSession);
+  }
+
+  async failStuckSession(sessionId: string, createdBefore: Date): Promise<PreviewSession | null> {
+    if (!isUuid(sessionId)) return null;
+    const { rows } = await this.pool.query<SessionRow>(CLEANUP_SQL.failStuck, [sessionId, createdBefore]);
+    return rows[0] ? toSession(rows[0]) : null;
+  }
+
+  async listProvisioningSessions(createdAfter: Date, limit: number, cursor?: SessionCursor): Promise<PreviewSession[]> {
+    const { rows } = await this.pool.query<SessionRow>(CLEANUP_SQL.listProvisioning, [
+      createdAfter,
+      limit,
+      cursor ? cursor.createdAt : null,
+      cursor && isUuid(cursor.id) ? cursor.id : null,
+    ]);
+    return rows.map(toSession);
+  }
+
+  async listActiveSessions(limit: number, afterId?: string): Promise<PreviewSession[]> {
+    const { rows } = await this.pool.query<SessionRow>(CLEANUP_SQL.listActive, [limit, afterId && isUuid(afterId) ? afterId : null]);
+    return rows.map(toSession);
+  }
+
+  async getSessionsByIds(sessionIds: string[]): Promise<PreviewSession[]> {
+    const ids = [...new Set(sessionIds.filter(isUuid))];
+    if (ids.length === 0) return [];
+    const { rows } = await this.pool.query<SessionRow>('select * from preview_sessions where id = any ($1::uuid[])', [ids]);
+    return rows.map(toSession);
+  }
+
+  async recordActivity(sessionId: string, at: Date): Promise<string | null> {
+    if (!isUuid(sessionId)) return null;
+    const { rows } = await this.pool.query<{ last_activity_at: Date }>(CLEANUP_SQL.recordActivity, [sessionId, at]);
+    return rows[0] ? iso(rows[0].last_activity_at) : null;
+  }
+
+  async extendSession(sessionId: string, seconds: number, maxDurationSeconds: number): Promise<ExtendSessionResult> {
+    if (!isUuid(sessionId)) return { outcome: 'not-found' };
+    const { rows } = await this.pool.query<{ result: { outcome: ExtendSessionResult['outcome']; max_until?: string; session?: SessionRow } }>(
+      'select vp_extend_session($1, $2, $3) as result',
+      [sessionId, seconds, maxDurationSeconds],
+    );
+    const { outcome, max_until, session } = rows[0].result;
+    if (outcome === 'not-found' || !session || !max_until) return { outcome: 'not-found' };
+    return { outcome, session: toSession(session), maxUntil: iso(max_until)! };
+  }
+
+  async listStaleEndingSessions(updatedBefore: Date, limit: number): Promise<PreviewSession[]> {
+    const { rows } = await this.pool.query<SessionRow>(CLEANUP_SQL.listStaleEnding, [updatedBefore, limit]);
+    return rows.map(toSession);
+  }
+
+  async claimStaleEnding(sessionId: string, updatedBefore: Date): Promise<PreviewSession | null> {
+    if (!isUuid(sessionId)) return null;
+    const { rows } = await this.pool.query<SessionRow>(CLEANUP_SQL.claimStaleEnding, [sessionId, updatedBefore]);
+    return rows[0] ? toSession(rows[0]) : null;
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     await this.pool.end();
+  }
+
+  // --- project files (issue 4) ---
+
+  async createProject(project: { name: string; templateType: string }): Promise<Project> {
+    const { rows } = await this.pool.query<ProjectRow>(
+      'insert into projects (name, template_type) values ($1, $2) returning *',
+      [project.name, project.templateType],
+    );
+    return toProject(rows[0]);
+  }
+
+  async putProjectFile(projectId: string, file: ProjectFile, limits: ProjectFileLimits): Promise<PutProjectFileResult> {
+    if (!isUuid(projectId)) return { outcome: 'no-project', fileBytes: Buffer.byteLength(file.content), fileCount: 0, projectBytes: 0 };
+    const { rows } = await this.pool.query<{ outcome: PutProjectFileResult['outcome']; file_bytes: string; file_count: number; project_bytes: string }>(
+      'select * from vp_put_project_file($1, $2, $3, $4, $5, $6)',
+      [projectId, file.path, file.content, limits.maxFiles, limits.maxFileBytes, limits.maxProjectBytes],
+    );
+    const row = rows[0];
+    return { outcome: row.outcome, fileBytes: Number(row.file_bytes), fileCount: row.file_count, projectBytes: Number(row.project_bytes) };
+  }
+
+  async deleteProjectFile(projectId: string, path: string): Promise<boolean> {
+    if (!isUuid(projectId)) return false;
+    const { rows } = await this.pool.query<{ deleted: boolean }>('select vp_delete_project_file($1, $2) as deleted', [projectId, path]);
+    return rows[0].deleted;
+  }
+
+  async listProjectFilePaths(projectId: string): Promise<ProjectFileInfo[]> {
+    if (!isUuid(projectId)) return [];
+    const { rows } = await this.pool.query<{ path: string; bytes: number; updated_at: Date }>(
+      `select file_path as path, octet_length(content)::integer as bytes, updated_at
+       from project_files where project_id = $1 order by file_path collate "C"`,
+      [projectId],
+    );
+    return rows.map((row) => ({ path: row.path, bytes: row.bytes, updatedAt: iso(row.updated_at)! }));
   }
 }
 
@@ -169,3 +283,55 @@ function toPatchJson(patch: SessionPatch): Record<string, string | number | bool
   if (patch.ended) json.ended = true;
   return json;
 }
+
+/**
+ * The cleanup sweeps' statements. Each reads a partial index of
+ * 20261125000000_init.sql / 20261125000200_cleanup.sql, so a sweep costs what it
+ * finds, not the table (a test checks the plans with EXPLAIN).
+ */
+export const CLEANUP_SQL = {
+  /** preview_sessions_active_expires_at_idx. least(): a session is never taken as expired before the database says so. */
+  listExpired: `select * from preview_sessions
+    where status = 'active' and expires_at <= least($1::timestamptz, now())
+    order by expires_at limit $2`,
+  /** preview_sessions_active_idle_idx. */
+  listIdle: `select * from preview_sessions
+    where status = 'active' and tier = $1 and coalesce(last_activity_at, activated_at, created_at) < $2::timestamptz
+    order by coalesce(last_activity_at, activated_at, created_at) limit $3`,
+  /** preview_sessions_provisioning_created_at_idx. */
+  listStuck: `select * from preview_sessions
+    where status in ('queued', 'creating', 'starting') and created_at < $1::timestamptz
+    order by created_at, id limit $2`,
+  /** One statement: the message names the status the row had when it was failed. */
+  failStuck: `update preview_sessions
+    set status = 'error', error_message = 'provisioning timed out at ' || status, ended_at = now(), updated_at = now()
+    where id = $1 and status in ('queued', 'creating', 'starting') and created_at < $2::timestamptz
+    returning *`,
+  /**
+   * preview_sessions_provisioning_created_at_idx, keyset-paged on (created_at to the
+   * millisecond, id): the cursor comes from a row's ISO createdAt, which has milliseconds
+   * while the column has microseconds.
+   */
+  listProvisioning: `select * from preview_sessions
+    where status in ('queued', 'creating', 'starting')
+      and created_at >= greatest($1::timestamptz, coalesce($3::timestamptz, $1::timestamptz))
+      and ($3::timestamptz is null or (date_trunc('milliseconds', created_at), id) > ($3::timestamptz, $4::uuid))
+    order by date_trunc('milliseconds', created_at), id limit $2`,
+  /** Primary key, filtered to active rows, keyset-paged on id. */
+  listActive: `select * from preview_sessions
+    where status = 'active' and ($2::uuid is null or id > $2::uuid)
+    order by id limit $1`,
+  /** preview_sessions_ending_updated_at_idx. */
+  listStaleEnding: `select * from preview_sessions
+    where status = 'ending' and updated_at < $1::timestamptz
+    order by updated_at limit $2`,
+  /** The claim: one caller moves updated_at forward, the others find it fresh. */
+  claimStaleEnding: `update preview_sessions set updated_at = now()
+    where id = $1 and status = 'ending' and updated_at < $2::timestamptz
+    returning *`,
+  /** Only active rows; the stored time never moves backwards nor past now(). */
+  recordActivity: `update preview_sessions
+    set last_activity_at = greatest(coalesce(last_activity_at, '-infinity'::timestamptz), least($2::timestamptz, now()))
+    where id = $1 and status = 'active'
+    returning last_activity_at`,
+} as const;

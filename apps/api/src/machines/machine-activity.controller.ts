@@ -1,0 +1,55 @@
+import {
+  Body,
+  ConflictException,
+  Controller,
+  ForbiddenException,
+  Headers,
+  HttpCode,
+  Inject,
+  NotFoundException,
+  Param,
+  Post,
+  UnauthorizedException,
+} from '@nestjs/common';
+import { z } from 'zod';
+import { verifyMachineToken, type Config, type Logger, type SessionStore } from '@velocity/shared';
+import { parseOr400 } from '../common/validation';
+import { CONFIG, LOGGER, SESSION_STORE } from '../tokens';
+
+const activityBody = z.object({ lastActivityAt: z.iso.datetime({ offset: true }) }).strict();
+
+/**
+ * Where a preview machine reports that it is in use (requests, open HMR
+ * connections), at most every ACTIVITY_REPORT_EVERY_MS. Cleanup's sweep ends a
+ * session whose last activity is older than its tier's idle limit. Same token as
+ * the files endpoint: one session, nothing else.
+ */
+@Controller('v1/machines')
+export class MachineActivityController {
+  constructor(
+    @Inject(CONFIG) private readonly config: Config,
+    @Inject(SESSION_STORE) private readonly store: SessionStore,
+    @Inject(LOGGER) private readonly logger: Logger,
+  ) {}
+
+  @Post(':sessionId/activity')
+  @HttpCode(200)
+  async activity(@Param('sessionId') sessionIdRaw: string, @Body() body: unknown, @Headers('authorization') authorization?: string) {
+    const sessionId = parseOr400(z.string().uuid(), sessionIdRaw, 'sessionId');
+    const token = authorization?.match(/^Bearer (\S+)$/)?.[1];
+    const claims = token ? verifyMachineToken(token, this.config.MACHINE_TOKEN_SECRET) : null;
+    if (!claims) throw new UnauthorizedException({ statusCode: 401, error: 'Unauthorized', message: 'A valid machine token is required', field: 'authorization' });
+    if (claims.sessionId !== sessionId) throw new ForbiddenException({ statusCode: 403, error: 'Forbidden', message: 'The token is for another session' });
+    const { lastActivityAt } = parseOr400(activityBody, body ?? {});
+
+    const recorded = await this.store.recordActivity(sessionId, new Date(lastActivityAt));
+    if (recorded === null) {
+      const session = await this.store.getSession(sessionId);
+      if (!session) throw new NotFoundException({ statusCode: 404, error: 'Not Found', message: `Session ${sessionId} does not exist`, sessionId });
+      // The machine may stop reporting: its session will not come back.
+      throw new ConflictException({ statusCode: 409, error: 'Conflict', message: `Session ${sessionId} is ${session.status}, not active`, sessionId, status: session.status });
+    }
+    this.logger.debug('activity recorded', { sessionId, lastActivityAt: recorded });
+    return { sessionId, lastActivityAt: recorded };
+  }
+}

@@ -1,0 +1,69 @@
+import { z } from 'zod';
+import { expireSessionJobSchema, type EventLog, type Logger, type MachineProvider, type SessionStore } from '@velocity/shared';
+import { EndSession } from './end-session';
+
+/**
+ * The `expire-session` job's payload as cleanup reads it: the shared schema plus
+ * why the session ends. `expired` (the delayed job at `expires_at`, the default)
+ * or `stopped` (DELETE /v1/sessions/:id, added with no delay).
+ */
+export const expireJobSchema = expireSessionJobSchema.extend({
+  reason: z.enum(['expired', 'stopped']).default('expired'),
+});
+export type ExpireJob = z.infer<typeof expireJobSchema>;
+
+export type ExpireSessionResult =
+  | { result: 'ended' }
+  /** The row's `expires_at` is later than now (the session was extended): run again at `dueAt`. */
+  | { result: 'not-due'; dueAt: number }
+  /** A stopped session that was cancelled while provisioning: its machine, if any, destroyed. */
+  | { result: 'cancelled'; machineDestroyed: boolean }
+  | { result: 'nothing-to-do'; status: string };
+
+export interface ExpireSessionDeps {
+  store: SessionStore;
+  provider: MachineProvider;
+  events: EventLog;
+  logger: Logger;
+}
+
+/**
+ * One session's expiry or stop job. The delayed job and the sweep race for the
+ * same session: EndSession's `active -> ending` claim lets one win; the other
+ * finds nothing to do. A delayed job that comes due before the row's
+ * `expires_at` (the session was extended and the job could not be moved) does
+ * not end it: it asks to be run again at the new time.
+ */
+export class ExpireSession {
+  private readonly endSession: EndSession;
+
+  constructor(private readonly deps: ExpireSessionDeps) {
+    this.endSession = new EndSession(deps);
+  }
+
+  async execute({ sessionId, reason }: ExpireJob, now = Date.now()): Promise<ExpireSessionResult> {
+    const { store, provider } = this.deps;
+    const logger = this.deps.logger.child({ sessionId });
+    const session = await store.getSession(sessionId);
+    if (!session) return { result: 'nothing-to-do', status: 'missing' };
+
+    if (session.status === 'active') {
+      const dueAt = session.expiresAt ? Date.parse(session.expiresAt) : now;
+      if (reason === 'expired' && dueAt > now) {
+        logger.info('expiry job early: session was extended', { dueAt: new Date(dueAt).toISOString() });
+        return { result: 'not-due', dueAt };
+      }
+      const ended = await this.endSession.execute(sessionId, reason);
+      return ended === 'ended' ? { result: 'ended' } : { result: 'nothing-to-do', status: 'not-active' };
+    }
+
+    // Stopped while provisioning: the api failed the row; whatever machine was made goes too.
+    if (reason === 'stopped' && session.status === 'error') {
+      const machine = await provider.findBySession(sessionId);
+      if (machine) await provider.destroy(machine.id);
+      logger.info('cancelled session cleaned up', { machineId: machine?.id ?? null });
+      return { result: 'cancelled', machineDestroyed: Boolean(machine) };
+    }
+    return { result: 'nothing-to-do', status: session.status };
+  }
+}

@@ -1,0 +1,52 @@
+import { JobName, parseJob, type SessionCursor } from '@velocity/shared';
+import type { CleanupDeps } from './cleanup-deps';
+
+export type RecoverLostJobsDeps = Pick<CleanupDeps, 'store' | 'logger' | 'config' | 'sessionsQueue'>;
+
+/**
+ * Sessions still provisioning and within their deadline whose BullMQ job is gone
+ * (Redis lost it: a failover, a flush) are enqueued again from the row. The add
+ * uses the session id as job id, so BullMQ ignores it when the job exists: safe
+ * against the api, the provisioner and other replicas doing the same.
+ */
+export class RecoverLostJobs {
+  constructor(private readonly deps: RecoverLostJobsDeps) {}
+
+  async execute(now = new Date()): Promise<{ checked: number; requeued: number }> {
+    const { store, config, sessionsQueue, logger } = this.deps;
+    const createdAfter = new Date(now.getTime() - config.PROVISION_DEADLINE_MS);
+    let cursor: SessionCursor | undefined;
+    let checked = 0;
+    let requeued = 0;
+    for (;;) {
+      const batch = await store.listProvisioningSessions(createdAfter, config.CLEANUP_BATCH_SIZE, cursor);
+      for (const session of batch) {
+        checked += 1;
+        try {
+          if (await sessionsQueue.getJob(session.id)) continue;
+          const data = parseJob(JobName.ProvisionSession, {
+            sessionId: session.id,
+            projectId: session.projectId,
+            tier: session.tier,
+            requestedAt: Date.parse(session.createdAt),
+          });
+          await sessionsQueue.add(JobName.ProvisionSession, data, {
+            jobId: session.id,
+            attempts: config.PROVISION_ATTEMPTS,
+            backoff: { type: 'exponential', delay: config.PROVISION_BACKOFF_MS },
+            removeOnComplete: { age: 3600 },
+            removeOnFail: { age: 24 * 3600 },
+          });
+          requeued += 1;
+          logger.warn('lost provisioning job enqueued again', { sessionId: session.id, status: session.status });
+        } catch (err) {
+          logger.error('could not re-enqueue provisioning job', { sessionId: session.id, err });
+        }
+      }
+      if (batch.length < config.CLEANUP_BATCH_SIZE) break;
+      const last = batch[batch.length - 1];
+      cursor = { createdAt: last.createdAt, id: last.id };
+    }
+    return { checked, requeued };
+  }
+}
