@@ -1,5 +1,7 @@
 // The whole suite: every app and lib, one run (`npm test`).
 module.exports = {
+  // Global in a multi-project run (a project's own testTimeout is not used there).
+  testTimeout: 60_000,
   projects: ['libs/shared', 'apps/api', 'apps/provisioner', 'apps/cleanup', 'apps/preview-container', 'apps/e2e'].map(
     (dir) => `<rootDir>/${dir}/jest.config.js`,
   ),

@@ -1,16 +1,9 @@
-import { z } from 'zod';
-import { expireSessionJobSchema, type EventLog, type Logger, type MachineProvider, type SessionStore } from '@velocity/shared';
+import { expireSessionJobSchema, type EventLog, type ExpireSessionJob, type Logger, type MachineProvider, type SessionStore } from '@velocity/shared';
 import { EndSession } from './end-session';
 
-/**
- * The `expire-session` job's payload as cleanup reads it: the shared schema plus
- * why the session ends. `expired` (the delayed job at `expires_at`, the default)
- * or `stopped` (DELETE /v1/sessions/:id, added with no delay).
- */
-export const expireJobSchema = expireSessionJobSchema.extend({
-  reason: z.enum(['expired', 'stopped']).default('expired'),
-});
-export type ExpireJob = z.infer<typeof expireJobSchema>;
+/** The `expire-session` job's payload (declared with the other jobs in libs/shared). */
+export const expireJobSchema = expireSessionJobSchema;
+export type ExpireJob = ExpireSessionJob;
 
 export type ExpireSessionResult =
   | { result: 'ended' }

@@ -33,6 +33,8 @@ async function main() {
   worker.on('failed', (job, err) => logger.error('cleanup job failed', { jobId: job?.id, name: job?.name, sessionId: job?.data?.sessionId, err }));
   await worker.waitUntilReady();
   await scheduleSweep(deps);
+  // A Redis that restarted has lost the scheduler with everything else: register it again.
+  redis.on('ready', () => void scheduleSweep(deps).catch((err) => logger.error('could not schedule the sweep', { err })));
   logger.info('cleanup ready', { queue: QueueName.Cleanup, sweepEveryMs: config.CLEANUP_SWEEP_EVERY_MS, batchSize: config.CLEANUP_BATCH_SIZE });
 
   const shutdown = async (signal: string) => {

@@ -1,6 +1,6 @@
 import { Queue, type Worker } from 'bullmq';
 import type { ChildProcess } from 'node:child_process';
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,15 +12,10 @@ import {
   LocalMachineProvider,
   PostgresSessionStore,
   QueueName,
-  applyMigrations,
   createLogger,
   createRedis,
-  databaseName,
-  dropDatabase,
-  ensureDatabase,
   expiryJobId,
   resourceLimitsOf,
-  withDatabase,
   type Config,
   type Machine,
   type MachineProvider,
@@ -29,7 +24,7 @@ import {
   type SessionStatus,
   type Tier,
 } from '@velocity/shared';
-import { testConfig, testDatabaseUrl } from '../../../libs/shared/test/test-env';
+import { scratchDatabase, testConfig } from '../../../libs/shared/test/test-env';
 import { startApp, stopProcess, waitForHttp } from '../../../scripts/services';
 import { freePort } from '../../e2e/src/system';
 import type { CleanupDeps } from '../src/cleanup-deps';
@@ -106,9 +101,8 @@ export interface Harness {
  * prefix (removed by close(), and by the global teardown anyway).
  */
 export async function createHarness(overrides: Record<string, string | number | undefined> = {}): Promise<Harness> {
-  const databaseUrl = withDatabase(testDatabaseUrl(), `${databaseName(testDatabaseUrl())}_cl_${randomBytes(3).toString('hex')}`);
-  await ensureDatabase(databaseUrl);
-  await applyMigrations(databaseUrl);
+  const database = await scratchDatabase('cl');
+  const databaseUrl = database.url;
   const machinesDir = mkdtempSync(join(tmpdir(), 'vp-cleanup-'));
   const config = testConfig({ DATABASE_URL: databaseUrl, LOCAL_MACHINES_DIR: machinesDir, ...overrides });
   const destroyCalls = new Map<string, number>();
@@ -223,7 +217,7 @@ export async function createHarness(overrides: Record<string, string | number | 
       await deleteKeys(deps.redis, config.QUEUE_PREFIX);
       for (const close of closers.reverse()) await close().catch(() => undefined);
       await sql.end();
-      await dropDatabase(databaseUrl);
+      await database.drop();
     },
   };
   return harness;

@@ -4,7 +4,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LocalMachineProvider, readSse, sessionEventSchema, type SessionEvent } from '@velocity/shared';
-import { testDatabaseUrl, testQueuePrefix } from '../../../libs/shared/test/test-env';
+import { scratchDatabase, testQueuePrefix } from '../../../libs/shared/test/test-env';
 import { APPS, startApp, stopProcess, waitForHttp, type AppName } from '../../../scripts/services';
 
 export interface RunningSystem {
@@ -23,12 +23,14 @@ export interface RunningSystem {
  */
 export async function startSystem(overrides: NodeJS.ProcessEnv = {}): Promise<RunningSystem> {
   const port = await freePort();
+  // A database of its own: this system's cleanup sweeps every row it sees.
+  const database = await scratchDatabase('sys');
   const machinesDir = mkdtempSync(join(tmpdir(), 'vp-machines-'));
   const env: NodeJS.ProcessEnv = {
     ...process.env,
     NODE_ENV: 'test',
     LOG_LEVEL: 'info',
-    DATABASE_URL: testDatabaseUrl(),
+    DATABASE_URL: database.url,
     QUEUE_PREFIX: testQueuePrefix(),
     API_PORT: String(port),
     LOCAL_MACHINES_DIR: machinesDir,
@@ -47,6 +49,7 @@ export async function startSystem(overrides: NodeJS.ProcessEnv = {}): Promise<Ru
     await Promise.all(children.map((child) => stopProcess(child)));
     await Promise.all((await machines.list()).map((m) => machines.destroy(m.id)));
     rmSync(machinesDir, { recursive: true, force: true });
+    await database.drop();
   };
   const baseUrl = `http://127.0.0.1:${port}`;
   try {

@@ -1,4 +1,4 @@
-import { testDatabaseUrl, testQueuePrefix } from '../../../libs/shared/test/test-env';
+import { scratchDatabase, testQueuePrefix } from '../../../libs/shared/test/test-env';
 import { FaultCluster } from '../src/faults/cluster';
 import { runTrial } from '../src/faults/trial';
 import { FAULT_ENV, SETTLE_MS, apiReplicaKilled, killAtStep, postgresOutage, providerFaults, redisRestart } from '../src/faults/scenarios';
@@ -17,10 +17,12 @@ function expectPromiseKept(row: TrialRow) {
 
 describe('provisioning under faults', () => {
   let cluster: FaultCluster;
+  let database: Awaited<ReturnType<typeof scratchDatabase>>;
 
   beforeAll(async () => {
+    database = await scratchDatabase('faults');
     cluster = await FaultCluster.start({
-      databaseUrl: testDatabaseUrl(),
+      databaseUrl: database.url,
       queuePrefix: testQueuePrefix('faults'),
       provisioners: 2,
       apis: 2,
@@ -30,6 +32,7 @@ describe('provisioning under faults', () => {
 
   afterAll(async () => {
     await cluster?.stop();
+    await database?.drop();
   }, 60_000);
 
   it.each(['create-machine', 'verify-url'] as const)('survives kill -9 of the provisioner at %s', async (step) => {
@@ -77,10 +80,12 @@ describe('provisioning under faults', () => {
 
 describe('provisioning with a provider that fails some creates', () => {
   let cluster: FaultCluster;
+  let database: Awaited<ReturnType<typeof scratchDatabase>>;
 
   beforeAll(async () => {
+    database = await scratchDatabase('faults');
     cluster = await FaultCluster.start({
-      databaseUrl: testDatabaseUrl(),
+      databaseUrl: database.url,
       queuePrefix: testQueuePrefix('faults-provider'),
       provisioners: 1,
       apis: 1,
@@ -90,6 +95,7 @@ describe('provisioning with a provider that fails some creates', () => {
 
   afterAll(async () => {
     await cluster?.stop();
+    await database?.drop();
   }, 60_000);
 
   it('retries failed creates and never leaves a session stuck', async () => {

@@ -35,7 +35,8 @@ export const provisionSessionJobSchema = z.object({
 });
 export type ProvisionSessionJob = z.infer<typeof provisionSessionJobSchema>;
 
-export const expireSessionJobSchema = z.object({ sessionId: uuid });
+/** Why a session ends: `expired` (the delayed job at `expires_at`) or `stopped` (DELETE /v1/sessions/:id, no delay). */
+export const expireSessionJobSchema = z.object({ sessionId: uuid, reason: z.enum(['expired', 'stopped']).default('expired') });
 export type ExpireSessionJob = z.infer<typeof expireSessionJobSchema>;
 
 export const sweepSessionsJobSchema = z.object({});

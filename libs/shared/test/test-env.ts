@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { loadConfig, type Config } from '../src/config';
+import { applyMigrations, databaseName, dropDatabase, ensureDatabase, withDatabase } from '../src/migrate';
 
 /**
  * Test helpers over the per-run environment that global-setup.js creates: a
@@ -34,4 +35,17 @@ export function testConfig(overrides: Record<string, string | number | boolean |
   };
   for (const [key, value] of Object.entries(overrides)) env[key] = value === undefined ? undefined : String(value);
   return loadConfig(env);
+}
+
+/**
+ * A migrated database of its own, beside this run's, for a test that runs a
+ * whole system: its cleanup sweeps act on every row they see, so they must see
+ * only their own. `drop()` removes it.
+ */
+export async function scratchDatabase(label: string): Promise<{ url: string; drop: () => Promise<void> }> {
+  const base = testDatabaseUrl();
+  const url = withDatabase(base, `${databaseName(base)}_${label}_${randomBytes(3).toString('hex')}`);
+  await ensureDatabase(url);
+  await applyMigrations(url);
+  return { url, drop: () => dropDatabase(url) };
 }

@@ -1,4 +1,4 @@
-import { PermanentError, apiInternalUrl, createMachineToken, publicUrl, type Config } from '@velocity/shared';
+import { PermanentError, TIER_LIMITS, apiInternalUrl, createMachineToken, publicUrl, type Config } from '@velocity/shared';
 import { required, type ProvisionContext, type Step } from '../provision-context';
 
 /** The machine exists, has started, and is recorded on the row (status `starting`). */
@@ -38,7 +38,9 @@ export const createMachineStep: Step = {
 function machineEnv(ctx: ProvisionContext, config: Config): Record<string, string> {
   const { sessionId, projectId } = ctx.job;
   const publicBase = new URL(publicUrl(config));
-  const token = createMachineToken({ sessionId, projectId }, config.MACHINE_TOKEN_SECRET, config.SESSION_TTL_SECONDS + 3600);
+  // Valid for as long as the session may be extended, plus a margin.
+  const ttl = Math.max(config.SESSION_TTL_SECONDS, TIER_LIMITS[ctx.job.tier].maxDurationSeconds) + 3600;
+  const token = createMachineToken({ sessionId, projectId }, config.MACHINE_TOKEN_SECRET, ttl);
   return {
     SESSION_ID: sessionId,
     PROJECT_ID: projectId,
@@ -48,5 +50,6 @@ function machineEnv(ctx: ProvisionContext, config: Config): Record<string, strin
     BASE_PATH: `/p/${sessionId}/`,
     HMR_CLIENT_PORT: publicBase.port || (publicBase.protocol === 'https:' ? '443' : '80'),
     LOG_LEVEL: config.LOG_LEVEL,
+    ACTIVITY_REPORT_EVERY_MS: String(config.ACTIVITY_REPORT_EVERY_MS),
   };
 }
