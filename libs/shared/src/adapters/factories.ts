@@ -5,6 +5,7 @@ import { faultsOf } from '../faults';
 import { FaultInjectingMachineProvider } from './fault-injecting-machine-provider';
 import { FlyMachineProvider } from './fly-machine-provider';
 import { LocalMachineProvider } from './local-machine-provider';
+import { NoopMachineProvider } from './noop-machine-provider';
 import { PostgresSessionStore } from './postgres-session-store';
 
 /** Composition roots pick adapters here, by configuration; business logic never does. */
@@ -13,6 +14,7 @@ export function createSessionStore(config: Config): SessionStore {
 }
 
 export function createMachineProvider(config: Config): MachineProvider {
+  if (config.MACHINE_PROVIDER === 'noop') return new NoopMachineProvider(); // benchmarks only; loadConfig refuses it in production
   const provider: MachineProvider =
     config.MACHINE_PROVIDER === 'fly'
       ? new FlyMachineProvider({
