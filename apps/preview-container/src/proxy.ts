@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
+import { Agent } from 'node:http';
 import { createProxyMiddleware, type RequestHandler } from 'http-proxy-middleware';
 import type { Logger } from '../../../libs/shared/src/logger';
 import { routeRequest } from './session-routing';
@@ -13,6 +14,8 @@ export type ViteProxy = RequestHandler<IncomingMessage, ServerResponse>;
 export function createViteProxy(target: string, basePath: string, logger: Logger): ViteProxy {
   return createProxyMiddleware<IncomingMessage, ServerResponse>({
     target,
+    // Reused connections to Vite: without an agent every request opens a new one.
+    agent: new Agent({ keepAlive: true, maxSockets: 64 }),
     ws: true,
     changeOrigin: false,
     // With `ws: true` the middleware subscribes itself to the server's 'upgrade' event on

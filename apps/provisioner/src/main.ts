@@ -21,7 +21,9 @@ async function main() {
   const store = createSessionStore(config);
   const provider = createMachineProvider(config);
   const cleanupQueue = new Queue(QueueName.Cleanup, { connection: redis, prefix: config.QUEUE_PREFIX });
-  const events = new EventLog(redis, config.QUEUE_PREFIX, config.EVENT_STREAM_TTL_SECONDS);
+  // A connection of its own: MULTI on BullMQ's connection copies every script BullMQ defined on it.
+  const eventsRedis = createRedis(config.REDIS_URL);
+  const events = new EventLog(eventsRedis, config.QUEUE_PREFIX, config.EVENT_STREAM_TTL_SECONDS);
   const worker = createProvisionWorker({ config, store, provider, events, cleanupQueue, logger, faults: faultsOf(config) }, redis, logger);
   worker.on('error', (err) => logger.error('worker error', { err }));
   await worker.waitUntilReady();
@@ -37,6 +39,7 @@ async function main() {
     await cleanupQueue.close();
     await Promise.all([store.close(), provider.close()]);
     redis.disconnect();
+    eventsRedis.disconnect();
     logger.info('stopped');
     process.exit(0);
   };

@@ -134,6 +134,8 @@ export interface SessionStore {
   deleteProjectFile(projectId: string, path: string): Promise<boolean>;
   /** The project's files without their content, ordered by path; [] for an unknown project. */
   listProjectFilePaths(projectId: string): Promise<ProjectFileInfo[]>;
+  /** Whether the project has any file: the provisioner seeds a template only into an empty project. */
+  hasProjectFiles(projectId: string): Promise<boolean>;
 }
 
 /** Where a page of `listProvisioningSessions` ended: pass it to get the next page. */

@@ -19,12 +19,17 @@ export function templateFiles(type: string): ProjectFile[] {
   if (!isTemplateType(type)) {
     throw new PermanentError(`Unknown template type "${type}"; known: ${TEMPLATE_TYPES.join(', ')}`);
   }
-  const root = join(TEMPLATES_DIR, type);
-  return walk(root).map((file) => ({
-    path: relative(root, file).split(sep).join('/'),
-    content: readFileSync(file, 'utf8'),
-  }));
+  let files = loaded.get(type);
+  if (!files) {
+    const root = join(TEMPLATES_DIR, type);
+    files = walk(root).map((file) => ({ path: relative(root, file).split(sep).join('/'), content: readFileSync(file, 'utf8') }));
+    loaded.set(type, files);
+  }
+  return files.map((file) => ({ ...file }));
 }
+
+/** Templates ship with the code: read each once per process. */
+const loaded = new Map<string, ProjectFile[]>();
 
 function walk(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {

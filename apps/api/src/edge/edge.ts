@@ -1,4 +1,4 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { Agent, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { createProxyMiddleware } from 'http-proxy-middleware';
 import { sessionIdOfPath, type Logger } from '@velocity/shared';
@@ -15,6 +15,8 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 export function createEdge(routes: SessionRoutes, logger: Logger) {
   const proxy = createProxyMiddleware<EdgeRequest, ServerResponse>({
     router: (req) => req.edgeTarget,
+    // Reused connections to the machines: without an agent every request opens a new one.
+    agent: new Agent({ keepAlive: true, maxSockets: 256 }),
     changeOrigin: false,
     xfwd: true,
     // Upgrades are handed over by `upgrade` below, after the route is known.

@@ -13,8 +13,11 @@ export const ensureProjectStep: Step = {
         ? await store.ensureProject({ id: projectId, name: 'Demo project', templateType: 'react' })
         : await store.getProject(projectId);
     if (!project) throw new PermanentError(`Project ${projectId} does not exist`);
-    const seeded = await store.seedProjectFiles(project.id, templateFiles(project.templateType));
-    if (seeded > 0) ctx.logger.info('project seeded from template', { template: project.templateType, files: seeded });
+    // Most projects have files: check before sending the template (the seed itself is atomic either way).
+    if (!(await store.hasProjectFiles(project.id))) {
+      const seeded = await store.seedProjectFiles(project.id, templateFiles(project.templateType));
+      if (seeded > 0) ctx.logger.info('project seeded from template', { template: project.templateType, files: seeded });
+    }
     ctx.project = project;
   },
 };

@@ -205,6 +205,12 @@ export class PostgresSessionStore implements SessionStore {
     );
     return rows.map((row) => ({ path: row.path, bytes: row.bytes, updatedAt: iso(row.updated_at)! }));
   }
+
+  async hasProjectFiles(projectId: string): Promise<boolean> {
+    if (!isUuid(projectId)) return false;
+    const { rows } = await this.pool.query<{ has: boolean }>('select exists (select 1 from project_files where project_id = $1) as has', [projectId]);
+    return rows[0].has;
+  }
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
