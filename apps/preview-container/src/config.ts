@@ -22,6 +22,12 @@ export interface ContainerConfig {
   hmrClientPort?: number;
   /** A node_modules folder holding react, react-dom and the rest of the template's dependencies. */
   nodeModulesDir: string;
+  /**
+   * Warm-pool machines only: the secret a provisioner must show to claim this
+   * machine for a session. Until then it serves its template under `/p/<ROUTE_ID>/`,
+   * and `sessionId`, `projectId`, `filesUrl` and `machineToken` are placeholders.
+   */
+  claimToken?: string;
 }
 
 export class ConfigError extends Error {
@@ -44,9 +50,13 @@ const absoluteDir = z
   .refine((p) => isAbsolute(p), 'must be an absolute path')
   .transform((p) => resolve(p));
 
+const NIL_UUID = '00000000-0000-0000-0000-000000000000';
+
 const schema = z.object({
   SESSION_ID: z.uuid('must be a UUID'),
   PROJECT_ID: z.uuid('must be a UUID'),
+  /** Set for warm-pool machines, which learn their session when claimed. */
+  POOL_CLAIM_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
   PORT: port(0),
   HOST: z.string().min(1, 'must not be empty').default('127.0.0.1'),
   WORK_DIR: absoluteDir,
@@ -71,7 +81,15 @@ export function defaultNodeModulesDir(): string {
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): ContainerConfig {
   // Treat empty strings as unset so `FOO= node main.ts` gets the default, not an odd error.
-  const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
+  const cleaned: Record<string, string | undefined> = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
+  if (cleaned.POOL_CLAIM_TOKEN) {
+    // A pooled machine: its route id stands in for the session until a claim names one.
+    if (!cleaned.ROUTE_ID) throw new ConfigError('Invalid environment: ROUTE_ID is required with POOL_CLAIM_TOKEN');
+    cleaned.SESSION_ID = cleaned.ROUTE_ID;
+    cleaned.PROJECT_ID ??= NIL_UUID;
+    cleaned.FILES_URL ??= 'http://127.0.0.1/unclaimed';
+    cleaned.MACHINE_TOKEN ??= 'unclaimed';
+  }
   const parsed = schema.safeParse(cleaned);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
@@ -92,5 +110,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ContainerConfi
     basePath: e.BASE_PATH ?? `/p/${e.SESSION_ID}/`,
     hmrClientPort: e.HMR_CLIENT_PORT,
     nodeModulesDir: e.NODE_MODULES_DIR ?? defaultNodeModulesDir(),
+    claimToken: e.POOL_CLAIM_TOKEN,
   };
 }

@@ -1,4 +1,4 @@
-import { lstat, mkdir, readlink, realpath, symlink, unlink, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, readdir, readlink, realpath, symlink, unlink, writeFile } from 'node:fs/promises';
 import { dirname, join, relative, sep } from 'node:path';
 import { z } from 'zod';
 import { errorMessage, sleep } from '../../../libs/shared/src/errors';
@@ -128,4 +128,37 @@ export async function linkNodeModules(workDir: string, nodeModulesDir: string): 
   }
   await symlink(target, link, 'dir');
   return target;
+}
+
+/** Folders of the work folder that are not the project's: never synced away. */
+const NOT_PROJECT = new Set(['node_modules', '.vite-cache']);
+
+/**
+ * Makes the work folder hold exactly `files`: writes them, then removes every
+ * other file (a pooled machine's template files, when it is claimed).
+ * Returns how many files were removed.
+ */
+export async function syncProjectFiles(workDir: string, files: ProjectFile[]): Promise<number> {
+  await writeProjectFiles(workDir, files);
+  const keep = new Set(files.map((file) => safeRelativePath(file.path)));
+  let removed = 0;
+  for (const rel of await listFiles(workDir)) {
+    if (keep.has(rel)) continue;
+    await unlink(join(workDir, rel));
+    removed++;
+  }
+  return removed;
+}
+
+async function listFiles(root: string, prefix = ''): Promise<string[]> {
+  const entries = await readdir(join(root, prefix), { withFileTypes: true });
+  const nested = await Promise.all(
+    entries.map(async (entry) => {
+      const rel = prefix ? `${prefix}/${entry.name}` : entry.name;
+      if (!prefix && NOT_PROJECT.has(entry.name)) return [];
+      if (entry.isDirectory()) return listFiles(root, rel);
+      return [rel];
+    }),
+  );
+  return nested.flat();
 }

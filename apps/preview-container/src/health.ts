@@ -18,6 +18,10 @@ export interface HealthReport {
 
 export interface HealthState {
   filesLoaded: boolean;
+  /** The session a pooled machine was claimed for (before that, its route id is reported). */
+  sessionId?: string;
+  /** A pooled machine that no session has claimed yet. */
+  pooled?: boolean;
   /** Internal URL of a cheap dev-server resource, set once Vite listens. */
   devServerProbeUrl?: string;
   /** Why the last live file change could not be applied; unset once one is. */

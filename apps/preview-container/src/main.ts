@@ -2,10 +2,12 @@ import { createLogger, type Logger } from '../../../libs/shared/src/logger';
 import { errorMessage } from '../../../libs/shared/src/errors';
 import { ConfigError, loadConfig, type ContainerConfig } from './config';
 import { startDevServer, type DevServer } from './dev-server';
-import { fetchProjectFiles, linkNodeModules, writeProjectFiles } from './files';
+import { fetchProjectFiles, linkNodeModules, syncProjectFiles, writeProjectFiles, type ProjectFile } from './files';
 import { createViteProxy } from './proxy';
 import { fileChangesUrlOf, LiveFiles } from './live-files';
-import { activitySettings, createActivityReporter } from './activity';
+import { activitySettings, createActivityReporter, type ActivityReporter, type ActivityTracker } from './activity';
+import { createClaimHandler } from './pool-claim';
+import { templateFiles } from '../../../libs/shared/src/templates';
 import { FlyReplay } from './fly-replay';
 import { createContainerServer, type ContainerServer } from './server';
 import { warmUp } from './warm-up';
@@ -29,23 +31,33 @@ async function main(): Promise<void> {
     throw error;
   }
 
-  const logger = createLogger('preview-container').child({ sessionId: config.sessionId });
-  const activity = createActivityReporter({ ...activitySettings(process.env, config.filesUrl), token: config.machineToken, logger });
-  const replay = FlyReplay.fromEnv(process.env, config.filesUrl);
-  const container = createContainerServer({ sessionId: config.sessionId, basePath: config.basePath, logger, activity, replay });
-  // Live file changes from the api, applied to WORK_DIR (Vite turns them into HMR); off when FILES_URL gives no file-changes URL.
-  const liveFilesUrl = fileChangesUrlOf(process.env, config.filesUrl);
-  const liveFiles = liveFilesUrl
-    ? new LiveFiles({
-        url: liveFilesUrl,
-        token: config.machineToken,
-        workDir: config.workDir,
-        loadSnapshot: () => fetchProjectFiles(config.filesUrl, config.machineToken),
-        health: container.health,
-        logger,
+  const pooled = config.claimToken !== undefined;
+  let logger = createLogger('preview-container').child(pooled ? { routeId: config.sessionId } : { sessionId: config.sessionId });
+  // What belongs to a session (heartbeats, live files, fly-replay) starts at once, or, on a pooled machine, when it is claimed.
+  const session: SessionBinding = {};
+  const activity: ActivityTracker = {
+    touch: () => session.activity?.touch(),
+    connectionOpened: () => session.activity?.connectionOpened(),
+    connectionClosed: () => session.activity?.connectionClosed(),
+  };
+  const replay = { resolve: (id: string) => session.replay?.resolve(id) ?? Promise.resolve({ kind: 'unknown' as const }) };
+  let devServer: DevServer | undefined;
+  const claim = config.claimToken
+    ? createClaimHandler(config.claimToken, async (claimed) => {
+        const files = await fetchProjectFiles(claimed.filesUrl, claimed.machineToken);
+        const removed = await syncProjectFiles(config.workDir, files);
+        // Vite must not serve a template module it transformed before the claim.
+        devServer?.vite.moduleGraph.invalidateAll();
+        logger = logger.child({ sessionId: claimed.sessionId });
+        container.health.sessionId = claimed.sessionId;
+        container.health.pooled = false;
+        bindSession(session, { ...config, ...claimed }, container, logger, files);
+        logger.info('claimed', { files: files.length, removed });
+        return { files: files.length };
       })
     : undefined;
-  let devServer: DevServer | undefined;
+  const container = createContainerServer({ sessionId: config.sessionId, basePath: config.basePath, logger, activity, replay, control: claim });
+  container.health.pooled = pooled;
   let stopping = false;
 
   const stop = async (code: number, reason: string) => {
@@ -53,43 +65,78 @@ async function main(): Promise<void> {
     stopping = true;
     logger.info('stopping', { reason });
     setTimeout(() => process.exit(code), SHUTDOWN_GRACE_MS + 500).unref();
-    activity.stop();
-    await Promise.allSettled([liveFiles?.stop(), devServer?.close(), container.close()]);
+    session.activity?.stop();
+    await Promise.allSettled([session.liveFiles?.stop(), devServer?.close(), container.close()]);
     process.exit(code);
   };
   process.once('SIGTERM', () => void stop(0, 'SIGTERM'));
   process.once('SIGINT', () => void stop(0, 'SIGINT'));
 
   const port = await container.listen(config.port, config.host);
-  logger.info('listening', { host: config.host, port, basePath: config.basePath });
-  activity.start();
+  logger.info('listening', { host: config.host, port, basePath: config.basePath, pooled });
 
   try {
-    devServer = await start(config, container, logger, () => stopping, liveFiles);
+    // A pooled machine starts on its template's files, which are no project's data.
+    const files = pooled ? templateFiles(config.templateType) : await fetchProjectFiles(config.filesUrl, config.machineToken);
+    const nodeModulesRealDir = await loadFiles(config, container, logger, files);
+    if (!pooled) bindSession(session, config, container, logger, files);
+    if (!stopping) devServer = await startVite(config, container, logger, () => stopping, nodeModulesRealDir);
   } catch (error) {
     logger.error('start failed', { err: error });
     await stop(1, 'start failed');
   }
 }
 
-async function start(
-  config: ContainerConfig,
+interface SessionBinding {
+  activity?: ActivityReporter;
+  liveFiles?: LiveFiles;
+  replay?: FlyReplay | null;
+}
+
+/** Starts what serves one session: activity heartbeats, live file changes, fly-replay lookups. */
+function bindSession(
+  session: SessionBinding,
+  config: Pick<ContainerConfig, 'filesUrl' | 'machineToken' | 'workDir'>,
   container: ContainerServer,
   logger: Logger,
-  stopping: () => boolean,
-  liveFiles?: LiveFiles,
-): Promise<DevServer | undefined> {
+  files: ProjectFile[],
+): void {
+  session.activity = createActivityReporter({ ...activitySettings(process.env, config.filesUrl), token: config.machineToken, logger });
+  session.activity.start();
+  session.replay = FlyReplay.fromEnv(process.env, config.filesUrl);
+  // Live file changes from the api, applied to WORK_DIR (Vite turns them into HMR); off when FILES_URL gives no file-changes URL.
+  const liveFilesUrl = fileChangesUrlOf(process.env, config.filesUrl);
+  if (!liveFilesUrl) return;
+  session.liveFiles = new LiveFiles({
+    url: liveFilesUrl,
+    token: config.machineToken,
+    workDir: config.workDir,
+    loadSnapshot: () => fetchProjectFiles(config.filesUrl, config.machineToken),
+    health: container.health,
+    logger,
+  });
+  // From here on, every change to the project's files reaches WORK_DIR (a resync first covers what changed since the load).
+  session.liveFiles.seed(files);
+  session.liveFiles.start();
+}
+
+/** Writes the files into WORK_DIR and links the shared node_modules; returns its real path. */
+async function loadFiles(config: ContainerConfig, container: ContainerServer, logger: Logger, files: ProjectFile[]): Promise<string> {
   const filesStart = Date.now();
-  const files = await fetchProjectFiles(config.filesUrl, config.machineToken);
   const count = await writeProjectFiles(config.workDir, files);
   const nodeModulesRealDir = await linkNodeModules(config.workDir, config.nodeModulesDir);
   container.health.filesLoaded = true;
   logger.info('files loaded', { count, ms: Date.now() - filesStart });
-  if (stopping()) return undefined;
-  // From here on, every change to the project's files reaches WORK_DIR (a resync first covers what changed since the load).
-  liveFiles?.seed(files);
-  liveFiles?.start();
+  return nodeModulesRealDir;
+}
 
+async function startVite(
+  config: ContainerConfig,
+  container: ContainerServer,
+  logger: Logger,
+  stopping: () => boolean,
+  nodeModulesRealDir: string,
+): Promise<DevServer | undefined> {
   const viteStart = Date.now();
   const devServer = await startDevServer({
     workDir: config.workDir,

@@ -26,9 +26,11 @@ export function createContainerServer(options: {
   logger: Logger;
   activity?: ActivityTracker;
   /** On Fly.io: sends requests for other sessions to their machines. */
-  replay?: FlyReplay | null;
+  replay?: Pick<FlyReplay, 'resolve'> | null;
+  /** Requests the container itself answers before session routing (a pooled machine's claim); true when handled. */
+  control?: (req: IncomingMessage, res: ServerResponse) => Promise<boolean>;
 }): ContainerServer {
-  const { sessionId, basePath, logger, activity, replay } = options;
+  const { sessionId, basePath, logger, activity, replay, control } = options;
   const health: HealthState = { filesLoaded: false };
   let proxy: ViteProxy | undefined;
   /** Upgraded (websocket) sockets: no longer tracked by the HTTP server, closed by hand. */
@@ -45,10 +47,11 @@ export function createContainerServer(options: {
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = req.url ?? '/';
     if (url === '/health' || url.startsWith('/health?')) {
-      const report = await healthReport(sessionId, health);
+      const report = await healthReport(health.sessionId ?? sessionId, health);
       sendJson(res, report.status === 'ok' ? 200 : 503, report, req.method === 'HEAD');
       return;
     }
+    if (control && (await control(req, res))) return;
     const route = routeRequest(url, basePath);
     if (route.kind === 'not-found' && replay && 'sessionId' in route.body) {
       const found = await replay.resolve(route.body.sessionId);
