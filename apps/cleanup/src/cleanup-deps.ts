@@ -1,6 +1,6 @@
 import type { Queue } from 'bullmq';
 import type Redis from 'ioredis';
-import type { Config } from '@velocity/shared';
+import type { Config, WarmPool } from '@velocity/shared';
 import type { EndSessionDeps } from './end-session';
 
 /** What the cleanup use cases get from the composition root (main.ts, or a test). */
@@ -12,6 +12,8 @@ export interface CleanupDeps extends EndSessionDeps {
   cleanupQueue: Queue;
   /** For the sweep's own marks (when an orphan machine was first seen, destroy claims). */
   redis: Redis;
+  /** The warm pool's registry: its machines are not orphans while it knows them. */
+  pool?: WarmPool;
 }
 
 /** Runs `fn` over `items`, at most `limit` at a time; resolves when all are done (rejections are the caller's to catch). */

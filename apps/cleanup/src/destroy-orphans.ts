@@ -2,7 +2,7 @@ import type { Machine, PreviewSession } from '@velocity/shared';
 import { SWEEP_CONCURRENCY, eachLimited, type CleanupDeps } from './cleanup-deps';
 import { EndSession } from './end-session';
 
-export type DestroyOrphansDeps = Pick<CleanupDeps, 'store' | 'provider' | 'events' | 'logger' | 'config' | 'redis'>;
+export type DestroyOrphansDeps = Pick<CleanupDeps, 'store' | 'provider' | 'events' | 'logger' | 'config' | 'redis' | 'pool'>;
 
 export interface DestroyOrphansResult {
   /** Machines destroyed because no live session owns them. */
@@ -61,10 +61,13 @@ export class DestroyOrphans {
     const { store, config } = this.deps;
     for (let i = 0; i < machines.length; i += config.CLEANUP_BATCH_SIZE) {
       const page = machines.slice(i, i + config.CLEANUP_BATCH_SIZE);
-      const rows = new Map((await store.getSessionsByIds(page.map((m) => m.sessionId))).map((s) => [s.id, s]));
+      // A machine is keyed by the route id of its URL: a session's own id, or a pooled machine's.
+      const keys = page.map((m) => m.sessionId);
+      const byId = new Map((await store.getSessionsByIds(keys)).map((s) => [s.id, s]));
+      const byRoute = new Map((await store.getSessionsByRouteIds(keys)).map((s) => [s.routeId!, s]));
       await eachLimited(page, SWEEP_CONCURRENCY, async (machine) => {
-        const reason = orphanReason(machine, rows.get(machine.sessionId));
-        if (!reason) return;
+        const reason = orphanReason(machine, byRoute.get(machine.sessionId) ?? byId.get(machine.sessionId));
+        if (!reason || (await this.pooled(machine))) return;
         try {
           if (!(await this.graceOver(machine.id, now))) {
             result.waiting += 1;
@@ -83,9 +86,10 @@ export class DestroyOrphans {
     const { redis, store, provider, logger } = this.deps;
     const claimed = await redis.set(this.key('orphan-destroy', machine.id), String(process.pid), 'PX', 60_000, 'NX');
     if (claimed !== 'OK') return false;
-    const reason = orphanReason(machine, (await store.getSession(machine.sessionId)) ?? undefined);
+    const owner = (await store.getSessionByRoute(machine.sessionId)) ?? (await store.getSession(machine.sessionId));
+    const reason = orphanReason(machine, owner ?? undefined);
     const still = await provider.get(machine.id);
-    if (!reason || !still) {
+    if (!reason || !still || (await this.pooled(machine))) {
       await redis.del(this.key('orphan-seen', machine.id));
       return false;
     }
@@ -93,6 +97,11 @@ export class DestroyOrphans {
     await redis.del(this.key('orphan-seen', machine.id));
     logger.warn('orphan machine destroyed', { sessionId: machine.sessionId, machineId: machine.id, reason });
     return true;
+  }
+
+  /** A warm-pool machine the pool still answers for is no orphan; one it does not know is. */
+  private async pooled(machine: Machine): Promise<boolean> {
+    return (await this.deps.pool?.knows(machine.id)) ?? false;
   }
 
   /** Whether the machine was first seen without a live session at least ORPHAN_GRACE_MS ago (records the first sighting). */

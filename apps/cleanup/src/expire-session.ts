@@ -1,4 +1,4 @@
-import { expireSessionJobSchema, type EventLog, type ExpireSessionJob, type Logger, type MachineProvider, type SessionStore } from '@velocity/shared';
+import { expireSessionJobSchema, machineOfSession, type EventLog, type ExpireSessionJob, type Logger, type MachineProvider, type SessionStore } from '@velocity/shared';
 import { EndSession } from './end-session';
 
 /** The `expire-session` job's payload (declared with the other jobs in libs/shared). */
@@ -52,7 +52,7 @@ export class ExpireSession {
 
     // Stopped while provisioning: the api failed the row; whatever machine was made goes too.
     if (reason === 'stopped' && session.status === 'error') {
-      const machine = await provider.findBySession(sessionId);
+      const machine = await machineOfSession(provider, session);
       if (machine) await provider.destroy(machine.id);
       logger.info('cancelled session cleaned up', { machineId: machine?.id ?? null });
       return { result: 'cancelled', machineDestroyed: Boolean(machine) };

@@ -2,6 +2,7 @@ import { Queue } from 'bullmq';
 import {
   EventLog,
   QueueName,
+  WarmPool,
   assertServicesReachable,
   createLogger,
   createMachineProvider,
@@ -11,6 +12,7 @@ import {
 } from '@velocity/shared';
 import type { CleanupDeps } from './cleanup-deps';
 import { createCleanupWorker, scheduleSweep } from './cleanup-worker';
+import { startCleanupOps } from './ops';
 
 /**
  * The cleanup process: ends sessions when their expiry job comes due, and every
@@ -27,8 +29,9 @@ async function main() {
   const events = new EventLog(redis, config.QUEUE_PREFIX, config.EVENT_STREAM_TTL_SECONDS);
   const sessionsQueue = new Queue(QueueName.Sessions, { connection: redis, prefix: config.QUEUE_PREFIX });
   const cleanupQueue = new Queue(QueueName.Cleanup, { connection: redis, prefix: config.QUEUE_PREFIX });
-  const deps: CleanupDeps = { config, store, provider, events, logger, redis, sessionsQueue, cleanupQueue };
+  const deps: CleanupDeps = { config, store, provider, events, logger, redis, sessionsQueue, cleanupQueue, pool: new WarmPool(redis, config.QUEUE_PREFIX) };
   const worker = createCleanupWorker(deps, redis);
+  const ops = await startCleanupOps(config, { redis, store }, worker, logger);
   worker.on('error', (err) => logger.error('worker error', { err }));
   worker.on('failed', (job, err) => logger.error('cleanup job failed', { jobId: job?.id, name: job?.name, sessionId: job?.data?.sessionId, err }));
   await worker.waitUntilReady();
@@ -41,6 +44,7 @@ async function main() {
     logger.info('shutting down', { signal });
     await worker.close();
     await Promise.all([sessionsQueue.close(), cleanupQueue.close()]);
+    await ops.close();
     await Promise.all([store.close(), provider.close()]);
     redis.disconnect();
     logger.info('stopped');

@@ -1,4 +1,4 @@
-import { type PreviewSession } from '@velocity/shared';
+import { machineOfSession, type PreviewSession } from '@velocity/shared';
 import { SWEEP_CONCURRENCY, eachLimited, type CleanupDeps } from './cleanup-deps';
 
 export type ReapStuckSessionsDeps = Pick<CleanupDeps, 'store' | 'provider' | 'events' | 'logger' | 'config' | 'sessionsQueue'>;
@@ -44,7 +44,7 @@ export class ReapStuckSessions {
     if (!failed) return false;
     // A job still waiting would only find the row failed; one running fails on its own (its next write is refused).
     await sessionsQueue.remove(session.id).catch(() => 0);
-    const machine = await provider.findBySession(session.id);
+    const machine = await machineOfSession(provider, failed);
     if (machine) await provider.destroy(machine.id);
     const reason = failed.errorMessage ?? `provisioning timed out at ${session.status}`;
     await events.append({ type: 'failed', sessionId: session.id, at: Date.now(), reason, retryable: true });

@@ -1,4 +1,4 @@
-import { DEMO_PROJECT_ID, PROVISION_STEPS, type SessionEvent } from '@velocity/shared';
+import { DEMO_PROJECT_ID, PROVISION_STEPS, createMachineToken, loadConfig, type SessionEvent } from '@velocity/shared';
 import { eventsUntilTerminal, postSession, startSystem, type RunningSystem } from '../src/system';
 
 /** The whole path, for real: POST → queue → provisioner → machine → verified URL → SSE `ready`. */
@@ -52,9 +52,11 @@ describe('a preview session from POST to a live Vite page', () => {
     expect(row).toMatchObject({ id: sessionId, projectId: DEMO_PROJECT_ID, status: 'active', previewUrl: last.previewUrl });
     expect(Date.parse(row.expiresAt)).toBeGreaterThan(Date.now());
 
-    // The machine of the session, as a container on Fly asks before it answers fly-replay.
-    const route = await fetch(`${system.baseUrl}/v1/routes/${sessionId}`).then((r) => r.json());
-    expect(route).toEqual({ sessionId, machineId: `local-${sessionId}` });
+    // The machine of the session, as a container on Fly asks before it answers fly-replay (with its machine token).
+    const machineToken = createMachineToken({ sessionId, projectId: DEMO_PROJECT_ID }, loadConfig(system.env).MACHINE_TOKEN_SECRET, 60);
+    const route = await fetch(`${system.baseUrl}/v1/routes/${sessionId}`, { headers: { authorization: `Bearer ${machineToken}` } }).then((r) => r.json());
+    expect(route).toEqual({ sessionId, routeId: sessionId, machineId: `local-${sessionId}` });
+    expect((await fetch(`${system.baseUrl}/v1/routes/${sessionId}`)).status).toBe(401);
 
     // A client that connects after `ready` was emitted still gets the whole story.
     const late = await eventsUntilTerminal(system.baseUrl, sessionId, 5000);

@@ -9,8 +9,13 @@ import {
   createSessionStore,
   faultsOf,
   loadConfig,
+  parseWarmPool,
+  WarmPool,
 } from '@velocity/shared';
+import { RefillPool, drainPool } from './pool/refill-pool';
+import { startPoolRefills } from './pool/pool-worker';
 import { createProvisionWorker } from './provision-worker';
+import { startProvisionerOps } from './ops';
 
 /** The provisioner process: one BullMQ worker on the `sessions` queue. */
 async function main() {
@@ -24,10 +29,19 @@ async function main() {
   // A connection of its own: MULTI on BullMQ's connection copies every script BullMQ defined on it.
   const eventsRedis = createRedis(config.REDIS_URL);
   const events = new EventLog(eventsRedis, config.QUEUE_PREFIX, config.EVENT_STREAM_TTL_SECONDS);
-  const worker = createProvisionWorker({ config, store, provider, events, cleanupQueue, logger, faults: faultsOf(config) }, redis, logger);
+  const ops = await startProvisionerOps(config, { redis, store }, logger);
+  const poolTargets = parseWarmPool(config.WARM_POOL);
+  const pool = poolTargets.length > 0 ? new WarmPool(redis, config.QUEUE_PREFIX) : null;
+  const worker = createProvisionWorker({ config, store, provider, events, cleanupQueue, logger, faults: faultsOf(config), observer: ops.observer, pool }, redis, logger);
   worker.on('error', (err) => logger.error('worker error', { err }));
+  ops.instrument(worker);
   await worker.waitUntilReady();
-  logger.info('provisioner ready', { queue: QueueName.Sessions, concurrency: config.PROVISION_CONCURRENCY, provider: provider.name });
+  const workerName = `provisioner-${process.pid}`;
+  const poolDeps = pool ? { config, provider, pool, targets: poolTargets, redis, logger, workerName } : null;
+  const refills = poolDeps ? await startPoolRefills(new RefillPool(poolDeps), config, redis, logger) : null;
+  // A Redis that restarted lost the refill schedule with everything else.
+  if (refills) redis.on('ready', () => void refills.reschedule().catch((err) => logger.error('could not schedule pool refills', { err })));
+  logger.info('provisioner ready', { queue: QueueName.Sessions, concurrency: config.PROVISION_CONCURRENCY, provider: provider.name, warmPool: config.WARM_POOL ?? null });
 
   const shutdown = async (signal: string) => {
     logger.info('shutting down', { signal, graceMs: config.SHUTDOWN_GRACE_MS });
@@ -36,7 +50,10 @@ async function main() {
     const handBack = setTimeout(() => worker.cancelAllJobs('shutdown'), config.SHUTDOWN_GRACE_MS);
     await closing;
     clearTimeout(handBack);
+    await refills?.close();
+    if (poolDeps) await drainPool(poolDeps).catch((err) => logger.error('could not drain the pool', { err }));
     await cleanupQueue.close();
+    await ops.close();
     await Promise.all([store.close(), provider.close()]);
     redis.disconnect();
     eventsRedis.disconnect();

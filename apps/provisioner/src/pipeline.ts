@@ -45,6 +45,7 @@ export async function runPipeline(ctx: ProvisionContext, steps: readonly Step[] 
     }
     const ms = Date.now() - started;
     ctx.logger.info('step done', { step: step.name, ms, attempt: ctx.attempt });
+    ctx.deps.observer?.stepDone(step.name, ms);
     await emit(ctx, { type: 'progress', step: step.name, state: 'done', ms, attempt: ctx.attempt });
   }
 }

@@ -3,6 +3,7 @@ import type {
   Config,
   EventLog,
   Faults,
+  WarmPool,
   Logger,
   Machine,
   MachineProvider,
@@ -12,6 +13,7 @@ import type {
   ProvisionStep,
   SessionStore,
 } from '@velocity/shared';
+import type { ProvisionObserver } from './provision-observer';
 
 /** What the steps use, handed in by the composition root (ports only, no adapters). */
 export interface ProvisionDeps {
@@ -24,6 +26,10 @@ export interface ProvisionDeps {
   logger: Logger;
   /** Injected faults (fault suite and tests only). */
   faults?: Faults | null;
+  /** Told of each step's duration, ready and failures (the provisioner's /metrics); optional. */
+  observer?: ProvisionObserver;
+  /** The warm pool of pre-started machines, when one is configured. */
+  pool?: WarmPool | null;
 }
 
 /** One provisioning run of one session; steps read and fill it in order. */
@@ -36,6 +42,8 @@ export interface ProvisionContext {
   project?: Project;
   session?: PreviewSession;
   machine?: Machine;
+  /** The id in the preview URL: the session's own, or its pooled machine's. */
+  routeId?: string;
   previewUrl?: string;
 }
 

@@ -1,4 +1,4 @@
-import { errorMessage, isRetryable, retrying, type Logger, type ProvisionSessionJob } from '@velocity/shared';
+import { errorMessage, isRetryable, machineOfSession, retrying, type Logger, type ProvisionSessionJob } from '@velocity/shared';
 import { PROVISION_PIPELINE, StepFailedError, emit, runPipeline } from './pipeline';
 import type { ProvisionContext, ProvisionDeps } from './provision-context';
 
@@ -31,8 +31,9 @@ export class ProvisionSession {
     try {
       await runPipeline(ctx, PROVISION_PIPELINE);
       const session = ctx.session!;
-      await emit(ctx, { type: 'ready', previewUrl: session.previewUrl!, expiresAt: session.expiresAt! });
+      await emit(ctx, { type: 'ready', previewUrl: session.previewUrl!, expiresAt: session.expiresAt!, pooled: Boolean(ctx.routeId && ctx.routeId !== session.id) });
       logger.info('session ready', { previewUrl: session.previewUrl, ms: Date.now() - job.requestedAt });
+      this.deps.observer?.ready(Date.now() - job.requestedAt);
       return { status: 'ready', previewUrl: session.previewUrl! };
     } catch (err) {
       if (signal.aborted) {
@@ -42,6 +43,7 @@ export class ProvisionSession {
       const error = err instanceof Error ? err : new Error(String(err));
       const cause = err instanceof StepFailedError ? err.cause : err;
       const retryable = isRetryable(cause);
+      this.deps.observer?.failed(err instanceof StepFailedError ? err.step : undefined, cause, !(retryable && attempt < maxAttempts));
       if (retryable && attempt < maxAttempts) {
         logger.warn('provisioning attempt failed, will retry', { attempt, maxAttempts, err: error });
         return { status: 'retry', error };
@@ -58,7 +60,8 @@ export class ProvisionSession {
   private async undo(ctx: ProvisionContext, step: StepFailedError['step'] | undefined, reason: string, retryable: boolean) {
     const { provider, store } = this.deps;
     const { sessionId } = ctx.job;
-    const machine = await retrying(() => provider.findBySession(sessionId));
+    const row = await retrying(() => store.getSession(sessionId));
+    const machine = await retrying(() => machineOfSession(provider, { id: sessionId, containerId: row?.containerId ?? null }));
     if (machine) await retrying(() => provider.destroy(machine.id));
     await retrying(() => store.transition(sessionId, 'error', { errorMessage: reason, ...(step ? { errorStep: step } : {}) }));
     await retrying(() => emit(ctx, { type: 'failed', ...(step ? { step } : {}), reason, retryable }));

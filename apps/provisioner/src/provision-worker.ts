@@ -14,7 +14,7 @@ export function createProvisionWorker(deps: ProvisionDeps, connection: Connectio
     async (job, token, signal) => {
       if (job.name !== JobName.ProvisionSession) throw new UnrecoverableError(`Unknown job ${job.name}`);
       const data = parseJob(JobName.ProvisionSession, job.data);
-      const jobLogger = logger.child({ sessionId: data.sessionId, jobId: job.id });
+      const jobLogger = logger.child({ sessionId: data.sessionId, jobId: job.id, ...(data.requestId ? { requestId: data.requestId } : {}) });
       const outcome = await useCase.execute({
         job: data,
         attempt: job.attemptsMade + 1,

@@ -10,6 +10,15 @@ export const configSchema = z.object({
   NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
   LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error', 'silent']).default('info'),
   DATABASE_URL: z.string().url().default('postgres://postgres@127.0.0.1:5432/velocity_preview'),
+  /** Which SessionStore adapter: `postgres` (direct SQL on DATABASE_URL) or `supabase` (PostgREST with the service-role key). */
+  SESSION_STORE: z.enum(['postgres', 'supabase']).default('postgres'),
+  /** The Supabase project's URL (https://<ref>.supabase.co); required when SESSION_STORE=supabase. */
+  SUPABASE_URL: z.string().url().optional(),
+  /** The Supabase service-role key (server side only, bypasses RLS); required when SESSION_STORE=supabase. */
+  SUPABASE_SERVICE_ROLE_KEY: z.string().optional(),
+  /** `npm start` without DATABASE_URL runs an embedded Postgres with its data here, on this port. */
+  EMBEDDED_POSTGRES_DIR: z.string().default('.velocity/postgres'),
+  EMBEDDED_POSTGRES_PORT: z.coerce.number().int().min(1).max(65535).default(54329),
   REDIS_URL: z.string().url().default('redis://127.0.0.1:6379'),
   /** Prefix of every BullMQ queue and Redis key, so deployments and test runs never collide. */
   QUEUE_PREFIX: z.string().regex(/^[a-zA-Z0-9:_-]+$/).default('vp'),
@@ -50,6 +59,12 @@ export const configSchema = z.object({
   PROVISION_MAX_STALLED: duration(3),
   /** On SIGTERM, how long a worker lets its jobs finish before it hands them back to the queue. */
   SHUTDOWN_GRACE_MS: duration(10_000),
+  /** Warm pool of pre-started machines: `react:2-4,vue/pro:0-2` (template[/tier]:min-max). Empty: no pool. */
+  WARM_POOL: z.string().optional(),
+  /** How often the pool is topped up to its minimum. */
+  POOL_REFILL_EVERY_MS: duration(2_000),
+  /** The most machines (pooled and in use) the pool may bring the provider to. */
+  MACHINE_BUDGET: duration(50),
   /**
    * Fault injection, for the fault suite and tests only (refused in production):
    * `fail-create=0.3,hang-create=0.2,step-delay=300`.
@@ -71,6 +86,37 @@ export const configSchema = z.object({
   MAX_PROJECT_FILES: duration(500),
   MAX_FILE_BYTES: duration(1024 * 1024),
   MAX_PROJECT_BYTES: duration(20 * 1024 * 1024),
+  /**
+   * Operator credentials (issue 6.5) for Bull Board (/admin/queues) and /metrics: HTTP Basic with
+   * OPERATOR_USER + OPERATOR_PASSWORD, and/or Bearer OPERATOR_TOKEN. With neither, those surfaces are off (404).
+   */
+  OPERATOR_USER: z.string().regex(/^[^:\s]{1,128}$/, 'must be 1-128 characters without ":" or spaces').optional(),
+  OPERATOR_PASSWORD: z.string().min(12, 'must be at least 12 characters').max(1024).optional(),
+  OPERATOR_TOKEN: z.string().regex(/^[A-Za-z0-9._~+/=-]{24,1024}$/, 'must be 24-1024 characters of A-Z a-z 0-9 . _ ~ + / = -').optional(),
+  /** Where the workers' operator servers (/metrics, /health, /ready) listen; 0.0.0.0 in containers. */
+  METRICS_HOST: z.string().default('127.0.0.1'),
+  /** Port of the provisioner's operator server; 0 turns it off. */
+  PROVISIONER_METRICS_PORT: z.coerce.number().int().min(0).max(65535).default(9101),
+  /** Port of the cleanup worker's operator server; 0 turns it off. */
+  CLEANUP_METRICS_PORT: z.coerce.number().int().min(0).max(65535).default(9102),
+  /** How long each readiness check (Redis, Postgres) of /ready may take before it counts as failing. */
+  READY_TIMEOUT_MS: duration(2000),
+  /**
+   * API auth (issue 6): Supabase-issued JWTs, HS256 with the project's JWT secret and/or
+   * asymmetric keys from its JWKS URL (https://<ref>.supabase.co/auth/v1/.well-known/jwks.json).
+   * With neither, outside production, auth is off and every request is one local user.
+   */
+  SUPABASE_JWT_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
+  SUPABASE_JWKS_URL: z.string().url().optional(),
+  /** The `aud` a token must carry when it has one. */
+  SUPABASE_JWT_AUDIENCE: z.string().min(1).default('authenticated'),
+  /** The `iss` a token must carry, when set (https://<ref>.supabase.co/auth/v1). */
+  SUPABASE_JWT_ISSUER: z.string().min(1).optional(),
+  /** Live (queued, creating, starting, active) sessions a user of each tier may have at once. */
+  QUOTA_FREE_CONCURRENT: duration(2),
+  QUOTA_PRO_CONCURRENT: duration(10),
+  /** POST /v1/sessions per user per minute (a fixed window in Redis). */
+  RATE_LIMIT_SESSIONS_PER_MINUTE: duration(30),
 });
 
 export type Config = z.infer<typeof configSchema>;
@@ -89,9 +135,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
     const variable = String(issue.path[0] ?? 'environment');
-    throw new ConfigError(variable, `${issue.message} (got ${JSON.stringify(env[variable] ?? null)})`);
+    // Operator secrets are never echoed: the error line ends up in logs.
+    const got = (variable === 'OPERATOR_PASSWORD' || variable === 'OPERATOR_TOKEN') && env[variable] ? '(hidden)' : JSON.stringify(env[variable] ?? null);
+    throw new ConfigError(variable, `${issue.message} (got ${got})`);
   }
   requireFlySettings(parsed.data);
+  requireSupabaseSettings(parsed.data);
+  requireOperatorPair(parsed.data);
   if (parsed.data.MACHINE_PROVIDER === 'noop' && parsed.data.NODE_ENV === 'production') throw new ConfigError('MACHINE_PROVIDER', 'must not be noop (benchmarks only) when NODE_ENV=production');
   return parsed.data;
 }
@@ -101,6 +151,20 @@ function requireFlySettings(config: Config): void {
   if (config.MACHINE_PROVIDER !== 'fly') return;
   for (const variable of ['FLY_API_TOKEN', 'FLY_APP_NAME', 'FLY_IMAGE'] as const) {
     if (!config[variable]) throw new ConfigError(variable, 'is required when MACHINE_PROVIDER=fly (got null)');
+  }
+}
+
+/** Basic credentials come in pairs: a user without a password (or the reverse) is a mistake, not "off". */
+function requireOperatorPair(config: Config): void {
+  if (config.OPERATOR_USER && !config.OPERATOR_PASSWORD) throw new ConfigError('OPERATOR_PASSWORD', 'is required when OPERATOR_USER is set (got null)');
+  if (config.OPERATOR_PASSWORD && !config.OPERATOR_USER) throw new ConfigError('OPERATOR_USER', 'is required when OPERATOR_PASSWORD is set (got null)');
+}
+
+/** SESSION_STORE=supabase cannot work without the project's URL and its service-role key. */
+function requireSupabaseSettings(config: Config): void {
+  if (config.SESSION_STORE !== 'supabase') return;
+  for (const variable of ['SUPABASE_URL', 'SUPABASE_SERVICE_ROLE_KEY'] as const) {
+    if (!config[variable]) throw new ConfigError(variable, 'is required when SESSION_STORE=supabase (got null)');
   }
 }
 

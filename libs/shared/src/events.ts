@@ -21,7 +21,14 @@ export const sessionEventSchema = z.discriminatedUnion('type', [
     ms: z.number().nonnegative().optional(),
     attempt: z.number().int().positive(),
   }),
-  z.object({ ...base, type: z.literal('ready'), previewUrl: z.string().url(), expiresAt: z.string() }),
+  z.object({
+    ...base,
+    type: z.literal('ready'),
+    previewUrl: z.string().url(),
+    expiresAt: z.string(),
+    /** The session runs on a machine claimed from the warm pool. */
+    pooled: z.boolean().optional(),
+  }),
   z.object({
     ...base,
     type: z.literal('failed'),

@@ -39,3 +39,16 @@ export interface MachineProvider {
   /** Releases the provider's own resources (not the machines). */
   close(): Promise<void>;
 }
+
+/**
+ * The machine of a session: the one recorded on its row (a claimed warm-pool
+ * machine is keyed by its own route id, not the session's), else the one made
+ * for the session, if any.
+ */
+export async function machineOfSession(
+  provider: MachineProvider,
+  session: { id: string; containerId: string | null },
+): Promise<Machine | null> {
+  const recorded = session.containerId ? await provider.get(session.containerId) : null;
+  return recorded ?? provider.findBySession(session.id);
+}

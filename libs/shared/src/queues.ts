@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { REQUEST_ID_PATTERN } from './request-id';
 
 /**
  * The queue contract: every queue, every job name and its payload, declared once.
@@ -9,6 +10,8 @@ export const QueueName = {
   Sessions: 'sessions',
   /** Expiry jobs and the periodic sweep. */
   Cleanup: 'cleanup',
+  /** The warm pool's refill, on a schedule. */
+  Pool: 'pool',
 } as const;
 export type QueueName = (typeof QueueName)[keyof typeof QueueName];
 export const ALL_QUEUES: readonly QueueName[] = Object.values(QueueName);
@@ -17,6 +20,7 @@ export const JobName = {
   ProvisionSession: 'provision-session',
   ExpireSession: 'expire-session',
   SweepSessions: 'sweep-sessions',
+  RefillPool: 'refill-pool',
 } as const;
 export type JobName = (typeof JobName)[keyof typeof JobName];
 
@@ -32,6 +36,8 @@ export const provisionSessionJobSchema = z.object({
   tier: tierSchema,
   /** Epoch ms when the client asked; the provisioning deadline counts from here. */
   requestedAt: z.number().int().positive(),
+  /** The api request that asked for the session (x-request-id): the provisioner logs it on every line of the job. */
+  requestId: z.string().regex(REQUEST_ID_PATTERN).optional(),
 });
 export type ProvisionSessionJob = z.infer<typeof provisionSessionJobSchema>;
 
@@ -40,6 +46,9 @@ export const expireSessionJobSchema = z.object({ sessionId: uuid, reason: z.enum
 export type ExpireSessionJob = z.infer<typeof expireSessionJobSchema>;
 
 export const sweepSessionsJobSchema = z.object({});
+
+export const refillPoolJobSchema = z.object({});
+export type RefillPoolJob = z.infer<typeof refillPoolJobSchema>;
 export type SweepSessionsJob = z.infer<typeof sweepSessionsJobSchema>;
 
 /** Each job name mapped to its queue and payload schema. */
@@ -47,13 +56,15 @@ export const JOBS = {
   [JobName.ProvisionSession]: { queue: QueueName.Sessions, schema: provisionSessionJobSchema },
   [JobName.ExpireSession]: { queue: QueueName.Cleanup, schema: expireSessionJobSchema },
   [JobName.SweepSessions]: { queue: QueueName.Cleanup, schema: sweepSessionsJobSchema },
+  [JobName.RefillPool]: { queue: QueueName.Pool, schema: refillPoolJobSchema },
 } as const;
 
 /** The typed union of every job, as in `queue.add(item.name, item.data)`. */
 export type JobItem =
   | { name: typeof JobName.ProvisionSession; data: ProvisionSessionJob }
   | { name: typeof JobName.ExpireSession; data: ExpireSessionJob }
-  | { name: typeof JobName.SweepSessions; data: SweepSessionsJob };
+  | { name: typeof JobName.SweepSessions; data: SweepSessionsJob }
+  | { name: typeof JobName.RefillPool; data: RefillPoolJob };
 
 export type JobData<N extends JobName> = Extract<JobItem, { name: N }>['data'];
 

@@ -25,11 +25,15 @@ export interface ResourceLimits {
 export interface PreviewSession {
   id: string;
   projectId: string;
+  /** The user (Supabase auth.users id) who asked for it; null for rows made without one. */
+  ownerId: string | null;
   status: SessionStatus;
   tier: Tier;
   resourceLimits: ResourceLimits;
   containerId: string | null;
   containerUrl: string | null;
+  /** The id in the preview URL (`/p/<routeId>/`): the session's own, or its pooled machine's. */
+  routeId: string | null;
   previewUrl: string | null;
   errorMessage: string | null;
   errorStep: string | null;
@@ -52,6 +56,7 @@ export interface NewSession {
 export interface SessionPatch {
   containerId?: string;
   containerUrl?: string;
+  routeId?: string;
   previewUrl?: string;
   errorMessage?: string;
   errorStep?: string;
@@ -127,7 +132,7 @@ export interface SessionStore {
   // --- project files (issue 4): writes of single files, within limits, for the projects api ---
 
   /** Creates a project with a new id and no files (the provisioner seeds a project that has none from its template). */
-  createProject(project: { name: string; templateType: string }): Promise<Project>;
+  createProject(project: { name: string; templateType: string; ownerId?: string | null }): Promise<Project>;
   /** Upserts one file (path already normalised), checking the limits under the project's lock, in one transaction. */
   putProjectFile(projectId: string, file: ProjectFile, limits: ProjectFileLimits): Promise<PutProjectFileResult>;
   /** Removes one file; false when the project has no file at that path. */
@@ -136,6 +141,32 @@ export interface SessionStore {
   listProjectFilePaths(projectId: string): Promise<ProjectFileInfo[]>;
   /** Whether the project has any file: the provisioner seeds a template only into an empty project. */
   hasProjectFiles(projectId: string): Promise<boolean>;
+
+  // --- metrics (issue 7) ---
+
+  /**
+   * Live sessions (not ended, not error) by status, in one grouped query: the api's
+   * `vp_sessions{status}` gauge reads it on each scrape. Optional: an adapter without
+   * it leaves that gauge empty.
+   */
+  countLiveSessions?(): Promise<Partial<Record<SessionStatus, number>>>;
+
+  // --- warm pool (issue 9) ---
+
+  /** The session whose preview URL is `/p/<routeId>/`, or null. */
+  getSessionByRoute(routeId: string): Promise<PreviewSession | null>;
+  /** Sessions by route id (unknown and invalid ids are skipped). */
+  getSessionsByRouteIds(routeIds: string[]): Promise<PreviewSession[]>;
+
+  // --- security (issue 6) ---
+
+  /**
+   * Inserts a `queued` session owned by `session.ownerId` only while that owner has fewer
+   * than `maxLive` live (queued, creating, starting, active) sessions; count and insert
+   * happen under a per-owner lock, so concurrent requests never pass the limit together.
+   * `maxLive` null: no limit.
+   */
+  createSessionWithinQuota(session: NewOwnedSession, maxLive: number | null): Promise<CreateSessionWithinQuotaResult>;
 }
 
 /** Where a page of `listProvisioningSessions` ended: pass it to get the next page. */
@@ -171,3 +202,20 @@ export interface ProjectFileInfo {
   bytes: number;
   updatedAt: string;
 }
+
+/** A session asked for by a user (issue 6): always `queued`, always owned. */
+export interface NewOwnedSession {
+  id: string;
+  projectId: string;
+  ownerId: string;
+  tier: Tier;
+  resourceLimits: ResourceLimits;
+}
+
+/**
+ * What `createSessionWithinQuota` did. `live`: the owner's live sessions after it (or as
+ * refused); `nextExpiresAt`: the soonest `expires_at` among them, when one is active.
+ */
+export type CreateSessionWithinQuotaResult =
+  | { outcome: 'created'; session: PreviewSession; live: number }
+  | { outcome: 'over-quota'; live: number; limit: number; nextExpiresAt: string | null };

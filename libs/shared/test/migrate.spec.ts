@@ -80,6 +80,8 @@ describe('migrations', () => {
         'owner_id', 'preview_url', 'project_id', 'resource_limits', 'status', 'tier', 'updated_at',
         // 20261125000200_cleanup
         'activated_at', 'last_activity_at',
+        // 20261125000400_warm_pool
+        'route_id',
       ].sort(),
     );
   });

@@ -155,11 +155,13 @@ export function sessionStoreContract(name: string, makeStore: () => Promise<Sess
         expect(session).toEqual({
           id,
           projectId: project.id,
+          ownerId: null,
           status: 'creating',
           tier: 'pro',
           resourceLimits: { cpus: 2, memoryMb: 2048 },
           containerId: null,
           containerUrl: null,
+          routeId: null,
           previewUrl: null,
           errorMessage: null,
           errorStep: null,
@@ -190,6 +192,17 @@ export function sessionStoreContract(name: string, makeStore: () => Promise<Sess
         expect(session.status).toBe('queued');
         expect(await store.transition(session.id, 'starting')).toBeNull();
         expect((await store.transition(session.id, 'creating'))?.status).toBe('creating');
+      });
+
+      it('finds a session by the route id recorded with its machine', async () => {
+        const session = await newSession();
+        const routeId = randomUUID();
+        expect(await store.getSessionByRoute(routeId)).toBeNull();
+        const started = await store.transition(session.id, 'starting', { containerId: 'm-r', containerUrl: 'http://127.0.0.1:1', routeId });
+        expect(started?.routeId).toBe(routeId);
+        expect((await store.getSessionByRoute(routeId))?.id).toBe(session.id);
+        expect((await store.getSessionsByRouteIds([routeId, randomUUID(), 'nope'])).map((s) => s.id)).toEqual([session.id]);
+        expect(await store.getSessionByRoute('not-a-uuid')).toBeNull();
       });
 
       it('createSession does not reset a session that moved on', async () => {

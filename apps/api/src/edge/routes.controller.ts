@@ -1,8 +1,8 @@
-import { Controller, Get, GoneException, Inject, NotFoundException, Param } from '@nestjs/common';
+import { Controller, Get, GoneException, Headers, Inject, NotFoundException, Param, UnauthorizedException } from '@nestjs/common';
 import { z } from 'zod';
-import type { SessionStore } from '@velocity/shared';
+import { verifyMachineToken, type Config, type SessionStore } from '@velocity/shared';
 import { parseOr400 } from '../common/validation';
-import { SESSION_STORE } from '../tokens';
+import { CONFIG, SESSION_STORE } from '../tokens';
 
 /**
  * Which machine serves a session: what a preview container on Fly.io asks
@@ -10,18 +10,26 @@ import { SESSION_STORE } from '../tokens';
  */
 @Controller('v1/routes')
 export class RoutesController {
-  constructor(@Inject(SESSION_STORE) private readonly store: SessionStore) {}
+  constructor(
+    @Inject(SESSION_STORE) private readonly store: SessionStore,
+    @Inject(CONFIG) private readonly config: Config,
+  ) {}
 
+  /** Only machines ask: a valid machine token of any session (issue 6); the route map is not public. */
   @Get(':sessionId')
-  async route(@Param('sessionId') raw: string) {
+  async route(@Param('sessionId') raw: string, @Headers('authorization') authorization?: string) {
+    const token = authorization?.match(/^Bearer (\S+)$/)?.[1];
+    if (!token || !verifyMachineToken(token, this.config.MACHINE_TOKEN_SECRET)) {
+      throw new UnauthorizedException({ statusCode: 401, error: 'Unauthorized', message: 'authorization: a valid machine token is required', field: 'authorization' });
+    }
     const sessionId = parseOr400(z.string().uuid(), raw, 'sessionId');
-    const session = await this.store.getSession(sessionId);
+    const session = await this.store.getSessionByRoute(sessionId);
     if (session && ['ending', 'ended', 'error'].includes(session.status)) {
       throw new GoneException({ statusCode: 410, error: 'Gone', message: `Session ${sessionId} has ended`, sessionId });
     }
     if (!session?.containerId) {
       throw new NotFoundException({ statusCode: 404, error: 'Not Found', message: `Session ${sessionId} has no machine`, sessionId });
     }
-    return { sessionId, machineId: session.containerId };
+    return { sessionId: session.id, routeId: sessionId, machineId: session.containerId };
   }
 }

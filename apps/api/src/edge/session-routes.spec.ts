@@ -12,7 +12,7 @@ describe('SessionRoutes', () => {
   // The real store, counting the reads the edge makes.
   const counted = new Proxy(store, {
     get(target, prop, receiver) {
-      if (prop === 'getSession') lookups++;
+      if (prop === 'getSessionByRoute') lookups++;
       return Reflect.get(target, prop, receiver);
     },
   }) as SessionStore;
@@ -28,7 +28,7 @@ describe('SessionRoutes', () => {
     const project = await store.ensureProject({ id: randomUUID(), name: 'edge test', templateType: 'react' });
     const id = randomUUID();
     await store.createSession({ id, projectId: project.id, tier: 'free', resourceLimits: { cpus: 1, memoryMb: 512 }, status: 'creating' });
-    await store.transition(id, 'starting', { containerId: `local-${id}`, containerUrl: 'http://127.0.0.1:9' });
+    await store.transition(id, 'starting', { containerId: `local-${id}`, containerUrl: 'http://127.0.0.1:9', routeId: id });
     await store.transition(id, 'active', { previewUrl: `http://127.0.0.1/p/${id}/`, ttlSeconds: 60 });
     return id;
   }

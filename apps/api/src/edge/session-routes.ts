@@ -21,7 +21,9 @@ const ACTIVE_ROUTE_TTL_MS = 60_000;
  */
 @Injectable()
 export class SessionRoutes implements OnModuleDestroy {
-  private readonly cache = new Map<string, { target: string; until: number }>();
+  /** By route id (the id in the URL); `sessionId` lets an ended session's route be dropped. */
+  private readonly cache = new Map<string, { target: string; until: number; sessionId: string }>();
+  private readonly routeOfSession = new Map<string, string>();
   private readonly subscriber: Redis;
 
   constructor(
@@ -35,25 +37,36 @@ export class SessionRoutes implements OnModuleDestroy {
     void this.subscriber.subscribe(events.goneChannel).catch(() => undefined);
   }
 
-  async resolve(sessionId: string): Promise<Route> {
-    const cached = this.cache.get(sessionId);
+  /** `routeId`: the id in the preview URL (`/p/<routeId>/`), the session's own or its pooled machine's. */
+  async resolve(routeId: string): Promise<Route> {
+    const cached = this.cache.get(routeId);
     if (cached && cached.until > Date.now()) return { kind: 'route', target: cached.target };
-    this.cache.delete(sessionId);
-    const session = await this.store.getSession(sessionId);
+    this.drop(routeId);
+    const session = await this.store.getSessionByRoute(routeId);
     if (!session) return { kind: 'unknown' };
     if (['ending', 'ended', 'error'].includes(session.status)) return { kind: 'gone' };
     if (!session.containerUrl) return { kind: 'unknown' };
-    if (session.status === 'active') this.cache.set(sessionId, { target: session.containerUrl, until: Date.now() + ACTIVE_ROUTE_TTL_MS });
+    if (session.status === 'active') {
+      this.cache.set(routeId, { target: session.containerUrl, until: Date.now() + ACTIVE_ROUTE_TTL_MS, sessionId: session.id });
+      this.routeOfSession.set(session.id, routeId);
+    }
     return { kind: 'route', target: session.containerUrl };
   }
 
-  forget(sessionId: string): void {
-    this.cache.delete(sessionId);
+  /** Drops the route of a session (by session id, as the gone channel names it, or by route id). */
+  forget(id: string): void {
+    this.drop(this.routeOfSession.get(id) ?? id);
   }
 
   /** Whether a route is held in memory (for tests and metrics). */
-  isCached(sessionId: string): boolean {
-    return this.cache.has(sessionId);
+  isCached(routeId: string): boolean {
+    return this.cache.has(routeId);
+  }
+
+  private drop(routeId: string): void {
+    const entry = this.cache.get(routeId);
+    if (entry) this.routeOfSession.delete(entry.sessionId);
+    this.cache.delete(routeId);
   }
 
   onModuleDestroy(): void {

@@ -1,55 +1,89 @@
-import { PermanentError, TIER_LIMITS, apiInternalUrl, createMachineToken, publicUrl, type Config } from '@velocity/shared';
+import { PermanentError, type Machine, type PooledMachine } from '@velocity/shared';
+import { sessionAccess, sessionMachineEnv } from '../machine-env';
 import { required, type ProvisionContext, type Step } from '../provision-context';
 
-/** The machine exists, has started, and is recorded on the row (status `starting`). */
+/**
+ * The machine exists, has started, and is recorded on the row (status
+ * `starting`) with the route id of its URL. A pre-started machine from the warm
+ * pool is claimed when one fits; otherwise one is made for the session.
+ */
 export const createMachineStep: Step = {
   name: 'create-machine',
   timeoutMs: (config) => config.MACHINE_START_TIMEOUT_MS,
   async run(ctx, budgetMs) {
-    const until = Date.now() + budgetMs;
-    const { provider, store } = ctx.deps;
     const session = required(ctx.session, 'the session row');
-    const project = required(ctx.project, 'the project');
-    const created = await provider.create(
-      {
-        sessionId: session.id,
-        projectId: project.id,
-        templateType: project.templateType,
-        resourceLimits: session.resourceLimits,
-        env: machineEnv(ctx, ctx.deps.config),
-      },
-      ctx.signal,
-    );
-    ctx.logger.info('machine created', { machineId: created.id, provider: provider.name });
-    const machine = await provider.waitStarted(created, Math.max(0, until - Date.now()), ctx.signal);
-    // Resumed after the machine was recorded: nothing to record again.
-    if (session.status !== 'creating' && session.containerId === machine.id) {
-      ctx.machine = machine;
-      return;
+    // Resumed after the machine was recorded: keep it.
+    if (session.status !== 'creating' && session.containerId) {
+      const recorded = await ctx.deps.provider.get(session.containerId);
+      if (recorded) {
+        ctx.machine = recorded;
+        ctx.routeId = session.routeId ?? session.id;
+        return;
+      }
     }
-    const recorded = await store.transition(session.id, 'starting', { containerId: machine.id, containerUrl: machine.url });
+    const pooled = await claimPooled(ctx);
+    const { machine, routeId } = pooled ?? { machine: await coldMachine(ctx, budgetMs), routeId: session.id };
+    const recorded = await ctx.deps.store.transition(session.id, 'starting', { containerId: machine.id, containerUrl: machine.url, routeId });
     if (!recorded) throw new PermanentError(`Session ${session.id} could not record its machine (status changed)`);
     ctx.session = recorded;
     ctx.machine = machine;
+    ctx.routeId = routeId;
   },
 };
 
-/** What the preview container needs: who it serves, where its files are, and how the browser reaches it. */
-function machineEnv(ctx: ProvisionContext, config: Config): Record<string, string> {
-  const { sessionId, projectId } = ctx.job;
-  const publicBase = new URL(publicUrl(config));
-  // Valid for as long as the session may be extended, plus a margin.
-  const ttl = Math.max(config.SESSION_TTL_SECONDS, TIER_LIMITS[ctx.job.tier].maxDurationSeconds) + 3600;
-  const token = createMachineToken({ sessionId, projectId }, config.MACHINE_TOKEN_SECRET, ttl);
-  return {
-    SESSION_ID: sessionId,
-    PROJECT_ID: projectId,
-    TEMPLATE_TYPE: required(ctx.project, 'the project').templateType,
-    FILES_URL: `${apiInternalUrl(config)}/v1/machines/${sessionId}/files`,
-    MACHINE_TOKEN: token,
-    BASE_PATH: `/p/${sessionId}/`,
-    HMR_CLIENT_PORT: publicBase.port || (publicBase.protocol === 'https:' ? '443' : '80'),
-    LOG_LEVEL: config.LOG_LEVEL,
-    ACTIVITY_REPORT_EVERY_MS: String(config.ACTIVITY_REPORT_EVERY_MS),
-  };
+/** A machine made for this session (the provider returns the same one if it already exists). */
+async function coldMachine(ctx: ProvisionContext, budgetMs: number): Promise<Machine> {
+  const until = Date.now() + budgetMs;
+  const { provider } = ctx.deps;
+  const session = required(ctx.session, 'the session row');
+  const project = required(ctx.project, 'the project');
+  const created = await provider.create(
+    {
+      sessionId: session.id,
+      projectId: project.id,
+      templateType: project.templateType,
+      resourceLimits: session.resourceLimits,
+      env: sessionMachineEnv(ctx.deps.config, { sessionId: session.id, projectId: project.id, tier: session.tier, templateType: project.templateType }),
+    },
+    ctx.signal,
+  );
+  ctx.logger.info('machine created', { machineId: created.id, provider: provider.name });
+  return provider.waitStarted(created, Math.max(0, until - Date.now()), ctx.signal);
 }
+
+/**
+ * Claims a ready machine of the project's template and tier from the pool and
+ * hands it the session's files; null when none fits (or the claim fails: that
+ * machine is destroyed and the cold path runs).
+ */
+async function claimPooled(ctx: ProvisionContext): Promise<{ machine: Machine; routeId: string } | null> {
+  const pool = ctx.deps.pool;
+  if (!pool) return null;
+  const session = required(ctx.session, 'the session row');
+  const project = required(ctx.project, 'the project');
+  const started = Date.now();
+  const entry = await pool.claim(project.templateType, session.tier);
+  if (!entry) return null;
+  try {
+    await sendClaim(entry, { sessionId: session.id, projectId: project.id, ...sessionAccess(ctx.deps.config, { sessionId: session.id, projectId: project.id, tier: session.tier }) }, ctx.signal);
+  } catch (err) {
+    ctx.logger.warn('pooled machine refused the claim; starting one cold', { machineId: entry.machineId, err: err as Error });
+    await ctx.deps.provider.destroy(entry.machineId).catch(() => undefined);
+    return null;
+  }
+  ctx.deps.observer?.poolClaimed?.(project.templateType, Date.now() - started);
+  ctx.logger.info('pooled machine claimed', { machineId: entry.machineId, routeId: entry.routeId, ms: Date.now() - started });
+  return { machine: { id: entry.machineId, sessionId: entry.routeId, state: 'started', url: entry.url }, routeId: entry.routeId };
+}
+
+async function sendClaim(entry: PooledMachine, claim: Record<string, string>, signal: AbortSignal): Promise<void> {
+  const res = await fetch(`${entry.url}/__pool/claim`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${entry.claimToken}` },
+    body: JSON.stringify(claim),
+    signal: AbortSignal.any([signal, AbortSignal.timeout(15_000)]),
+  });
+  const body = await res.text();
+  if (res.status !== 200) throw new Error(`claim answered ${res.status}: ${body.slice(0, 200)}`);
+}
+

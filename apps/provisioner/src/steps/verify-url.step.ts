@@ -10,7 +10,7 @@ export const verifyUrlStep: Step = {
   timeoutMs: (config) => config.VERIFY_TIMEOUT_MS,
   async run(ctx, budgetMs) {
     const session = required(ctx.session, 'the session row');
-    const url = previewUrlOf(ctx.deps.config, session.id);
+    const url = previewUrlOf(ctx.deps.config, ctx.routeId ?? session.routeId ?? session.id);
     const deadline = Date.now() + budgetMs;
     let last = 'no answer yet';
     while (Date.now() < deadline) {

@@ -1,6 +1,8 @@
 import { Pool } from 'pg';
 import { allowedFrom, type SessionStatus } from '../session-state';
 import type {
+  CreateSessionWithinQuotaResult,
+  NewOwnedSession,
   ExtendSessionResult,
   SessionCursor,
   NewSession,
@@ -164,6 +166,15 @@ export class PostgresSessionStore implements SessionStore {
     return rows[0] ? toSession(rows[0]) : null;
   }
 
+  /** One grouped query over the live statuses; the partial indexes on them keep it off the ended history. */
+  async countLiveSessions(): Promise<Partial<Record<SessionStatus, number>>> {
+    const { rows } = await this.pool.query<{ status: SessionStatus; n: number }>(
+      `select status, count(*)::integer as n from preview_sessions
+       where status in ('queued', 'creating', 'starting', 'active', 'ending') group by status`,
+    );
+    return Object.fromEntries(rows.map((row) => [row.status, row.n]));
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
@@ -172,10 +183,10 @@ export class PostgresSessionStore implements SessionStore {
 
   // --- project files (issue 4) ---
 
-  async createProject(project: { name: string; templateType: string }): Promise<Project> {
+  async createProject(project: { name: string; templateType: string; ownerId?: string | null }): Promise<Project> {
     const { rows } = await this.pool.query<ProjectRow>(
-      'insert into projects (name, template_type) values ($1, $2) returning *',
-      [project.name, project.templateType],
+      'insert into projects (name, template_type, owner_id) values ($1, $2, $3) returning *',
+      [project.name, project.templateType, project.ownerId ?? null],
     );
     return toProject(rows[0]);
   }
@@ -206,10 +217,41 @@ export class PostgresSessionStore implements SessionStore {
     return rows.map((row) => ({ path: row.path, bytes: row.bytes, updatedAt: iso(row.updated_at)! }));
   }
 
+  async getSessionByRoute(routeId: string): Promise<PreviewSession | null> {
+    if (!isUuid(routeId)) return null;
+    const { rows } = await this.pool.query<SessionRow>('select * from preview_sessions where route_id = $1', [routeId]);
+    return rows[0] ? toSession(rows[0]) : null;
+  }
+
+  async getSessionsByRouteIds(routeIds: string[]): Promise<PreviewSession[]> {
+    const ids = [...new Set(routeIds.filter(isUuid))];
+    if (ids.length === 0) return [];
+    const { rows } = await this.pool.query<SessionRow>('select * from preview_sessions where route_id = any ($1::uuid[])', [ids]);
+    return rows.map(toSession);
+  }
+
   async hasProjectFiles(projectId: string): Promise<boolean> {
     if (!isUuid(projectId)) return false;
     const { rows } = await this.pool.query<{ has: boolean }>('select exists (select 1 from project_files where project_id = $1) as has', [projectId]);
     return rows[0].has;
+  }
+
+  // --- security (issue 6) ---
+
+  async createSessionWithinQuota(session: NewOwnedSession, maxLive: number | null): Promise<CreateSessionWithinQuotaResult> {
+    const { rows } = await this.pool.query<{
+      result: { outcome: 'created' | 'over-quota'; live: number; limit: number | null; next_expires_at: string | null; session?: SessionRow };
+    }>('select vp_create_session_within_quota($1, $2, $3, $4, $5::jsonb, $6) as result', [
+      session.id,
+      session.projectId,
+      session.ownerId,
+      session.tier,
+      JSON.stringify(session.resourceLimits),
+      maxLive,
+    ]);
+    const { outcome, live, limit, next_expires_at, session: row } = rows[0].result;
+    if (outcome === 'created' && row) return { outcome, session: toSession(row), live };
+    return { outcome: 'over-quota', live, limit: limit ?? 0, nextExpiresAt: iso(next_expires_at) };
   }
 }
 
@@ -236,6 +278,7 @@ interface SessionRow {
   resource_limits: ResourceLimits;
   container_id: string | null;
   container_url: string | null;
+  route_id: string | null;
   preview_url: string | null;
   error_message: string | null;
   error_step: string | null;
@@ -262,11 +305,13 @@ function toSession(row: SessionRow): PreviewSession {
   return {
     id: row.id,
     projectId: row.project_id,
+    ownerId: row.owner_id ?? null,
     status: row.status,
     tier: row.tier,
     resourceLimits: row.resource_limits,
     containerId: row.container_id,
     containerUrl: row.container_url,
+    routeId: row.route_id ?? null,
     previewUrl: row.preview_url,
     errorMessage: row.error_message,
     errorStep: row.error_step,
@@ -282,6 +327,7 @@ function toPatchJson(patch: SessionPatch): Record<string, string | number | bool
   const json: Record<string, string | number | boolean> = {};
   if (patch.containerId !== undefined) json.container_id = patch.containerId;
   if (patch.containerUrl !== undefined) json.container_url = patch.containerUrl;
+  if (patch.routeId !== undefined) json.route_id = patch.routeId;
   if (patch.previewUrl !== undefined) json.preview_url = patch.previewUrl;
   if (patch.errorMessage !== undefined) json.error_message = patch.errorMessage;
   if (patch.errorStep !== undefined) json.error_step = patch.errorStep;

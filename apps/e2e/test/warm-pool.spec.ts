@@ -1,0 +1,89 @@
+import { Redis } from 'ioredis';
+import { WarmPool, loadConfig, sleep, type SessionEvent } from '@velocity/shared';
+import { eventsUntilTerminal, postSession, startSystem, type RunningSystem } from '../src/system';
+
+/**
+ * The warm pool for real: pre-started preview machines on their template,
+ * claimed by a session, loaded with that project's files without a Vite
+ * restart, never handed to a second session, and not mistaken for orphans.
+ */
+describe('warm pool', () => {
+  let system: RunningSystem;
+  let redis: Redis;
+  let pool: WarmPool;
+
+  beforeAll(async () => {
+    system = await startSystem({ WARM_POOL: 'react:2-2', POOL_REFILL_EVERY_MS: '500', CLEANUP_SWEEP_EVERY_MS: '500', ORPHAN_GRACE_MS: '1000' });
+    const config = loadConfig(system.env);
+    redis = new Redis(config.REDIS_URL);
+    pool = new WarmPool(redis, config.QUEUE_PREFIX);
+    await until(async () => (await pool.size('react', 'free')) === 2, 'two pooled react machines', 90_000);
+  }, 120_000);
+
+  afterAll(async () => {
+    redis?.disconnect();
+    await system?.stop();
+  }, 60_000);
+
+  it('serves a claimed session the new project files, not the template, and refills', async () => {
+    const api = system.baseUrl;
+    const project = await fetch(`${api}/v1/projects`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ name: 'pool test', templateType: 'react' }),
+    }).then((r) => r.json());
+    const files = { 'index.html': '<!doctype html><div id="root"></div><script type="module" src="/src/main.jsx"></script>', 'src/main.jsx': "import App from './App.jsx';\nimport { createRoot } from 'react-dom/client';\ncreateRoot(document.getElementById('root')).render(<App />);\n", 'src/App.jsx': 'export default function App() { return <h1>Straight from the pool</h1>; }\n' };
+    for (const [path, content] of Object.entries(files)) {
+      const put = await fetch(`${api}/v1/projects/${project.id}/files/${path}`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ content }) });
+      expect(put.status).toBe(201);
+    }
+    const pooledBefore = (await pool.members()).map((m) => m.machineId);
+
+    const created = await postSession(api, { projectId: project.id });
+    const { events } = await eventsUntilTerminal(api, created.body.sessionId, 30_000);
+    const ready = events.at(-1) as Extract<SessionEvent, { type: 'ready' }>;
+    expect(ready).toMatchObject({ type: 'ready', pooled: true });
+    const session = await fetch(`${api}/v1/sessions/${created.body.sessionId}`).then((r) => r.json());
+    expect(session.status).toBe('active');
+    // The URL carries the pooled machine's route id, and it serves this project's files.
+    const app = await fetch(`${ready.previewUrl}src/App.jsx`).then((r) => r.text());
+    expect(app).toContain('Straight from the pool');
+    expect(app).not.toContain('count is');
+    // The template's stylesheet is gone from the machine (Vite answers its page fallback instead).
+    expect(await fetch(`${ready.previewUrl}src/App.css`).then((r) => r.text())).not.toContain('.app {');
+    const claimed = (await system.machines.list()).find((m) => ready.previewUrl.includes(`/p/${m.sessionId}/`));
+    expect(claimed && pooledBefore).toContain(claimed!.id);
+
+    // The pool refills to its size with a new machine; the claimed one is not in it.
+    await until(async () => (await pool.size('react', 'free')) === 2, 'the pool refilled', 90_000);
+    expect((await pool.members()).map((m) => m.machineId)).not.toContain(claimed!.id);
+
+    // Stopping the session destroys its machine: used machines are never returned.
+    expect((await fetch(`${api}/v1/sessions/${created.body.sessionId}`, { method: 'DELETE' })).status).toBe(202);
+    await until(async () => !(await system.machines.list()).some((m) => m.id === claimed!.id), 'the used machine destroyed', 20_000);
+    expect((await pool.members()).map((m) => m.machineId)).not.toContain(claimed!.id);
+  }, 180_000);
+
+  it('keeps the machines the pool knows, and destroys one it does not as an orphan', async () => {
+    await until(async () => (await pool.size('react', 'free')) === 2, 'the pool full again', 90_000);
+    const members = await pool.members();
+    expect(members.filter((m) => m.state === 'ready')).toHaveLength(2);
+    // Several sweeps pass with a 1 s orphan grace: the pool's machines stay.
+    await sleep(3000);
+    const alive = (await system.machines.list()).map((m) => m.id);
+    for (const m of members) expect(alive).toContain(m.machineId);
+    // A machine the pool has forgotten is nobody's: cleanup destroys it.
+    const forgotten = members[0];
+    await pool.remove(forgotten);
+    await until(async () => !(await system.machines.list()).some((m) => m.id === forgotten.machineId), 'the forgotten machine destroyed', 30_000);
+  }, 90_000);
+});
+
+async function until(check: () => Promise<boolean>, what: string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await check()) return;
+    await sleep(200);
+  }
+  throw new Error(`Timed out after ${timeoutMs} ms waiting for ${what}`);
+}

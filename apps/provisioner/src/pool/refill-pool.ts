@@ -1,0 +1,114 @@
+import { randomBytes, randomUUID } from 'node:crypto';
+import {
+  POOL_START_TIMEOUT_MS,
+  resourceLimitsOf,
+  sleep,
+  type Config,
+  type Logger,
+  type MachineProvider,
+  type PoolTarget,
+  type PooledMachine,
+  type WarmPool,
+} from '@velocity/shared';
+import type Redis from 'ioredis';
+import { pooledMachineEnv } from '../machine-env';
+
+export interface RefillPoolDeps {
+  config: Config;
+  provider: MachineProvider;
+  pool: WarmPool;
+  targets: PoolTarget[];
+  /** For the refill lock: one refill at a time across provisioners, so no pool goes above its max. */
+  redis: Redis;
+  logger: Logger;
+  /** Name of this worker; its machines are the ones it drains on shutdown. */
+  workerName: string;
+}
+
+const NIL_UUID = '00000000-0000-0000-0000-000000000000';
+
+/**
+ * Tops each pool up to its minimum: starts machines on their template (no
+ * project's data), waits until Vite serves, then lists them as ready. Never
+ * above a pool's max, nor the provider above the machine budget.
+ */
+export class RefillPool {
+  constructor(private readonly deps: RefillPoolDeps) {}
+
+  async execute(): Promise<{ started: number }> {
+    const { redis, config } = this.deps;
+    const lock = `${config.QUEUE_PREFIX}:pool:refill-lock`;
+    if ((await redis.set(lock, this.deps.workerName, 'PX', POOL_START_TIMEOUT_MS, 'NX')) !== 'OK') return { started: 0 };
+    try {
+      const members = await this.deps.pool.members();
+      let budget = config.MACHINE_BUDGET - (await this.deps.provider.list()).length;
+      const starts: Promise<boolean>[] = [];
+      for (const target of this.deps.targets) {
+        const have = members.filter((m) => m.templateType === target.templateType && m.tier === target.tier).length;
+        const want = Math.min(Math.max(0, target.min - have), target.max - have, budget);
+        budget -= Math.max(0, want);
+        for (let i = 0; i < want; i++) starts.push(this.startOne(target));
+      }
+      const started = (await Promise.all(starts)).filter(Boolean).length;
+      if (starts.length > 0) this.deps.logger.info('pool refilled', { started, failed: starts.length - started });
+      return { started };
+    } finally {
+      await redis.del(lock);
+    }
+  }
+
+  private async startOne(target: PoolTarget): Promise<boolean> {
+    const { provider, pool, config, logger } = this.deps;
+    const routeId = randomUUID();
+    const claimToken = randomBytes(24).toString('hex');
+    const base = { routeId, claimToken, templateType: target.templateType, tier: target.tier, startedBy: this.deps.workerName };
+    let machine: Omit<PooledMachine, 'state' | 'since'> | null = null;
+    try {
+      const created = await provider.create({
+        sessionId: routeId,
+        projectId: NIL_UUID,
+        templateType: target.templateType,
+        resourceLimits: resourceLimitsOf(target.tier),
+        env: pooledMachineEnv(config, { routeId, templateType: target.templateType, claimToken }),
+      });
+      machine = { ...base, machineId: created.id, url: created.url };
+      await pool.starting(machine);
+      const started = await provider.waitStarted(created, config.MACHINE_START_TIMEOUT_MS);
+      await waitServing(started.url, POOL_START_TIMEOUT_MS);
+      await pool.ready(machine);
+      return true;
+    } catch (err) {
+      logger.warn('pooled machine did not start', { routeId, err: err as Error });
+      if (machine) {
+        await pool.remove(machine).catch(() => undefined);
+        await provider.destroy(machine.machineId).catch(() => undefined);
+      }
+      return false;
+    }
+  }
+}
+
+/** Until /health says the dev server serves (files loaded, Vite warm). */
+async function waitServing(url: string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const res = await fetch(`${url}/health`, { signal: AbortSignal.timeout(2000) }).catch(() => null);
+    if (res?.status === 200) return;
+    await res?.arrayBuffer().catch(() => undefined);
+    await sleep(100);
+  }
+  throw new Error(`Timed out after ${timeoutMs} ms waiting for ${url}/health to answer 200`);
+}
+
+/** On shutdown: the unclaimed machines this worker started leave the pool and are destroyed. */
+export async function drainPool(deps: Pick<RefillPoolDeps, 'pool' | 'provider' | 'logger' | 'workerName'>): Promise<number> {
+  const own = (await deps.pool.members()).filter((m) => m.startedBy === deps.workerName);
+  await Promise.all(
+    own.map(async (machine) => {
+      await deps.pool.remove(machine);
+      await deps.provider.destroy(machine.machineId).catch(() => undefined);
+    }),
+  );
+  if (own.length > 0) deps.logger.info('pool drained', { destroyed: own.length });
+  return own.length;
+}

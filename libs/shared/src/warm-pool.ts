@@ -1,0 +1,139 @@
+import type Redis from 'ioredis';
+import { z } from 'zod';
+import { ConfigError } from './config';
+import { TEMPLATE_TYPES } from './templates';
+import { tierSchema, type Tier } from './queues';
+
+/** A pre-started preview machine waiting for a session (or still starting). */
+export interface PooledMachine {
+  machineId: string;
+  url: string;
+  /** The id its Vite serves under (`/p/<routeId>/`); the claiming session's preview URL uses it. */
+  routeId: string;
+  /** What the machine wants to see before it lets a session claim it. */
+  claimToken: string;
+  templateType: string;
+  tier: Tier;
+  /** Worker that started it: on shutdown each drains its own. */
+  startedBy: string;
+  state: 'starting' | 'ready';
+  since: number;
+}
+
+/** One pool: a template and tier, with its size bounds. */
+export interface PoolTarget {
+  templateType: string;
+  tier: Tier;
+  min: number;
+  max: number;
+}
+
+/** A machine that has been starting longer than this is not the pool's any more (its starter died). */
+export const POOL_START_TIMEOUT_MS = 120_000;
+
+/**
+ * WARM_POOL: `react:2-4,vue/pro:0-2` — per template (and tier, default free),
+ * the least and most pre-started machines. Empty: no pool.
+ */
+export function parseWarmPool(value: string | undefined): PoolTarget[] {
+  if (!value) return [];
+  return value.split(',').map((part) => {
+    const match = part.trim().match(/^([a-z-]+)(?:\/([a-z]+))?:(\d+)-(\d+)$/);
+    if (!match) throw new ConfigError('WARM_POOL', `has "${part}"; write template[/tier]:min-max, e.g. react:2-4,vue/pro:0-2`);
+    const [, templateType, tierName = 'free', min, max] = match;
+    if (!(TEMPLATE_TYPES as readonly string[]).includes(templateType)) throw new ConfigError('WARM_POOL', `names unknown template "${templateType}"`);
+    const tier = tierSchema.safeParse(tierName);
+    if (!tier.success) throw new ConfigError('WARM_POOL', `names unknown tier "${tierName}"`);
+    if (Number(min) > Number(max)) throw new ConfigError('WARM_POOL', `has min above max in "${part}"`);
+    return { templateType, tier: tier.data, min: Number(min), max: Number(max) };
+  });
+}
+
+const pooledSchema = z.object({
+  machineId: z.string(),
+  url: z.string(),
+  routeId: z.string().uuid(),
+  claimToken: z.string(),
+  templateType: z.string(),
+  tier: tierSchema,
+  startedBy: z.string(),
+  state: z.enum(['starting', 'ready']),
+  since: z.number(),
+});
+
+/** LPOP a ready machine and forget it in one step: two claims never get the same machine. */
+const CLAIM_SCRIPT = `
+local value = redis.call('LPOP', KEYS[1])
+if value then
+  local machine = cjson.decode(value)
+  redis.call('HDEL', KEYS[2], machine.machineId)
+end
+return value`;
+
+/**
+ * The registry of the warm pool, in Redis: a list of ready machines per
+ * template and tier (claimed with an atomic pop), and a hash of every machine
+ * the pool knows, starting or ready, so cleanup can tell them from orphans.
+ */
+export class WarmPool {
+  constructor(private readonly redis: Redis, private readonly prefix: string) {}
+
+  private readyKey(templateType: string, tier: Tier): string {
+    return `${this.prefix}:pool:ready:${templateType}:${tier}`;
+  }
+
+  private get membersKey(): string {
+    return `${this.prefix}:pool:machines`;
+  }
+
+  private statKey(name: 'hits' | 'misses', templateType: string): string {
+    return `${this.prefix}:pool:${name}:${templateType}`;
+  }
+
+  async starting(machine: Omit<PooledMachine, 'state' | 'since'>): Promise<void> {
+    await this.redis.hset(this.membersKey, machine.machineId, JSON.stringify({ ...machine, state: 'starting', since: Date.now() }));
+  }
+
+  async ready(machine: Omit<PooledMachine, 'state' | 'since'>): Promise<void> {
+    const entry = JSON.stringify({ ...machine, state: 'ready', since: Date.now() });
+    await this.redis.multi().hset(this.membersKey, machine.machineId, entry).rpush(this.readyKey(machine.templateType, machine.tier), entry).exec();
+  }
+
+  /** Takes a ready machine of this template and tier, or null; counts the hit or miss. */
+  async claim(templateType: string, tier: Tier): Promise<PooledMachine | null> {
+    const value = (await this.redis.eval(CLAIM_SCRIPT, 2, this.readyKey(templateType, tier), this.membersKey)) as string | null;
+    await this.redis.incr(this.statKey(value ? 'hits' : 'misses', templateType));
+    return value ? pooledSchema.parse(JSON.parse(value)) : null;
+  }
+
+  /** Forgets a machine (destroyed, failed to start, or drained). */
+  async remove(machine: Pick<PooledMachine, 'machineId' | 'templateType' | 'tier'>): Promise<void> {
+    const members = await this.members();
+    const entry = members.find((m) => m.machineId === machine.machineId);
+    const batch = this.redis.multi().hdel(this.membersKey, machine.machineId);
+    if (entry?.state === 'ready') batch.lrem(this.readyKey(machine.templateType, machine.tier), 0, JSON.stringify(entry));
+    await batch.exec();
+  }
+
+  async members(): Promise<PooledMachine[]> {
+    const values = await this.redis.hvals(this.membersKey);
+    return values.map((value) => pooledSchema.parse(JSON.parse(value)));
+  }
+
+  /** Whether the pool still answers for this machine (ready, or starting and not given up on). */
+  async knows(machineId: string, now = Date.now()): Promise<boolean> {
+    const value = await this.redis.hget(this.membersKey, machineId);
+    if (!value) return false;
+    const entry = pooledSchema.parse(JSON.parse(value));
+    return entry.state === 'ready' || now - entry.since < POOL_START_TIMEOUT_MS;
+  }
+
+  async size(templateType: string, tier: Tier): Promise<number> {
+    return this.redis.llen(this.readyKey(templateType, tier));
+  }
+
+  async stats(templateType: string): Promise<{ hits: number; misses: number }> {
+    const [hits, misses] = await this.redis.mget(this.statKey('hits', templateType), this.statKey('misses', templateType));
+    return { hits: Number(hits ?? 0), misses: Number(misses ?? 0) };
+  }
+}

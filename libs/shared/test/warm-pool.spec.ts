@@ -1,0 +1,69 @@
+import { randomUUID } from 'node:crypto';
+import { ConfigError } from '../src/config';
+import { createRedis } from '../src/redis';
+import { WarmPool, parseWarmPool, type PooledMachine } from '../src/warm-pool';
+import { testQueuePrefix, testRedisUrl } from './test-env';
+
+describe('parseWarmPool', () => {
+  it('reads template[/tier]:min-max pairs', () => {
+    expect(parseWarmPool('react:2-4,vue/pro:0-2')).toEqual([
+      { templateType: 'react', tier: 'free', min: 2, max: 4 },
+      { templateType: 'vue', tier: 'pro', min: 0, max: 2 },
+    ]);
+    expect(parseWarmPool(undefined)).toEqual([]);
+  });
+
+  it.each(['react', 'react:4-2', 'angular:1-2', 'react/gold:1-2', 'react:1-2;vue:1-1'])('refuses %s, naming WARM_POOL', (value) => {
+    expect(() => parseWarmPool(value)).toThrow(ConfigError);
+    expect(() => parseWarmPool(value)).toThrow(/WARM_POOL/);
+  });
+});
+
+describe('WarmPool', () => {
+  const redis = createRedis(testRedisUrl());
+  afterAll(() => redis.disconnect());
+
+  const machine = (templateType = 'react'): Omit<PooledMachine, 'state' | 'since'> => {
+    const routeId = randomUUID();
+    return { machineId: `local-${routeId}`, url: 'http://127.0.0.1:1', routeId, claimToken: 'x'.repeat(48), templateType, tier: 'free', startedBy: 'test' };
+  };
+
+  it('gives each of 10 pooled machines to exactly one of 50 concurrent claims', async () => {
+    const pool = new WarmPool(redis, testQueuePrefix());
+    const machines = Array.from({ length: 10 }, () => machine());
+    for (const m of machines) await pool.ready(m);
+    const claims = await Promise.all(Array.from({ length: 50 }, () => pool.claim('react', 'free')));
+    const won = claims.filter((c): c is PooledMachine => c !== null);
+    expect(won).toHaveLength(10);
+    expect(new Set(won.map((c) => c.machineId)).size).toBe(10);
+    expect(won.map((c) => c.machineId).sort()).toEqual(machines.map((m) => m.machineId).sort());
+    expect(await pool.size('react', 'free')).toBe(0);
+    // A claimed machine is the session's now: the pool no longer answers for it.
+    expect(await pool.knows(won[0].machineId)).toBe(false);
+    expect(await pool.stats('react')).toEqual({ hits: 10, misses: 40 });
+  });
+
+  it('claims only the same template and tier', async () => {
+    const pool = new WarmPool(redis, testQueuePrefix());
+    await pool.ready(machine('vue'));
+    expect(await pool.claim('react', 'free')).toBeNull();
+    expect(await pool.claim('vue', 'pro')).toBeNull();
+    expect((await pool.claim('vue', 'free'))?.templateType).toBe('vue');
+  });
+
+  it('knows starting and ready machines, and forgets removed ones', async () => {
+    const pool = new WarmPool(redis, testQueuePrefix());
+    const starting = machine();
+    const ready = machine();
+    await pool.starting(starting);
+    await pool.ready(ready);
+    expect(await pool.knows(starting.machineId)).toBe(true);
+    expect(await pool.knows(ready.machineId)).toBe(true);
+    // A machine that has been starting too long is not the pool's any more (its starter died).
+    expect(await pool.knows(starting.machineId, Date.now() + 10 * 60_000)).toBe(false);
+    await pool.remove(ready);
+    expect(await pool.knows(ready.machineId)).toBe(false);
+    expect(await pool.size('react', 'free')).toBe(0);
+    expect((await pool.members()).map((m) => m.machineId)).toEqual([starting.machineId]);
+  });
+});
