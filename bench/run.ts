@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { cpus, loadavg, totalmem } from 'node:os';
 import Redis from 'ioredis';
-import { applyMigrations, dropDatabase, ensureDatabase, withDatabase } from '@velocity/shared';
+import { WarmPool, applyMigrations, dropDatabase, ensureDatabase, withDatabase } from '@velocity/shared';
 import { urlChecks, checkUrl, countUrlAnswer, pool, runSession, stopSessions, waitEnded, type SessionRun } from './lib/client';
 import { FLOOR_COUNTS, createFloor } from './lib/floor';
 import { cpuMeter, machineBusyMs, pidsByName, rssOf, treeCpuMs, treeRss } from './lib/proc';
@@ -11,7 +11,7 @@ import { startBenchSystem, vitePortOf, type BenchSystem } from './lib/services';
 import { median } from './lib/stats';
 
 /**
- * `npm run bench [-- --quick] [-- --only local|noop]`: time to ready, orchestration
+ * `npm run bench [-- --quick] [-- --only local|pool|noop]`: time to ready, orchestration
  * overhead, routing overhead, memory and "Session not found" count, against the
  * real services on this machine. Prints one table and writes it to docs/benchmarks.md.
  *
@@ -57,6 +57,7 @@ async function main() {
   try {
     await applyMigrations(databaseUrl);
     if (!ONLY || ONLY === 'local') results.local = await localSection(databaseUrl, `${prefix}-local`);
+    if (!ONLY || ONLY === 'pool') results.pool = await poolSection(databaseUrl, `${prefix}-pool`);
     if (!ONLY || ONLY === 'noop') results.noop = await noopSection(databaseUrl, redisUrl, `${prefix}-noop`);
   } finally {
     await dropDatabase(databaseUrl).catch((err) => log(`could not drop ${databaseUrl}: ${(err as Error).message}`));
@@ -172,6 +173,50 @@ async function retire(sys: BenchSystem, sessionIds: string[]): Promise<void> {
   }
   log(`   ${sessionIds.length} machines were not destroyed by cleanup within 60 s; destroying them`);
   for (const sessionId of sessionIds) await sys.machines.destroy(`local-${sessionId}`);
+}
+
+// ---------------------------------------------------------------------------
+// 9: the warm pool, sized for a wave, same Vite and local provider as section 1
+// ---------------------------------------------------------------------------
+
+async function poolSection(databaseUrl: string, queuePrefix: string): Promise<NonNullable<Results['pool']>> {
+  const size = SIZE.wave;
+  log(`9. warm pool: starting the system with WARM_POOL=react:${size}-${size}`);
+  const sys = await startBenchSystem({
+    databaseUrl,
+    queuePrefix,
+    env: { MACHINE_PROVIDER: 'local', PROVISION_CONCURRENCY: String(size), WARM_POOL: `react:${size}-${size}`, POOL_REFILL_EVERY_MS: '1000', MACHINE_BUDGET: String(size * 3) },
+  });
+  undo.push(() => sys.stop());
+  const redis = new Redis(sys.env.REDIS_URL ?? 'redis://127.0.0.1:6379');
+  const warm = new WarmPool(redis, queuePrefix);
+  const fill = async () => {
+    const started = Date.now();
+    while ((await warm.size('react', 'free')) < size) {
+      if (Date.now() - started > 300_000) throw new Error(`the pool did not reach ${size} machines in 300 s`);
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    // Let the machines' start-up CPU settle before timing.
+    await new Promise((r) => setTimeout(r, 2000));
+    return Date.now() - started;
+  };
+  try {
+    const fillMs = await fill();
+    log(`   pool full in ${fillMs} ms`);
+    const waves: SessionRun[] = [];
+    for (let w = 0; w < SIZE.waves; w++) {
+      if (w > 0) log(`   refilled in ${await fill()} ms`);
+      log(`   wave ${w + 1}/${SIZE.waves}: ${size} sessions at once`);
+      const wave = await Promise.all(Array.from({ length: size }, () => runSession(sys.baseUrl, { fetchUrl: true, timeoutMs: 120_000 })));
+      waves.push(...wave);
+      log(`     ready p50 ${median(wave.map((r) => r.readyMs)).toFixed(0)} ms, max ${Math.max(...wave.map((r) => r.readyMs)).toFixed(0)} ms, pooled ${wave.filter((r) => r.pooled).length}/${size}`);
+      await stopSessions(sys.baseUrl, wave.map((r) => r.sessionId));
+    }
+    return { waves, size, fillMs };
+  } finally {
+    redis.disconnect();
+    await sys.stop();
+  }
 }
 
 // ---------------------------------------------------------------------------

@@ -29,6 +29,8 @@ export interface SessionRun {
   /** `ms` of each step's `done` event (the last attempt's). */
   steps: Partial<Record<ProvisionStep, number>>;
   previewUrl: string;
+  /** The session got a machine from the warm pool. */
+  pooled?: boolean;
   attempts: number;
   /** Each event's label and `at` (wall clock ms), then the client's own marks: `accepted` and `ready received`. */
   timeline: Array<[string, number]>;
@@ -85,6 +87,7 @@ export async function runSession(baseUrl: string, options: { fetchUrl: boolean; 
     queueWaitMs: firstStarted ? firstStarted.at - postedAt : Number.NaN,
     steps,
     previewUrl: last.previewUrl,
+    pooled: last.pooled ?? false,
     attempts,
     timeline: [
       ['post', postedAt],
