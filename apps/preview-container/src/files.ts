@@ -1,4 +1,4 @@
-import { lstat, mkdir, readdir, readlink, realpath, symlink, unlink, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, readFile, readdir, readlink, realpath, symlink, unlink, writeFile } from 'node:fs/promises';
 import { dirname, join, relative, sep } from 'node:path';
 import { z } from 'zod';
 import { errorMessage, sleep } from '../../../libs/shared/src/errors';
@@ -134,20 +134,28 @@ export async function linkNodeModules(workDir: string, nodeModulesDir: string): 
 const NOT_PROJECT = new Set(['node_modules', '.vite-cache']);
 
 /**
- * Makes the work folder hold exactly `files`: writes them, then removes every
- * other file (a pooled machine's template files, when it is claimed).
- * Returns how many files were removed.
+ * Makes the work folder hold exactly `files`: writes those that differ from
+ * what is on disk, then removes every other file (a pooled machine's template
+ * files, when it is claimed). Returns the paths it wrote and removed, so the
+ * caller can tell Vite which modules changed.
  */
-export async function syncProjectFiles(workDir: string, files: ProjectFile[]): Promise<number> {
-  await writeProjectFiles(workDir, files);
+export async function syncProjectFiles(workDir: string, files: ProjectFile[]): Promise<{ written: string[]; removed: string[] }> {
+  const changed: ProjectFile[] = [];
+  for (const file of files) {
+    const current = await readFile(join(workDir, safeRelativePath(file.path)), 'utf8').catch(() => null);
+    if (current !== file.content) changed.push(file);
+  }
+  // Every path is checked (and the whole list refused on one bad path) even when nothing changed.
+  files.forEach((file) => safeRelativePath(file.path));
+  await writeProjectFiles(workDir, changed);
   const keep = new Set(files.map((file) => safeRelativePath(file.path)));
-  let removed = 0;
+  const removed: string[] = [];
   for (const rel of await listFiles(workDir)) {
     if (keep.has(rel)) continue;
     await unlink(join(workDir, rel));
-    removed++;
+    removed.push(rel);
   }
-  return removed;
+  return { written: changed.map((file) => safeRelativePath(file.path)), removed };
 }
 
 async function listFiles(root: string, prefix = ''): Promise<string[]> {

@@ -13,18 +13,21 @@ export class FlyReplay {
     /** `<api>/v1/routes`: answers `{ sessionId, machineId }`, 404 for an unknown session, 410 for an ended one. */
     private readonly routesUrl: string,
     private readonly ttlMs = 60_000,
+    /** This machine's MACHINE_TOKEN: the api answers route lookups to machines only. */
+    private readonly machineToken?: string,
   ) {}
 
   /** Fly sets FLY_MACHINE_ID in every machine; without it there is no Fly proxy to replay through. */
   static fromEnv(env: NodeJS.ProcessEnv, filesUrl: string): FlyReplay | null {
     if (!env.FLY_MACHINE_ID) return null;
-    return new FlyReplay(env.ROUTES_URL ?? `${new URL(filesUrl).origin}/v1/routes`);
+    return new FlyReplay(env.ROUTES_URL ?? `${new URL(filesUrl).origin}/v1/routes`, 60_000, env.MACHINE_TOKEN);
   }
 
   async resolve(sessionId: string): Promise<Replay> {
     const cached = this.cache.get(sessionId);
     if (cached && cached.until > Date.now()) return cached.replay;
-    const res = await fetch(`${this.routesUrl}/${encodeURIComponent(sessionId)}`, { signal: AbortSignal.timeout(3000) });
+    const headers: Record<string, string> = this.machineToken ? { authorization: `Bearer ${this.machineToken}` } : {};
+    const res = await fetch(`${this.routesUrl}/${encodeURIComponent(sessionId)}`, { headers, signal: AbortSignal.timeout(3000) });
     const replay: Replay =
       res.status === 200
         ? { kind: 'replay', header: `instance=${((await res.json()) as { machineId: string }).machineId}` }

@@ -1,3 +1,5 @@
+import { setPriority } from 'node:os';
+import { join } from 'node:path';
 import { createLogger, type Logger } from '../../../libs/shared/src/logger';
 import { errorMessage } from '../../../libs/shared/src/errors';
 import { ConfigError, loadConfig, type ContainerConfig } from './config';
@@ -44,15 +46,17 @@ async function main(): Promise<void> {
   let devServer: DevServer | undefined;
   const claim = config.claimToken
     ? createClaimHandler(config.claimToken, async (claimed) => {
+        // Started at a low priority while it waited; now it serves a session.
+        normalPriority();
         const files = await fetchProjectFiles(claimed.filesUrl, claimed.machineToken);
-        const removed = await syncProjectFiles(config.workDir, files);
-        // Vite must not serve a template module it transformed before the claim.
-        devServer?.vite.moduleGraph.invalidateAll();
+        const { written, removed } = await syncProjectFiles(config.workDir, files);
+        // Vite must not serve a template module it transformed before the claim; its watcher may not have seen the change yet.
+        for (const rel of [...written, ...removed]) devServer?.vite.moduleGraph.onFileChange(join(config.workDir, rel));
         logger = logger.child({ sessionId: claimed.sessionId });
         container.health.sessionId = claimed.sessionId;
         container.health.pooled = false;
         bindSession(session, { ...config, ...claimed }, container, logger, files);
-        logger.info('claimed', { files: files.length, removed });
+        logger.info('claimed', { files: files.length, written: written.length, removed: removed.length });
         return { files: files.length };
       })
     : undefined;
@@ -84,6 +88,15 @@ async function main(): Promise<void> {
   } catch (error) {
     logger.error('start failed', { err: error });
     await stop(1, 'start failed');
+  }
+}
+
+/** Back to niceness 0 (only where the process may raise its own priority, e.g. as root). */
+function normalPriority(): void {
+  try {
+    setPriority(0);
+  } catch {
+    // Not allowed here: it keeps the priority it was started with.
   }
 }
 

@@ -7,10 +7,12 @@ describe('FlyReplay', () => {
   let server: Server;
   let base: string;
   let requests = 0;
+  let lastAuthorization: string | undefined;
 
   beforeAll(async () => {
     server = createServer((req, res) => {
       requests++;
+      lastAuthorization = req.headers.authorization;
       const id = decodeURIComponent(req.url!.split('/').pop()!);
       const found = machines[id];
       if (typeof found === 'string') return res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ sessionId: id, machineId: found }));
@@ -33,6 +35,12 @@ describe('FlyReplay', () => {
     expect(await replay.resolve('a0000000-0000-4000-8000-000000000001')).toEqual({ kind: 'replay', header: 'instance=3d8d9e1c5e7e18' });
     expect(await replay.resolve('a0000000-0000-4000-8000-000000000001')).toEqual({ kind: 'replay', header: 'instance=3d8d9e1c5e7e18' });
     expect(requests).toBe(1);
+  });
+
+  it('sends its machine token (the api answers route lookups to machines only)', async () => {
+    const replay = FlyReplay.fromEnv({ FLY_MACHINE_ID: 'abc', ROUTES_URL: base, MACHINE_TOKEN: 'the.token' }, 'http://api.internal:3000/v1/machines/x/files')!;
+    await replay.resolve('a0000000-0000-4000-8000-000000000002');
+    expect(lastAuthorization).toBe('Bearer the.token');
   });
 
   it('says gone for an ended session and unknown for one without a machine', async () => {

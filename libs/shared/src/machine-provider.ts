@@ -8,6 +8,12 @@ export interface MachineSpec {
   resourceLimits: ResourceLimits;
   /** Environment for the preview container (session id, api URL, token, base path...). */
   env: Record<string, string>;
+  /**
+   * A warm-pool machine: started ahead of need, so it may yield the CPU to
+   * machines that serve sessions (the local provider starts it at a lower
+   * priority; it takes the normal one back when claimed).
+   */
+  background?: boolean;
 }
 
 export type MachineState = 'starting' | 'started' | 'stopped' | 'destroyed' | 'failed';

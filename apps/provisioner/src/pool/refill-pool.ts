@@ -26,6 +26,8 @@ export interface RefillPoolDeps {
 }
 
 const NIL_UUID = '00000000-0000-0000-0000-000000000000';
+/** Pooled machines started at once by one refill. */
+const POOL_START_CONCURRENCY = 2;
 
 /**
  * Tops each pool up to its minimum: starts machines on their template (no
@@ -42,15 +44,20 @@ export class RefillPool {
     try {
       const members = await this.deps.pool.members();
       let budget = config.MACHINE_BUDGET - (await this.deps.provider.list()).length;
-      const starts: Promise<boolean>[] = [];
+      const wanted: PoolTarget[] = [];
       for (const target of this.deps.targets) {
         const have = members.filter((m) => m.templateType === target.templateType && m.tier === target.tier).length;
         const want = Math.min(Math.max(0, target.min - have), target.max - have, budget);
         budget -= Math.max(0, want);
-        for (let i = 0; i < want; i++) starts.push(this.startOne(target));
+        for (let i = 0; i < want; i++) wanted.push(target);
       }
-      const started = (await Promise.all(starts)).filter(Boolean).length;
-      if (starts.length > 0) this.deps.logger.info('pool refilled', { started, failed: starts.length - started });
+      // A few at a time: a Vite start is a second of CPU, and sessions being served come first.
+      let started = 0;
+      for (let i = 0; i < wanted.length; i += POOL_START_CONCURRENCY) {
+        const batch = await Promise.all(wanted.slice(i, i + POOL_START_CONCURRENCY).map((target) => this.startOne(target)));
+        started += batch.filter(Boolean).length;
+      }
+      if (wanted.length > 0) this.deps.logger.info('pool refilled', { started, failed: wanted.length - started });
       return { started };
     } finally {
       await redis.del(lock);
@@ -69,6 +76,7 @@ export class RefillPool {
         projectId: NIL_UUID,
         templateType: target.templateType,
         resourceLimits: resourceLimitsOf(target.tier),
+        background: true,
         env: pooledMachineEnv(config, { routeId, templateType: target.templateType, claimToken }),
       });
       machine = { ...base, machineId: created.id, url: created.url };

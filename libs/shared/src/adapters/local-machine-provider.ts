@@ -1,6 +1,7 @@
 import { execFile, spawn } from 'node:child_process';
 import { mkdir, open, readFile, rm, stat, unlink } from 'node:fs/promises';
 import { createServer } from 'node:net';
+import { setPriority } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { TimeoutError, sleep } from '../errors';
@@ -156,6 +157,7 @@ export class LocalMachineProvider implements MachineProvider {
     await log.close();
     if (child.pid === undefined) throw new Error(`Could not start the preview container for session ${spec.sessionId}`);
     child.unref();
+    if (spec.background) lowerPriority(child.pid);
     return toMachine({ pid: child.pid, sessionId: spec.sessionId, port });
   }
 
@@ -205,6 +207,15 @@ async function stopProcessGroup(pid: number): Promise<void> {
   signal('SIGTERM');
   for (let waited = 0; waited < 3000 && isAlive(pid); waited += 50) await sleep(50);
   if (isAlive(pid)) signal('SIGKILL');
+}
+
+/** Niceness 10: the machines serving sessions, and the services, get the CPU first. */
+function lowerPriority(pid: number): void {
+  try {
+    setPriority(pid, 10);
+  } catch {
+    // Not allowed here: it runs at the normal priority.
+  }
 }
 
 function freePort(): Promise<number> {
