@@ -19,7 +19,10 @@ module.exports = (projectDir) => ({
         module: { type: 'commonjs' },
       },
     ],
+    // jose (JWT verification, issue 6) ships ES modules only: compiled to CommonJS for Jest.
+    '/node_modules/jose/.+\\.js$': ['@swc/jest', { jsc: { target: 'es2022' }, module: { type: 'commonjs' } }],
   },
+  transformIgnorePatterns: ['/node_modules/(?!jose/)'],
   moduleNameMapper: { '^@velocity/shared$': path.join(__dirname, 'libs/shared/src/index.ts') },
   globalSetup: path.join(__dirname, 'libs/shared/test/global-setup.js'),
   globalTeardown: path.join(__dirname, 'libs/shared/test/global-teardown.js'),

@@ -1,4 +1,5 @@
-import { DEMO_PROJECT_ID, assertServicesReachable, loadConfig, publicUrl } from '@velocity/shared';
+import { DEMO_PROJECT_ID, START_REDIS_HINT, assertServicesReachable, loadConfig, pingRedis, publicUrl } from '@velocity/shared';
+import { startEmbeddedPostgres, type EmbeddedPostgres } from './embedded-postgres';
 import { migrate } from './migrate';
 import { APPS, startApp, stopProcess, waitForHttp } from './services';
 
@@ -6,17 +7,43 @@ import { APPS, startApp, stopProcess, waitForHttp } from './services';
  * `npm start`: checks Redis and Postgres, applies migrations, then runs the
  * api, the provisioner and cleanup until Ctrl-C. One app dying stops them all.
  */
+/** The embedded Postgres this start runs (DATABASE_URL unset); stopped last, after the apps. */
+let embedded: EmbeddedPostgres | null = null;
+
 async function main() {
-  const config = loadConfig();
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  if (!env.DATABASE_URL) {
+    const settings = loadConfig(env);
+    // Redis first: without it nothing works, so say so before starting anything.
+    await pingRedis(settings.REDIS_URL, 3000).catch((err) => {
+      throw new Error(`Redis does not answer at ${settings.REDIS_URL} (${err.message}). Start it with: ${START_REDIS_HINT}, or set REDIS_URL.`);
+    });
+    // Ctrl-C while Postgres starts or migrations run: stop it before leaving.
+    const early = () => void (embedded?.stop() ?? Promise.resolve()).finally(() => process.exit(130));
+    process.once('SIGINT', early);
+    process.once('SIGTERM', early);
+    embedded = await startEmbeddedPostgres({
+      dir: settings.EMBEDDED_POSTGRES_DIR,
+      port: settings.EMBEDDED_POSTGRES_PORT,
+      database: 'velocity_preview',
+      log: (line) => console.log(`start: ${line}`),
+    });
+    process.removeListener('SIGINT', early);
+    process.removeListener('SIGTERM', early);
+    env.DATABASE_URL = embedded.url;
+    console.log(`start: no DATABASE_URL: using an embedded Postgres on 127.0.0.1:${embedded.port}, data in ${embedded.dir}`);
+  }
+  const config = loadConfig(env);
   await assertServicesReachable({ ...config, DATABASE_URL: maintenanceUrl(config.DATABASE_URL) });
   await migrate(config.DATABASE_URL, (line) => console.log(`start: ${line}`));
 
-  const children = APPS.map((app) => ({ app, child: startApp(app, process.env) }));
+  const children = APPS.map((app) => ({ app, child: startApp(app, env) }));
   let stopping = false;
   const stopAll = async (code: number) => {
     if (stopping) return;
     stopping = true;
     await Promise.all(children.map(({ child }) => stopProcess(child)));
+    await embedded?.stop();
     process.exit(code);
   };
   for (const { app, child } of children) {
@@ -47,7 +74,8 @@ function maintenanceUrl(databaseUrl: string): string {
   return url.toString();
 }
 
-main().catch((err) => {
+main().catch(async (err) => {
   console.error(`start: ${err instanceof Error ? err.message : String(err)}`);
+  await embedded?.stop();
   process.exit(1);
 });

@@ -2,8 +2,10 @@ import { BullModule } from '@nestjs/bullmq';
 import { DynamicModule, Inject, Module, OnApplicationShutdown } from '@nestjs/common';
 import { APP_FILTER } from '@nestjs/core';
 import type Redis from 'ioredis';
-import { EventLog, FileChangeLog, QueueName, createRedis, createSessionStore, type Config, type Logger, type SessionStore } from '@velocity/shared';
+import { ALL_QUEUES, EventLog, FileChangeLog, createRedis, createSessionStore, type Config, type Logger, type SessionStore } from '@velocity/shared';
+import { AdminModule } from './admin/admin.module';
 import { ErrorFilter } from './common/error.filter';
+import { MetricsModule } from './metrics/metrics.module';
 import { RoutesController } from './edge/routes.controller';
 import { SessionRoutes } from './edge/session-routes';
 import { HealthController } from './health.controller';
@@ -14,6 +16,8 @@ import { ProjectsController } from './projects/projects.controller';
 import { ProjectsService } from './projects/projects.service';
 import { SessionsController } from './sessions/sessions.controller';
 import { SessionsService } from './sessions/sessions.service';
+import { authProviders } from './auth/auth.guard';
+import { SessionQuotas } from './sessions/session-quotas';
 import { CONFIG, EVENT_LOG, LOGGER, REDIS, SESSION_STORE } from './tokens';
 
 /** Closes what the module opened when the app shuts down. */
@@ -33,8 +37,10 @@ export class AppModule {
       module: AppModule,
       imports: [
         BullModule.forRoot({ connection: { url: config.REDIS_URL, maxRetriesPerRequest: null }, prefix: config.QUEUE_PREFIX }),
-        BullModule.registerQueue({ name: QueueName.Sessions }),
-        BullModule.registerQueue({ name: QueueName.Cleanup }),
+        // Every queue of the system: the services use theirs, Bull Board and /metrics show them all.
+        ...ALL_QUEUES.map((name) => BullModule.registerQueue({ name })),
+        AdminModule.forRoot(config),
+        MetricsModule.forRoot(config),
       ],
       controllers: [RoutesController, ProjectsController, FileChangesController, SessionsController, MachineFilesController, MachineActivityController, HealthController],
       providers: [
@@ -48,6 +54,9 @@ export class AppModule {
           useFactory: (redis: Redis) => new EventLog(redis, config.QUEUE_PREFIX, config.EVENT_STREAM_TTL_SECONDS),
         },
         { provide: APP_FILTER, useClass: ErrorFilter },
+        // Issue 6: Supabase JWT auth (a global guard for /v1/sessions* and /v1/projects*), per-user quotas.
+        ...authProviders(config, logger),
+        SessionQuotas,
         SessionsService,
         SessionRoutes,
         {

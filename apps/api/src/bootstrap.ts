@@ -2,11 +2,17 @@ import 'reflect-metadata';
 import { NestFactory } from '@nestjs/core';
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import type { Server } from 'node:http';
-import type { Config, Logger } from '@velocity/shared';
+import { operatorAuth, type Config, type Logger } from '@velocity/shared';
 import { AppModule } from './app.module';
+import { BULL_BOARD_ROUTE } from './admin/admin.module';
+import { NestLoggerAdapter } from './common/nest-logger';
+import { requestContext } from './common/request-context';
+import { ApiMetrics } from './metrics/api-metrics';
 import { jsonBody } from './common/json-body';
+import { answerClientError } from './common/client-error';
 import { createEdge } from './edge/edge';
 import { SessionRoutes } from './edge/session-routes';
+import { previewPage } from './page/preview-page';
 
 /**
  * Builds the api: the local edge first (preview paths never reach Nest or its
@@ -15,13 +21,22 @@ import { SessionRoutes } from './edge/session-routes';
 export async function createApi(config: Config, logger: Logger): Promise<NestExpressApplication> {
   const app = await NestFactory.create<NestExpressApplication>(AppModule.forRoot(config, logger), {
     bodyParser: false,
-    logger: ['error', 'warn'],
+    // Nest's own lines in the same JSON format (its start-up chatter at debug).
+    logger: new NestLoggerAdapter(logger),
   });
+  // First: every request gets its id and its request line (and the edge forwards the id).
+  app.use(requestContext(logger, app.get(ApiMetrics).observeRequest));
+  // Operator surfaces: guarded before the edge and the body parser, so no one else's body is ever parsed there.
+  app.use([BULL_BOARD_ROUTE, '/metrics'], operatorAuth(config));
   const edge = createEdge(app.get(SessionRoutes), logger);
   app.use(edge.middleware);
+  // The preview page at `/` (static files): before the body parser, which it never needs.
+  app.use(previewPage());
   // Room for the largest file a PUT may carry, JSON-escaped.
   app.use(...jsonBody(`${Math.ceil(config.MAX_FILE_BYTES * 1.5) + 64 * 1024}b`));
   app.enableShutdownHooks();
   (app.getHttpServer() as Server).on('upgrade', edge.upgrade);
+  // Requests Node's parser refuses (oversized headers or URL, invalid bytes) get a JSON error too.
+  (app.getHttpServer() as Server).on('clientError', answerClientError);
   return app;
 }

@@ -13,6 +13,10 @@ export interface RunningSystem {
   machines: LocalMachineProvider;
   /** Output of each app, for a failing test to show. */
   output: Record<AppName, string[]>;
+  /** The api, provisioner and cleanup processes, in APPS order (a test may check they are still running). */
+  processes: ChildProcess[];
+  /** Base URLs of the workers' operator servers (/metrics, /health, /ready), on free ports. */
+  ops: { provisioner: string; cleanup: string };
   stop(): Promise<void>;
 }
 
@@ -23,6 +27,7 @@ export interface RunningSystem {
  */
 export async function startSystem(overrides: NodeJS.ProcessEnv = {}): Promise<RunningSystem> {
   const port = await freePort();
+  const [provisionerOpsPort, cleanupOpsPort] = [await freePort(), await freePort()];
   // A database of its own: this system's cleanup sweeps every row it sees.
   const database = await scratchDatabase('sys');
   const machinesDir = mkdtempSync(join(tmpdir(), 'vp-machines-'));
@@ -34,6 +39,8 @@ export async function startSystem(overrides: NodeJS.ProcessEnv = {}): Promise<Ru
     QUEUE_PREFIX: testQueuePrefix(),
     API_PORT: String(port),
     LOCAL_MACHINES_DIR: machinesDir,
+    PROVISIONER_METRICS_PORT: String(provisionerOpsPort),
+    CLEANUP_METRICS_PORT: String(cleanupOpsPort),
     ...overrides,
   };
   const output = Object.fromEntries(APPS.map((app) => [app, [] as string[]])) as Record<AppName, string[]>;
@@ -58,7 +65,11 @@ export async function startSystem(overrides: NodeJS.ProcessEnv = {}): Promise<Ru
     await stop();
     throw new Error(`${(err as Error).message}\n${JSON.stringify(output, null, 1)}`);
   }
-  return { baseUrl, env, machines, output, stop };
+  const ops = {
+    provisioner: `http://127.0.0.1:${env.PROVISIONER_METRICS_PORT}`,
+    cleanup: `http://127.0.0.1:${env.CLEANUP_METRICS_PORT}`,
+  };
+  return { baseUrl, env, machines, output, ops, processes: children, stop };
 }
 
 /** Reads a session's events until a terminal one; throws naming what it waited for on timeout. */

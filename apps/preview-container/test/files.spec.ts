@@ -2,7 +2,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, symlinkSync, realpathSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, join as joinPath } from 'node:path';
+import { join } from 'node:path';
 import { mkdir as makeDir, mkdtemp, readFile as read, readdir as list, rm as remove, stat as statOf, writeFile as write } from 'node:fs/promises';
 import { fetchProjectFiles, FilesError, linkNodeModules, syncProjectFiles, writeProjectFiles } from '../src/files';
 import { UnsafePathError } from '../src/path-safety';
@@ -147,15 +147,15 @@ describe('fetchProjectFiles', () => {
 
 describe('syncProjectFiles (a pooled machine claimed for a project)', () => {
   it('writes only what differs, removes the rest, and leaves node_modules alone', async () => {
-    const dir = await mkdtemp(joinPath(tmpdir(), 'vp-sync-'));
+    const dir = await mkdtemp(join(tmpdir(), 'vp-sync-'));
     try {
-      await makeDir(joinPath(dir, 'src'));
-      await makeDir(joinPath(dir, 'node_modules', 'react'), { recursive: true });
-      await write(joinPath(dir, 'index.html'), 'same');
-      await write(joinPath(dir, 'src', 'App.css'), 'template only');
-      await write(joinPath(dir, 'src', 'App.jsx'), 'template');
-      await write(joinPath(dir, 'node_modules', 'react', 'index.js'), 'dep');
-      const before = (await statOf(joinPath(dir, 'index.html'))).mtimeMs;
+      await makeDir(join(dir, 'src'));
+      await makeDir(join(dir, 'node_modules', 'react'), { recursive: true });
+      await write(join(dir, 'index.html'), 'same');
+      await write(join(dir, 'src', 'App.css'), 'template only');
+      await write(join(dir, 'src', 'App.jsx'), 'template');
+      await write(join(dir, 'node_modules', 'react', 'index.js'), 'dep');
+      const before = (await statOf(join(dir, 'index.html'))).mtimeMs;
       await new Promise((r) => setTimeout(r, 20));
       const result = await syncProjectFiles(dir, [
         { path: 'index.html', content: 'same' },
@@ -164,10 +164,10 @@ describe('syncProjectFiles (a pooled machine claimed for a project)', () => {
       ]);
       expect(result.written.sort()).toEqual(['src/App.jsx', 'src/new.js']);
       expect(result.removed).toEqual(['src/App.css']);
-      expect((await statOf(joinPath(dir, 'index.html'))).mtimeMs).toBe(before);
-      expect(await read(joinPath(dir, 'src', 'App.jsx'), 'utf8')).toBe('project');
-      expect((await list(joinPath(dir, 'src'))).sort()).toEqual(['App.jsx', 'new.js']);
-      expect(await read(joinPath(dir, 'node_modules', 'react', 'index.js'), 'utf8')).toBe('dep');
+      expect((await statOf(join(dir, 'index.html'))).mtimeMs).toBe(before);
+      expect(await read(join(dir, 'src', 'App.jsx'), 'utf8')).toBe('project');
+      expect((await list(join(dir, 'src'))).sort()).toEqual(['App.jsx', 'new.js']);
+      expect(await read(join(dir, 'node_modules', 'react', 'index.js'), 'utf8')).toBe('dep');
       await expect(syncProjectFiles(dir, [{ path: '../evil.js', content: 'x' }])).rejects.toThrow();
     } finally {
       await remove(dir, { recursive: true, force: true });

@@ -18,18 +18,20 @@ export function createLogger(
   level: LogLevel = (process.env.LOG_LEVEL as LogLevel) ?? 'info',
   bound: Record<string, unknown> = {},
   write: (line: string) => void = (line) => process.stdout.write(line + '\n'),
+  /** Fields of the current scope added to every line, e.g. the api's request id (read per line, not bound). */
+  context?: () => Record<string, unknown> | undefined,
 ): Logger {
   const min = ORDER[level] ?? ORDER.info;
   const log = (lvl: Exclude<LogLevel, 'silent'>) => (msg: string, fields: Record<string, unknown> = {}) => {
     if (ORDER[lvl] < min) return;
     const err = fields.err instanceof Error ? { err: { message: fields.err.message, name: fields.err.name } } : {};
-    write(JSON.stringify({ time: new Date().toISOString(), level: lvl, app, ...bound, msg, ...fields, ...err }));
+    write(JSON.stringify({ time: new Date().toISOString(), level: lvl, app, ...context?.(), ...bound, msg, ...fields, ...err }));
   };
   return {
     debug: log('debug'),
     info: log('info'),
     warn: log('warn'),
     error: log('error'),
-    child: (fields) => createLogger(app, level, { ...bound, ...fields }, write),
+    child: (fields) => createLogger(app, level, { ...bound, ...fields }, write, context),
   };
 }

@@ -2,6 +2,7 @@ import { ArgumentsHost, Catch, ExceptionFilter, HttpException, Inject } from '@n
 import type { Response } from 'express';
 import type { Logger } from '@velocity/shared';
 import { LOGGER } from '../tokens';
+import { ApiException } from './api-exception';
 
 /**
  * Every error leaves as JSON `{ statusCode, error, message, field? }`. Unknown
@@ -20,10 +21,18 @@ export class ErrorFilter implements ExceptionFilter {
       const payload =
         typeof body === 'string'
           ? { statusCode: status, error: exception.name, message: body }
-          : { statusCode: status, ...(body as object) };
+          : { statusCode: status, ...(body as object), ...undecodableParam(body) };
+      if (exception instanceof ApiException) res.set(exception.headers);
       return void res.status(status).json(payload);
     }
     this.logger.error('unhandled error', { err: exception as Error });
     res.status(500).json({ statusCode: 500, error: 'Internal Server Error', message: 'Internal server error' });
   }
+}
+
+/** The router's own 400 for a URL segment that is not valid percent-encoding, named like the api's others. */
+function undecodableParam(body: unknown): { message: string; field: string } | object {
+  const message = (body as { message?: unknown }).message;
+  if (typeof message !== 'string' || !message.startsWith('Failed to decode param')) return {};
+  return { message: `path: not valid percent-encoding (${message})`, field: 'path' };
 }

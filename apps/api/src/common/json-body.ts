@@ -1,16 +1,54 @@
 import { json, type NextFunction, type Request, type RequestHandler, type Response } from 'express';
 
+type ErrorHandler = (err: unknown, req: Request, res: Response, next: NextFunction) => void;
+
+/** The only requests that carry large bodies: file writes, `PUT /v1/projects/:id/files/<path>`. */
+const FILE_WRITE = /^\/v1\/projects\/[^/]+\/files\//i;
+/** Every other body is a few fields. */
+export const SMALL_BODY_LIMIT = '64kb';
+
 /**
  * The JSON body parser and its errors, answered in the api's error shape:
- * malformed JSON is a 400 naming `body`, an oversized one a 413.
+ * - a body on a /v1 route that is not `application/json`: 415 naming `content-type`;
+ * - malformed JSON: 400 naming `body`;
+ * - larger than the limit (`fileLimit` for file writes, 64 kB elsewhere): 413 naming `body`.
  */
-export function jsonBody(limit: string): [RequestHandler, (err: unknown, req: Request, res: Response, next: NextFunction) => void] {
-  const onError = (err: unknown, _req: Request, res: Response, next: NextFunction) => {
-    const { type, status, message } = (err ?? {}) as { type?: string; status?: number; message?: string };
-    if (!type?.startsWith('entity.') && type !== 'charset.unsupported' && type !== 'encoding.unsupported') return next(err);
-    const statusCode = status && status >= 400 && status < 500 ? status : 400;
-    const reason = type === 'entity.too.large' ? `larger than ${limit}` : type === 'entity.parse.failed' ? `not valid JSON (${message})` : message;
-    res.status(statusCode).json({ statusCode, error: statusCode === 413 ? 'Payload Too Large' : 'Bad Request', message: `body: ${reason}`, field: 'body' });
+export function jsonBody(fileLimit: string): [RequestHandler, RequestHandler, ErrorHandler] {
+  const large = json({ limit: fileLimit });
+  const small = json({ limit: SMALL_BODY_LIMIT });
+  const isFileWrite = (req: Request) => req.method === 'PUT' && FILE_WRITE.test(req.path);
+
+  const requireJson: RequestHandler = (req, res, next) => {
+    if (!/^\/v1\//i.test(req.path)) return next();
+    // type-is: null when there is no body, false when its type is not JSON.
+    const isJson = req.is('application/json');
+    const got = req.headers['content-type'] ?? null;
+    // JSON is UTF-8 (RFC 8259): another declared charset is refused, not transcoded.
+    const charset = /;\s*charset\s*=\s*"?([^";\s]*)/i.exec(got ?? '')?.[1]?.toLowerCase();
+    if (isJson === null || (isJson !== false && (charset === undefined || charset === 'utf-8' || charset === 'utf8'))) return next();
+    res.status(415).json({
+      statusCode: 415,
+      error: 'Unsupported Media Type',
+      message: `content-type: must be application/json${isJson ? '; charset=utf-8' : ''} (got ${JSON.stringify(got)?.slice(0, 100)})`,
+      field: 'content-type',
+    });
   };
-  return [json({ limit }), onError];
+
+  const parse: RequestHandler = (req, res, next) => (isFileWrite(req) ? large : small)(req, res, next);
+
+  const onError: ErrorHandler = (err, req, res, next) => {
+    const { type, status, message } = (err ?? {}) as { type?: string; status?: number; message?: string };
+    // The parser's own errors (http-errors, 4xx): bad JSON, too large, a charset or encoding it cannot read, a body
+    // that is not what Content-Encoding says (zlib), one shorter than Content-Length. Anything else is not ours.
+    const fromParser = type?.startsWith('entity.') || type?.startsWith('request.') || type === 'charset.unsupported' || type === 'encoding.unsupported';
+    if (!fromParser && !(type === undefined && status !== undefined && status >= 400 && status < 500)) return next(err);
+    const statusCode = status && status >= 400 && status < 500 ? status : 400;
+    const limit = isFileWrite(req) ? fileLimit : SMALL_BODY_LIMIT;
+    const reason =
+      type === 'entity.too.large' ? `larger than ${limit}` : type === 'entity.parse.failed' ? `not valid JSON (${message})` : type ? message : `could not be read (${message})`;
+    const error = statusCode === 413 ? 'Payload Too Large' : statusCode === 415 ? 'Unsupported Media Type' : 'Bad Request';
+    const field = type === 'encoding.unsupported' ? 'content-encoding' : statusCode === 415 ? 'content-type' : 'body';
+    res.status(statusCode).json({ statusCode, error, message: `${field}: ${reason}`, field });
+  };
+  return [requireJson, parse, onError];
 }

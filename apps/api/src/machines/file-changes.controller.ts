@@ -30,7 +30,8 @@ import { parseOr400 } from '../common/validation';
 import { CONFIG, EVENT_LOG, LOGGER, REDIS, SESSION_STORE } from '../tokens';
 import { FileChangeStream, SESSION_GONE_STATUSES } from './file-changes.stream';
 
-const lastEventIdHeader = z.string().regex(/^\d+-\d+$/, 'must be a stream id like 1700000000000-0').optional();
+// At most 19 digits a part: every such number fits the 64 bits of a Redis stream id.
+const lastEventIdHeader = z.string().regex(/^\d{1,19}-\d{1,19}$/, 'must be a stream id like 1700000000000-0').optional();
 
 /**
  * `GET /v1/machines/:sessionId/file-changes`: Server-Sent Events of the session's

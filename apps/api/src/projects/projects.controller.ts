@@ -4,10 +4,21 @@ import { z } from 'zod';
 import { DEFAULT_TEMPLATE, TEMPLATE_TYPES } from '@velocity/shared';
 import { parseOr400 } from '../common/validation';
 import { ProjectsService, validPath } from './projects.service';
+import { CurrentUser } from '../auth/auth.guard';
+import type { AuthUser } from '../auth/auth-user';
 
+/** A UTF-16 surrogate without its pair: not a character, and Postgres would store U+FFFD instead. */
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 const createProjectBody = z
   .object({
-    name: z.string().trim().min(1, 'must not be empty').max(200, 'must be at most 200 characters'),
+    name: z
+      .string()
+      .trim()
+      .min(1, 'must not be empty')
+      .max(200, 'must be at most 200 characters')
+      // eslint-disable-next-line no-control-regex
+      .regex(/^[^\u0000-\u001f\u007f]*$/, 'must not contain control characters (NUL, newlines, tabs…)')
+      .refine((name) => !LONE_SURROGATE.test(name), 'must be well-formed Unicode (no lone surrogates)'),
     templateType: z.enum(TEMPLATE_TYPES, `must be one of: ${TEMPLATE_TYPES.join(', ')}`).default(DEFAULT_TEMPLATE),
   })
   .strict();
@@ -38,19 +49,19 @@ export class ProjectsController {
 
   @Post()
   @HttpCode(201)
-  create(@Body() body: unknown) {
+  create(@Body() body: unknown, @CurrentUser() user: AuthUser) {
     const { name, templateType } = parseOr400(createProjectBody, body ?? {});
-    return this.projects.create(name, templateType);
+    return this.projects.create(user, name, templateType);
   }
 
   @Get(':id')
-  get(@Param('id') id: string) {
-    return this.projects.get(parseOr400(projectIdParam, id, 'id'));
+  get(@Param('id') id: string, @CurrentUser() user: AuthUser) {
+    return this.projects.get(user, parseOr400(projectIdParam, id, 'id'));
   }
 
   @Get(':id/files')
-  listFiles(@Param('id') id: string) {
-    return this.projects.listFiles(parseOr400(projectIdParam, id, 'id'));
+  listFiles(@Param('id') id: string, @CurrentUser() user: AuthUser) {
+    return this.projects.listFiles(user, parseOr400(projectIdParam, id, 'id'));
   }
 
   @Put(':id/files')
@@ -60,20 +71,26 @@ export class ProjectsController {
   }
 
   @Put(':id/files/*path')
-  async putFile(@Param('id') id: string, @Req() req: Request, @Body() body: unknown, @Res({ passthrough: true }) res: Response) {
+  async putFile(
+    @Param('id') id: string,
+    @Req() req: Request,
+    @Body() body: unknown,
+    @Res({ passthrough: true }) res: Response,
+    @CurrentUser() user: AuthUser,
+  ) {
     const projectId = parseOr400(projectIdParam, id, 'id');
     const path = validPath(filePathOf(req));
     const { content } = parseOr400(putFileBody, body ?? {});
-    const written = await this.projects.putFile(projectId, path, content);
+    const written = await this.projects.putFile(user, projectId, path, content);
     res.status(written.created ? 201 : 200);
     return written;
   }
 
   @Delete(':id/files/*path')
   @HttpCode(204)
-  async deleteFile(@Param('id') id: string, @Req() req: Request) {
+  async deleteFile(@Param('id') id: string, @Req() req: Request, @CurrentUser() user: AuthUser) {
     const projectId = parseOr400(projectIdParam, id, 'id');
-    await this.projects.deleteFile(projectId, validPath(filePathOf(req)));
+    await this.projects.deleteFile(user, projectId, validPath(filePathOf(req)));
   }
 }
 

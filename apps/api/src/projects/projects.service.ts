@@ -1,5 +1,6 @@
 import {
   BadRequestException,
+  ForbiddenException,
   HttpException,
   Inject,
   Injectable,
@@ -18,6 +19,7 @@ import {
   type TemplateType,
 } from '@velocity/shared';
 import { CONFIG, LOGGER, SESSION_STORE } from '../tokens';
+import { canReadProject, isDemoProject, type AuthUser } from '../auth/auth-user';
 
 /** A project as clients see it. */
 export function projectView(project: Project) {
@@ -56,19 +58,36 @@ export class ProjectsService {
   }
 
   /** A new project with no files; its first preview seeds it from its template (unless files were put before). */
-  async create(name: string, templateType: TemplateType) {
-    return projectView(await this.store.createProject({ name, templateType }));
+  async create(user: AuthUser, name: string, templateType: TemplateType) {
+    return projectView(await this.store.createProject({ name, templateType, ownerId: user.id }));
   }
 
-  async get(projectId: string) {
-    const project = await this.store.getProject(projectId);
-    if (!project) throw projectNotFound(projectId);
-    return projectView(project);
+  async get(user: AuthUser, projectId: string) {
+    return projectView(await this.readable(user, projectId));
   }
 
-  async listFiles(projectId: string) {
-    await this.get(projectId);
+  async listFiles(user: AuthUser, projectId: string) {
+    await this.readable(user, projectId);
     return { files: await this.store.listProjectFilePaths(projectId) };
+  }
+
+  /** The project when this user may read it: their own, or the demo; another user's is answered as unknown (404). */
+  private async readable(user: AuthUser, projectId: string): Promise<Project> {
+    const project = await this.store.getProject(projectId);
+    if (!project || !canReadProject(user, project)) throw projectNotFound(projectId);
+    return project;
+  }
+
+  /** The project when this user may change it: 404 as above; 403 naming `id` for the demo project, which is read-only. */
+  private async writable(user: AuthUser, projectId: string): Promise<Project> {
+    const project = await this.readable(user, projectId);
+    if (isDemoProject(project)) {
+      throw new ForbiddenException({
+        statusCode: 403, error: 'Forbidden', field: 'id',
+        message: `Project ${projectId} is the demo project: anyone may preview it, no one may change its files; create a project of your own (POST /v1/projects)`,
+      });
+    }
+    return project;
   }
 
   /**
@@ -76,7 +95,7 @@ export class ProjectsService {
    * by the limits (413 naming `content` for sizes, 400 `path` for too many files),
    * all checked again in the database under the project's lock.
    */
-  async putFile(projectId: string, rawPath: string, content: string) {
+  async putFile(user: AuthUser, projectId: string, rawPath: string, content: string) {
     const path = validPath(rawPath);
     const problem = contentProblem(content);
     if (problem) throw badRequest('content', problem);
@@ -84,6 +103,7 @@ export class ProjectsService {
     if (bytes > this.config.MAX_FILE_BYTES) {
       throw tooLarge(`${bytes} bytes is more than the ${this.config.MAX_FILE_BYTES} bytes a file may have (MAX_FILE_BYTES)`);
     }
+    await this.writable(user, projectId);
     const result = await this.store.putProjectFile(projectId, { path, content }, this.limits);
     switch (result.outcome) {
       case 'no-project':
@@ -101,9 +121,9 @@ export class ProjectsService {
     return { path, bytes: result.fileBytes, created: result.outcome === 'created', fileCount: result.fileCount, projectBytes: result.projectBytes };
   }
 
-  async deleteFile(projectId: string, rawPath: string) {
+  async deleteFile(user: AuthUser, projectId: string, rawPath: string) {
     const path = validPath(rawPath);
-    if (!(await this.store.getProject(projectId))) throw projectNotFound(projectId);
+    await this.writable(user, projectId);
     if (!(await this.store.deleteProjectFile(projectId, path))) {
       throw new NotFoundException({ statusCode: 404, error: 'Not Found', message: `path: the project has no file ${JSON.stringify(path)}`, field: 'path' });
     }

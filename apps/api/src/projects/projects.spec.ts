@@ -190,7 +190,7 @@ describe('projects api', () => {
     it('refuses a body that is not JSON', async () => {
       const id = await newProject();
       const text = await send('PUT', `/v1/projects/${id}/files/a.txt`, 'plain', { 'content-type': 'text/plain' });
-      expect(text).toMatchObject({ status: 400, body: { field: 'content' } });
+      expect(text).toMatchObject({ status: 415, body: { statusCode: 415, field: 'content-type' } });
       const broken = await send('PUT', `/v1/projects/${id}/files/a.txt`, '{"content":');
       expect(broken).toMatchObject({ status: 400, body: { field: 'body' } });
     });

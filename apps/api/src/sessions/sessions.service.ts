@@ -1,5 +1,5 @@
 import { InjectQueue } from '@nestjs/bullmq';
-import { ConflictException, Inject, Injectable, NotFoundException } from '@nestjs/common';
+import { ConflictException, ForbiddenException, Inject, Injectable, NotFoundException } from '@nestjs/common';
 import type { Queue } from 'bullmq';
 import { randomUUID } from 'node:crypto';
 import {
@@ -18,7 +18,10 @@ import {
   type Tier,
 } from '@velocity/shared';
 import { CONFIG, EVENT_LOG, SESSION_STORE } from '../tokens';
+import { currentRequestId } from '../common/request-context';
 import { sessionView } from './session.view';
+import { canReadProject, canSeeSession, tierAllows, type AuthUser } from '../auth/auth-user';
+import { SessionQuotas } from './session-quotas';
 
 /** Session use cases of the api: it asks for sessions and reads them; it never provisions. */
 @Injectable()
@@ -35,21 +38,35 @@ export class SessionsService {
    * `queued` event and enqueues the job (job id = session id). A job lost with
    * Redis is enqueued again from the row by cleanup's sweep.
    */
-  async create(projectId: string, tier: Tier) {
+  async create(user: AuthUser, projectId: string, tier: Tier) {
+    if (!tierAllows(user.tier, tier)) {
+      throw new ForbiddenException({
+        statusCode: 403, error: 'Forbidden', field: 'tier',
+        message: `tier: a ${tier} session needs the ${tier} tier; this account's tier is ${user.tier}`,
+      });
+    }
     const project =
       projectId === DEMO_PROJECT_ID
         ? await this.store.ensureProject({ id: projectId, name: 'Demo project', templateType: DEFAULT_TEMPLATE })
         : await this.store.getProject(projectId);
-    if (!project) {
+    // Another user's project is answered as one that does not exist.
+    if (!project || !canReadProject(user, project)) {
       throw new NotFoundException({ statusCode: 404, error: 'Not Found', message: `Project ${projectId} does not exist`, field: 'projectId' });
     }
+    await this.quotas.takeRequest(user);
     const sessionId = randomUUID();
     const requestedAt = Date.now();
-    await this.store.createSession({ id: sessionId, projectId, tier, resourceLimits: resourceLimitsOf(tier), status: 'queued' });
+    // The row is inserted only under the user's live-session limit, atomically (one SQL function).
+    const inserted = await this.store.createSessionWithinQuota(
+      { id: sessionId, projectId, ownerId: user.id, tier, resourceLimits: resourceLimitsOf(tier) },
+      this.quotas.maxLive(user),
+    );
+    if (inserted.outcome === 'over-quota') throw this.quotas.overQuota(user, inserted.live, inserted.limit, inserted.nextExpiresAt);
     await this.events.append({ type: 'queued', sessionId, at: requestedAt });
     await this.queue.add(
       JobName.ProvisionSession,
-      parseJob(JobName.ProvisionSession, { sessionId, projectId, tier, requestedAt }),
+      // The request id goes with the job: the provisioner logs it on every line of this session's provisioning.
+      parseJob(JobName.ProvisionSession, { sessionId, projectId, tier, requestedAt, requestId: currentRequestId() }),
       {
         jobId: sessionId,
         attempts: this.config.PROVISION_ATTEMPTS,
@@ -61,15 +78,15 @@ export class SessionsService {
     return { sessionId, status: 'queued' as const, eventsUrl: `/v1/sessions/${sessionId}/events`, sessionUrl: `/v1/sessions/${sessionId}` };
   }
 
-  async get(sessionId: string) {
-    const session = await this.store.getSession(sessionId);
-    if (session) return sessionView(session);
-    throw new NotFoundException({ statusCode: 404, error: 'Not Found', message: `Session ${sessionId} does not exist`, sessionId });
+  async get(user: AuthUser, sessionId: string) {
+    return sessionView(await this.owned(user, sessionId));
   }
 
-  /** Whether this session was ever asked for: its event stream or its row. */
-  async exists(sessionId: string): Promise<boolean> {
-    return (await this.events.exists(sessionId)) || (await this.store.getSession(sessionId)) !== null;
+  /** The session when this user may see it; 404 alike for one that does not exist and another user's. */
+  async owned(user: AuthUser, sessionId: string) {
+    const session = await this.store.getSession(sessionId);
+    if (session && canSeeSession(user, session)) return session;
+    throw new NotFoundException({ statusCode: 404, error: 'Not Found', message: `Session ${sessionId} does not exist`, sessionId });
   }
 
   // --- extend and stop (issue 5) ---
@@ -77,14 +94,16 @@ export class SessionsService {
   /** The cleanup queue (expiry jobs), injected as a property so the constructor above stays as it is. */
   @InjectQueue(QueueName.Cleanup) private readonly cleanupQueue!: Queue;
 
+  /** Per-user limits (issue 6), injected as a property too. */
+  @Inject(SessionQuotas) private readonly quotas!: SessionQuotas;
+
   /**
    * Moves an active session's `expires_at` `seconds` later, up to its tier's
    * maxDurationSeconds from activation (the database refuses beyond it, atomically),
    * and moves its delayed expiry job to the new time.
    */
-  async extend(sessionId: string, seconds: number) {
-    const session = await this.store.getSession(sessionId);
-    if (!session) throw new NotFoundException({ statusCode: 404, error: 'Not Found', message: `Session ${sessionId} does not exist`, sessionId });
+  async extend(user: AuthUser, sessionId: string, seconds: number) {
+    const session = await this.owned(user, sessionId);
     const { maxDurationSeconds } = TIER_LIMITS[session.tier];
     const result = await this.store.extendSession(sessionId, seconds, maxDurationSeconds);
     switch (result.outcome) {
@@ -124,9 +143,8 @@ export class SessionsService {
    * ("cancelled"), its waiting job is removed, `failed` is stored, and cleanup
    * destroys whatever machine was made. 409 when it has already ended or failed.
    */
-  async stop(sessionId: string) {
-    let session = await this.store.getSession(sessionId);
-    if (!session) throw new NotFoundException({ statusCode: 404, error: 'Not Found', message: `Session ${sessionId} does not exist`, sessionId });
+  async stop(user: AuthUser, sessionId: string) {
+    let session = await this.owned(user, sessionId);
 
     if (PROVISIONING_STATUSES.includes(session.status)) {
       const cancelled = await this.store.transition(sessionId, 'error', { errorMessage: 'cancelled: stopped before it was ready', ended: true });
