@@ -100,6 +100,9 @@ export class FaultCluster {
       PUBLIC_URL: this.baseUrl,
       API_INTERNAL_URL: this.baseUrl,
       LOCAL_MACHINES_DIR: this.machinesDir,
+      // Several provisioners on one host: no operator servers (they would all want the default port).
+      PROVISIONER_METRICS_PORT: '0',
+      CLEANUP_METRICS_PORT: '0',
       ...this.options.env,
     };
   }
