@@ -14,7 +14,6 @@
  */
 import type { Browser } from 'playwright-core';
 import { createRedis, EventLog, PostgresSessionStore, templateFiles } from '@velocity/shared';
-import { testDatabaseUrl } from '../../../libs/shared/test/test-env';
 import {
   clickCounter,
   counterText,
@@ -177,7 +176,8 @@ describe('templates in Chromium through the edge, with live files over HMR', () 
     expect(await before.json()).toEqual({ status: 'ok', devServer: 'ok', data: 'ok', session: 'ok', sessionId: second.sessionId });
 
     // What cleanup does first when a session ends: the row says `ending` and the event is stored.
-    const store = new PostgresSessionStore(testDatabaseUrl(), { max: 1 });
+    // The system's own database (startSystem gives each system one).
+    const store = new PostgresSessionStore(String(system.env.DATABASE_URL), { max: 1 });
     const redis = createRedis(String(system.env.REDIS_URL ?? 'redis://127.0.0.1:6379'));
     try {
       expect(await store.transition(second.sessionId, 'ending')).not.toBeNull();

@@ -18,9 +18,9 @@ export class FlyReplay {
   ) {}
 
   /** Fly sets FLY_MACHINE_ID in every machine; without it there is no Fly proxy to replay through. */
-  static fromEnv(env: NodeJS.ProcessEnv, filesUrl: string): FlyReplay | null {
+  static fromEnv(env: NodeJS.ProcessEnv, filesUrl: string, machineToken = env.MACHINE_TOKEN): FlyReplay | null {
     if (!env.FLY_MACHINE_ID) return null;
-    return new FlyReplay(env.ROUTES_URL ?? `${new URL(filesUrl).origin}/v1/routes`, 60_000, env.MACHINE_TOKEN);
+    return new FlyReplay(env.ROUTES_URL ?? `${new URL(filesUrl).origin}/v1/routes`, 60_000, machineToken);
   }
 
   async resolve(sessionId: string): Promise<Replay> {

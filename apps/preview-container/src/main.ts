@@ -116,7 +116,8 @@ function bindSession(
 ): void {
   session.activity = createActivityReporter({ ...activitySettings(process.env, config.filesUrl), token: config.machineToken, logger });
   session.activity.start();
-  session.replay = FlyReplay.fromEnv(process.env, config.filesUrl);
+  // With the session's machine token (a pooled machine gets it with its claim): the api answers route lookups to machines only.
+  session.replay = FlyReplay.fromEnv(process.env, config.filesUrl, config.machineToken);
   // Live file changes from the api, applied to WORK_DIR (Vite turns them into HMR); off when FILES_URL gives no file-changes URL.
   const liveFilesUrl = fileChangesUrlOf(process.env, config.filesUrl);
   if (!liveFilesUrl) return;

@@ -6,6 +6,7 @@ import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { TimeoutError, sleep } from '../errors';
 import type { Machine, MachineProvider, MachineSpec } from '../machine-provider';
+import { withoutSecrets } from '../secret-env';
 
 const REPO_ROOT = resolve(__dirname, '../../../..');
 const CONTAINER_ENTRY = join(REPO_ROOT, 'apps/preview-container/src/main.ts');
@@ -152,7 +153,8 @@ export class LocalMachineProvider implements MachineProvider {
       detached: true,
       stdio: ['ignore', log.fd, log.fd],
       // MIMALLOC_PURGE_DELAY=0: Vite's bundler (rolldown) hands freed memory back at once.
-      env: { ...process.env, MIMALLOC_PURGE_DELAY: '0', ...spec.env, PORT: String(port), HOST: '127.0.0.1', WORK_DIR: workDir },
+      // Never the provisioner's credentials (database, Redis, signing secrets): only what the machine is given.
+      env: { ...withoutSecrets(process.env), MIMALLOC_PURGE_DELAY: '0', ...spec.env, PORT: String(port), HOST: '127.0.0.1', WORK_DIR: workDir },
     });
     await log.close();
     if (child.pid === undefined) throw new Error(`Could not start the preview container for session ${spec.sessionId}`);
