@@ -15,6 +15,7 @@ const ALLOWED = new Set([
   'queued>error',
   'creating>starting',
   'creating>error',
+  'starting>starting',
   'starting>active',
   'starting>error',
   'active>ending',
@@ -44,7 +45,7 @@ describe('session state machine', () => {
   it.each([
     ['queued', []],
     ['creating', ['queued']],
-    ['starting', ['creating']],
+    ['starting', ['creating', 'starting']],
     ['active', ['starting']],
     ['ending', ['active']],
     ['ended', ['ending']],

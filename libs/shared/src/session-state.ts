@@ -5,6 +5,7 @@ import { z } from 'zod';
  * `allowedFrom`, so the rules live here and nowhere else:
  *
  *   queued -> creating -> starting -> active -> ending -> ended
+ *   starting -> starting: a machine that died while starting is replaced and recorded
  *   error from any state before active
  */
 export const SESSION_STATUSES = ['queued', 'creating', 'starting', 'active', 'ending', 'ended', 'error'] as const;
@@ -14,7 +15,7 @@ export type SessionStatus = z.infer<typeof sessionStatusSchema>;
 const TRANSITIONS: Record<SessionStatus, readonly SessionStatus[]> = {
   queued: ['creating', 'error'],
   creating: ['starting', 'error'],
-  starting: ['active', 'error'],
+  starting: ['starting', 'active', 'error'],
   active: ['ending'],
   ending: ['ended'],
   ended: [],

@@ -205,6 +205,13 @@ export function sessionStoreContract(name: string, makeStore: () => Promise<Sess
         expect(await store.getSessionByRoute('not-a-uuid')).toBeNull();
       });
 
+      it('a session still starting may record a replacement machine', async () => {
+        const session = await newSession();
+        await store.transition(session.id, 'starting', { containerId: 'machine-1', containerUrl: 'http://a' });
+        const replaced = await store.transition(session.id, 'starting', { containerId: 'machine-2', containerUrl: 'http://b' });
+        expect(replaced).toMatchObject({ status: 'starting', containerId: 'machine-2', containerUrl: 'http://b' });
+      });
+
       it('createSession does not reset a session that moved on', async () => {
         const session = await newSession();
         const started = await store.transition(session.id, 'starting', { containerId: 'm-1' });
@@ -336,8 +343,9 @@ export function sessionStoreContract(name: string, makeStore: () => Promise<Sess
 
       it('concurrent transitions of one row: exactly one wins', async () => {
         const session = await newSession();
+        await store.transition(session.id, 'starting', { containerId: 'machine' });
         const results = await Promise.all(
-          Array.from({ length: 10 }, (_, i) => store.transition(session.id, 'starting', { containerId: `machine-${i}` })),
+          Array.from({ length: 10 }, (_, i) => store.transition(session.id, 'active', { previewUrl: `http://x/${i}/`, ttlSeconds: 60 })),
         );
         const winners = results.filter((r): r is PreviewSession => r !== null);
         expect(winners).toHaveLength(1);

@@ -113,7 +113,7 @@ describe('SupabaseSessionStore: requests in PostgREST’s documented format', ()
       expect(req.path).toBe('/rest/v1/rpc/vp_transition_session');
       expect(req.body).toEqual({
         p_id: session.id,
-        p_from: ['creating'],
+        p_from: ['creating', 'starting'],
         p_to: 'starting',
         p_patch: { container_id: 'm-1', container_url: 'http://127.0.0.1:1', ttl_seconds: 60 },
       });
