@@ -12,12 +12,12 @@ import type {
   ProjectFileInfo,
   ProjectFileLimits,
   PutProjectFileResult,
-  ResourceLimits,
   SessionCursor,
   SessionPatch,
   SessionStore,
 } from '../session-store';
 import type { Tier } from '../queues';
+import { iso, toPatchJson, toProject, toSession, type ProjectRow, type SessionRow } from './session-rows';
 
 export interface SupabaseSessionStoreOptions {
   /** The project's URL, `https://<ref>.supabase.co` (PostgREST answers under `/rest/v1`). */
@@ -366,72 +366,3 @@ function byCodePoint(a: string, b: string): number {
   return x.length - y.length;
 }
 
-interface ProjectRow {
-  id: string;
-  owner_id: string | null;
-  name: string;
-  template_type: string;
-  created_at: string;
-  updated_at: string;
-}
-
-interface SessionRow {
-  id: string;
-  project_id: string;
-  owner_id: string | null;
-  status: SessionStatus;
-  tier: Tier;
-  resource_limits: ResourceLimits;
-  container_id: string | null;
-  container_url: string | null;
-  route_id?: string | null;
-  preview_url: string | null;
-  error_message: string | null;
-  error_step: string | null;
-  expires_at: string | null;
-  ended_at: string | null;
-  created_at: string;
-  updated_at: string;
-}
-
-/** PostgREST sends timestamptz as `2026-11-25T08:47:26.123456+00:00`; the port speaks ISO with milliseconds. */
-const iso = (value: string | null): string | null => (value === null ? null : new Date(value).toISOString());
-
-function toProject(row: ProjectRow): Project {
-  return { id: row.id, name: row.name, templateType: row.template_type, ownerId: row.owner_id, createdAt: iso(row.created_at)! };
-}
-
-function toSession(row: SessionRow): PreviewSession {
-  return {
-    id: row.id,
-    projectId: row.project_id,
-    ownerId: row.owner_id ?? null,
-    status: row.status,
-    tier: row.tier,
-    resourceLimits: row.resource_limits,
-    containerId: row.container_id,
-    containerUrl: row.container_url,
-    routeId: row.route_id ?? null,
-    previewUrl: row.preview_url,
-    errorMessage: row.error_message,
-    errorStep: row.error_step,
-    expiresAt: iso(row.expires_at),
-    endedAt: iso(row.ended_at),
-    createdAt: iso(row.created_at)!,
-    updatedAt: iso(row.updated_at)!,
-  };
-}
-
-/** The `p_patch` argument of vp_transition_session: snake_case keys, absent when undefined (as in the Postgres adapter). */
-function toPatchJson(patch: SessionPatch): Record<string, string | number | boolean> {
-  const json: Record<string, string | number | boolean> = {};
-  if (patch.containerId !== undefined) json.container_id = patch.containerId;
-  if (patch.containerUrl !== undefined) json.container_url = patch.containerUrl;
-  if (patch.routeId !== undefined) json.route_id = patch.routeId;
-  if (patch.previewUrl !== undefined) json.preview_url = patch.previewUrl;
-  if (patch.errorMessage !== undefined) json.error_message = patch.errorMessage;
-  if (patch.errorStep !== undefined) json.error_step = patch.errorStep;
-  if (patch.ttlSeconds !== undefined) json.ttl_seconds = patch.ttlSeconds;
-  if (patch.ended) json.ended = true;
-  return json;
-}
