@@ -13,10 +13,12 @@ import { answerClientError } from './common/client-error';
 import { createEdge } from './edge/edge';
 import { SessionRoutes } from './edge/session-routes';
 import { previewPage } from './page/preview-page';
+import { setupOpenApi } from './openapi/document';
 
 /**
  * Builds the api: the local edge first (preview paths never reach Nest or its
- * body parser), then the JSON body parser, then Nest's routes.
+ * body parser), then the preview page and the OpenAPI docs, then the JSON body
+ * parser, then Nest's routes.
  */
 export async function createApi(config: Config, logger: Logger): Promise<NestExpressApplication> {
   const app = await NestFactory.create<NestExpressApplication>(AppModule.forRoot(config, logger), {
@@ -32,6 +34,8 @@ export async function createApi(config: Config, logger: Logger): Promise<NestExp
   app.use(edge.middleware);
   // The preview page at `/` (static files): before the body parser, which it never needs.
   app.use(previewPage());
+  // The OpenAPI UI at /docs and document at /docs-json (public; plain Express routes, ahead of the body parser and Nest's routes).
+  setupOpenApi(app);
   // Room for the largest file a PUT may carry, JSON-escaped.
   app.use(...jsonBody(`${Math.ceil(config.MAX_FILE_BYTES * 1.5) + 64 * 1024}b`));
   app.enableShutdownHooks();

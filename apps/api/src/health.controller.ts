@@ -1,7 +1,10 @@
 import { Controller, Get, Inject, ServiceUnavailableException } from '@nestjs/common';
+import { ApiTags } from '@nestjs/swagger';
 import type Redis from 'ioredis';
 import { checkReadiness, notReadyBody, redisCheck, storeCheck, type Config, type SessionStore } from '@velocity/shared';
 import { CONFIG, REDIS, SESSION_STORE } from './tokens';
+import { ApiEndpoint } from './openapi/api-endpoint';
+import { healthSchema, readySchema } from './openapi/schemas';
 
 /**
  * Liveness and readiness of the api (plain code, no @nestjs/terminus: two checks
@@ -12,6 +15,7 @@ import { CONFIG, REDIS, SESSION_STORE } from './tokens';
  * - `GET /ready`: Redis (PING on the api's connection) and Postgres (a read through
  *   the SessionStore), each within READY_TIMEOUT_MS; 503 naming what failed.
  */
+@ApiTags('operations')
 @Controller()
 export class HealthController {
   private readonly started = Date.now();
@@ -23,11 +27,24 @@ export class HealthController {
   ) {}
 
   @Get('health')
+  @ApiEndpoint({
+    summary: 'Liveness',
+    description: 'Answers while the process answers; checks nothing else, so a Redis or Postgres outage does not get healthy replicas restarted.',
+    auth: 'public',
+    ok: { 200: { description: 'Alive', schema: healthSchema } },
+  })
   health() {
     return { status: 'ok', app: 'api', pid: process.pid, uptimeSeconds: Math.round((Date.now() - this.started) / 1000) };
   }
 
   @Get('ready')
+  @ApiEndpoint({
+    summary: 'Readiness: Redis and Postgres',
+    description: 'Redis (PING) and Postgres (a read through the session store), each within READY_TIMEOUT_MS.',
+    auth: 'public',
+    ok: { 200: { description: 'Ready', schema: readySchema } },
+    errors: { 503: 'Not ready: `message` names what failed (`not ready: redis failing`), with `status`, `checks` and `failing`' },
+  })
   async ready() {
     const report = await checkReadiness({ redis: redisCheck(this.redis), postgres: storeCheck(this.store) }, this.config.READY_TIMEOUT_MS);
     if (report.status !== 'ready') throw new ServiceUnavailableException(notReadyBody(report));

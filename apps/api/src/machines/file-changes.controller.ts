@@ -13,6 +13,7 @@ import {
   ServiceUnavailableException,
   UnauthorizedException,
 } from '@nestjs/common';
+import { ApiTags } from '@nestjs/swagger';
 import type { Request, Response } from 'express';
 import type Redis from 'ioredis';
 import { z } from 'zod';
@@ -29,9 +30,11 @@ import {
 import { parseOr400 } from '../common/validation';
 import { CONFIG, EVENT_LOG, LOGGER, REDIS, SESSION_STORE } from '../tokens';
 import { FileChangeStream, SESSION_GONE_STATUSES } from './file-changes.stream';
+import { ApiEndpoint, ref, SCHEMAS } from '../openapi/api-endpoint';
+import { machineSessionIdParam } from './machine-files.controller';
 
 // At most 19 digits a part: every such number fits the 64 bits of a Redis stream id.
-const lastEventIdHeader = z.string().regex(/^\d{1,19}-\d{1,19}$/, 'must be a stream id like 1700000000000-0').optional();
+export const fileChangesLastEventIdHeader = z.string().regex(/^\d{1,19}-\d{1,19}$/, 'must be a stream id like 1700000000000-0').optional();
 
 /**
  * `GET /v1/machines/:sessionId/file-changes`: Server-Sent Events of the session's
@@ -39,6 +42,7 @@ const lastEventIdHeader = z.string().regex(/^\d{1,19}-\d{1,19}$/, 'must be a str
  * same machine token as `GET /v1/machines/:sessionId/files` opens it; a session
  * that has ended answers 410, and one that ends while connected gets `ended`.
  */
+@ApiTags('machines')
 @Controller('v1/machines')
 export class FileChangesController implements BeforeApplicationShutdown {
   /** Open streams: ended on shutdown, since the HTTP server waits for open connections before it closes. */
@@ -55,13 +59,35 @@ export class FileChangesController implements BeforeApplicationShutdown {
   ) {}
 
   @Get(':sessionId/file-changes')
+  @ApiEndpoint({
+    summary: "The project's file changes, live (Server-Sent Events), for the session's machine",
+    description:
+      'Without `Last-Event-ID`: `resync` first, then every change. With it: the changes after it (`resync` instead when some were trimmed away). ' +
+      '`ended` when the session is over, then the stream closes. A `: heartbeat` comment every 15 s.',
+    auth: 'machine',
+    params: { sessionId: { schema: machineSessionIdParam, description: 'The session the machine serves (its token is for it)' } },
+    headers: [{ name: 'Last-Event-ID', schema: fileChangesLastEventIdHeader, description: 'Resume after this change id' }],
+    ok: {
+      200: {
+        description: 'A `text/event-stream`: frames `event: resync | put | delete | ended`, `data: <JSON>`; `put` / `delete` carry their stream id as `id:`',
+        content: { 'text/event-stream': { schema: { ...ref(SCHEMAS.fileChangesEvent), description: 'The `data` of each frame' } } },
+      },
+    },
+    errors: {
+      400: '`sessionId`: not a uuid; `Last-Event-ID`: not a stream id like 1700000000000-0',
+      403: 'The token is for another session or project',
+      404: '`sessionId`: no such session',
+      410: 'The session has ended (ending, ended or error): do not reconnect',
+      503: { description: 'The api is shutting down: reconnect (to another replica, or after the restart)', headers: ['Retry-After'] },
+    },
+  })
   async stream(
     @Param('sessionId') sessionIdRaw: string,
     @Headers('authorization') authorization: string | undefined,
     @Req() req: Request,
     @Res() res: Response,
   ) {
-    const sessionId = parseOr400(z.string().uuid(), sessionIdRaw, 'sessionId');
+    const sessionId = parseOr400(machineSessionIdParam, sessionIdRaw, 'sessionId');
     if (this.shuttingDown) {
       res.setHeader('retry-after', '1');
       res.setHeader('connection', 'close');
@@ -71,7 +97,7 @@ export class FileChangesController implements BeforeApplicationShutdown {
     const claims = token ? verifyMachineToken(token, this.config.MACHINE_TOKEN_SECRET) : null;
     if (!claims) throw new UnauthorizedException({ statusCode: 401, error: 'Unauthorized', message: 'A valid machine token is required', field: 'authorization' });
     if (claims.sessionId !== sessionId) throw new ForbiddenException({ statusCode: 403, error: 'Forbidden', message: 'The token is for another session' });
-    const lastEventId = parseOr400(lastEventIdHeader, req.header('last-event-id') ?? undefined, 'Last-Event-ID');
+    const lastEventId = parseOr400(fileChangesLastEventIdHeader, req.header('last-event-id') ?? undefined, 'Last-Event-ID');
 
     // Where the session's events are before its row is read: an `ending` after this point is seen by the stream.
     const eventsCursor = (await streamInfo(this.redis, this.events.key(sessionId)))?.lastGeneratedId ?? STREAM_START;

@@ -11,12 +11,16 @@ import {
   Post,
   UnauthorizedException,
 } from '@nestjs/common';
+import { ApiTags } from '@nestjs/swagger';
 import { z } from 'zod';
 import { verifyMachineToken, type Config, type Logger, type SessionStore } from '@velocity/shared';
 import { parseOr400 } from '../common/validation';
 import { CONFIG, LOGGER, SESSION_STORE } from '../tokens';
+import { ApiEndpoint } from '../openapi/api-endpoint';
+import { activityRecordedSchema } from '../openapi/schemas';
+import { machineSessionIdParam } from './machine-files.controller';
 
-const activityBody = z.object({ lastActivityAt: z.iso.datetime({ offset: true }) }).strict();
+export const activityBody = z.object({ lastActivityAt: z.iso.datetime({ offset: true }) }).strict();
 
 /**
  * Where a preview machine reports that it is in use (requests, open HMR
@@ -24,6 +28,7 @@ const activityBody = z.object({ lastActivityAt: z.iso.datetime({ offset: true })
  * session whose last activity is older than its tier's idle limit. Same token as
  * the files endpoint: one session, nothing else.
  */
+@ApiTags('machines')
 @Controller('v1/machines')
 export class MachineActivityController {
   constructor(
@@ -34,8 +39,22 @@ export class MachineActivityController {
 
   @Post(':sessionId/activity')
   @HttpCode(200)
+  @ApiEndpoint({
+    summary: 'The machine reports that its preview is in use',
+    description: "At most every ACTIVITY_REPORT_EVERY_MS; cleanup ends a session idle for longer than its tier's idle limit.",
+    auth: 'machine',
+    params: { sessionId: { schema: machineSessionIdParam, description: 'The session the machine serves (its token is for it)' } },
+    body: { schema: activityBody },
+    ok: { 200: { description: 'Recorded: the later of the stored and the reported time (a future time counts as now)', schema: activityRecordedSchema } },
+    errors: {
+      400: '`sessionId`: not a uuid; `lastActivityAt` (or an unknown field): not an ISO 8601 date-time with offset',
+      403: 'The token is for another session',
+      404: 'No such session',
+      409: 'The session is not active (`status`): the machine may stop reporting',
+    },
+  })
   async activity(@Param('sessionId') sessionIdRaw: string, @Body() body: unknown, @Headers('authorization') authorization?: string) {
-    const sessionId = parseOr400(z.string().uuid(), sessionIdRaw, 'sessionId');
+    const sessionId = parseOr400(machineSessionIdParam, sessionIdRaw, 'sessionId');
     const token = authorization?.match(/^Bearer (\S+)$/)?.[1];
     const claims = token ? verifyMachineToken(token, this.config.MACHINE_TOKEN_SECRET) : null;
     if (!claims) throw new UnauthorizedException({ statusCode: 401, error: 'Unauthorized', message: 'A valid machine token is required', field: 'authorization' });

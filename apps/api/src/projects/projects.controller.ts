@@ -1,15 +1,18 @@
 import { BadRequestException, Body, Controller, Delete, Get, HttpCode, Param, Post, Put, Req, Res } from '@nestjs/common';
+import { ApiTags } from '@nestjs/swagger';
 import type { Request, Response } from 'express';
 import { z } from 'zod';
-import { DEFAULT_TEMPLATE, TEMPLATE_TYPES } from '@velocity/shared';
+import { DEFAULT_TEMPLATE, MAX_PATH_LENGTH, MAX_SEGMENT_BYTES, RESERVED_PATH_SEGMENTS, TEMPLATE_TYPES } from '@velocity/shared';
 import { parseOr400 } from '../common/validation';
 import { ProjectsService, validPath } from './projects.service';
 import { CurrentUser } from '../auth/auth.guard';
 import type { AuthUser } from '../auth/auth-user';
+import { ApiEndpoint } from '../openapi/api-endpoint';
+import { projectFileListSchema, projectViewSchema, writtenFileSchema } from '../openapi/schemas';
 
 /** A UTF-16 surrogate without its pair: not a character, and Postgres would store U+FFFD instead. */
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
-const createProjectBody = z
+export const createProjectBody = z
   .object({
     name: z
       .string()
@@ -23,8 +26,21 @@ const createProjectBody = z
   })
   .strict();
 /** The body of a file PUT: JSON `{ "content": "<the file's text>" }` (UTF-8 text only). */
-const putFileBody = z.object({ content: z.string() }).strict();
-const projectIdParam = z.string().uuid();
+export const putFileBody = z.object({ content: z.string() }).strict();
+export const projectIdParam = z.string().uuid();
+
+const idParam = { id: { schema: projectIdParam, description: 'The project id' } };
+/** The file path: the rest of the URL, checked by the shared path rules (libs/shared file-paths), not a zod schema. */
+const filePathParam = {
+  schema: { type: 'string', minLength: 1, maxLength: MAX_PATH_LENGTH },
+  description:
+    "The file's path in the project: the rest of the URL, percent-decoded (`src/App.jsx`; encode `#`, `?`, `%`); `./` segments are dropped. " +
+    `Refused (400 naming \`path\`): absolute paths, \`..\`, backslashes, empty or blank segments, NUL and control characters, ${RESERVED_PATH_SEGMENTS.join(', ')}, ` +
+    `over ${MAX_PATH_LENGTH} characters or a name over ${MAX_SEGMENT_BYTES} bytes.`,
+};
+const projectNotFound = 'No such project (or another user\'s: answered alike)';
+const demoReadOnly = '`id`: the demo project is read-only (anyone may preview it; no one may change its files)';
+const publishFailed = 'The change was saved, but running previews could not be told: send the same request again (it is idempotent)';
 
 /**
  * Projects and their files.
@@ -43,34 +59,86 @@ const projectIdParam = z.string().uuid();
  * Errors: 400 naming `path` or `content` (or `id`, `name`, `templateType`), 413 naming
  * `content` for a file or project over its size limit, 404 for an unknown project.
  */
+@ApiTags('projects')
 @Controller('v1/projects')
 export class ProjectsController {
   constructor(private readonly projects: ProjectsService) {}
 
   @Post()
   @HttpCode(201)
+  @ApiEndpoint({
+    summary: 'Create a project',
+    description: 'It has no files until its first preview, which seeds it from its template; a project whose files were all put before then keeps just those.',
+    auth: 'user',
+    body: { schema: createProjectBody },
+    ok: { 201: { description: 'The project', schema: projectViewSchema } },
+    errors: { 400: '`name` or `templateType` (or an unknown field) is not valid; the message and `field` name it' },
+  })
   create(@Body() body: unknown, @CurrentUser() user: AuthUser) {
     const { name, templateType } = parseOr400(createProjectBody, body ?? {});
     return this.projects.create(user, name, templateType);
   }
 
   @Get(':id')
+  @ApiEndpoint({
+    summary: 'A project',
+    auth: 'user',
+    params: idParam,
+    ok: { 200: { description: 'The project', schema: projectViewSchema } },
+    errors: { 400: '`id`: not a uuid', 404: projectNotFound },
+  })
   get(@Param('id') id: string, @CurrentUser() user: AuthUser) {
     return this.projects.get(user, parseOr400(projectIdParam, id, 'id'));
   }
 
   @Get(':id/files')
+  @ApiEndpoint({
+    summary: "A project's files, without their content",
+    auth: 'user',
+    params: idParam,
+    ok: { 200: { description: 'The files, ordered by path', schema: projectFileListSchema } },
+    errors: { 400: '`id`: not a uuid', 404: projectNotFound },
+  })
   listFiles(@Param('id') id: string, @CurrentUser() user: AuthUser) {
     return this.projects.listFiles(user, parseOr400(projectIdParam, id, 'id'));
   }
 
   @Put(':id/files')
+  @ApiEndpoint({
+    summary: 'A file write without a path: always refused',
+    auth: 'user',
+    params: idParam,
+    ok: {},
+    errors: {
+      400: '`id`: not a uuid; `path`: empty name (the path goes after `/files/`); `body`: not valid JSON',
+      413: '`body`: larger than the file limit',
+      415: '`content-type`: a body that is not `application/json` (UTF-8)',
+    },
+  })
   putWithoutPath(@Param('id') id: string) {
     parseOr400(projectIdParam, id, 'id');
     throw new BadRequestException({ statusCode: 400, error: 'Bad Request', message: 'path: empty name', field: 'path' });
   }
 
   @Put(':id/files/*path')
+  @ApiEndpoint({
+    summary: 'Write one file (create or replace)',
+    description: "Committed first, then sent to the project's running previews, which apply it (Vite hot-reloads).",
+    auth: 'user',
+    params: { ...idParam, path: filePathParam },
+    body: { schema: putFileBody, description: "The file's text (UTF-8 text only)", maxSize: 'the file limit (MAX_FILE_BYTES), JSON-escaped' },
+    ok: {
+      200: { description: 'Replaced', schema: writtenFileSchema },
+      201: { description: 'Created', schema: writtenFileSchema },
+    },
+    errors: {
+      400: '`id`: not a uuid; `path`: refused by the path rules, or a new path when the project has MAX_PROJECT_FILES files; `content`: missing, not a string or holding a NUL byte (or an unknown field)',
+      403: demoReadOnly,
+      404: projectNotFound,
+      413: '`content`: the file is over MAX_FILE_BYTES, or the project would be over MAX_PROJECT_BYTES',
+      503: publishFailed,
+    },
+  })
   async putFile(
     @Param('id') id: string,
     @Req() req: Request,
@@ -88,6 +156,13 @@ export class ProjectsController {
 
   @Delete(':id/files/*path')
   @HttpCode(204)
+  @ApiEndpoint({
+    summary: 'Remove one file',
+    auth: 'user',
+    params: { ...idParam, path: filePathParam },
+    ok: { 204: { description: 'Removed' } },
+    errors: { 400: '`id`: not a uuid; `path`: refused by the path rules', 403: demoReadOnly, 404: `${projectNotFound}; \`path\`: the project has no such file`, 503: publishFailed },
+  })
   async deleteFile(@Param('id') id: string, @Req() req: Request, @CurrentUser() user: AuthUser) {
     const projectId = parseOr400(projectIdParam, id, 'id');
     await this.projects.deleteFile(user, projectId, validPath(filePathOf(req)));

@@ -1,4 +1,5 @@
 import { Body, Controller, Delete, Get, HttpCode, Inject, Param, Post, Req, Res } from '@nestjs/common';
+import { ApiTags } from '@nestjs/swagger';
 import type { Request, Response } from 'express';
 import type Redis from 'ioredis';
 import { z } from 'zod';
@@ -9,14 +10,20 @@ import { SessionEventStream } from './session-event-stream';
 import { SessionsService } from './sessions.service';
 import { CurrentUser } from '../auth/auth.guard';
 import type { AuthUser } from '../auth/auth-user';
+import { ApiEndpoint, ref, SCHEMAS } from '../openapi/api-endpoint';
+import { createdSessionSchema, extendedSessionSchema, sessionViewSchema, stoppedSessionSchema } from '../openapi/schemas';
 
-const createSessionBody = z.object({ projectId: z.string().uuid(), tier: tierSchema.default('free') }).strict();
-const sessionIdParam = z.string().uuid();
+export const createSessionBody = z.object({ projectId: z.string().uuid(), tier: tierSchema.default('free') }).strict();
+export const sessionIdParam = z.string().uuid();
 /** At most a week in one call; the tier's maximum session length is the real bound. */
-const extendSessionBody = z.object({ seconds: z.number().int().positive().max(7 * 24 * 3600) }).strict();
+export const extendSessionBody = z.object({ seconds: z.number().int().positive().max(7 * 24 * 3600) }).strict();
 // At most 19 digits a part: every such number fits the 64 bits of a Redis stream id.
-const lastEventIdHeader = z.string().regex(/^\d{1,19}-\d{1,19}$/, 'must be a stream id like 1700000000000-0').optional();
+export const lastEventIdHeader = z.string().regex(/^\d{1,19}-\d{1,19}$/, 'must be a stream id like 1700000000000-0').optional();
 
+const idParam = { id: { schema: sessionIdParam, description: 'The session id' } };
+const notFound = 'No such session (or another user\'s: answered alike)';
+
+@ApiTags('sessions')
 @Controller('v1/sessions')
 export class SessionsController {
   constructor(
@@ -31,6 +38,23 @@ export class SessionsController {
   /** Asks for a preview: 202 at once; the URL comes later, on the events stream. */
   @Post()
   @HttpCode(202)
+  @ApiEndpoint({
+    summary: 'Ask for a preview of a project',
+    description: 'Answers at once; the preview URL comes later, on `eventsUrl` (`ready`), once the session is committed, its machine exists and the URL answered.',
+    auth: 'user',
+    body: { schema: createSessionBody },
+    ok: { 202: { description: 'Queued', schema: createdSessionSchema } },
+    errors: {
+      400: '`projectId` or `tier` (or an unknown field) is not valid; the message and `field` name it',
+      403: '`tier`: a session of a higher tier than the account\'s (`app_metadata.tier`)',
+      404: '`projectId`: no such project (or another user\'s)',
+      429: {
+        description:
+          'Over a limit, named in `limit`: RATE_LIMIT_SESSIONS_PER_MINUTE (requests a minute) or QUOTA_FREE_CONCURRENT / QUOTA_PRO_CONCURRENT (live sessions at once)',
+        headers: ['Retry-After'],
+      },
+    },
+  })
   async create(@Body() body: unknown, @CurrentUser() user: AuthUser) {
     const { projectId, tier } = parseOr400(createSessionBody, body ?? {});
     const created = await this.sessions.create(user, projectId, tier);
@@ -39,12 +63,36 @@ export class SessionsController {
   }
 
   @Get(':id')
+  @ApiEndpoint({
+    summary: 'A session',
+    auth: 'user',
+    params: idParam,
+    ok: { 200: { description: 'The session (`previewUrl` once it is active)', schema: sessionViewSchema } },
+    errors: { 400: '`id`: not a uuid', 404: notFound },
+  })
   get(@Param('id') id: string, @CurrentUser() user: AuthUser) {
     return this.sessions.get(user, parseOr400(sessionIdParam, id, 'id'));
   }
 
   /** Server-Sent Events: progress, then `ready` with the URL or `failed` with the reason. */
   @Get(':id/events')
+  @ApiEndpoint({
+    summary: "The session's events (Server-Sent Events)",
+    description:
+      '`queued`, `progress` (each step `started`/`done`, with `ms`), then `ready { previewUrl, expiresAt }` or `failed { step, reason, retryable }`, after which the stream closes; ' +
+      '`ending` / `ended` for a session that ends while followed. Stored per session: a late client gets them all, and `Last-Event-ID` resumes after an id. ' +
+      'A `: heartbeat` comment every 15 s. When the stored events have expired, one event is rebuilt from the session row.',
+    auth: 'user',
+    params: idParam,
+    headers: [{ name: 'Last-Event-ID', schema: lastEventIdHeader, description: 'Resume after this event id (EventSource sends it when it reconnects)' }],
+    ok: {
+      200: {
+        description: 'A `text/event-stream`: each frame is `id: <stream id>`, `event: <type>`, `data: <SessionEvent as JSON>`',
+        content: { 'text/event-stream': { schema: { ...ref(SCHEMAS.sessionEvent), description: 'The `data` of each frame; `event:` is its `type`' } } },
+      },
+    },
+    errors: { 400: '`id`: not a uuid; `Last-Event-ID`: not a stream id like 1700000000000-0', 404: notFound },
+  })
   async streamEvents(@Param('id') id: string, @Req() req: Request, @Res() res: Response, @CurrentUser() user: AuthUser) {
     const sessionId = parseOr400(sessionIdParam, id, 'id');
     const lastEventId = parseOr400(lastEventIdHeader, req.header('last-event-id') ?? undefined, 'Last-Event-ID') ?? '0';
@@ -61,6 +109,19 @@ export class SessionsController {
   /** Moves `expires_at` later, up to the tier's maximum; 409 beyond it or when the session is not active. */
   @Post(':id/extend')
   @HttpCode(200)
+  @ApiEndpoint({
+    summary: 'Keep an active session longer',
+    description: "Moves `expiresAt` `seconds` later, up to the tier's maximum session length from activation.",
+    auth: 'user',
+    params: idParam,
+    body: { schema: extendSessionBody },
+    ok: { 200: { description: 'Extended', schema: extendedSessionSchema } },
+    errors: {
+      400: '`id`: not a uuid; `seconds` (or an unknown field): not valid',
+      404: notFound,
+      409: "The session is not active (`status`), has expired, or `seconds` would pass the tier's maximum session length (`field: \"seconds\"`, `maxDurationSeconds`, `maxUntil`)",
+    },
+  })
   async extend(@Param('id') id: string, @Body() body: unknown, @CurrentUser() user: AuthUser) {
     const sessionId = parseOr400(sessionIdParam, id, 'id');
     const { seconds } = parseOr400(extendSessionBody, body ?? {});
@@ -72,6 +133,14 @@ export class SessionsController {
   /** Stops the session now: 202, then `ended` (or `failed`, when it was still provisioning) on its events. */
   @Delete(':id')
   @HttpCode(202)
+  @ApiEndpoint({
+    summary: 'Stop a session now',
+    description: 'Active: it is ended (`ended` on its events). Still provisioning: it is cancelled (`failed`, "cancelled").',
+    auth: 'user',
+    params: idParam,
+    ok: { 202: { description: 'Stopping', schema: stoppedSessionSchema } },
+    errors: { 400: '`id`: not a uuid', 404: notFound, 409: 'The session has already ended or failed (`status`)' },
+  })
   async stop(@Param('id') id: string, @CurrentUser() user: AuthUser) {
     const sessionId = parseOr400(sessionIdParam, id, 'id');
     const stopped = await this.sessions.stop(user, sessionId);

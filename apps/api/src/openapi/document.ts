@@ -1,0 +1,142 @@
+import type { INestApplication } from '@nestjs/common';
+import { DocumentBuilder, SwaggerModule, type OpenAPIObject, type PathItemObject } from '@nestjs/swagger';
+import { sessionEventSchema } from '@velocity/shared';
+import { BULL_BOARD_ROUTE } from '../admin/admin.module';
+import { ref, RESPONSE_HEADERS, SCHEMAS, SECURITY } from './api-endpoint';
+import { apiErrorSchema, edgeErrorSchema, fileChangesEventSchema } from './schemas';
+import { toOpenApi } from './zod-schema';
+
+/** Where the UI answers; the document is at `/docs-json`. Public. */
+export const DOCS_PATH = 'docs';
+export const DOCS_JSON_PATH = `${DOCS_PATH}-json`;
+
+const DESCRIPTION = [
+  'Live previews of web projects: `POST /v1/sessions`, then follow `GET /v1/sessions/{id}/events` until `ready` (with the URL) or `failed`.',
+  '',
+  'Generated from the code: every Nest route, its parameters and bodies from the zod schemas that validate them. ' +
+    'Two paths are not Nest routes and are added by hand: the preview edge `/p/{routeId}/{path}` and Bull Board at `/admin/queues`.',
+  '',
+  '**Errors** are JSON `ApiError`: `{ statusCode, error, message, field? }`, `field` naming the input at fault. ' +
+    'Any request may also be answered `431` (request line and headers over 16 kB, `field: "headers"`), `400` (bytes that are not HTTP, `field: "request"`) ' +
+    'or `408`, before it reaches a route. A body on any `/v1` route must be `application/json` UTF-8 (else `415`), at most 64 kB (file writes: the file limit; else `413`).',
+  '',
+  '**Auth.** `/v1/sessions*` and `/v1/projects*`: a Supabase access token (`supabaseJwt`); with auth off (no SUPABASE_JWT_SECRET or SUPABASE_JWKS_URL) every request acts as one local user. ' +
+    "`/v1/machines/*` and `/v1/routes/*`: a preview machine's own token (`machineToken`). `/metrics` and `/admin/queues`: operator credentials (`operatorBasic` or `operatorBearer`). " +
+    'Previews, `/health`, `/ready` and these docs are public.',
+  '',
+  'Every answer carries `x-request-id` (the client\'s when it is a safe token, else a new UUID).',
+].join('\n');
+
+/** The document: what @nestjs/swagger finds on the controllers, plus the shared schemas, the security schemes and the two paths Nest does not serve. */
+export function createOpenApiDocument(app: INestApplication): OpenAPIObject {
+  const config = new DocumentBuilder()
+    // 3.1: its schema objects are JSON Schema 2020-12, which is what z.toJSONSchema writes.
+    .setOpenAPIVersion('3.1.0')
+    .setTitle('Velocity Preview API')
+    .setDescription(DESCRIPTION)
+    .setVersion('0.1.0')
+    .addBearerAuth(
+      { type: 'http', scheme: 'bearer', bearerFormat: 'JWT', description: 'A Supabase access token (HS256 with SUPABASE_JWT_SECRET, or RS256/ES256 from SUPABASE_JWKS_URL); `sub` is the user' },
+      SECURITY.user,
+    )
+    .addBearerAuth(
+      { type: 'http', scheme: 'bearer', description: "A preview machine's short-lived token, signed for one session (given to the machine by the provisioner)" },
+      SECURITY.machine,
+    )
+    .addBasicAuth({ type: 'http', scheme: 'basic', description: 'OPERATOR_USER / OPERATOR_PASSWORD' }, SECURITY.operatorBasic)
+    .addBearerAuth({ type: 'http', scheme: 'bearer', description: 'OPERATOR_TOKEN' }, SECURITY.operatorBearer)
+    .addTag('sessions', 'Previews: ask for one, follow its events, extend or stop it')
+    .addTag('projects', 'Projects and their files')
+    .addTag('machines', 'For preview machines only (machine token)')
+    .addTag('preview', 'The preview edge (not a Nest route)')
+    .addTag('operations', 'Health, readiness, metrics, Bull Board')
+    .build();
+  config.components = {
+    ...config.components,
+    schemas: {
+      [SCHEMAS.error]: toOpenApi(apiErrorSchema, 'output'),
+      [SCHEMAS.sessionEvent]: toOpenApi(sessionEventSchema, 'output'),
+      [SCHEMAS.fileChangesEvent]: toOpenApi(fileChangesEventSchema, 'output'),
+      [SCHEMAS.edgeError]: toOpenApi(edgeErrorSchema, 'output'),
+    },
+  };
+  const document = SwaggerModule.createDocument(app, config, {
+    operationIdFactory: (controller, method) => `${controller.replace(/Controller$/, '')}_${method}`,
+  });
+  withoutAuthorizationParams(document);
+  document.paths = { ...document.paths, '/p/{routeId}/{path}': previewEdgePath, [BULL_BOARD_ROUTE]: bullBoardPath };
+  return document;
+}
+
+/**
+ * The machine routes read `@Headers('authorization')`, which the scanner lists as
+ * a header parameter; OpenAPI ignores an `Authorization` parameter (the security
+ * scheme describes it), so it is left out.
+ */
+function withoutAuthorizationParams(document: OpenAPIObject): void {
+  for (const item of Object.values(document.paths)) {
+    for (const method of ['get', 'put', 'post', 'delete', 'patch', 'head', 'options'] as const) {
+      const operation = item[method];
+      if (!operation?.parameters) continue;
+      operation.parameters = operation.parameters.filter((p) => !('in' in p && p.in === 'header' && p.name.toLowerCase() === 'authorization'));
+    }
+  }
+}
+
+/** UI at /docs, JSON at /docs-json; both public, and served ahead of Nest's routes (they are plain Express routes). */
+export function setupOpenApi(app: INestApplication): OpenAPIObject {
+  const document = createOpenApiDocument(app);
+  SwaggerModule.setup(DOCS_PATH, app, document, {
+    jsonDocumentUrl: DOCS_JSON_PATH,
+    raw: ['json'],
+    customSiteTitle: 'Velocity Preview API',
+  });
+  return document;
+}
+
+/** The local edge (edge/edge.ts): Express middleware, not a Nest route, so described by hand. */
+const previewEdgePath: PathItemObject = {
+  get: {
+    tags: ['preview'],
+    operationId: 'Preview_get',
+    summary: "A preview: the session's app, served by its machine",
+    description:
+      'Every method and websocket upgrades (Vite\'s HMR) under `/p/<routeId>/` go to the machine of the session with that route id, as they are; ' +
+      '`path` is the rest of the URL (may be empty, may hold `/`). The id is unguessable; there is no auth. ' +
+      "Refusals are the edge's own JSON (`EdgeError`), not `ApiError`.",
+    security: [],
+    parameters: [
+      { name: 'routeId', in: 'path', required: true, description: 'The id in the preview URL (`previewUrl` of the `ready` event)', schema: { type: 'string', format: 'uuid' } },
+      { name: 'path', in: 'path', required: true, description: 'The path inside the app (`""`, `src/main.tsx`, `@vite/client`…)', schema: { type: 'string' } },
+    ],
+    responses: {
+      200: { description: "What the preview's app answers (HTML, JavaScript, assets…), with its own status and headers" },
+      404: { description: 'No session has this route id (or it is not a uuid): `Session not found`', content: { 'application/json': { schema: ref(SCHEMAS.edgeError) } } },
+      410: { description: 'The session has ended: `Session ended`', content: { 'application/json': { schema: ref(SCHEMAS.edgeError) } } },
+      502: { description: "The session's machine did not answer: `Preview machine unreachable`", content: { 'application/json': { schema: ref(SCHEMAS.edgeError) } } },
+    },
+  },
+};
+
+/** Bull Board (admin/admin.module.ts): mounted by @bull-board/nestjs as Express middleware, behind the operator guard. */
+const bullBoardPath: PathItemObject = {
+  get: {
+    tags: ['operations'],
+    operationId: 'BullBoard_get',
+    summary: 'Bull Board: every queue of the system (sessions, cleanup, pool); retry, promote and clean jobs',
+    description: 'An HTML application; its own JSON api is under `/admin/queues/api/`, behind the same guard.',
+    security: [{ [SECURITY.operatorBasic]: [] }, { [SECURITY.operatorBearer]: [] }],
+    responses: {
+      200: { description: 'The Bull Board page', content: { 'text/html': { schema: { type: 'string' } } } },
+      401: {
+        description: 'Missing or wrong operator credentials',
+        headers: { 'WWW-Authenticate': RESPONSE_HEADERS['WWW-Authenticate'] },
+        content: { 'application/json': { schema: ref(SCHEMAS.error) } },
+      },
+      404: {
+        description: 'Operator surfaces are off: no operator credentials are configured (the same answer as an unknown path)',
+        content: { 'application/json': { schema: ref(SCHEMAS.error) } },
+      },
+    },
+  },
+};

@@ -1,0 +1,146 @@
+import { z } from 'zod';
+import { endedEventSchema, fileChangeSchema, resyncEventSchema, sessionStatusSchema, tierSchema } from '@velocity/shared';
+import type { HealthController } from '../health.controller';
+import type { MachineActivityController } from '../machines/machine-activity.controller';
+import type { MachineFilesController } from '../machines/machine-files.controller';
+import type { RoutesController } from '../edge/routes.controller';
+import type { ProjectsService } from '../projects/projects.service';
+import type { SessionsService } from '../sessions/sessions.service';
+
+/**
+ * The schemas of what the api answers, for the OpenAPI document. Requests are
+ * described by the zod schemas that validate them (exported by the controllers);
+ * answers have no validator, so they are written here, and the compile-time
+ * checks at the end keep each one equal to the type the code returns.
+ */
+
+const uuid = z.uuid();
+const timestamp = z.string().describe('ISO 8601 timestamp');
+
+/** Every error: `{ statusCode, error, message, field? }` (common/error.filter.ts), sometimes with more fields. */
+export const apiErrorSchema = z
+  .looseObject({
+    statusCode: z.number().int().min(400).max(599).describe('The HTTP status, repeated'),
+    error: z.string().describe('The status text: "Bad Request", "Not Found"…'),
+    message: z.string().describe('What went wrong, for a person; starts with the field when there is one (`projectId: Invalid UUID`)'),
+    field: z
+      .string()
+      .optional()
+      .describe('The input at fault: a body field (`projectId`, `tier`, `seconds`, `content`), `id`, `sessionId`, `path`, `query.<name>`, `authorization`, `content-type`, `body`, `Last-Event-ID`…'),
+  })
+  .describe(
+    'The error body of every api route. Some errors add fields: `sessionId`, `status` (409), `limit`, `max`, `live`, `retryAfterSeconds` (429), `maxDurationSeconds`, `maxUntil`, `expiresAt` (409 on extend), `checks`, `failing` (503 from /ready).',
+  );
+
+/** The preview edge's own refusals (edge/edge.ts): not the api's error shape. */
+export const edgeErrorSchema = z.object({
+  error: z.enum(['Session not found', 'Session ended', 'Preview machine unreachable']),
+  sessionId: z.string().describe('The route id from the URL'),
+});
+
+export const createdSessionSchema = z.object({
+  sessionId: uuid,
+  status: z.literal('queued'),
+  eventsUrl: z.string().describe('`/v1/sessions/<id>/events`: the Server-Sent Events of the session'),
+  sessionUrl: z.string().describe('`/v1/sessions/<id>`'),
+});
+
+export const sessionViewSchema = z.object({
+  id: uuid,
+  projectId: uuid,
+  status: sessionStatusSchema,
+  tier: tierSchema,
+  previewUrl: z.string().nullable().describe('Set once the session is active'),
+  expiresAt: timestamp.nullable(),
+  endedAt: timestamp.nullable(),
+  errorMessage: z.string().nullable(),
+  errorStep: z.string().nullable(),
+  createdAt: timestamp,
+  updatedAt: timestamp,
+});
+
+export const extendedSessionSchema = z.object({
+  sessionId: uuid,
+  status: sessionStatusSchema,
+  expiresAt: timestamp,
+  maxUntil: timestamp.describe("The latest `expiresAt` the session's tier allows"),
+});
+
+export const stoppedSessionSchema = z.object({
+  sessionId: uuid,
+  status: sessionStatusSchema,
+  stop: z.enum(['cancelled', 'ending']).describe('`cancelled`: it was still provisioning (it fails as cancelled); `ending`: it was active and is being ended'),
+});
+
+export const projectViewSchema = z.object({ id: uuid, name: z.string(), templateType: z.string(), createdAt: timestamp });
+
+export const projectFileListSchema = z.object({
+  files: z.array(z.object({ path: z.string(), bytes: z.number().int().nonnegative(), updatedAt: timestamp })),
+});
+
+export const writtenFileSchema = z.object({
+  path: z.string().describe('The normal form of the path'),
+  bytes: z.number().int().nonnegative().describe("The file's size in UTF-8 bytes"),
+  created: z.boolean().describe('true (201) when the file is new, false (200) when it was replaced'),
+  fileCount: z.number().int().nonnegative().describe("The project's number of files after the write"),
+  projectBytes: z.number().int().nonnegative().describe("The project's total size after the write"),
+});
+
+export const machineFilesSchema = z.object({ files: z.array(z.object({ path: z.string(), content: z.string() })) });
+
+export const activityRecordedSchema = z.object({ sessionId: uuid, lastActivityAt: timestamp });
+
+export const machineRouteSchema = z.object({
+  sessionId: uuid,
+  routeId: uuid.describe('The id asked for (the id in the preview URL)'),
+  machineId: z.string().describe('The machine that serves the session (for `fly-replay: instance=<machineId>`)'),
+});
+
+export const healthSchema = z.object({
+  status: z.literal('ok'),
+  app: z.literal('api'),
+  pid: z.number().int(),
+  uptimeSeconds: z.number().int().nonnegative(),
+});
+
+const readinessChecks = {
+  status: z.enum(['ready', 'not ready']),
+  checks: z.record(z.string(), z.string()).describe('`ok`, or why the check failed, for `redis` and `postgres`'),
+  failing: z.array(z.string()).describe('The names of the failed checks'),
+};
+export const readySchema = z.object({ app: z.literal('api'), ...readinessChecks });
+
+/** The `data` of each frame of `GET /v1/machines/:sessionId/file-changes`, by event name. */
+export const fileChangesEventSchema = z
+  .union([fileChangeSchema, resyncEventSchema, endedEventSchema])
+  .describe(
+    '`event: resync` `{ cursor }`: load the whole file list (GET /v1/machines/:sessionId/files), then apply what follows; ' +
+      '`event: put` / `event: delete`: one FileChange, its stream id as the frame id (resume with Last-Event-ID); ' +
+      '`event: ended` `{ reason }`: the session is over; the stream closes and must not be reopened.',
+  );
+
+// --- Compile-time checks: each schema describes exactly what the code returns. ---
+
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+/** What the code returns fits the schema, and the schema names exactly its fields (none undocumented, none extra). */
+type Describes<Schema, Code> = [Code] extends [Schema] ? Same<keyof Schema, keyof Code> : false;
+type Returned<F extends (...args: never[]) => unknown> = Awaited<ReturnType<F>>;
+/** Compiles only when every entry is `true`. */
+type AllTrue<T extends true[]> = T;
+
+export type ResponseSchemasMatchTheCode = AllTrue<[
+  Describes<z.output<typeof createdSessionSchema>, Returned<SessionsService['create']>>,
+  Describes<z.output<typeof sessionViewSchema>, Returned<SessionsService['get']>>,
+  Describes<z.output<typeof extendedSessionSchema>, Returned<SessionsService['extend']>>,
+  Describes<z.output<typeof stoppedSessionSchema>, Returned<SessionsService['stop']>>,
+  Describes<z.output<typeof projectViewSchema>, Returned<ProjectsService['get']>>,
+  Describes<z.output<typeof projectViewSchema>, Returned<ProjectsService['create']>>,
+  Describes<z.output<typeof projectFileListSchema>, Returned<ProjectsService['listFiles']>>,
+  Describes<z.output<typeof writtenFileSchema>, Returned<ProjectsService['putFile']>>,
+  Describes<z.output<typeof machineFilesSchema>, Returned<MachineFilesController['files']>>,
+  Describes<z.output<typeof activityRecordedSchema>, Returned<MachineActivityController['activity']>>,
+  Describes<z.output<typeof machineRouteSchema>, Returned<RoutesController['route']>>,
+  // `status` and `app` are plain strings in the code ('ok', 'api').
+  Describes<Omit<z.output<typeof healthSchema>, 'status' | 'app'>, Omit<ReturnType<HealthController['health']>, 'status' | 'app'>>,
+  Describes<Omit<z.output<typeof readySchema>, 'app'>, Omit<Returned<HealthController['ready']>, 'app'>>,
+]>;
