@@ -1,4 +1,4 @@
-import { DEMO_PROJECT_ID, START_REDIS_HINT, assertServicesReachable, loadConfig, pingRedis, publicUrl } from '@velocity/shared';
+import { DEMO_PROJECT_ID, LocalMachineProvider, START_REDIS_HINT, assertServicesReachable, loadConfig, pingRedis, publicUrl, type Config } from '@velocity/shared';
 import { startEmbeddedPostgres, type EmbeddedPostgres } from './embedded-postgres';
 import { migrate } from './migrate';
 import { APPS, startApp, stopProcess, waitForHttp } from './services';
@@ -43,6 +43,7 @@ async function main() {
     if (stopping) return;
     stopping = true;
     await Promise.all(children.map(({ child }) => stopProcess(child)));
+    await stopLocalMachines(config);
     await embedded?.stop();
     process.exit(code);
   };
@@ -65,6 +66,19 @@ async function main() {
       `start: or: curl -s -X POST ${base}/v1/sessions -H 'content-type: application/json' -d '{"projectId":"${DEMO_PROJECT_ID}"}'`,
     ].join('\n'),
   );
+}
+
+/**
+ * Local machines are processes of this computer: when the system stops, its
+ * previews stop with it (their sessions are ended as `machine-gone` by the next
+ * start's cleanup). Machines on Fly are left to cleanup.
+ */
+async function stopLocalMachines(config: Config): Promise<void> {
+  if (config.MACHINE_PROVIDER !== 'local') return;
+  const provider = new LocalMachineProvider({ dir: config.LOCAL_MACHINES_DIR });
+  const machines = await provider.list().catch(() => []);
+  await Promise.all(machines.map((machine) => provider.destroy(machine.id).catch(() => undefined)));
+  if (machines.length > 0) console.log(`start: stopped ${machines.length} preview machine(s)`);
 }
 
 /** The server's maintenance database: the app's own may not exist before the first migration. */
