@@ -36,8 +36,12 @@ describe('observability of a real session', () => {
     const { events } = await eventsUntilTerminal(system.baseUrl, sessionId);
     expect(events.at(-1)?.type).toBe('ready');
 
-    // The provisioner's histograms: a sample for every step, and time to ready.
-    const provisioner = await (await fetch(`${system.ops.provisioner}/metrics`, { headers: auth })).text();
+    // The provisioner's histograms: a sample for every step, and time to ready. The job completes
+    // just after `ready` is stored (the processor returns then), so wait for that first.
+    const scrape = async () => (await fetch(`${system.ops.provisioner}/metrics`, { headers: auth })).text();
+    let provisioner = await scrape();
+    const completed = () => samples(provisioner, 'vp_worker_jobs_total', { queue: 'sessions', name: 'provision-session', outcome: 'completed' }).length > 0;
+    for (const deadline = Date.now() + 10_000; !completed() && Date.now() < deadline; provisioner = await scrape()) await sleep(50);
     for (const step of PROVISION_STEPS) {
       expect({ step, count: sampleValue(provisioner, 'vp_provision_step_seconds_count', { step, app: 'provisioner' }) }).toEqual({ step, count: 1 });
       expect(sampleValue(provisioner, 'vp_provision_step_seconds_sum', { step })).toBeGreaterThan(0);
@@ -92,7 +96,7 @@ function parsed(line: string): Record<string, unknown>[] {
 async function waitFor(condition: () => boolean, timeoutMs = 10_000) {
   const deadline = Date.now() + timeoutMs;
   while (!condition()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
+    if (Date.now() > deadline) throw new Error(`Timed out after ${timeoutMs} ms waiting for a log line`);
     await sleep(50);
   }
 }
