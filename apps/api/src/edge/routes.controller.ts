@@ -1,8 +1,9 @@
-import { Controller, Get, GoneException, Headers, Inject, NotFoundException, Param, UnauthorizedException } from '@nestjs/common';
+import { Controller, Get, GoneException, Headers, Inject, NotFoundException, Param } from '@nestjs/common';
 import { ApiTags } from '@nestjs/swagger';
 import { z } from 'zod';
-import { verifyMachineToken, type Config, type SessionStore } from '@velocity/shared';
+import type { Config, SessionStore } from '@velocity/shared';
 import { parseOr400 } from '../common/validation';
+import { machineClaims } from '../machines/machine-auth';
 import { CONFIG, SESSION_STORE } from '../tokens';
 import { ApiEndpoint } from '../openapi/api-endpoint';
 import { machineRouteSchema } from '../openapi/schemas';
@@ -32,10 +33,7 @@ export class RoutesController {
     errors: { 400: '`sessionId`: not a uuid', 404: 'No session has this route id, or it has no machine yet', 410: 'The session has ended' },
   })
   async route(@Param('sessionId') raw: string, @Headers('authorization') authorization?: string) {
-    const token = authorization?.match(/^Bearer (\S+)$/)?.[1];
-    if (!token || !verifyMachineToken(token, this.config.MACHINE_TOKEN_SECRET)) {
-      throw new UnauthorizedException({ statusCode: 401, error: 'Unauthorized', message: 'authorization: a valid machine token is required', field: 'authorization' });
-    }
+    machineClaims(authorization, this.config.MACHINE_TOKEN_SECRET);
     const sessionId = parseOr400(routeIdParam, raw, 'sessionId');
     const session = await this.store.getSessionByRoute(sessionId);
     if (session && ['ending', 'ended', 'error'].includes(session.status)) {

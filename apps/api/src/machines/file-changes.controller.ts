@@ -11,7 +11,6 @@ import {
   Req,
   Res,
   ServiceUnavailableException,
-  UnauthorizedException,
 } from '@nestjs/common';
 import { ApiTags } from '@nestjs/swagger';
 import type { Request, Response } from 'express';
@@ -22,12 +21,12 @@ import {
   FileChangeLog,
   STREAM_START,
   streamInfo,
-  verifyMachineToken,
   type Config,
   type Logger,
   type SessionStore,
 } from '@velocity/shared';
 import { parseOr400 } from '../common/validation';
+import { machineClaims } from './machine-auth';
 import { CONFIG, EVENT_LOG, LOGGER, REDIS, SESSION_STORE } from '../tokens';
 import { FileChangeStream, SESSION_GONE_STATUSES } from './file-changes.stream';
 import { ApiEndpoint, ref, SCHEMAS } from '../openapi/api-endpoint';
@@ -93,10 +92,7 @@ export class FileChangesController implements BeforeApplicationShutdown {
       res.setHeader('connection', 'close');
       throw new ServiceUnavailableException({ statusCode: 503, error: 'Service Unavailable', message: 'The api is shutting down; reconnect' });
     }
-    const token = authorization?.match(/^Bearer (\S+)$/)?.[1];
-    const claims = token ? verifyMachineToken(token, this.config.MACHINE_TOKEN_SECRET) : null;
-    if (!claims) throw new UnauthorizedException({ statusCode: 401, error: 'Unauthorized', message: 'A valid machine token is required', field: 'authorization' });
-    if (claims.sessionId !== sessionId) throw new ForbiddenException({ statusCode: 403, error: 'Forbidden', message: 'The token is for another session' });
+    const claims = machineClaims(authorization, this.config.MACHINE_TOKEN_SECRET, sessionId);
     const lastEventId = parseOr400(fileChangesLastEventIdHeader, req.header('last-event-id') ?? undefined, 'Last-Event-ID');
 
     // Where the session's events are before its row is read: an `ending` after this point is seen by the stream.

@@ -2,19 +2,18 @@ import {
   Body,
   ConflictException,
   Controller,
-  ForbiddenException,
   Headers,
   HttpCode,
   Inject,
   NotFoundException,
   Param,
   Post,
-  UnauthorizedException,
 } from '@nestjs/common';
 import { ApiTags } from '@nestjs/swagger';
 import { z } from 'zod';
-import { verifyMachineToken, type Config, type Logger, type SessionStore } from '@velocity/shared';
+import type { Config, Logger, SessionStore } from '@velocity/shared';
 import { parseOr400 } from '../common/validation';
+import { machineClaims } from './machine-auth';
 import { CONFIG, LOGGER, SESSION_STORE } from '../tokens';
 import { ApiEndpoint } from '../openapi/api-endpoint';
 import { activityRecordedSchema } from '../openapi/schemas';
@@ -55,10 +54,7 @@ export class MachineActivityController {
   })
   async activity(@Param('sessionId') sessionIdRaw: string, @Body() body: unknown, @Headers('authorization') authorization?: string) {
     const sessionId = parseOr400(machineSessionIdParam, sessionIdRaw, 'sessionId');
-    const token = authorization?.match(/^Bearer (\S+)$/)?.[1];
-    const claims = token ? verifyMachineToken(token, this.config.MACHINE_TOKEN_SECRET) : null;
-    if (!claims) throw new UnauthorizedException({ statusCode: 401, error: 'Unauthorized', message: 'A valid machine token is required', field: 'authorization' });
-    if (claims.sessionId !== sessionId) throw new ForbiddenException({ statusCode: 403, error: 'Forbidden', message: 'The token is for another session' });
+    machineClaims(authorization, this.config.MACHINE_TOKEN_SECRET, sessionId);
     const { lastActivityAt } = parseOr400(activityBody, body ?? {});
 
     const recorded = await this.store.recordActivity(sessionId, new Date(lastActivityAt));

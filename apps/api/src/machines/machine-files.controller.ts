@@ -1,8 +1,9 @@
-import { Controller, ForbiddenException, Get, Headers, Inject, Param, UnauthorizedException } from '@nestjs/common';
+import { Controller, Get, Headers, Inject, Param } from '@nestjs/common';
 import { ApiTags } from '@nestjs/swagger';
 import { z } from 'zod';
-import { verifyMachineToken, type Config, type SessionStore } from '@velocity/shared';
+import type { Config, SessionStore } from '@velocity/shared';
 import { parseOr400 } from '../common/validation';
+import { machineClaims } from './machine-auth';
 import { CONFIG, SESSION_STORE } from '../tokens';
 import { ApiEndpoint } from '../openapi/api-endpoint';
 import { machineFilesSchema } from '../openapi/schemas';
@@ -31,10 +32,7 @@ export class MachineFilesController {
   })
   async files(@Param('sessionId') sessionIdRaw: string, @Headers('authorization') authorization?: string) {
     const sessionId = parseOr400(machineSessionIdParam, sessionIdRaw, 'sessionId');
-    const token = authorization?.match(/^Bearer (\S+)$/)?.[1];
-    const claims = token ? verifyMachineToken(token, this.config.MACHINE_TOKEN_SECRET) : null;
-    if (!claims) throw new UnauthorizedException({ statusCode: 401, error: 'Unauthorized', message: 'A valid machine token is required', field: 'authorization' });
-    if (claims.sessionId !== sessionId) throw new ForbiddenException({ statusCode: 403, error: 'Forbidden', message: 'The token is for another session' });
+    const claims = machineClaims(authorization, this.config.MACHINE_TOKEN_SECRET, sessionId);
     return { files: await this.store.listProjectFiles(claims.projectId) };
   }
 }
