@@ -43,6 +43,10 @@ create table if not exists public.preview_sessions (
   resource_limits jsonb not null default '{}'::jsonb,
   container_id text,
   container_url text,
+  -- The id in the preview URL, /p/<route_id>/: the session's own id, or the id a
+  -- warm-pool machine's Vite was started with (its base cannot change without a
+  -- restart). The edge finds sessions by it.
+  route_id uuid,
   preview_url text,
   error_message text,
   error_step text,
@@ -73,6 +77,10 @@ create index if not exists preview_sessions_provisioning_updated_at_idx
 create index if not exists preview_sessions_container_id_idx
   on public.preview_sessions (container_id)
   where container_id is not null;
+
+create unique index if not exists preview_sessions_route_id_idx
+  on public.preview_sessions (route_id)
+  where route_id is not null;
 
 -- ---------------------------------------------------------------------------
 -- Row level security: on Supabase, tables in `public` are exposed over the REST
@@ -171,7 +179,7 @@ $$;
 -- Moves a session to p_to when its status is one of p_from, applying p_patch in
 -- the same statement. Returns the updated row, or no row when the session is
 -- missing or its status did not allow the move. Patch keys, all optional:
---   container_id, container_url, preview_url, error_message, error_step: set when present
+--   container_id, container_url, route_id, preview_url, error_message, error_step: set when present
 --   ttl_seconds: expires_at = now() + that many seconds
 --   ended: true sets ended_at = now()
 create or replace function public.vp_transition_session(p_id uuid, p_from text[], p_to text, p_patch jsonb default '{}'::jsonb)
@@ -183,6 +191,7 @@ as $$
     status        = p_to,
     container_id  = case when p_patch ? 'container_id'  then p_patch ->> 'container_id'  else s.container_id  end,
     container_url = case when p_patch ? 'container_url' then p_patch ->> 'container_url' else s.container_url end,
+    route_id      = case when p_patch ? 'route_id'      then (p_patch ->> 'route_id')::uuid else s.route_id  end,
     preview_url   = case when p_patch ? 'preview_url'   then p_patch ->> 'preview_url'   else s.preview_url   end,
     error_message = case when p_patch ? 'error_message' then p_patch ->> 'error_message' else s.error_message end,
     error_step    = case when p_patch ? 'error_step'    then p_patch ->> 'error_step'    else s.error_step    end,

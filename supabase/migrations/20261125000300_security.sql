@@ -168,7 +168,11 @@ begin
     raise exception 'vp_create_session_within_quota: p_owner_id is required' using errcode = '22023';
   end if;
 
-  perform pg_advisory_xact_lock(hashtext('vp_session_quota'), hashtext(p_owner_id::text));
+  -- Only a limit needs the count and the insert serialised; without one, an owner's
+  -- concurrent requests (the zero-setup user's, say) do not queue behind each other.
+  if p_max_live is not null then
+    perform pg_advisory_xact_lock(hashtext('vp_session_quota'), hashtext(p_owner_id::text));
+  end if;
 
   select count(*)::integer, min(s.expires_at) filter (where s.status = 'active')
   into v_live, v_next

@@ -1,9 +1,8 @@
 import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { LocalMachineProvider, readSse, sessionEventSchema, type SessionEvent } from '@velocity/shared';
+import { LocalMachineProvider, freePort, readSse, sessionEventSchema, type SessionEvent } from '@velocity/shared';
 import { scratchDatabase, testQueuePrefix } from '../../../libs/shared/test/test-env';
 import { APPS, startApp, stopProcess, waitForHttp, type AppName } from '../../../scripts/services';
 
@@ -107,13 +106,5 @@ export async function postSession(baseUrl: string, body: unknown) {
   return { status: res.status, body: await res.json() };
 }
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
+/** Re-exported for the tests that import it from here. */
+export { freePort };

@@ -1,5 +1,5 @@
-import { createServer as createNetServer } from 'node:net';
 import { join } from 'node:path';
+import { freePort } from '../../../libs/shared/src/net';
 import type { InlineConfig, PluginOption, ViteDevServer } from 'vite';
 
 /**
@@ -106,14 +106,4 @@ export async function startDevServer(options: DevServerOptions): Promise<DevServ
   throw lastError;
 }
 
-export function freePort(host = '127.0.0.1'): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createNetServer();
-    server.unref();
-    server.on('error', reject);
-    server.listen(0, host, () => {
-      const address = server.address();
-      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
-    });
-  });
-}
+export { freePort };

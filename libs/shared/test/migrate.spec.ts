@@ -80,7 +80,7 @@ describe('migrations', () => {
         'owner_id', 'preview_url', 'project_id', 'resource_limits', 'status', 'tier', 'updated_at',
         // 20261125000200_cleanup
         'activated_at', 'last_activity_at',
-        // 20261125000400_warm_pool
+        // the route id of the preview URL
         'route_id',
       ].sort(),
     );

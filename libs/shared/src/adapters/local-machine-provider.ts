@@ -1,10 +1,10 @@
 import { execFile, spawn } from 'node:child_process';
 import { mkdir, open, readFile, rm, stat, unlink } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { setPriority } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { TimeoutError, sleep } from '../errors';
+import { freePort } from '../net';
 import type { Machine, MachineProvider, MachineSpec } from '../machine-provider';
 import { withoutSecrets } from '../secret-env';
 
@@ -220,16 +220,6 @@ function lowerPriority(pid: number): void {
   }
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolvePort, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolvePort(port));
-    });
-  });
-}
 
 async function answers(url: string): Promise<boolean> {
   try {
