@@ -1,17 +1,18 @@
 import { randomBytes } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
 import { cpus, loadavg, totalmem } from 'node:os';
 import Redis from 'ioredis';
 import { WarmPool, applyMigrations, dropDatabase, ensureDatabase, withDatabase } from '@velocity/shared';
 import { urlChecks, checkUrl, countUrlAnswer, pool, runSession, stopSessions, waitEnded, type SessionRun } from './lib/client';
 import { FLOOR_COUNTS, createFloor } from './lib/floor';
-import { cpuMeter, machineBusyMs, pidsByName, rssOf, treeCpuMs, treeRss } from './lib/proc';
+import { cpuMeter, machineBusyMs, pidsByName, processTree, rssOf, treeCpuMs, treeRss } from './lib/proc';
 import { renderTable, writeReport, type Results } from './lib/report';
 import { load } from './lib/routing';
 import { startBenchSystem, vitePortOf, type BenchSystem } from './lib/services';
 import { median } from './lib/stats';
 
 /**
- * `npm run bench [-- --quick] [-- --only local|pool|noop]`: time to ready, orchestration
+ * `npm run bench [-- --quick] [-- --only local|pool|noop] [-- --json FILE]` (FILE: every raw figure): time to ready, orchestration
  * overhead, routing overhead, memory and "Session not found" count, against the
  * real services on this machine. Prints one table and writes it to docs/benchmarks.md.
  *
@@ -70,6 +71,8 @@ async function main() {
   const machine = `${cpus().length} cores (${cpus()[0]?.model ?? 'unknown CPU'}), ${(totalmem() / 2 ** 30).toFixed(1)} GiB, Node ${process.version}`;
   const table = renderTable(results);
   console.log(`\n${table}\n`);
+  const jsonPath = argValue('--json');
+  if (jsonPath) writeFileSync(jsonPath, JSON.stringify(results, null, 1));
   if (!QUICK && !ONLY) writeReport(results, table, machine);
   else log('a --quick or --only run: docs/benchmarks.md left as it is');
   if (urlChecks.notFound > 0) {
@@ -185,7 +188,7 @@ async function poolSection(databaseUrl: string, queuePrefix: string): Promise<No
   const sys = await startBenchSystem({
     databaseUrl,
     queuePrefix,
-    env: { MACHINE_PROVIDER: 'local', PROVISION_CONCURRENCY: String(size), WARM_POOL: `react:${size}-${size}`, POOL_REFILL_EVERY_MS: '1000', MACHINE_BUDGET: String(size * 3) },
+    env: { MACHINE_PROVIDER: 'local', PROVISION_CONCURRENCY: process.env.PC ?? String(size), WARM_POOL: `react:${size}-${size}`, POOL_REFILL_EVERY_MS: '1000', MACHINE_BUDGET: String(size * 3) },
   });
   undo.push(() => sys.stop());
   const redis = new Redis(sys.env.REDIS_URL ?? 'redis://127.0.0.1:6379');
@@ -196,23 +199,57 @@ async function poolSection(databaseUrl: string, queuePrefix: string): Promise<No
       if (Date.now() - started > 300_000) throw new Error(`the pool did not reach ${size} machines in 300 s`);
       await new Promise((r) => setTimeout(r, 250));
     }
-    // Let the machines' start-up CPU settle before timing.
-    await new Promise((r) => setTimeout(r, 2000));
-    return Date.now() - started;
+    const fillMs = Date.now() - started;
+    await waitQuiet();
+    return fillMs;
+  };
+  /**
+   * A pool is filled ahead of the sessions it serves: wait until its machines are
+   * idle (their start-up, and V8's memory-reducing collections some seconds
+   * later, are over) so the wave is timed against a pool at rest.
+   */
+  const waitQuiet = async () => {
+    const until = Date.now() + 30_000;
+    while (Date.now() < until) {
+      const pids = (await sys.machines.processes()).flatMap((p) => processTree(p.pid));
+      const meter = cpuMeter({ machines: () => pids });
+      await new Promise((r) => setTimeout(r, 1000));
+      if (meter.stop().machines < 5 * size) return;
+    }
+    log('   the pool machines did not settle within 30 s; timing anyway');
   };
   try {
     const fillMs = await fill();
     log(`   pool full in ${fillMs} ms`);
+    // Not counted: the first session through each code path of the services.
+    const warmUp = await runSession(sys.baseUrl, { fetchUrl: true, timeoutMs: 120_000 });
+    await stopSessions(sys.baseUrl, [warmUp.sessionId]);
+    log(`   warm-up session ready in ${warmUp.readyMs.toFixed(0)} ms; refilled in ${await fill()} ms`);
     const waves: SessionRun[] = [];
+    const cpuMs: Array<Record<string, number>> = [];
     for (let w = 0; w < SIZE.waves; w++) {
       if (w > 0) log(`   refilled in ${await fill()} ms`);
       log(`   wave ${w + 1}/${SIZE.waves}: ${size} sessions at once`);
+      const machinePids = (await sys.machines.processes()).flatMap((p) => processTree(p.pid));
+      const meter = cpuMeter({
+        api: () => [sys.pids.api],
+        provisioner: () => [sys.pids.provisioner],
+        cleanup: () => [sys.pids.cleanup],
+        machines: () => machinePids,
+        redis: () => pidsByName(/^redis-server$/),
+        postgres: () => pidsByName(/^postgres$/),
+        'bench client': () => [process.pid],
+      });
+      const busyBefore = machineBusyMs();
       const wave = await Promise.all(Array.from({ length: size }, () => runSession(sys.baseUrl, { fetchUrl: true, timeoutMs: 120_000 })));
+      const cpu = meter.stop();
+      cpuMs.push({ ...cpu, 'whole machine': machineBusyMs() - busyBefore });
       waves.push(...wave);
+      log(`     CPU ms: ${Object.entries(cpuMs[cpuMs.length - 1]).map(([k, v]) => `${k} ${v}`).join(', ')}`);
       log(`     ready p50 ${median(wave.map((r) => r.readyMs)).toFixed(0)} ms, max ${Math.max(...wave.map((r) => r.readyMs)).toFixed(0)} ms, pooled ${wave.filter((r) => r.pooled).length}/${size}`);
       await stopSessions(sys.baseUrl, wave.map((r) => r.sessionId));
     }
-    return { waves, size, fillMs };
+    return { waves, size, fillMs, cpuMs };
   } finally {
     redis.disconnect();
     await sys.stop();

@@ -43,8 +43,29 @@ export function treeRss(root: number): { bytes: number; processes: number } {
   return { bytes: pids.reduce((sum, pid) => sum + rssOf(pid), 0), processes: pids.length };
 }
 
-/** CPU time (user + system) of one process in ms; 0 when it is gone. Clock ticks are 10 ms on Linux. */
+/**
+ * CPU time of one process in ms, all its threads: the scheduler's own count
+ * (/proc/<pid>/task/<tid>/schedstat, nanoseconds), so short spans are measured
+ * too; threads that ended are not in it. 0 when the process is gone.
+ */
 export function cpuMsOf(pid: number): number {
+  try {
+    let ns = 0;
+    for (const tid of readdirSync(`/proc/${pid}/task`)) {
+      try {
+        ns += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
+      } catch {
+        // the thread ended while we looked
+      }
+    }
+    return ns / 1e6;
+  } catch {
+    return ticksCpuMsOf(pid);
+  }
+}
+
+/** CPU time (user + system) of one process in ms from /proc/<pid>/stat (10 ms clock ticks, ended threads included); 0 when it is gone. */
+function ticksCpuMsOf(pid: number): number {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');

@@ -33,7 +33,7 @@ export interface Results {
     concurrency: number;
   };
   /** Issue 9: sessions from a warm pool sized for the wave, beside the cold path of the same run. */
-  pool?: { waves: SessionRun[]; size: number; fillMs: number };
+  pool?: { waves: SessionRun[]; size: number; fillMs: number; /** CPU ms each group used during each wave. */ cpuMs: Array<Record<string, number>> };
   urlChecks?: { requests: number; notFound: number; non200: number };
 }
 
