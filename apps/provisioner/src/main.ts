@@ -1,6 +1,7 @@
 import { Queue } from 'bullmq';
 import {
   EventLog,
+  FileChangeLog,
   QueueName,
   assertServicesReachable,
   createLogger,
@@ -32,12 +33,15 @@ async function main() {
   const ops = await startProvisionerOps(config, { redis, store }, logger);
   const poolTargets = parseWarmPool(config.WARM_POOL);
   const pool = poolTargets.length > 0 ? new WarmPool(redis, config.QUEUE_PREFIX) : null;
-  const worker = createProvisionWorker({ config, store, provider, events, cleanupQueue, logger, faults: faultsOf(config), observer: ops.observer, pool }, redis, logger);
+  const changes = pool ? new FileChangeLog(eventsRedis, config.QUEUE_PREFIX, config.EVENT_STREAM_TTL_SECONDS) : null;
+  const worker = createProvisionWorker({ config, store, provider, events, cleanupQueue, logger, faults: faultsOf(config), observer: ops.observer, pool, changes }, redis, logger);
   worker.on('error', (err) => logger.error('worker error', { err }));
   ops.instrument(worker);
   await worker.waitUntilReady();
   const workerName = `provisioner-${process.pid}`;
-  const poolDeps = pool ? { config, provider, pool, targets: poolTargets, redis, logger, workerName } : null;
+  const sessionsQueue = new Queue(QueueName.Sessions, { connection: redis, prefix: config.QUEUE_PREFIX });
+  const provisioning = async () => Object.values(await sessionsQueue.getJobCounts('active', 'waiting', 'prioritized')).some((n) => n > 0);
+  const poolDeps = pool ? { config, provider, pool, targets: poolTargets, redis, logger, workerName, provisioning } : null;
   const refills = poolDeps ? await startPoolRefills(new RefillPool(poolDeps), config, redis, logger) : null;
   // A Redis that restarted lost the refill schedule with everything else.
   if (refills) redis.on('ready', () => void refills.reschedule().catch((err) => logger.error('could not schedule pool refills', { err })));
@@ -52,7 +56,7 @@ async function main() {
     clearTimeout(handBack);
     await refills?.close();
     if (poolDeps) await drainPool(poolDeps).catch((err) => logger.error('could not drain the pool', { err }));
-    await cleanupQueue.close();
+    await Promise.all([cleanupQueue.close(), sessionsQueue.close()]);
     await ops.close();
     await Promise.all([store.close(), provider.close()]);
     redis.disconnect();

@@ -23,11 +23,21 @@ export interface RefillPoolDeps {
   logger: Logger;
   /** Name of this worker; its machines are the ones it drains on shutdown. */
   workerName: string;
+  /** Whether sessions are being provisioned now (any provisioner); refills wait for a quiet moment. */
+  provisioning?: () => Promise<boolean>;
 }
 
 const NIL_UUID = '00000000-0000-0000-0000-000000000000';
 /** Pooled machines started at once by one refill. */
 const POOL_START_CONCURRENCY = 2;
+/**
+ * Before each batch a refill waits while sessions are being provisioned: a
+ * machine's start is a second of CPU and its spawn stalls this process, and the
+ * sessions in flight are the ones a user waits for. Never longer than this, so
+ * steady traffic cannot keep the pool empty.
+ */
+const YIELD_TO_SESSIONS_MAX_MS = 5_000;
+const YIELD_POLL_MS = 100;
 
 /**
  * Tops each pool up to its minimum: starts machines on their template (no
@@ -54,6 +64,7 @@ export class RefillPool {
       // A few at a time: a Vite start is a second of CPU, and sessions being served come first.
       let started = 0;
       for (let i = 0; i < wanted.length; i += POOL_START_CONCURRENCY) {
+        await this.yieldToSessions();
         const batch = await Promise.all(wanted.slice(i, i + POOL_START_CONCURRENCY).map((target) => this.startOne(target)));
         started += batch.filter(Boolean).length;
       }
@@ -62,6 +73,13 @@ export class RefillPool {
     } finally {
       await redis.del(lock);
     }
+  }
+
+  private async yieldToSessions(): Promise<void> {
+    const { provisioning } = this.deps;
+    if (!provisioning) return;
+    const until = Date.now() + YIELD_TO_SESSIONS_MAX_MS;
+    while (Date.now() < until && (await provisioning().catch(() => false))) await sleep(YIELD_POLL_MS);
   }
 
   private async startOne(target: PoolTarget): Promise<boolean> {
