@@ -46,7 +46,8 @@ export async function runPipeline(ctx: ProvisionContext, steps: readonly Step[] 
     const ms = Date.now() - started;
     ctx.logger.info('step done', { step: step.name, ms, attempt: ctx.attempt });
     ctx.deps.observer?.stepDone(step.name, ms);
-    await emit(ctx, { type: 'progress', step: step.name, state: 'done', ms, attempt: ctx.attempt });
+    // Held back: it is stored with the next event (the next step's `started`, or `ready`), in one round trip.
+    await emit(ctx, { type: 'progress', step: step.name, state: 'done', ms, attempt: ctx.attempt }, { hold: true });
   }
 }
 
@@ -73,6 +74,19 @@ async function runStep(ctx: ProvisionContext, step: Step, budgetMs: number): Pro
 
 type NewEvent = SessionEvent extends infer E ? (E extends SessionEvent ? Omit<E, 'sessionId' | 'at'> : never) : never;
 
-export function emit(ctx: ProvisionContext, event: NewEvent): Promise<string> {
-  return ctx.deps.events.append({ ...event, sessionId: ctx.job.sessionId, at: Date.now() } as SessionEvent);
+/**
+ * Stores the event, after any held back; with `hold`, keeps it to go with the
+ * next one instead (an event held when the job ends is lost, which only costs
+ * a progress line).
+ */
+export async function emit(ctx: ProvisionContext, event: NewEvent, options: { hold?: boolean } = {}): Promise<void> {
+  const full = { ...event, sessionId: ctx.job.sessionId, at: Date.now() } as SessionEvent;
+  if (options.hold) {
+    (ctx.held ??= []).push(full);
+    return;
+  }
+  const events = [...(ctx.held ?? []), full];
+  await ctx.deps.events.appendAll(events);
+  // Cleared once stored: a failed store keeps them for the next try.
+  ctx.held = undefined;
 }

@@ -3,6 +3,7 @@ import type {
   Config,
   EventLog,
   Faults,
+  FileChangeLog,
   WarmPool,
   Logger,
   Machine,
@@ -11,6 +12,7 @@ import type {
   Project,
   ProvisionSessionJob,
   ProvisionStep,
+  SessionEvent,
   SessionStore,
 } from '@velocity/shared';
 import type { ProvisionObserver } from './provision-observer';
@@ -30,6 +32,8 @@ export interface ProvisionDeps {
   observer?: ProvisionObserver;
   /** The warm pool of pre-started machines, when one is configured. */
   pool?: WarmPool | null;
+  /** Projects' file changes: a claim hands the machine the files with the cursor they are current to. */
+  changes?: FileChangeLog | null;
 }
 
 /** One provisioning run of one session; steps read and fill it in order. */
@@ -45,6 +49,8 @@ export interface ProvisionContext {
   /** The id in the preview URL: the session's own, or its pooled machine's. */
   routeId?: string;
   previewUrl?: string;
+  /** Events held back to be stored with the next one, in one round trip (a step's `done` goes with the next step's `started`). */
+  held?: SessionEvent[];
 }
 
 /**

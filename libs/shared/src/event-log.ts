@@ -31,17 +31,26 @@ export class EventLog {
   }
 
   async append(event: SessionEvent): Promise<string> {
-    const valid = sessionEventSchema.parse(event);
-    const key = this.key(valid.sessionId);
-    const batch = this.redis
-      .multi()
-      .xadd(key, 'MAXLEN', '~', String(this.maxLength), '*', 'e', JSON.stringify(valid))
-      .expire(key, this.ttlSeconds);
-    if (GONE_EVENTS.includes(valid.type)) batch.publish(this.goneChannel, valid.sessionId);
-    const result = await batch.exec();
-    const [err, id] = result?.[0] ?? [new Error('no reply to XADD')];
-    if (err) throw err;
-    return id as string;
+    const [id] = await this.appendAll([event]);
+    return id;
+  }
+
+  /** Several events of one session in one round trip, in order; their ids. */
+  async appendAll(events: readonly SessionEvent[]): Promise<string[]> {
+    const valid = events.map((event) => sessionEventSchema.parse(event));
+    const key = this.key(valid[0].sessionId);
+    if (valid.some((event) => event.sessionId !== valid[0].sessionId)) throw new Error('appendAll: events of more than one session');
+    const batch = this.redis.multi();
+    for (const event of valid) batch.xadd(key, 'MAXLEN', '~', String(this.maxLength), '*', 'e', JSON.stringify(event));
+    batch.expire(key, this.ttlSeconds);
+    const gone = valid.find((event) => GONE_EVENTS.includes(event.type));
+    if (gone) batch.publish(this.goneChannel, gone.sessionId);
+    const result = (await batch.exec()) ?? [];
+    return valid.map((_, i) => {
+      const [err, id] = result[i] ?? [new Error('no reply to XADD')];
+      if (err) throw err;
+      return id as string;
+    });
   }
 
   /**
