@@ -1,4 +1,6 @@
+import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
+import { samples } from '../../../libs/shared/test/prometheus';
 import { WarmPool, loadConfig, sleep, type SessionEvent } from '@velocity/shared';
 import { eventsUntilTerminal, postSession, startSystem, type RunningSystem } from '../src/system';
 
@@ -7,13 +9,20 @@ import { eventsUntilTerminal, postSession, startSystem, type RunningSystem } fro
  * claimed by a session, loaded with that project's files without a Vite
  * restart, never handed to a second session, and not mistaken for orphans.
  */
+const TOKEN = randomBytes(24).toString('base64url');
+/** Requests the api answered on the machines' files route so far (its request histogram's count). */
+const filesRequests = async (api: string) => {
+  const text = await (await fetch(`${api}/metrics`, { headers: { authorization: `Bearer ${TOKEN}` } })).text();
+  return samples(text, 'vp_http_request_seconds_count', { route: '/v1/machines/:sessionId/files' }).reduce((sum, s) => sum + s.value, 0);
+};
+
 describe('warm pool', () => {
   let system: RunningSystem;
   let redis: Redis;
   let pool: WarmPool;
 
   beforeAll(async () => {
-    system = await startSystem({ WARM_POOL: 'react:2-2', POOL_REFILL_EVERY_MS: '500', CLEANUP_SWEEP_EVERY_MS: '500', ORPHAN_GRACE_MS: '1000' });
+    system = await startSystem({ OPERATOR_TOKEN: TOKEN, WARM_POOL: 'react:2-2', POOL_REFILL_EVERY_MS: '500', CLEANUP_SWEEP_EVERY_MS: '500', ORPHAN_GRACE_MS: '1000' });
     const config = loadConfig(system.env);
     redis = new Redis(config.REDIS_URL);
     pool = new WarmPool(redis, config.QUEUE_PREFIX);
@@ -38,6 +47,7 @@ describe('warm pool', () => {
       expect(put.status).toBe(201);
     }
     const pooledBefore = (await pool.members()).map((m) => m.machineId);
+    const filesRequestsBefore = await filesRequests(api);
 
     const created = await postSession(api, { projectId: project.id });
     const { events } = await eventsUntilTerminal(api, created.body.sessionId, 30_000);
@@ -53,6 +63,17 @@ describe('warm pool', () => {
     expect(await fetch(`${ready.previewUrl}src/App.css`).then((r) => r.text())).not.toContain('.app {');
     const claimed = (await system.machines.list()).find((m) => ready.previewUrl.includes(`/p/${m.sessionId}/`));
     expect(claimed && pooledBefore).toContain(claimed!.id);
+
+    // The files came with the claim, current to a file-changes cursor: the machine loaded nothing from the api (no second load either) ...
+    expect(await filesRequests(api)).toBe(filesRequestsBefore);
+    // ... and a change made now reaches it.
+    const edited = await fetch(`${api}/v1/projects/${project.id}/files/src/App.jsx`, {
+      method: 'PUT',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ content: 'export default function App() { return <h1>Edited after the claim</h1>; }\n' }),
+    });
+    expect(edited.status).toBe(200);
+    await until(async () => (await fetch(`${ready.previewUrl}src/App.jsx`).then((r) => r.text())).includes('Edited after the claim'), 'the edit served by the claimed machine', 15_000);
 
     // The pool refills to its size with a new machine; the claimed one is not in it.
     await until(async () => (await pool.size('react', 'free')) === 2, 'the pool refilled', 90_000);

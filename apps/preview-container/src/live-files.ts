@@ -67,9 +67,14 @@ export class LiveFiles extends EventEmitter {
     super();
   }
 
-  /** Records the files written at start, so a resync writes only what changed. */
-  seed(files: ProjectFile[]): void {
+  /**
+   * Records the files written at start, so a resync writes only what changed.
+   * With the cursor they are current to, the stream starts after it instead of
+   * with a resync (a change seen twice is skipped: its content is known).
+   */
+  seed(files: ProjectFile[], cursor?: string): void {
     for (const file of files) this.known.set(safeRelativePath(file.path), digest(file.content));
+    if (cursor) this.lastEventId = cursor;
   }
 
   start(): void {

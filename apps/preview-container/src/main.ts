@@ -48,14 +48,15 @@ async function main(): Promise<void> {
     ? createClaimHandler(config.claimToken, async (claimed) => {
         // Started at a low priority while it waited; now it serves a session.
         normalPriority();
-        const files = await fetchProjectFiles(claimed.filesUrl, claimed.machineToken);
+        // Sent with the claim (current to `filesCursor`), or else loaded from the api.
+        const files = claimed.files ?? (await fetchProjectFiles(claimed.filesUrl, claimed.machineToken));
         const { written, removed } = await syncProjectFiles(config.workDir, files);
         // Vite must not serve a template module it transformed before the claim; its watcher may not have seen the change yet.
         for (const rel of [...written, ...removed]) devServer?.vite.moduleGraph.onFileChange(join(config.workDir, rel));
         logger = logger.child({ sessionId: claimed.sessionId });
         container.health.sessionId = claimed.sessionId;
         container.health.pooled = false;
-        bindSession(session, { ...config, ...claimed }, container, logger, files);
+        bindSession(session, { ...config, ...claimed }, container, logger, files, claimed.filesCursor);
         logger.info('claimed', { files: files.length, written: written.length, removed: removed.length });
         return { files: files.length };
       })
@@ -113,6 +114,8 @@ function bindSession(
   container: ContainerServer,
   logger: Logger,
   files: ProjectFile[],
+  /** The file-changes cursor `files` are current to; without one, live files resync first. */
+  filesCursor?: string,
 ): void {
   session.activity = createActivityReporter({ ...activitySettings(process.env, config.filesUrl), token: config.machineToken, logger });
   session.activity.start();
@@ -129,8 +132,8 @@ function bindSession(
     health: container.health,
     logger,
   });
-  // From here on, every change to the project's files reaches WORK_DIR (a resync first covers what changed since the load).
-  session.liveFiles.seed(files);
+  // From here on, every change to the project's files reaches WORK_DIR (from the cursor, or after a resync that covers what changed since the load).
+  session.liveFiles.seed(files, filesCursor);
   session.liveFiles.start();
 }
 

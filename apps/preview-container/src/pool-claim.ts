@@ -1,29 +1,21 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { timingSafeEqual } from 'node:crypto';
-import { z } from 'zod';
+import { POOL_CLAIM_MAX_BYTES, POOL_CLAIM_PATH, poolClaimSchema, type PoolClaim } from '../../../libs/shared/src/warm-pool';
 
 /**
- * The claim of a warm-pool machine: `POST /__pool/claim` with the machine's
- * claim token names the session it now serves. It answers once the session's
- * files are in place (and Vite sees them), so the provisioner can verify at once.
+ * The machine's side of a claim (the contract is in libs/shared/src/warm-pool.ts).
+ * It answers once the session's files are in place (and Vite sees them), so the
+ * provisioner can verify at once.
  */
-export const CLAIM_PATH = '/__pool/claim';
-
-export const claimSchema = z.object({
-  sessionId: z.uuid(),
-  projectId: z.uuid(),
-  filesUrl: z.url({ protocol: /^https?$/ }),
-  machineToken: z.string().min(1),
-});
-export type Claim = z.infer<typeof claimSchema>;
-
-export function createClaimHandler(claimToken: string, onClaim: (claim: Claim) => Promise<{ files: number }>) {
+export function createClaimHandler(claimToken: string, onClaim: (claim: PoolClaim) => Promise<{ files: number }>) {
   let claimed: string | null = null;
   return async (req: IncomingMessage, res: ServerResponse): Promise<boolean> => {
-    if (!req.url?.startsWith(CLAIM_PATH)) return false;
+    if (!req.url?.startsWith(POOL_CLAIM_PATH)) return false;
     if (req.method !== 'POST') return send(res, 405, { error: 'POST only' });
     if (!tokenMatches(req.headers.authorization, claimToken)) return send(res, 401, { error: 'A valid claim token is required' });
-    const parsed = claimSchema.safeParse(await readJson(req).catch(() => null));
+    const body = await readJson(req).catch((err: Error) => err);
+    if (body instanceof BodyTooLargeError) return send(res, 413, { error: `Claim larger than ${POOL_CLAIM_MAX_BYTES} bytes` });
+    const parsed = poolClaimSchema.safeParse(body instanceof Error ? null : body);
     if (!parsed.success) return send(res, 400, { error: `Invalid claim: ${parsed.error.issues[0].path.join('.')} ${parsed.error.issues[0].message}` });
     // A machine serves one session in its life; the same claim again (a retried request) is answered as before.
     if (claimed && claimed !== parsed.data.sessionId) return send(res, 409, { error: 'Already claimed', sessionId: claimed });
@@ -47,10 +39,12 @@ async function readJson(req: IncomingMessage): Promise<unknown> {
   let body = '';
   for await (const chunk of req) {
     body += chunk;
-    if (body.length > 64 * 1024) throw new Error('claim body too large');
+    if (body.length > POOL_CLAIM_MAX_BYTES) throw new BodyTooLargeError();
   }
   return JSON.parse(body);
 }
+
+class BodyTooLargeError extends Error {}
 
 function send(res: ServerResponse, status: number, body: unknown): true {
   res.writeHead(status, { 'content-type': 'application/json' });

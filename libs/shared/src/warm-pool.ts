@@ -20,6 +20,29 @@ export interface PooledMachine {
   since: number;
 }
 
+/**
+ * The claim of a pooled machine: `POST /__pool/claim` with the machine's claim
+ * token names the session it now serves, with that session's access to the api.
+ * `files` and `filesCursor` (optional, sent together): the project's files and
+ * the file-changes cursor they are current to, so the machine needs no load of
+ * its own; without them it fetches the files from `filesUrl`.
+ */
+export const POOL_CLAIM_PATH = '/__pool/claim';
+/** Largest claim body a machine reads (the provisioner leaves bigger projects' files out). */
+export const POOL_CLAIM_MAX_BYTES = 4 * 1024 * 1024;
+
+export const poolClaimSchema = z
+  .object({
+    sessionId: z.uuid(),
+    projectId: z.uuid(),
+    filesUrl: z.url({ protocol: /^https?$/ }),
+    machineToken: z.string().min(1),
+    files: z.array(z.object({ path: z.string().min(1), content: z.string() })).optional(),
+    filesCursor: z.string().regex(/^\d+-\d+$/, 'must be a stream id').optional(),
+  })
+  .refine((claim) => (claim.files === undefined) === (claim.filesCursor === undefined), { message: 'files and filesCursor come together', path: ['filesCursor'] });
+export type PoolClaim = z.infer<typeof poolClaimSchema>;
+
 /** One pool: a template and tier, with its size bounds. */
 export interface PoolTarget {
   templateType: string;

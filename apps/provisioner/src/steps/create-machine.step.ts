@@ -1,4 +1,4 @@
-import { PermanentError, type Machine, type PooledMachine } from '@velocity/shared';
+import { POOL_CLAIM_PATH, PermanentError, type Machine, type PoolClaim, type PooledMachine, type ProjectFile } from '@velocity/shared';
 import { sessionAccess, sessionMachineEnv } from '../machine-env';
 import { required, type ProvisionContext, type Step } from '../provision-context';
 
@@ -62,22 +62,41 @@ async function claimPooled(ctx: ProvisionContext): Promise<{ machine: Machine; r
   const session = required(ctx.session, 'the session row');
   const project = required(ctx.project, 'the project');
   const started = Date.now();
-  const entry = await pool.claim(project.templateType, session.tier);
+  const [entry, snapshot] = await Promise.all([pool.claim(project.templateType, session.tier), filesSnapshot(ctx, project.id)]);
   if (!entry) return null;
+  const access = sessionAccess(ctx.deps.config, { sessionId: session.id, projectId: project.id, tier: session.tier });
   try {
-    await sendClaim(entry, { sessionId: session.id, projectId: project.id, ...sessionAccess(ctx.deps.config, { sessionId: session.id, projectId: project.id, tier: session.tier }) }, ctx.signal);
+    await sendClaim(entry, { sessionId: session.id, projectId: project.id, ...access, ...snapshot }, ctx.signal);
   } catch (err) {
     ctx.logger.warn('pooled machine refused the claim; starting one cold', { machineId: entry.machineId, err: err as Error });
     await ctx.deps.provider.destroy(entry.machineId).catch(() => undefined);
     return null;
   }
   ctx.deps.observer?.poolClaimed?.(project.templateType, Date.now() - started);
-  ctx.logger.info('pooled machine claimed', { machineId: entry.machineId, routeId: entry.routeId, ms: Date.now() - started });
+  ctx.logger.info('pooled machine claimed', { machineId: entry.machineId, routeId: entry.routeId, ms: Date.now() - started, filesSent: Boolean(snapshot.files) });
   return { machine: { id: entry.machineId, sessionId: entry.routeId, state: 'started', url: entry.url }, routeId: entry.routeId };
 }
 
-async function sendClaim(entry: PooledMachine, claim: Record<string, string>, signal: AbortSignal): Promise<void> {
-  const res = await fetch(`${entry.url}/__pool/claim`, {
+/** Above this, the claim leaves the files out and the machine fetches them itself. */
+const CLAIM_FILES_MAX_BYTES = 2 * 1024 * 1024;
+
+/**
+ * The project's files and the file-changes cursor they are current to, sent
+ * with the claim so the machine loads them without a round trip to the api and
+ * follows changes from that cursor (no second load). The cursor is read first:
+ * a change made meanwhile comes again after it, and the machine skips what it has.
+ */
+async function filesSnapshot(ctx: ProvisionContext, projectId: string): Promise<{ files?: ProjectFile[]; filesCursor?: string }> {
+  const { changes, store } = ctx.deps;
+  if (!changes) return {};
+  const filesCursor = await changes.cursor(projectId);
+  const files = await store.listProjectFiles(projectId);
+  const bytes = files.reduce((sum, file) => sum + Buffer.byteLength(file.path) + Buffer.byteLength(file.content), 0);
+  return bytes <= CLAIM_FILES_MAX_BYTES ? { files, filesCursor } : {};
+}
+
+async function sendClaim(entry: PooledMachine, claim: PoolClaim, signal: AbortSignal): Promise<void> {
+  const res = await fetch(`${entry.url}${POOL_CLAIM_PATH}`, {
     method: 'POST',
     headers: { 'content-type': 'application/json', authorization: `Bearer ${entry.claimToken}` },
     body: JSON.stringify(claim),
@@ -86,4 +105,3 @@ async function sendClaim(entry: PooledMachine, claim: Record<string, string>, si
   const body = await res.text();
   if (res.status !== 200) throw new Error(`claim answered ${res.status}: ${body.slice(0, 200)}`);
 }
-
