@@ -12,7 +12,7 @@ import { createClaimHandler } from './pool-claim';
 import { templateFiles } from '../../../libs/shared/src/templates';
 import { FlyReplay } from './fly-replay';
 import { createContainerServer, type ContainerServer } from './server';
-import { warmUp } from './warm-up';
+import { rehearsePage, warmUp } from './warm-up';
 
 /**
  * The program inside each preview machine: listen at once (so /health answers 503
@@ -85,7 +85,9 @@ async function main(): Promise<void> {
     const files = pooled ? templateFiles(config.templateType) : await fetchProjectFiles(config.filesUrl, config.machineToken);
     const nodeModulesRealDir = await loadFiles(config, container, logger, files);
     if (!pooled) bindSession(session, config, container, logger, files);
-    if (!stopping) devServer = await startVite(config, container, logger, () => stopping, nodeModulesRealDir);
+    // A pooled machine reports healthy (joins the pool) only once its page was rehearsed.
+    const rehearse = pooled ? () => rehearsePage(`http://127.0.0.1:${port}${config.basePath}`) : undefined;
+    if (!stopping) devServer = await startVite(config, container, logger, () => stopping, nodeModulesRealDir, rehearse);
   } catch (error) {
     logger.error('start failed', { err: error });
     await stop(1, 'start failed');
@@ -153,6 +155,7 @@ async function startVite(
   logger: Logger,
   stopping: () => boolean,
   nodeModulesRealDir: string,
+  rehearse?: () => Promise<void>,
 ): Promise<DevServer | undefined> {
   const viteStart = Date.now();
   const devServer = await startDevServer({
@@ -169,6 +172,7 @@ async function startVite(
   const warm = await warmUp(devServer.origin, config.basePath).catch((error) => ({ requests: 0, failed: [errorMessage(error)] }));
   if (warm.failed.length > 0) logger.warn('first page load had failures', { failed: warm.failed });
   container.setProxy(createViteProxy(devServer.origin, config.basePath, logger));
+  await rehearse?.().catch((error) => logger.warn('page rehearsal failed', { err: error }));
   container.health.devServerProbeUrl = `${devServer.origin}${config.basePath}@vite/client`;
   logger.info('dev server ready', { port: devServer.port, ms: Date.now() - viteStart, warmUpRequests: warm.requests });
   return devServer;
