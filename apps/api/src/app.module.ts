@@ -2,7 +2,7 @@ import { BullModule } from '@nestjs/bullmq';
 import { DynamicModule, Inject, Module, OnApplicationShutdown } from '@nestjs/common';
 import { APP_FILTER } from '@nestjs/core';
 import type Redis from 'ioredis';
-import { ALL_QUEUES, EventLog, FileChangeLog, createRedis, createSessionStore, type Config, type Logger, type SessionStore } from '@velocity/shared';
+import { ALL_QUEUES, EventLog, FileChangeLog, BlockingReaders, createRedis, createSessionStore, type Config, type Logger, type SessionStore } from '@velocity/shared';
 import { AdminModule } from './admin/admin.module';
 import { ErrorFilter } from './common/error.filter';
 import { MetricsModule } from './metrics/metrics.module';
@@ -18,14 +18,19 @@ import { SessionsController } from './sessions/sessions.controller';
 import { SessionsService } from './sessions/sessions.service';
 import { authProviders } from './auth/auth.guard';
 import { SessionQuotas } from './sessions/session-quotas';
-import { CONFIG, EVENT_LOG, LOGGER, REDIS, SESSION_STORE } from './tokens';
+import { CONFIG, EVENT_LOG, LOGGER, READERS, REDIS, SESSION_STORE } from './tokens';
 
 /** Closes what the module opened when the app shuts down. */
 class Resources implements OnApplicationShutdown {
-  constructor(@Inject(REDIS) private readonly redis: Redis, @Inject(SESSION_STORE) private readonly store: SessionStore) {}
+  constructor(
+    @Inject(REDIS) private readonly redis: Redis,
+    @Inject(READERS) private readonly readers: BlockingReaders,
+    @Inject(SESSION_STORE) private readonly store: SessionStore,
+  ) {}
 
   async onApplicationShutdown() {
     await this.store.close();
+    this.readers.close();
     this.redis.disconnect();
   }
 }
@@ -47,6 +52,7 @@ export class AppModule {
         { provide: CONFIG, useValue: config },
         { provide: LOGGER, useValue: logger },
         { provide: REDIS, useFactory: () => createRedis(config.REDIS_URL) },
+        { provide: READERS, inject: [REDIS], useFactory: (redis: Redis) => new BlockingReaders(redis) },
         { provide: SESSION_STORE, useFactory: () => createSessionStore(config) },
         {
           provide: EVENT_LOG,

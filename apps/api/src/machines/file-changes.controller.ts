@@ -17,6 +17,7 @@ import type { Request, Response } from 'express';
 import type Redis from 'ioredis';
 import { z } from 'zod';
 import {
+  BlockingReaders,
   EventLog,
   FileChangeLog,
   STREAM_START,
@@ -27,7 +28,7 @@ import {
 } from '@velocity/shared';
 import { parseOr400 } from '../common/validation';
 import { machineClaims } from './machine-auth';
-import { CONFIG, EVENT_LOG, LOGGER, REDIS, SESSION_STORE } from '../tokens';
+import { CONFIG, EVENT_LOG, LOGGER, READERS, REDIS, SESSION_STORE } from '../tokens';
 import { FileChangeStream, SESSION_GONE_STATUSES } from './file-changes.stream';
 import { ApiEndpoint, ref, SCHEMAS } from '../openapi/api-endpoint';
 import { machineSessionIdParam } from './machine-files.controller';
@@ -53,6 +54,7 @@ export class FileChangesController implements BeforeApplicationShutdown {
     @Inject(SESSION_STORE) private readonly store: SessionStore,
     @Inject(EVENT_LOG) private readonly events: EventLog,
     @Inject(REDIS) private readonly redis: Redis,
+    @Inject(READERS) private readonly readers: BlockingReaders,
     @Inject(LOGGER) private readonly logger: Logger,
     private readonly changes: FileChangeLog,
   ) {}
@@ -110,7 +112,7 @@ export class FileChangesController implements BeforeApplicationShutdown {
         changes: this.changes,
         events: this.events,
         store: this.store,
-        reader: this.redis.duplicate(),
+        readers: this.readers,
         logger: this.logger.child({ sessionId }),
       },
       { heartbeatMs: Math.min(this.config.SSE_HEARTBEAT_MS, 15_000), retryMs: 1000 },

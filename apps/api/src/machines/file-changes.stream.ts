@@ -2,6 +2,7 @@ import type { Request, Response } from 'express';
 import type Redis from 'ioredis';
 import {
   FILE_CHANGE_EVENTS,
+  type BlockingReaders,
   parseFileChangeEntry,
   type EventLog,
   type FileChangeLog,
@@ -37,11 +38,14 @@ const BATCH = 20;
  */
 export class FileChangeStream {
   private closed = false;
+  /** Its own connection for the blocking reads; `reading` while one is in flight. */
+  private reader: Redis | undefined;
+  private reading = false;
   private res: Response | undefined;
 
   constructor(
     private readonly session: { id: string; projectId: string },
-    private readonly deps: { changes: FileChangeLog; events: EventLog; store: SessionStore; reader: Redis; logger: Logger },
+    private readonly deps: { changes: FileChangeLog; events: EventLog; store: SessionStore; readers: BlockingReaders; logger: Logger },
     private readonly options: FileChangeStreamOptions,
   ) {}
 
@@ -67,7 +71,8 @@ export class FileChangeStream {
   }
 
   private async run(res: Response, lastEventId: string | undefined, eventsCursor: string): Promise<void> {
-    const { changes, events, reader } = this.deps;
+    const { changes, events } = this.deps;
+    const reader = (this.reader = this.deps.readers.acquire());
     const { projectId } = this.session;
     let cursor: string;
     if (lastEventId === undefined || (await changes.missedSince(projectId, lastEventId))) {
@@ -79,7 +84,9 @@ export class FileChangeStream {
     const filesKey = changes.key(projectId);
     const eventsKey = events.key(this.session.id);
     while (!this.closed) {
-      const reply = (await reader.xread(
+      this.reading = true;
+      const reply = (await reader
+        .xread(
         'COUNT',
         BATCH,
         'BLOCK',
@@ -89,7 +96,8 @@ export class FileChangeStream {
         eventsKey,
         cursor,
         eventsCursor,
-      )) as [string, [string, string[]][]][] | null;
+        )
+        .finally(() => (this.reading = false))) as [string, [string, string[]][]][] | null;
       if (this.closed) return;
       if (!reply) {
         if (await this.sessionOver()) return this.ended(res, 'session ended');
@@ -146,7 +154,7 @@ export class FileChangeStream {
   private close(): void {
     if (this.closed) return;
     this.closed = true;
-    this.deps.reader.disconnect();
+    if (this.reader) this.deps.readers.release(this.reader, this.reading);
   }
 }
 

@@ -2,6 +2,7 @@ import type { Request, Response } from 'express';
 import type Redis from 'ioredis';
 import {
   TERMINAL_EVENTS,
+  type BlockingReaders,
   type EventLog,
   type Logger,
   type SessionEvent,
@@ -23,10 +24,13 @@ export interface EventStreamOptions {
  */
 export class SessionEventStream {
   private closed = false;
+  /** Its own connection for the blocking reads; `reading` while one is in flight. */
+  private reader: Redis | undefined;
+  private reading = false;
 
   constructor(
     private readonly sessionId: string,
-    private readonly deps: { events: EventLog; store: SessionStore; reader: Redis; logger: Logger },
+    private readonly deps: { events: EventLog; store: SessionStore; readers: BlockingReaders; logger: Logger },
     private readonly options: EventStreamOptions,
   ) {}
 
@@ -54,7 +58,9 @@ export class SessionEventStream {
     // The first read does not block, so a session whose stream is gone is answered at once.
     let blockMs: number | undefined;
     while (!this.closed) {
-      const batch = await this.deps.events.read(this.sessionId, cursor, blockMs, this.deps.reader);
+      this.reader ??= this.deps.readers.acquire();
+      this.reading = true;
+      const batch = await this.deps.events.read(this.sessionId, cursor, blockMs, this.reader).finally(() => (this.reading = false));
       if (this.closed) return;
       for (const stored of batch) {
         this.write(res, stored);
@@ -94,6 +100,6 @@ export class SessionEventStream {
   private close(): void {
     if (this.closed) return;
     this.closed = true;
-    this.deps.reader.disconnect();
+    if (this.reader) this.deps.readers.release(this.reader, this.reading);
   }
 }
