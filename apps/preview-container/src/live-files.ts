@@ -1,6 +1,8 @@
 import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { lstat, realpath, unlink } from 'node:fs/promises';
+import { request as httpRequest, type IncomingMessage } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import { dirname, sep } from 'node:path';
 import { errorMessage, sleep } from '../../../libs/shared/src/errors';
 import { endedEventSchema, fileChangeSchema, resyncEventSchema, type FileChange } from '../../../libs/shared/src/file-changes';
@@ -134,33 +136,32 @@ export class LiveFiles extends EventEmitter {
     };
     arm();
     try {
-      const res = await fetch(url, { headers, signal: controller.signal });
-      if (res.status === 410) {
-        await res.body?.cancel();
+      const res = await openStream(url, headers, controller.signal);
+      const status = res.statusCode ?? 0;
+      if (status === 410) {
+        res.destroy();
         return { kind: 'ended', reason: 'the api answered 410 Gone' };
       }
-      if (res.status === 401 || res.status === 403) {
+      if (status === 401 || status === 403) {
         // The token is no longer valid: it expires an hour after the session does.
-        await res.body?.cancel();
-        return { kind: 'ended', reason: `the api refused the machine token (${res.status})` };
+        res.destroy();
+        return { kind: 'ended', reason: `the api refused the machine token (${status})` };
       }
-      if (res.status !== 200 || !res.body) {
-        const body = (await res.text().catch(() => '')).slice(0, 200);
-        throw new Error(`GET ${url} answered ${res.status}${body ? `: ${body}` : ''}`);
+      if (status !== 200) {
+        const body = (await readText(res).catch(() => '')).slice(0, 200);
+        throw new Error(`GET ${url} answered ${status}${body ? `: ${body}` : ''}`);
       }
       this.connected = true;
       this.emit('connected');
       // Every chunk, heartbeat comments too, proves the connection alive.
-      const watched = res.body.pipeThrough(
-        new TransformStream<Uint8Array, Uint8Array>({
-          transform(chunk, out) {
-            arm();
-            out.enqueue(chunk);
-          },
-        }),
-      );
+      async function* watched(): AsyncGenerator<Uint8Array> {
+        for await (const chunk of res) {
+          arm();
+          yield chunk as Uint8Array;
+        }
+      }
       let received = false;
-      for await (const frame of readSse(watched)) {
+      for await (const frame of readSse(watched())) {
         received = true;
         if (frame.event === 'ended') {
           const parsed = endedEventSchema.safeParse(safeJson(frame.data));
@@ -238,6 +239,24 @@ export class LiveFiles extends EventEmitter {
     const existing = await lstat(target).catch(() => null);
     if (existing && !existing.isDirectory()) await unlink(target);
   }
+}
+
+/**
+ * GET of the event stream with node's own HTTP client: lighter than fetch's web
+ * streams, for a connection each machine opens at its claim and keeps.
+ */
+function openStream(url: string, headers: Record<string, string>, signal: AbortSignal): Promise<IncomingMessage> {
+  return new Promise((resolve, reject) => {
+    const req = (url.startsWith('https:') ? httpsRequest : httpRequest)(url, { headers, signal }, resolve);
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+async function readText(res: IncomingMessage): Promise<string> {
+  let text = '';
+  for await (const chunk of res) text += chunk;
+  return text;
 }
 
 const digest = (content: string) => createHash('sha1').update(content).digest('hex');

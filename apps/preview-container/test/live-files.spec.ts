@@ -5,6 +5,8 @@
  * and the end of the session reported on health.
  */
 import type { ChildProcess } from 'node:child_process';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { randomUUID } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -139,6 +141,73 @@ describe('live files', () => {
     await applied;
     expect(existsSync(join(workDir, 'src/App.css'))).toBe(false);
     expect((await healthReport('x', health)).data).toBe('ok');
+  });
+
+  it('seeded with the cursor its files are current to, follows from there: no resync, and a change made after the cursor arrives', async () => {
+    const { live: first, projectId, sessionId } = await startLiveFiles();
+    await first.stop();
+    // As a pooled machine gets them with its claim: the cursor first, then the files.
+    const cursor = await changes.cursor(projectId);
+    const files = await store.listProjectFiles(projectId);
+    // Made between the snapshot and the connection: it must still arrive.
+    await changes.append({ type: 'put', projectId, path: 'src/after-cursor.js', content: 'export const late = true;\n', at: Date.now() });
+    const token = createMachineToken({ sessionId, projectId }, config.MACHINE_TOKEN_SECRET, 600);
+    const parent = mkdtempSync(join(tmpdir(), 'pc-live-'));
+    dirs.push(parent);
+    const workDir = join(parent, 'work');
+    await writeProjectFiles(workDir, files);
+    const filesUrl = `${base}/v1/machines/${sessionId}/files`;
+    const live = new LiveFiles({
+      url: fileChangesUrlOf({}, filesUrl)!,
+      token,
+      workDir,
+      loadSnapshot: () => fetchProjectFiles(filesUrl, token),
+      health: { filesLoaded: true },
+      logger: createLogger('live-files-test', 'silent'),
+    });
+    running.push(live);
+    let resyncs = 0;
+    live.on('resynced', () => resyncs++);
+    const applied = once<{ path: string }>(live, 'applied');
+    live.seed(files, cursor);
+    live.start();
+    expect(await applied).toMatchObject({ path: 'src/after-cursor.js' });
+    expect(readFileSync(join(workDir, 'src/after-cursor.js'), 'utf8')).toBe('export const late = true;\n');
+    expect(resyncs).toBe(0);
+  });
+
+  it('drops a connection that sends nothing for idleTimeoutMs and opens another', async () => {
+    let connections = 0;
+    const silent = createServer((_req, res) => {
+      connections++;
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.flushHeaders();
+    });
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const workDir = mkdtempSync(join(tmpdir(), 'pc-live-'));
+    dirs.push(workDir);
+    try {
+      const live = new LiveFiles({
+        url: `http://127.0.0.1:${(silent.address() as AddressInfo).port}/file-changes`,
+        token: 't',
+        workDir,
+        loadSnapshot: async () => [],
+        health: { filesLoaded: true },
+        logger: createLogger('live-files-test', 'silent'),
+        backoff: { initialMs: 20, maxMs: 40 },
+        idleTimeoutMs: 150,
+      });
+      running.push(live);
+      const reconnecting = once(live, 'reconnecting', 5_000);
+      live.start();
+      await reconnecting;
+      await new Promise((r) => setTimeout(r, 300));
+      expect(connections).toBeGreaterThanOrEqual(2);
+      await live.stop();
+    } finally {
+      silent.closeAllConnections();
+      await new Promise<void>((resolve) => silent.close(() => resolve()));
+    }
   });
 
   it('reconnects after the api restarts and resumes after the last change it applied', async () => {

@@ -6,13 +6,14 @@ export interface SseFrame {
 }
 
 /**
- * Reads Server-Sent Events from a fetch response body, frame by frame
- * (comments and `retry:` lines are skipped). For clients: CLI, tests, benchmarks.
+ * Reads Server-Sent Events from a response body (fetch's, or node's own
+ * response), frame by frame (comments and `retry:` lines are skipped). For
+ * clients: CLI, tests, benchmarks, the machines' live files.
  */
-export async function* readSse(body: ReadableStream<Uint8Array>): AsyncGenerator<SseFrame> {
+export async function* readSse(body: ReadableStream<Uint8Array> | AsyncIterable<Uint8Array>): AsyncGenerator<SseFrame> {
   const decoder = new TextDecoder();
   let buffer = '';
-  for await (const chunk of body as unknown as AsyncIterable<Uint8Array>) {
+  for await (const chunk of body as AsyncIterable<Uint8Array>) {
     buffer += decoder.decode(chunk, { stream: true });
     let end: number;
     while ((end = buffer.indexOf('\n\n')) >= 0) {
