@@ -2,7 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import Redis from 'ioredis';
 import { Pool } from 'pg';
-import { DEMO_PROJECT_ID, allowedFrom, resourceLimitsOf, templateFiles } from '@velocity/shared';
+import { DEMO_PROJECT_ID, allowedFrom, resourceLimitsOf } from '@velocity/shared';
+import { LOCAL_USER_ID } from '../../apps/api/src/auth/auth-user';
 import { pool } from './client';
 
 /**
@@ -10,19 +11,19 @@ import { pool } from './client';
  * path issues (read from the code, listed in FLOOR_PATH), issued in the same
  * order with plain clients (pg, ioredis) and nothing else: no HTTP, no Nest, no
  * BullMQ, no event loop shared with other work. The same SQL functions, the
- * same arguments (the template payload of the seed call included), one pg pool
+ * same arguments, one pg pool
  * and one Redis connection for the api's part and another pair for the
  * provisioner's, as the services have.
  */
 export const FLOOR_PATH = {
   api: {
-    sql: ['vp_ensure_project (demo project)', 'vp_create_session (row `queued`, committed)'],
+    sql: ['vp_ensure_project (demo project)', 'vp_create_session_within_quota (row `queued`, committed; no limit without auth)'],
     redis: ['MULTI XADD+EXPIRE `queued` event', 'BullMQ addJob (one EVALSHA)'],
   },
   provisioner: {
     sql: [
       'ensure-project: vp_ensure_project',
-      'ensure-project: vp_seed_project_files (template payload; locks the project row)',
+      'ensure-project: does the project have files (it does: no seed)',
       'commit-session: select the row',
       'commit-session: vp_transition_session → creating',
       'create-machine: vp_transition_session → starting (machine recorded)',
@@ -31,9 +32,9 @@ export const FLOOR_PATH = {
     ],
     redis: [
       'BullMQ moveToActive (one EVALSHA)',
-      '10 × MULTI XADD+EXPIRE `progress` (started/done of 5 steps)',
+      "5 × MULTI XADD(+XADD)+EXPIRE: each step's `started`, with the step before's `done`",
       'activate: BullMQ add of the delayed expiry job (one EVALSHA)',
-      'MULTI XADD+EXPIRE `ready`',
+      "MULTI XADD+XADD+EXPIRE: activate's `done` with `ready`",
     ],
   },
   /** Left out: work off the path (job completion after `ready`, the client's XREAD wake-ups, logs). */
@@ -41,7 +42,7 @@ export const FLOOR_PATH = {
 
 export const FLOOR_COUNTS = {
   sql: FLOOR_PATH.api.sql.length + FLOOR_PATH.provisioner.sql.length,
-  redis: FLOOR_PATH.api.redis.length + 1 + 10 + 1 + 1,
+  redis: FLOOR_PATH.api.redis.length + 1 + 5 + 1 + 1,
 };
 
 export interface Floor {
@@ -54,14 +55,17 @@ export function createFloor(options: { databaseUrl: string; redisUrl: string; pr
   const provPool = new Pool({ connectionString: options.databaseUrl, max: 10 });
   const apiRedis = new Redis(options.redisUrl, { maxRetriesPerRequest: null });
   const provRedis = new Redis(options.redisUrl, { maxRetriesPerRequest: null });
-  const seedPayload = JSON.stringify(templateFiles('react').map((f) => ({ path: f.path, content: f.content })));
   const limits = JSON.stringify(resourceLimitsOf('free'));
   const made: string[] = [];
   let closed = false;
   const key = (kind: string, id: string) => `${options.prefix}:floor:${kind}:${id}`;
 
-  const xadd = (redis: Redis, sessionId: string, event: object) =>
-    redis.multi().xadd(key('events', sessionId), 'MAXLEN', '~', '500', '*', 'e', JSON.stringify(event)).expire(key('events', sessionId), 3600).exec();
+  /** The events in one MULTI, as EventLog.appendAll stores them. */
+  const xadd = (redis: Redis, sessionId: string, ...events: object[]) => {
+    const batch = redis.multi();
+    for (const event of events) batch.xadd(key('events', sessionId), 'MAXLEN', '~', '500', '*', 'e', JSON.stringify(event));
+    return batch.expire(key('events', sessionId), 3600).exec();
+  };
 
   async function one(): Promise<number> {
     const id = randomUUID();
@@ -69,21 +73,23 @@ export function createFloor(options: { databaseUrl: string; redisUrl: string; pr
     const t0 = performance.now();
     // api: POST /v1/sessions
     await apiPool.query('select * from vp_ensure_project($1, $2, $3)', [DEMO_PROJECT_ID, 'Demo project', 'react']);
-    await apiPool.query('select * from vp_create_session($1, $2, $3, $4::jsonb, $5)', [id, DEMO_PROJECT_ID, 'free', limits, 'queued']);
+    await apiPool.query('select vp_create_session_within_quota($1, $2, $3, $4, $5::jsonb, $6) as result', [id, DEMO_PROJECT_ID, LOCAL_USER_ID, 'free', limits, null]);
     await xadd(apiRedis, id, { type: 'queued', sessionId: id, at: Date.now() });
     await apiRedis.multi().hset(key('job', id), 'data', JSON.stringify({ sessionId: id })).lpush(key('wait', 'q'), id).exec();
     // provisioner: take the job
     await provRedis.multi().lrem(key('wait', 'q'), 1, id).hset(key('job', id), 'processedOn', Date.now()).hgetall(key('job', id)).exec();
+    // A step's `done` is held and stored with the next event.
+    let held: object[] = [];
     const step = async (name: string, work: () => Promise<unknown>) => {
-      await xadd(provRedis, id, { type: 'progress', step: name, state: 'started', attempt: 1 });
+      await xadd(provRedis, id, ...held, { type: 'progress', step: name, state: 'started', attempt: 1 });
       await work();
-      await xadd(provRedis, id, { type: 'progress', step: name, state: 'done', ms: 1, attempt: 1 });
+      held = [{ type: 'progress', step: name, state: 'done', ms: 1, attempt: 1 }];
     };
     const transition = (to: string, patch: object) =>
       provPool.query('select * from vp_transition_session($1, $2::text[], $3, $4::jsonb)', [id, allowedFrom(to as never), to, JSON.stringify(patch)]);
     await step('ensure-project', async () => {
       await provPool.query('select * from vp_ensure_project($1, $2, $3)', [DEMO_PROJECT_ID, 'Demo project', 'react']);
-      await provPool.query('select vp_seed_project_files($1, $2::jsonb) as inserted', [DEMO_PROJECT_ID, seedPayload]);
+      await provPool.query('select exists (select 1 from project_files where project_id = $1) as has', [DEMO_PROJECT_ID]);
     });
     await step('commit-session', async () => {
       await provPool.query('select * from preview_sessions where id = $1', [id]);
@@ -95,7 +101,7 @@ export function createFloor(options: { databaseUrl: string; redisUrl: string; pr
       await transition('active', { preview_url: `http://127.0.0.1:9/p/${id}/`, ttl_seconds: 3600 });
       await provRedis.multi().hset(key('expiry', id), 'data', id).zadd(key('delayed', 'q'), Date.now() + 3_600_000, id).exec();
     });
-    await xadd(provRedis, id, { type: 'ready', sessionId: id, at: Date.now() });
+    await xadd(provRedis, id, ...held, { type: 'ready', sessionId: id, at: Date.now() });
     return performance.now() - t0;
   }
 
