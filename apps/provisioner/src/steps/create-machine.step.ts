@@ -1,4 +1,4 @@
-import { POOL_CLAIM_PATH, PermanentError, type Machine, type PoolClaim, type PooledMachine, type ProjectFile } from '@velocity/shared';
+import { POOL_CLAIM_PATH, PermanentError, type Machine, type PoolClaim, type PooledMachine } from '@velocity/shared';
 import { sessionAccess, sessionMachineEnv } from '../machine-env';
 import { required, type ProvisionContext, type Step } from '../provision-context';
 
@@ -62,7 +62,13 @@ async function claimPooled(ctx: ProvisionContext): Promise<{ machine: Machine; r
   const session = required(ctx.session, 'the session row');
   const project = required(ctx.project, 'the project');
   const started = Date.now();
-  const [entry, snapshot] = await Promise.all([pool.claim(project.templateType, session.tier), filesSnapshot(ctx, project.id)]);
+  // Read alongside the claim (wasted on a miss, which takes a second anyway). A failed read is no
+  // reason to lose the popped machine: it is then claimed without files and fetches them itself.
+  const snapshotOrNone = filesSnapshot(ctx, project.id).catch((err: Error): FilesSnapshot => {
+    ctx.logger.warn('could not read the files for the claim; the machine will fetch them', { err });
+    return {};
+  });
+  const [entry, snapshot] = await Promise.all([pool.claim(project.templateType, session.tier), snapshotOrNone]);
   if (!entry) return null;
   const access = sessionAccess(ctx.deps.config, { sessionId: session.id, projectId: project.id, tier: session.tier });
   try {
@@ -86,7 +92,9 @@ const CLAIM_FILES_MAX_BYTES = 2 * 1024 * 1024;
  * follows changes from that cursor (no second load). The cursor is read first:
  * a change made meanwhile comes again after it, and the machine skips what it has.
  */
-async function filesSnapshot(ctx: ProvisionContext, projectId: string): Promise<{ files?: ProjectFile[]; filesCursor?: string }> {
+type FilesSnapshot = Pick<PoolClaim, 'files' | 'filesCursor'>;
+
+async function filesSnapshot(ctx: ProvisionContext, projectId: string): Promise<FilesSnapshot> {
   const { changes, store } = ctx.deps;
   if (!changes) return {};
   const filesCursor = await changes.cursor(projectId);
