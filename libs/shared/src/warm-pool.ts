@@ -94,6 +94,20 @@ end
 return value`;
 
 /**
+ * Forget a machine in one step. The ready list holds the very string the
+ * registry does (both written by `ready`), so that string is what LREM gets:
+ * an entry serialised again (other key order) would match nothing, and a claim
+ * would later pop a machine that is gone.
+ */
+const REMOVE_SCRIPT = `
+local value = redis.call('HGET', KEYS[1], ARGV[1])
+if value then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  redis.call('LREM', KEYS[2], 0, value)
+end
+return value`;
+
+/**
  * The registry of the warm pool, in Redis: a list of ready machines per
  * template and tier (claimed with an atomic pop), and a hash of every machine
  * the pool knows, starting or ready, so cleanup can tell them from orphans.
@@ -129,13 +143,9 @@ export class WarmPool {
     return value ? pooledSchema.parse(JSON.parse(value)) : null;
   }
 
-  /** Forgets a machine (destroyed, failed to start, or drained). */
+  /** Forgets a machine (destroyed, failed to start, or drained): from the registry and, when ready, from its list. */
   async remove(machine: Pick<PooledMachine, 'machineId' | 'templateType' | 'tier'>): Promise<void> {
-    const members = await this.members();
-    const entry = members.find((m) => m.machineId === machine.machineId);
-    const batch = this.redis.multi().hdel(this.membersKey, machine.machineId);
-    if (entry?.state === 'ready') batch.lrem(this.readyKey(machine.templateType, machine.tier), 0, JSON.stringify(entry));
-    await batch.exec();
+    await this.redis.eval(REMOVE_SCRIPT, 2, this.membersKey, this.readyKey(machine.templateType, machine.tier), machine.machineId);
   }
 
   async members(): Promise<PooledMachine[]> {

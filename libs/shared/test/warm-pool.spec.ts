@@ -66,4 +66,15 @@ describe('WarmPool', () => {
     expect(await pool.size('react', 'free')).toBe(0);
     expect((await pool.members()).map((m) => m.machineId)).toEqual([starting.machineId]);
   });
+
+  it('takes a removed ready machine off its list whatever order its fields were written in, so no claim gets it', async () => {
+    const pool = new WarmPool(redis, testQueuePrefix());
+    const { machineId, url, ...rest } = machine();
+    // The order the refill writes them in (route id first), not the schema's.
+    const written = { ...rest, machineId, url };
+    await pool.ready(written);
+    await pool.remove(written);
+    expect(await pool.size('react', 'free')).toBe(0);
+    expect(await pool.claim('react', 'free')).toBeNull();
+  });
 });
