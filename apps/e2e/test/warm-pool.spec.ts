@@ -10,6 +10,12 @@ import { eventsUntilTerminal, postSession, startSystem, type RunningSystem } fro
  * restart, never handed to a second session, and not mistaken for orphans.
  */
 const TOKEN = randomBytes(24).toString('base64url');
+/** A small React app of its own, its heading given. */
+const reactApp = (heading: string) => ({
+  'index.html': '<!doctype html><div id="root"></div><script type="module" src="/src/main.jsx"></script>',
+  'src/main.jsx': "import App from './App.jsx';\nimport { createRoot } from 'react-dom/client';\ncreateRoot(document.getElementById('root')).render(<App />);\n",
+  'src/App.jsx': `export default function App() { return <h1>${heading}</h1>; }\n`,
+});
 /** Requests the api answered on the machines' files route so far (its request histogram's count). */
 const filesRequests = async (api: string) => {
   const text = await (await fetch(`${api}/metrics`, { headers: { authorization: `Bearer ${TOKEN}` } })).text();
@@ -41,8 +47,7 @@ describe('warm pool', () => {
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ name: 'pool test', templateType: 'react' }),
     }).then((r) => r.json());
-    const files = { 'index.html': '<!doctype html><div id="root"></div><script type="module" src="/src/main.jsx"></script>', 'src/main.jsx': "import App from './App.jsx';\nimport { createRoot } from 'react-dom/client';\ncreateRoot(document.getElementById('root')).render(<App />);\n", 'src/App.jsx': 'export default function App() { return <h1>Straight from the pool</h1>; }\n' };
-    for (const [path, content] of Object.entries(files)) {
+    for (const [path, content] of Object.entries(reactApp('Straight from the pool'))) {
       const put = await fetch(`${api}/v1/projects/${project.id}/files/${path}`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ content }) });
       expect(put.status).toBe(201);
     }
@@ -98,6 +103,31 @@ describe('warm pool', () => {
     await pool.remove(forgotten);
     await until(async () => !(await system.machines.list()).some((m) => m.id === forgotten.machineId), 'the forgotten machine destroyed', 30_000);
   }, 90_000);
+
+  it('leaves a project over 2 MB out of the claim: the machine fetches its files itself and serves them', async () => {
+    const api = system.baseUrl;
+    const project = await fetch(`${api}/v1/projects`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ name: 'big pool test', templateType: 'react' }),
+    }).then((r) => r.json());
+    const put = (path: string, content: string) =>
+      fetch(`${api}/v1/projects/${project.id}/files/${path}`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ content }) }).then((r) => r.status);
+    // Three data files of 0.9 MB each (one file may be at most 1 MB): 2.7 MB in all.
+    for (const name of ['a', 'b', 'c']) expect(await put(`public/${name}.txt`, name.repeat(900 * 1024))).toBe(201);
+    for (const [path, content] of Object.entries(reactApp('Big project from the pool'))) expect(await put(path, content)).toBe(201);
+    await until(async () => (await pool.size('react', 'free')) >= 1, 'a pooled machine', 90_000);
+    const before = await filesRequests(api);
+
+    const created = await postSession(api, { projectId: project.id });
+    const { events } = await eventsUntilTerminal(api, created.body.sessionId, 30_000);
+    const ready = events.at(-1) as Extract<SessionEvent, { type: 'ready' }>;
+    expect(ready).toMatchObject({ type: 'ready', pooled: true });
+    expect(await filesRequests(api)).toBeGreaterThan(before);
+    expect(await fetch(`${ready.previewUrl}src/App.jsx`).then((r) => r.text())).toContain('Big project from the pool');
+    expect((await fetch(`${ready.previewUrl}a.txt`).then((r) => r.text())).length).toBe(900 * 1024);
+    expect((await fetch(`${api}/v1/sessions/${created.body.sessionId}`, { method: 'DELETE' })).status).toBe(202);
+  }, 120_000);
 });
 
 async function until(check: () => Promise<boolean>, what: string, timeoutMs: number): Promise<void> {
