@@ -25,7 +25,8 @@ import {
   type Tier,
 } from '@velocity/shared';
 import { scratchDatabase, testConfig } from '../../../libs/shared/test/test-env';
-import { startApp, stopProcess, waitForHttp } from '../../../scripts/services';
+import { stopProcess } from '../../../scripts/services';
+import { startTestApi } from '../../../libs/shared/test/test-api';
 import { freePort } from '../../e2e/src/system';
 import type { CleanupDeps } from '../src/cleanup-deps';
 import { createCleanupWorker, type CleanupWorkerOptions } from '../src/cleanup-worker';
@@ -193,20 +194,9 @@ export async function createHarness(overrides: Record<string, string | number | 
       return (await deps.events.read(sessionId)).map(({ event }) => event as { type: string; reason?: string; retryable?: boolean });
     },
     async startApi() {
-      const port = await freePort();
-      const env = Object.fromEntries(
-        Object.entries({ ...config, API_PORT: port }).filter(([, v]) => v !== undefined).map(([k, v]) => [k, String(v)]),
-      );
-      const output: string[] = [];
-      const api = startApp('api', { ...process.env, ...env }, 'pipe');
-      api.stdout?.on('data', (chunk: Buffer) => output.push(chunk.toString()));
-      api.stderr?.on('data', (chunk: Buffer) => output.push(chunk.toString()));
-      apis.push(api);
-      const base = `http://127.0.0.1:${port}`;
-      await waitForHttp(`${base}/health`, 30_000, () => api.exitCode !== null).catch((err) => {
-        throw new Error(`${err.message}\n${output.join('')}`);
-      });
-      return base;
+      const api = await startTestApi({ ...config, API_PORT: await freePort() });
+      apis.push(api.child);
+      return api.base;
     },
     async close() {
       await Promise.all(apis.map((api) => stopProcess(api)));

@@ -4,7 +4,6 @@
  * Last-Event-ID after the api restarts, an unsafe change refused and reported,
  * and the end of the session reported on health.
  */
-import type { ChildProcess } from 'node:child_process';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { randomUUID } from 'node:crypto';
@@ -22,7 +21,8 @@ import {
   type Config,
 } from '@velocity/shared';
 import { testConfig } from '../../../libs/shared/test/test-env';
-import { startApp, stopProcess, waitForHttp } from '../../../scripts/services';
+import { stopProcess } from '../../../scripts/services';
+import { startTestApi, type TestApi } from '../../../libs/shared/test/test-api';
 import { freePort } from '../../e2e/src/system';
 import { fetchProjectFiles, writeProjectFiles } from '../src/files';
 import { healthReport, type HealthState } from '../src/health';
@@ -31,9 +31,8 @@ import { fileChangesUrlOf, LiveFiles } from '../src/live-files';
 jest.setTimeout(60_000);
 
 let config: Config;
-let api: ChildProcess;
+let api: TestApi | undefined;
 let base: string;
-const output: string[] = [];
 const redis = createRedis('redis://127.0.0.1:6379');
 let store: PostgresSessionStore;
 let events: EventLog;
@@ -42,12 +41,7 @@ const dirs: string[] = [];
 const running: LiveFiles[] = [];
 
 async function startApi(): Promise<void> {
-  api = startApp('api', { ...process.env, ...envOf(config) }, 'pipe');
-  api.stdout?.on('data', (chunk: Buffer) => output.push(chunk.toString()));
-  api.stderr?.on('data', (chunk: Buffer) => output.push(chunk.toString()));
-  await waitForHttp(`${base}/health`, 30_000, () => api.exitCode !== null).catch((err) => {
-    throw new Error(`${err.message}\n${output.join('')}`);
-  });
+  api = await startTestApi(config);
 }
 
 beforeAll(async () => {
@@ -62,7 +56,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await Promise.all(running.map((live) => live.stop()));
-  if (api) await stopProcess(api);
+  if (api) await stopProcess(api.child);
   await store?.close();
   const keys = await redis.keys(`${config.QUEUE_PREFIX}:*`);
   if (keys.length > 0) await redis.del(...keys);
@@ -104,7 +98,7 @@ async function startLiveFiles() {
 
 function once<T>(live: LiveFiles, event: string, timeoutMs = 10_000): Promise<T> {
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no "${event}" within ${timeoutMs} ms\n${output.join('').slice(-2000)}`)), timeoutMs);
+    const timer = setTimeout(() => reject(new Error(`no "${event}" within ${timeoutMs} ms\n${(api?.output ?? []).join('\n').slice(-2000)}`)), timeoutMs);
     live.once(event, (value: T) => {
       clearTimeout(timer);
       resolve(value);
@@ -219,7 +213,7 @@ describe('live files', () => {
     await applied;
 
     const reconnecting = once(live, 'reconnecting');
-    await stopProcess(api);
+    await stopProcess(api!.child);
     await reconnecting;
     // Written while the api is down, straight to the stream, as a second api replica would.
     await changes.append({ type: 'put', projectId, path: 'b.txt', content: 'while down', at: Date.now() });
@@ -281,6 +275,3 @@ describe('live files', () => {
   });
 });
 
-function envOf(c: Config): NodeJS.ProcessEnv {
-  return Object.fromEntries(Object.entries(c).filter(([, v]) => v !== undefined).map(([k, v]) => [k, String(v)]));
-}

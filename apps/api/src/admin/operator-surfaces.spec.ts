@@ -1,9 +1,9 @@
-import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { ALL_QUEUES, createRedis, type Config } from '@velocity/shared';
 import { families, sampleValue, samples } from '../../../../libs/shared/test/prometheus';
 import { testConfig } from '../../../../libs/shared/test/test-env';
-import { startApp, stopProcess, waitForHttp } from '../../../../scripts/services';
+import { stopProcess } from '../../../../scripts/services';
+import { startTestApi, type TestApi } from '../../../../libs/shared/test/test-api';
 import { freePort } from '../../../e2e/src/system';
 
 /**
@@ -12,38 +12,13 @@ import { freePort } from '../../../e2e/src/system';
  * /metrics are off (404) without operator credentials, 401 with a challenge for
  * wrong ones, 200 for right ones; /health and /ready; request ids.
  */
-interface Api {
-  base: string;
+interface Api extends TestApi {
   config: Config;
-  output: string[];
-  child: ChildProcess;
 }
 
 async function startApi(overrides: Record<string, string> = {}): Promise<Api> {
-  const port = await freePort();
-  const config = testConfig({ API_PORT: port, LOG_LEVEL: 'info', ...overrides });
-  const output: string[] = [];
-  const child = startApp('api', { ...process.env, ...envOf(config) }, 'pipe');
-  // Whole lines only: a chunk may end mid-line.
-  const lines = (stream: NodeJS.ReadableStream | null) => {
-    let rest = '';
-    stream?.on('data', (chunk: Buffer) => {
-      const parts = (rest + chunk.toString()).split('\n');
-      rest = parts.pop()!;
-      output.push(...parts.filter(Boolean));
-    });
-  };
-  lines(child.stdout);
-  lines(child.stderr);
-  const base = `http://127.0.0.1:${port}`;
-  await waitForHttp(`${base}/health`, 30_000, () => child.exitCode !== null).catch((err) => {
-    throw new Error(`${err.message}\n${output.join('\n')}`);
-  });
-  return { base, config, output, child };
-}
-
-function envOf(config: Config): NodeJS.ProcessEnv {
-  return Object.fromEntries(Object.entries(config).filter(([, v]) => v !== undefined).map(([k, v]) => [k, String(v)]));
+  const config = testConfig({ API_PORT: await freePort(), LOG_LEVEL: 'info', ...overrides });
+  return { ...(await startTestApi(config)), config };
 }
 
 const basic = (user: string, password: string) => `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`;

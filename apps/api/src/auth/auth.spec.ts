@@ -3,7 +3,8 @@ import { randomUUID } from 'node:crypto';
 import { Pool } from 'pg';
 import { DEMO_PROJECT_ID, createMachineToken, type Config } from '@velocity/shared';
 import { testConfig } from '../../../../libs/shared/test/test-env';
-import { startApp, stopProcess, waitForHttp } from '../../../../scripts/services';
+import { startApp, stopProcess } from '../../../../scripts/services';
+import { envOf, startTestApi } from '../../../../libs/shared/test/test-api';
 import { freePort } from '../../../e2e/src/system';
 import { rawRequest, sendJson } from '../../../e2e/src/raw-http';
 import { TEST_JWT_SECRET, signToken, testUser, type TestUser } from '../../../e2e/src/tokens';
@@ -22,18 +23,11 @@ describe('api with Supabase auth', () => {
   let api: ChildProcess;
   let base: string;
   let pool: Pool;
-  const output: string[] = [];
 
   beforeAll(async () => {
     const port = await freePort();
     config = testConfig({ ...LIMITS, API_PORT: port, SUPABASE_JWT_SECRET: TEST_JWT_SECRET });
-    api = startApp('api', { ...process.env, ...envOf(config) }, 'pipe');
-    api.stdout?.on('data', (chunk: Buffer) => output.push(chunk.toString()));
-    api.stderr?.on('data', (chunk: Buffer) => output.push(chunk.toString()));
-    base = `http://127.0.0.1:${port}`;
-    await waitForHttp(`${base}/health`, 30_000, () => api.exitCode !== null).catch((err) => {
-      throw new Error(`${err.message}\n${output.join('')}`);
-    });
+    ({ child: api, base } = await startTestApi(config));
     pool = new Pool({ connectionString: config.DATABASE_URL, max: 2 });
   }, 40_000);
 
@@ -222,7 +216,3 @@ describe('api auth configuration', () => {
   }, 30_000);
 });
 
-/** A Config as the environment of a process. */
-function envOf(config: Config): NodeJS.ProcessEnv {
-  return Object.fromEntries(Object.entries(config).filter(([, v]) => v !== undefined).map(([k, v]) => [k, String(v)]));
-}

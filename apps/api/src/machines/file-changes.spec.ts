@@ -11,7 +11,8 @@ import {
   type SseFrame,
 } from '@velocity/shared';
 import { testConfig } from '../../../../libs/shared/test/test-env';
-import { startApp, stopProcess, waitForHttp } from '../../../../scripts/services';
+import { stopProcess } from '../../../../scripts/services';
+import { startTestApi } from '../../../../libs/shared/test/test-api';
 import { freePort } from '../../../e2e/src/system';
 
 /**
@@ -33,7 +34,6 @@ describe('file changes stream', () => {
   let config: Config;
   let api: ChildProcess;
   let base: string;
-  const output: string[] = [];
   const redis = createRedis('redis://127.0.0.1:6379');
   let store: PostgresSessionStore;
   let events: EventLog;
@@ -43,13 +43,7 @@ describe('file changes stream', () => {
   beforeAll(async () => {
     const port = await freePort();
     config = testConfig({ API_PORT: port, SSE_HEARTBEAT_MS: HEARTBEAT_MS });
-    api = startApp('api', { ...process.env, ...envOf(config) }, 'pipe');
-    api.stdout?.on('data', (chunk: Buffer) => output.push(chunk.toString()));
-    api.stderr?.on('data', (chunk: Buffer) => output.push(chunk.toString()));
-    base = `http://127.0.0.1:${port}`;
-    await waitForHttp(`${base}/health`, 30_000, () => api.exitCode !== null).catch((err) => {
-      throw new Error(`${err.message}\n${output.join('')}`);
-    });
+    ({ child: api, base } = await startTestApi(config));
     store = new PostgresSessionStore(config.DATABASE_URL, { max: 2 });
     events = new EventLog(redis, config.QUEUE_PREFIX, 60);
     changes = new FileChangeLog(redis, config.QUEUE_PREFIX, 60);
@@ -227,6 +221,3 @@ describe('file changes stream', () => {
   });
 });
 
-function envOf(config: Config): NodeJS.ProcessEnv {
-  return Object.fromEntries(Object.entries(config).filter(([, v]) => v !== undefined).map(([k, v]) => [k, String(v)]));
-}

@@ -7,7 +7,8 @@ import { RequestMethod } from '@nestjs/common';
 import type { z } from 'zod';
 import { createRedis, sessionEventSchema, type Config, type Logger } from '@velocity/shared';
 import { testConfig } from '../../../../libs/shared/test/test-env';
-import { startApp, stopProcess, waitForHttp } from '../../../../scripts/services';
+import { stopProcess } from '../../../../scripts/services';
+import { startTestApi } from '../../../../libs/shared/test/test-api';
 import { freePort } from '../../../e2e/src/system';
 import { AppModule } from '../app.module';
 import { createSessionBody, extendSessionBody } from '../sessions/sessions.controller';
@@ -120,7 +121,6 @@ describe('OpenAPI document and UI (/docs, /docs-json)', () => {
   let config: Config;
   let base: string;
   let child: ChildProcess;
-  const output: string[] = [];
   let document: Json;
   let routes: Route[];
 
@@ -128,14 +128,7 @@ describe('OpenAPI document and UI (/docs, /docs-json)', () => {
     const port = await freePort();
     // Auth on and operator credentials set: the docs must stay public while everything else is guarded.
     config = testConfig({ API_PORT: port, LOG_LEVEL: 'info', SUPABASE_JWT_SECRET: JWT_SECRET, OPERATOR_TOKEN });
-    const env = Object.fromEntries(Object.entries(config).filter(([, v]) => v !== undefined).map(([k, v]) => [k, String(v)]));
-    child = startApp('api', { ...process.env, ...env }, 'pipe');
-    child.stdout?.on('data', (chunk: Buffer) => output.push(chunk.toString()));
-    child.stderr?.on('data', (chunk: Buffer) => output.push(chunk.toString()));
-    base = `http://127.0.0.1:${port}`;
-    await waitForHttp(`${base}/health`, 30_000, () => child.exitCode !== null).catch((err) => {
-      throw new Error(`${err.message}\n${output.join('')}`);
-    });
+    ({ child, base } = await startTestApi(config));
     const res = await fetch(`${base}/docs-json`);
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toMatch(/^application\/json/);

@@ -3,7 +3,8 @@ import { randomUUID } from 'node:crypto';
 import { request } from 'node:http';
 import { createRedis, FileChangeLog, PostgresSessionStore, type Config } from '@velocity/shared';
 import { testConfig } from '../../../../libs/shared/test/test-env';
-import { startApp, stopProcess, waitForHttp } from '../../../../scripts/services';
+import { stopProcess } from '../../../../scripts/services';
+import { startTestApi } from '../../../../libs/shared/test/test-api';
 import { freePort } from '../../../e2e/src/system';
 
 /**
@@ -18,7 +19,6 @@ describe('projects api', () => {
   let config: Config;
   let api: ChildProcess;
   let base: string;
-  const output: string[] = [];
   const redis = createRedis('redis://127.0.0.1:6379');
   let changes: FileChangeLog;
   let store: PostgresSessionStore;
@@ -26,13 +26,7 @@ describe('projects api', () => {
   beforeAll(async () => {
     const port = await freePort();
     config = testConfig({ ...LIMITS, API_PORT: port });
-    api = startApp('api', { ...process.env, ...envOf(config) }, 'pipe');
-    api.stdout?.on('data', (chunk: Buffer) => output.push(chunk.toString()));
-    api.stderr?.on('data', (chunk: Buffer) => output.push(chunk.toString()));
-    base = `http://127.0.0.1:${port}`;
-    await waitForHttp(`${base}/health`, 30_000, () => api.exitCode !== null).catch((err) => {
-      throw new Error(`${err.message}\n${output.join('')}`);
-    });
+    ({ child: api, base } = await startTestApi(config));
     changes = new FileChangeLog(redis, config.QUEUE_PREFIX, 60);
     store = new PostgresSessionStore(config.DATABASE_URL, { max: 2 });
   }, 40_000);
@@ -246,7 +240,3 @@ describe('projects api', () => {
   });
 });
 
-/** A Config as the environment of a process. */
-function envOf(config: Config): NodeJS.ProcessEnv {
-  return Object.fromEntries(Object.entries(config).filter(([, v]) => v !== undefined).map(([k, v]) => [k, String(v)]));
-}
