@@ -37,6 +37,11 @@ export class BlockingReaders {
     this.idle.push(reader);
   }
 
+  /** A reader for one client: taken on its first read, given back by `release()`. */
+  lease(): ReaderLease {
+    return new ReaderLease(this);
+  }
+
   /** Idle readers now (for tests and metrics). */
   get idleCount(): number {
     return this.idle.length;
@@ -44,6 +49,29 @@ export class BlockingReaders {
 
   close(): void {
     for (const reader of this.idle.splice(0)) reader.disconnect();
+  }
+}
+
+/** One client's reader from BlockingReaders; knows whether a read is in flight, so `release()` closes it then. */
+export class ReaderLease {
+  private reader: Redis | undefined;
+  private reading = false;
+
+  constructor(private readonly readers: BlockingReaders) {}
+
+  async read<T>(read: (reader: Redis) => Promise<T>): Promise<T> {
+    this.reader ??= this.readers.acquire();
+    this.reading = true;
+    try {
+      return await read(this.reader);
+    } finally {
+      this.reading = false;
+    }
+  }
+
+  release(): void {
+    if (this.reader) this.readers.release(this.reader, this.reading);
+    this.reader = undefined;
   }
 }
 

@@ -52,6 +52,24 @@ describe('BlockingReaders', () => {
     readers.close();
   });
 
+  it('gives a lease its reader back after a finished read, and closes it when released mid-read', async () => {
+    const readers = new BlockingReaders(source);
+    const done = readers.lease();
+    await done.read((reader) => reader.ping());
+    done.release();
+    expect(readers.idleCount).toBe(1);
+
+    const blocked = readers.lease();
+    let used: ReturnType<BlockingReaders['acquire']> | undefined;
+    const read = blocked.read((reader) => ((used = reader), reader.xread('BLOCK', 10_000, 'STREAMS', `${key}:nothing`, '$'))).catch((err: Error) => err);
+    await new Promise((r) => setTimeout(r, 50));
+    blocked.release();
+    expect(await read).toBeInstanceOf(Error);
+    expect(await closed(used!)).toBe('end');
+    expect(readers.idleCount).toBe(0);
+    readers.close();
+  });
+
   it('keeps no more than its maximum idle, and never a closed one', async () => {
     const readers = new BlockingReaders(source, 2);
     const taken = await Promise.all([1, 2, 3].map(() => ready(readers.acquire())));

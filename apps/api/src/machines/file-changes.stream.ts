@@ -1,14 +1,15 @@
 import type { Request, Response } from 'express';
-import type Redis from 'ioredis';
 import {
   FILE_CHANGE_EVENTS,
   type BlockingReaders,
+  type ReaderLease,
   parseFileChangeEntry,
   type EventLog,
   type FileChangeLog,
   type Logger,
   type SessionStore,
 } from '@velocity/shared';
+import { startEventStream } from '../common/event-stream';
 
 export interface FileChangeStreamOptions {
   heartbeatMs: number;
@@ -38,26 +39,21 @@ const BATCH = 20;
  */
 export class FileChangeStream {
   private closed = false;
-  /** Its own connection for the blocking reads; `reading` while one is in flight. */
-  private reader: Redis | undefined;
-  private reading = false;
+  /** Its own connection for the blocking reads. */
+  private readonly reader: ReaderLease;
   private res: Response | undefined;
 
   constructor(
     private readonly session: { id: string; projectId: string },
     private readonly deps: { changes: FileChangeLog; events: EventLog; store: SessionStore; readers: BlockingReaders; logger: Logger },
     private readonly options: FileChangeStreamOptions,
-  ) {}
+  ) {
+    this.reader = deps.readers.lease();
+  }
 
   /** `eventsCursor`: where the session's event stream was before its row was checked, so no `ending` falls between. */
   async pipe(req: Request, res: Response, lastEventId: string | undefined, eventsCursor: string): Promise<void> {
-    res.writeHead(200, {
-      'content-type': 'text/event-stream; charset=utf-8',
-      'cache-control': 'no-cache, no-transform',
-      connection: 'keep-alive',
-      'x-accel-buffering': 'no',
-    });
-    res.write(`retry: ${this.options.retryMs}\n\n`);
+    startEventStream(res, this.options.retryMs);
     this.res = res;
     req.on('close', () => this.close());
     try {
@@ -72,7 +68,6 @@ export class FileChangeStream {
 
   private async run(res: Response, lastEventId: string | undefined, eventsCursor: string): Promise<void> {
     const { changes, events } = this.deps;
-    const reader = (this.reader = this.deps.readers.acquire());
     const { projectId } = this.session;
     let cursor: string;
     if (lastEventId === undefined || (await changes.missedSince(projectId, lastEventId))) {
@@ -84,20 +79,9 @@ export class FileChangeStream {
     const filesKey = changes.key(projectId);
     const eventsKey = events.key(this.session.id);
     while (!this.closed) {
-      this.reading = true;
-      const reply = (await reader
-        .xread(
-        'COUNT',
-        BATCH,
-        'BLOCK',
-        this.options.heartbeatMs,
-        'STREAMS',
-        filesKey,
-        eventsKey,
-        cursor,
-        eventsCursor,
-        )
-        .finally(() => (this.reading = false))) as [string, [string, string[]][]][] | null;
+      const reply = (await this.reader.read((reader) =>
+        reader.xread('COUNT', BATCH, 'BLOCK', this.options.heartbeatMs, 'STREAMS', filesKey, eventsKey, cursor, eventsCursor),
+      )) as [string, [string, string[]][]][] | null;
       if (this.closed) return;
       if (!reply) {
         if (await this.sessionOver()) return this.ended(res, 'session ended');
@@ -154,7 +138,7 @@ export class FileChangeStream {
   private close(): void {
     if (this.closed) return;
     this.closed = true;
-    if (this.reader) this.deps.readers.release(this.reader, this.reading);
+    this.reader.release();
   }
 }
 

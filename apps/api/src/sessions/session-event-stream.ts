@@ -1,14 +1,15 @@
 import type { Request, Response } from 'express';
-import type Redis from 'ioredis';
 import {
   TERMINAL_EVENTS,
   type BlockingReaders,
+  type ReaderLease,
   type EventLog,
   type Logger,
   type SessionEvent,
   type SessionStore,
   type StoredEvent,
 } from '@velocity/shared';
+import { startEventStream } from '../common/event-stream';
 
 export interface EventStreamOptions {
   heartbeatMs: number;
@@ -24,24 +25,19 @@ export interface EventStreamOptions {
  */
 export class SessionEventStream {
   private closed = false;
-  /** Its own connection for the blocking reads; `reading` while one is in flight. */
-  private reader: Redis | undefined;
-  private reading = false;
+  /** Its own connection for the blocking reads. */
+  private readonly reader: ReaderLease;
 
   constructor(
     private readonly sessionId: string,
     private readonly deps: { events: EventLog; store: SessionStore; readers: BlockingReaders; logger: Logger },
     private readonly options: EventStreamOptions,
-  ) {}
+  ) {
+    this.reader = deps.readers.lease();
+  }
 
   async pipe(req: Request, res: Response, lastEventId: string): Promise<void> {
-    res.writeHead(200, {
-      'content-type': 'text/event-stream; charset=utf-8',
-      'cache-control': 'no-cache, no-transform',
-      connection: 'keep-alive',
-      'x-accel-buffering': 'no',
-    });
-    res.write(`retry: ${this.options.retryMs}\n\n`);
+    startEventStream(res, this.options.retryMs);
     req.on('close', () => this.close());
     try {
       await this.run(res, lastEventId);
@@ -58,9 +54,7 @@ export class SessionEventStream {
     // The first read does not block, so a session whose stream is gone is answered at once.
     let blockMs: number | undefined;
     while (!this.closed) {
-      this.reader ??= this.deps.readers.acquire();
-      this.reading = true;
-      const batch = await this.deps.events.read(this.sessionId, cursor, blockMs, this.reader).finally(() => (this.reading = false));
+      const batch = await this.reader.read((reader) => this.deps.events.read(this.sessionId, cursor, blockMs, reader));
       if (this.closed) return;
       for (const stored of batch) {
         this.write(res, stored);
@@ -100,6 +94,6 @@ export class SessionEventStream {
   private close(): void {
     if (this.closed) return;
     this.closed = true;
-    if (this.reader) this.deps.readers.release(this.reader, this.reading);
+    this.reader.release();
   }
 }
