@@ -42,23 +42,12 @@ describe('warm pool', () => {
 
   it('serves a claimed session the new project files, not the template, and refills', async () => {
     const api = system.baseUrl;
-    const project = await fetch(`${api}/v1/projects`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ name: 'pool test', templateType: 'react' }),
-    }).then((r) => r.json());
-    for (const [path, content] of Object.entries(reactApp('Straight from the pool'))) {
-      const put = await fetch(`${api}/v1/projects/${project.id}/files/${path}`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ content }) });
-      expect(put.status).toBe(201);
-    }
+    const project = await projectWith(api, reactApp('Straight from the pool'));
     const pooledBefore = (await pool.members()).map((m) => m.machineId);
     const filesRequestsBefore = await filesRequests(api);
 
-    const created = await postSession(api, { projectId: project.id });
-    const { events } = await eventsUntilTerminal(api, created.body.sessionId, 30_000);
-    const ready = events.at(-1) as Extract<SessionEvent, { type: 'ready' }>;
-    expect(ready).toMatchObject({ type: 'ready', pooled: true });
-    const session = await fetch(`${api}/v1/sessions/${created.body.sessionId}`).then((r) => r.json());
+    const { sessionId, ready } = await pooledSession(api, project.id);
+    const session = await fetch(`${api}/v1/sessions/${sessionId}`).then((r) => r.json());
     expect(session.status).toBe('active');
     // The URL carries the pooled machine's route id, and it serves this project's files.
     const app = await fetch(`${ready.previewUrl}src/App.jsx`).then((r) => r.text());
@@ -72,12 +61,7 @@ describe('warm pool', () => {
     // The files came with the claim, current to a file-changes cursor: the machine loaded nothing from the api (no second load either) ...
     expect(await filesRequests(api)).toBe(filesRequestsBefore);
     // ... and a change made now reaches it.
-    const edited = await fetch(`${api}/v1/projects/${project.id}/files/src/App.jsx`, {
-      method: 'PUT',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ content: 'export default function App() { return <h1>Edited after the claim</h1>; }\n' }),
-    });
-    expect(edited.status).toBe(200);
+    expect(await putFile(api, project.id, 'src/App.jsx', 'export default function App() { return <h1>Edited after the claim</h1>; }\n')).toBe(200);
     await until(async () => (await fetch(`${ready.previewUrl}src/App.jsx`).then((r) => r.text())).includes('Edited after the claim'), 'the edit served by the claimed machine', 15_000);
 
     // The pool refills to its size with a new machine; the claimed one is not in it.
@@ -85,7 +69,7 @@ describe('warm pool', () => {
     expect((await pool.members()).map((m) => m.machineId)).not.toContain(claimed!.id);
 
     // Stopping the session destroys its machine: used machines are never returned.
-    expect((await fetch(`${api}/v1/sessions/${created.body.sessionId}`, { method: 'DELETE' })).status).toBe(202);
+    expect((await fetch(`${api}/v1/sessions/${sessionId}`, { method: 'DELETE' })).status).toBe(202);
     await until(async () => !(await system.machines.list()).some((m) => m.id === claimed!.id), 'the used machine destroyed', 20_000);
     expect((await pool.members()).map((m) => m.machineId)).not.toContain(claimed!.id);
   }, 180_000);
@@ -106,29 +90,42 @@ describe('warm pool', () => {
 
   it('leaves a project over 2 MB out of the claim: the machine fetches its files itself and serves them', async () => {
     const api = system.baseUrl;
-    const project = await fetch(`${api}/v1/projects`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ name: 'big pool test', templateType: 'react' }),
-    }).then((r) => r.json());
-    const put = (path: string, content: string) =>
-      fetch(`${api}/v1/projects/${project.id}/files/${path}`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ content }) }).then((r) => r.status);
     // Three data files of 0.9 MB each (one file may be at most 1 MB): 2.7 MB in all.
-    for (const name of ['a', 'b', 'c']) expect(await put(`public/${name}.txt`, name.repeat(900 * 1024))).toBe(201);
-    for (const [path, content] of Object.entries(reactApp('Big project from the pool'))) expect(await put(path, content)).toBe(201);
+    const data = Object.fromEntries(['a', 'b', 'c'].map((name) => [`public/${name}.txt`, name.repeat(900 * 1024)]));
+    const project = await projectWith(api, { ...data, ...reactApp('Big project from the pool') });
     await until(async () => (await pool.size('react', 'free')) >= 1, 'a pooled machine', 90_000);
     const before = await filesRequests(api);
 
-    const created = await postSession(api, { projectId: project.id });
-    const { events } = await eventsUntilTerminal(api, created.body.sessionId, 30_000);
-    const ready = events.at(-1) as Extract<SessionEvent, { type: 'ready' }>;
-    expect(ready).toMatchObject({ type: 'ready', pooled: true });
+    const { sessionId, ready } = await pooledSession(api, project.id);
     expect(await filesRequests(api)).toBeGreaterThan(before);
     expect(await fetch(`${ready.previewUrl}src/App.jsx`).then((r) => r.text())).toContain('Big project from the pool');
     expect((await fetch(`${ready.previewUrl}a.txt`).then((r) => r.text())).length).toBe(900 * 1024);
-    expect((await fetch(`${api}/v1/sessions/${created.body.sessionId}`, { method: 'DELETE' })).status).toBe(202);
+    expect((await fetch(`${api}/v1/sessions/${sessionId}`, { method: 'DELETE' })).status).toBe(202);
   }, 120_000);
 });
+
+/** A new React project holding exactly these files (each PUT creates one). */
+async function projectWith(api: string, files: Record<string, string>): Promise<{ id: string }> {
+  const project = await fetch(`${api}/v1/projects`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ name: 'pool test', templateType: 'react' }),
+  }).then((r) => r.json());
+  for (const [path, content] of Object.entries(files)) expect(await putFile(api, project.id, path, content)).toBe(201);
+  return project;
+}
+
+const putFile = (api: string, projectId: string, path: string, content: string) =>
+  fetch(`${api}/v1/projects/${projectId}/files/${path}`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ content }) }).then((r) => r.status);
+
+/** A session of the project, followed to its end, which must be `ready` from a pooled machine. */
+async function pooledSession(api: string, projectId: string) {
+  const created = await postSession(api, { projectId });
+  const { events } = await eventsUntilTerminal(api, created.body.sessionId, 30_000);
+  const ready = events.at(-1) as Extract<SessionEvent, { type: 'ready' }>;
+  expect(ready).toMatchObject({ type: 'ready', pooled: true });
+  return { sessionId: created.body.sessionId, ready };
+}
 
 async function until(check: () => Promise<boolean>, what: string, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
