@@ -86,14 +86,14 @@ async function claimPooled(ctx: ProvisionContext): Promise<{ machine: Machine; r
 /** Above this, the claim leaves the files out and the machine fetches them itself. */
 const CLAIM_FILES_MAX_BYTES = 2 * 1024 * 1024;
 
+type FilesSnapshot = Pick<PoolClaim, 'files' | 'filesCursor'>;
+
 /**
  * The project's files and the file-changes cursor they are current to, sent
  * with the claim so the machine loads them without a round trip to the api and
  * follows changes from that cursor (no second load). The cursor is read first:
  * a change made meanwhile comes again after it, and the machine skips what it has.
  */
-type FilesSnapshot = Pick<PoolClaim, 'files' | 'filesCursor'>;
-
 async function filesSnapshot(ctx: ProvisionContext, projectId: string): Promise<FilesSnapshot> {
   const { changes, store } = ctx.deps;
   if (!changes) return {};
