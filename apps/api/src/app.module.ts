@@ -2,7 +2,7 @@ import { BullModule } from '@nestjs/bullmq';
 import { DynamicModule, Inject, Module, OnApplicationShutdown } from '@nestjs/common';
 import { APP_FILTER } from '@nestjs/core';
 import type Redis from 'ioredis';
-import { ALL_QUEUES, EventLog, FileChangeLog, BlockingReaders, createRedis, createSessionStore, type Config, type Logger, type SessionStore } from '@velocity/shared';
+import { ALL_QUEUES, EventLog, FileChangeLog, StreamWatcher, createRedis, createSessionStore, type Config, type Logger, type SessionStore } from '@velocity/shared';
 import { AdminModule } from './admin/admin.module';
 import { ErrorFilter } from './common/error.filter';
 import { MetricsModule } from './metrics/metrics.module';
@@ -18,19 +18,19 @@ import { SessionsController } from './sessions/sessions.controller';
 import { SessionsService } from './sessions/sessions.service';
 import { authProviders } from './auth/auth.guard';
 import { SessionQuotas } from './sessions/session-quotas';
-import { CONFIG, EVENT_LOG, LOGGER, READERS, REDIS, SESSION_STORE } from './tokens';
+import { CONFIG, EVENT_LOG, LOGGER, STREAM_WATCHER, REDIS, SESSION_STORE } from './tokens';
 
 /** Closes what the module opened when the app shuts down. */
 class Resources implements OnApplicationShutdown {
   constructor(
     @Inject(REDIS) private readonly redis: Redis,
-    @Inject(READERS) private readonly readers: BlockingReaders,
+    @Inject(STREAM_WATCHER) private readonly watcher: StreamWatcher,
     @Inject(SESSION_STORE) private readonly store: SessionStore,
   ) {}
 
   async onApplicationShutdown() {
     await this.store.close();
-    this.readers.close();
+    await this.watcher.close();
     this.redis.disconnect();
   }
 }
@@ -52,7 +52,8 @@ export class AppModule {
         { provide: CONFIG, useValue: config },
         { provide: LOGGER, useValue: logger },
         { provide: REDIS, useFactory: () => createRedis(config.REDIS_URL) },
-        { provide: READERS, inject: [REDIS], useFactory: (redis: Redis) => new BlockingReaders(redis) },
+        // 20 entries a read: a file change may be up to a megabyte.
+        { provide: STREAM_WATCHER, inject: [REDIS], useFactory: (redis: Redis) => new StreamWatcher(redis, { count: 20 }) },
         { provide: SESSION_STORE, useFactory: () => createSessionStore(config) },
         {
           provide: EVENT_LOG,

@@ -3,6 +3,6 @@ export const CONFIG = Symbol('CONFIG');
 export const SESSION_STORE = Symbol('SESSION_STORE');
 export const EVENT_LOG = Symbol('EVENT_LOG');
 export const REDIS = Symbol('REDIS');
-/** BlockingReaders: connections for the SSE endpoints' blocking reads. */
-export const READERS = Symbol('READERS');
+/** StreamWatcher: the one blocking connection all SSE endpoints of the process wait on. */
+export const STREAM_WATCHER = Symbol('STREAM_WATCHER');
 export const LOGGER = Symbol('LOGGER');

@@ -1,5 +1,6 @@
 import type Redis from 'ioredis';
 import { sessionEventSchema, type SessionEvent } from './events';
+import type { StreamEntries, StreamWatcher } from './stream-watcher';
 
 const GONE_EVENTS: readonly SessionEvent['type'][] = ['ending', 'ended', 'failed'];
 
@@ -53,22 +54,24 @@ export class EventLog {
     });
   }
 
-  /**
-   * Events after `afterId` ('0' for all). With `blockMs`, waits up to that long
-   * for the next event; the caller's connection is blocked meanwhile, so pass a
-   * connection of its own.
-   */
-  async read(sessionId: string, afterId = '0', blockMs?: number, redis: Redis = this.redis): Promise<StoredEvent[]> {
-    const key = this.key(sessionId);
-    const reply =
-      blockMs === undefined
-        ? await redis.xread('COUNT', 100, 'STREAMS', key, afterId)
-        : await redis.xread('COUNT', 100, 'BLOCK', blockMs, 'STREAMS', key, afterId);
-    if (!reply) return [];
-    return reply[0][1].map(([id, fields]) => ({ id, event: sessionEventSchema.parse(JSON.parse(fields[1])) }));
+  /** Events after `afterId` ('0' for all), at once. */
+  async read(sessionId: string, afterId = '0'): Promise<StoredEvent[]> {
+    const reply = await this.redis.xread('COUNT', 100, 'STREAMS', this.key(sessionId), afterId);
+    return reply ? toStoredEvents(reply[0][1]) : [];
+  }
+
+  /** Events after `afterId`, waiting for the next ones (through the process's shared watcher) up to `timeoutMs`. */
+  async wait(watcher: StreamWatcher, sessionId: string, afterId: string, timeoutMs: number, signal?: AbortSignal): Promise<StoredEvent[]> {
+    const reply = await watcher.read([[this.key(sessionId), afterId]], timeoutMs, signal);
+    return reply ? toStoredEvents(reply[0][1]) : [];
   }
 
   async exists(sessionId: string): Promise<boolean> {
     return (await this.redis.exists(this.key(sessionId))) === 1;
   }
+}
+
+/** Stream entries of the event log as events. */
+export function toStoredEvents(entries: StreamEntries): StoredEvent[] {
+  return entries.map(([id, fields]) => ({ id, event: sessionEventSchema.parse(JSON.parse(fields[1])) }));
 }

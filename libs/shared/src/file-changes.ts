@@ -75,13 +75,9 @@ export class FileChangeLog {
     return id as string;
   }
 
-  /** Changes after `afterId`. With `blockMs`, waits up to that long; pass a connection of the reader's own then. */
-  async read(projectId: string, afterId = STREAM_START, blockMs?: number, redis: Redis = this.redis): Promise<StoredFileChange[]> {
-    const key = this.key(projectId);
-    const reply =
-      blockMs === undefined
-        ? await redis.xread('COUNT', 100, 'STREAMS', key, afterId)
-        : await redis.xread('COUNT', 100, 'BLOCK', blockMs, 'STREAMS', key, afterId);
+  /** Changes after `afterId`, at once. */
+  async read(projectId: string, afterId = STREAM_START): Promise<StoredFileChange[]> {
+    const reply = await this.redis.xread('COUNT', 100, 'STREAMS', this.key(projectId), afterId);
     return reply ? reply[0][1].map(parseFileChangeEntry) : [];
   }
 

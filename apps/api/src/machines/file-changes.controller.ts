@@ -17,7 +17,7 @@ import type { Request, Response } from 'express';
 import type Redis from 'ioredis';
 import { z } from 'zod';
 import {
-  BlockingReaders,
+  StreamWatcher,
   EventLog,
   FileChangeLog,
   STREAM_START,
@@ -28,7 +28,7 @@ import {
 } from '@velocity/shared';
 import { parseOr400 } from '../common/validation';
 import { machineClaims } from './machine-auth';
-import { CONFIG, EVENT_LOG, LOGGER, READERS, REDIS, SESSION_STORE } from '../tokens';
+import { CONFIG, EVENT_LOG, LOGGER, STREAM_WATCHER, REDIS, SESSION_STORE } from '../tokens';
 import { FileChangeStream, SESSION_GONE_STATUSES } from './file-changes.stream';
 import { ApiEndpoint, ref, SCHEMAS } from '../openapi/api-endpoint';
 import { machineSessionIdParam } from './machine-files.controller';
@@ -54,7 +54,7 @@ export class FileChangesController implements BeforeApplicationShutdown {
     @Inject(SESSION_STORE) private readonly store: SessionStore,
     @Inject(EVENT_LOG) private readonly events: EventLog,
     @Inject(REDIS) private readonly redis: Redis,
-    @Inject(READERS) private readonly readers: BlockingReaders,
+    @Inject(STREAM_WATCHER) private readonly watcher: StreamWatcher,
     @Inject(LOGGER) private readonly logger: Logger,
     private readonly changes: FileChangeLog,
   ) {}
@@ -112,7 +112,7 @@ export class FileChangesController implements BeforeApplicationShutdown {
         changes: this.changes,
         events: this.events,
         store: this.store,
-        readers: this.readers,
+        watcher: this.watcher,
         logger: this.logger.child({ sessionId }),
       },
       { heartbeatMs: Math.min(this.config.SSE_HEARTBEAT_MS, 15_000), retryMs: 1000 },

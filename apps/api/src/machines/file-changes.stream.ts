@@ -1,13 +1,12 @@
 import type { Request, Response } from 'express';
 import {
   FILE_CHANGE_EVENTS,
-  type BlockingReaders,
-  type ReaderLease,
   parseFileChangeEntry,
   type EventLog,
   type FileChangeLog,
   type Logger,
   type SessionStore,
+  type StreamWatcher,
 } from '@velocity/shared';
 import { startEventStream } from '../common/event-stream';
 
@@ -21,9 +20,6 @@ export interface FileChangeStreamOptions {
 const SESSION_OVER = new Set(['ending', 'ended', 'failed']);
 /** Statuses of a session whose machine has nothing more to follow. */
 export const SESSION_GONE_STATUSES = ['ending', 'ended', 'error'] as const;
-
-/** Changes per read; each may be up to MAX_FILE_BYTES. */
-const BATCH = 20;
 
 /**
  * Server-Sent Events of one project's file changes, for one preview machine.
@@ -39,17 +35,15 @@ const BATCH = 20;
  */
 export class FileChangeStream {
   private closed = false;
-  /** Its own connection for the blocking reads. */
-  private readonly reader: ReaderLease;
+  /** Ends the wait in progress when the machine goes. */
+  private readonly abort = new AbortController();
   private res: Response | undefined;
 
   constructor(
     private readonly session: { id: string; projectId: string },
-    private readonly deps: { changes: FileChangeLog; events: EventLog; store: SessionStore; readers: BlockingReaders; logger: Logger },
+    private readonly deps: { changes: FileChangeLog; events: EventLog; store: SessionStore; watcher: StreamWatcher; logger: Logger },
     private readonly options: FileChangeStreamOptions,
-  ) {
-    this.reader = deps.readers.lease();
-  }
+  ) {}
 
   /** `eventsCursor`: where the session's event stream was before its row was checked, so no `ending` falls between. */
   async pipe(req: Request, res: Response, lastEventId: string | undefined, eventsCursor: string): Promise<void> {
@@ -79,9 +73,14 @@ export class FileChangeStream {
     const filesKey = changes.key(projectId);
     const eventsKey = events.key(this.session.id);
     while (!this.closed) {
-      const reply = (await this.reader.read((reader) =>
-        reader.xread('COUNT', BATCH, 'BLOCK', this.options.heartbeatMs, 'STREAMS', filesKey, eventsKey, cursor, eventsCursor),
-      )) as [string, [string, string[]][]][] | null;
+      const reply = await this.deps.watcher.read(
+        [
+          [filesKey, cursor],
+          [eventsKey, eventsCursor],
+        ],
+        this.options.heartbeatMs,
+        this.abort.signal,
+      );
       if (this.closed) return;
       if (!reply) {
         if (await this.sessionOver()) return this.ended(res, 'session ended');
@@ -138,7 +137,7 @@ export class FileChangeStream {
   private close(): void {
     if (this.closed) return;
     this.closed = true;
-    this.reader.release();
+    this.abort.abort();
   }
 }
 

@@ -1,13 +1,12 @@
 import type { Request, Response } from 'express';
 import {
   TERMINAL_EVENTS,
-  type BlockingReaders,
-  type ReaderLease,
   type EventLog,
   type Logger,
   type SessionEvent,
   type SessionStore,
   type StoredEvent,
+  type StreamWatcher,
 } from '@velocity/shared';
 import { startEventStream } from '../common/event-stream';
 
@@ -25,16 +24,14 @@ export interface EventStreamOptions {
  */
 export class SessionEventStream {
   private closed = false;
-  /** Its own connection for the blocking reads. */
-  private readonly reader: ReaderLease;
+  /** Ends the wait in progress when the client goes. */
+  private readonly abort = new AbortController();
 
   constructor(
     private readonly sessionId: string,
-    private readonly deps: { events: EventLog; store: SessionStore; readers: BlockingReaders; logger: Logger },
+    private readonly deps: { events: EventLog; store: SessionStore; watcher: StreamWatcher; logger: Logger },
     private readonly options: EventStreamOptions,
-  ) {
-    this.reader = deps.readers.lease();
-  }
+  ) {}
 
   async pipe(req: Request, res: Response, lastEventId: string): Promise<void> {
     startEventStream(res, this.options.retryMs);
@@ -52,9 +49,13 @@ export class SessionEventStream {
   private async run(res: Response, lastEventId: string): Promise<void> {
     let cursor = lastEventId;
     // The first read does not block, so a session whose stream is gone is answered at once.
-    let blockMs: number | undefined;
+    let waitMs: number | undefined;
     while (!this.closed) {
-      const batch = await this.reader.read((reader) => this.deps.events.read(this.sessionId, cursor, blockMs, reader));
+      const { events } = this.deps;
+      const batch =
+        waitMs === undefined
+          ? await events.read(this.sessionId, cursor)
+          : await events.wait(this.deps.watcher, this.sessionId, cursor, waitMs, this.abort.signal);
       if (this.closed) return;
       for (const stored of batch) {
         this.write(res, stored);
@@ -64,8 +65,8 @@ export class SessionEventStream {
       if (batch.length > 0) continue;
       const fromRow = await this.eventFromRow(cursor);
       if (fromRow) return void this.write(res, fromRow);
-      if (blockMs !== undefined) res.write(': heartbeat\n\n');
-      blockMs = this.options.heartbeatMs;
+      if (waitMs !== undefined) res.write(': heartbeat\n\n');
+      waitMs = this.options.heartbeatMs;
     }
   }
 
@@ -94,6 +95,6 @@ export class SessionEventStream {
   private close(): void {
     if (this.closed) return;
     this.closed = true;
-    this.reader.release();
+    this.abort.abort();
   }
 }

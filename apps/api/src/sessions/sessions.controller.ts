@@ -2,9 +2,9 @@ import { Body, Controller, Delete, Get, HttpCode, Inject, Param, Post, Req, Res 
 import { ApiTags } from '@nestjs/swagger';
 import type { Request, Response } from 'express';
 import { z } from 'zod';
-import { BlockingReaders, EventLog, tierSchema, type Config, type Logger, type SessionStore } from '@velocity/shared';
+import { StreamWatcher, EventLog, tierSchema, type Config, type Logger, type SessionStore } from '@velocity/shared';
 import { parseOr400 } from '../common/validation';
-import { CONFIG, EVENT_LOG, LOGGER, READERS, SESSION_STORE } from '../tokens';
+import { CONFIG, EVENT_LOG, LOGGER, STREAM_WATCHER, SESSION_STORE } from '../tokens';
 import { SessionEventStream } from './session-event-stream';
 import { SessionsService } from './sessions.service';
 import { CurrentUser } from '../auth/auth.guard';
@@ -30,7 +30,7 @@ export class SessionsController {
     @Inject(CONFIG) private readonly config: Config,
     @Inject(SESSION_STORE) private readonly store: SessionStore,
     @Inject(EVENT_LOG) private readonly events: EventLog,
-    @Inject(READERS) private readonly readers: BlockingReaders,
+    @Inject(STREAM_WATCHER) private readonly watcher: StreamWatcher,
     @Inject(LOGGER) private readonly logger: Logger,
   ) {}
 
@@ -99,7 +99,7 @@ export class SessionsController {
     await this.sessions.owned(user, sessionId);
     const stream = new SessionEventStream(
       sessionId,
-      { events: this.events, store: this.store, readers: this.readers, logger: this.logger.child({ sessionId }) },
+      { events: this.events, store: this.store, watcher: this.watcher, logger: this.logger.child({ sessionId }) },
       { heartbeatMs: Math.min(this.config.SSE_HEARTBEAT_MS, 15_000), retryMs: 2000 },
     );
     await stream.pipe(req, res, lastEventId);
