@@ -7,7 +7,7 @@ import { startBenchSystem } from './lib/services';
 import { median } from './lib/stats';
 
 /**
- * `node -r @swc-node/register bench/pool-cpu.ts [N]`: the CPU one pooled session
+ * `node -r @swc-node/register bench/pool-cpu.ts [N] [PROFILE_DIR]`: the CPU one pooled session
  * costs each process (api, provisioner, the pool's machines, Redis, Postgres,
  * this client), from its POST to its `ready`, one session at a time on an idle
  * system; N sessions (default 8), the first a warm-up. The pool is filled once,
@@ -16,6 +16,8 @@ import { median } from './lib/stats';
  */
 async function main() {
   const n = Number(process.argv[2] ?? 8);
+  // A folder for V8 CPU profiles of the api, provisioner and cleanup (`--cpu-prof`), written when they stop.
+  const profDir = process.argv[3];
   const id = randomBytes(4).toString('hex');
   const databaseUrl = withDatabase(process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres', `vp_bench_${id}`);
   const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -24,7 +26,7 @@ async function main() {
   const redis = new Redis(redisUrl);
   try {
     await applyMigrations(databaseUrl);
-    const sys = await startBenchSystem({ databaseUrl, queuePrefix: prefix, env: { MACHINE_PROVIDER: 'local', WARM_POOL: `react:${n}-${n}`, POOL_REFILL_EVERY_MS: '600000' } });
+    const sys = await startBenchSystem({ databaseUrl, queuePrefix: prefix, env: { MACHINE_PROVIDER: 'local', WARM_POOL: `react:${n}-${n}`, POOL_REFILL_EVERY_MS: '600000' }, nodeArgs: profDir ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : [] });
     try {
       const warm = new WarmPool(redis, prefix);
       const started = Date.now();
