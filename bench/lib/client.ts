@@ -1,5 +1,5 @@
 import { performance } from 'node:perf_hooks';
-import { DEMO_PROJECT_ID, PROVISION_STEPS, followSessionEvents, type ProvisionStep } from '@velocity/shared';
+import { DEMO_PROJECT_ID, PROVISION_STEPS, requestSession, type ProvisionStep } from '@velocity/shared';
 
 /** Every request the benchmark sent to a handed-out preview URL, and how many answered "Session not found". */
 export const urlChecks = { requests: 0, notFound: 0, non200: 0, notFoundUrls: [] as string[] };
@@ -37,31 +37,27 @@ export interface SessionRun {
 }
 
 /**
- * One session as a browser asks for it: POST /v1/sessions, then the events
- * stream until `ready`; with `fetchUrl`, then GET the preview URL until it
+ * One session as a browser asks for it: POST /v1/sessions, answered with the
+ * session's events stream, until `ready`; with `fetchUrl`, then GET the preview URL until it
  * answers 200 (every answer is counted in `urlChecks`).
  */
 export async function runSession(baseUrl: string, options: { fetchUrl: boolean; timeoutMs?: number; projectId?: string }): Promise<SessionRun> {
   const timeoutMs = options.timeoutMs ?? 60_000;
   const postedAt = Date.now();
   const t0 = performance.now();
-  const res = await fetch(`${baseUrl}/v1/sessions`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ projectId: options.projectId ?? DEMO_PROJECT_ID }),
-    signal: AbortSignal.timeout(timeoutMs),
-  });
-  const body = (await res.json()) as { sessionId?: string };
-  if (res.status !== 202 || !body.sessionId) throw new Error(`POST /v1/sessions answered ${res.status}: ${JSON.stringify(body)}`);
-  const acceptedMs = performance.now() - t0;
-  const acceptedAt = Date.now();
-  const sessionId = body.sessionId;
+  let acceptedMs = Number.NaN;
+  let acceptedAt = 0;
   let readyAt = 0;
   let readyWall = 0;
-  const followed = await followSessionEvents({
+  // One request: the POST's answer is the session's event stream.
+  const followed = await requestSession({
     baseUrls: [baseUrl],
-    sessionId,
+    projectId: options.projectId ?? DEMO_PROJECT_ID,
     timeoutMs,
+    onAccepted: () => {
+      acceptedMs = performance.now() - t0;
+      acceptedAt = Date.now();
+    },
     onEvent: (event) => {
       if (event.type === 'ready') {
         readyAt = performance.now();
@@ -69,6 +65,7 @@ export async function runSession(baseUrl: string, options: { fetchUrl: boolean; 
       }
     },
   });
+  const sessionId = followed.sessionId;
   const last = followed.events[followed.events.length - 1];
   if (last?.type !== 'ready') throw new Error(`session ${sessionId} ended with ${JSON.stringify(last)}`);
   const firstStarted = followed.events.find((e) => e.type === 'progress' && e.state === 'started');

@@ -1,4 +1,4 @@
-import { DEMO_PROJECT_ID, PROVISION_STEPS, createMachineToken, loadConfig, type SessionEvent } from '@velocity/shared';
+import { DEMO_PROJECT_ID, PROVISION_STEPS, createMachineToken, loadConfig, readSse, requestSession, type SessionEvent } from '@velocity/shared';
 import { eventsUntilTerminal, postSession, startSystem, type RunningSystem } from '../src/system';
 
 /** The whole path, for real: POST → queue → provisioner → machine → verified URL → SSE `ready`. */
@@ -65,6 +65,48 @@ describe('a preview session from POST to a live Vite page', () => {
     // One that resumes with Last-Event-ID gets only what came after.
     const resumed = await eventsUntilTerminal(system.baseUrl, sessionId, 5000, { 'last-event-id': late.ids[2] });
     expect(resumed.events).toEqual(events.slice(3));
+  });
+
+  it('with Accept: text/event-stream, answers the POST with the session\'s events through ready, in one request', async () => {
+    const res = await fetch(`${system.baseUrl}/v1/sessions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'text/event-stream' },
+      body: JSON.stringify({ projectId: DEMO_PROJECT_ID }),
+      signal: AbortSignal.timeout(60_000),
+    });
+    expect(res.status).toBe(202);
+    expect(res.headers.get('content-type')).toMatch(/^text\/event-stream/);
+    const sessionId = res.headers.get('location')?.match(/^\/v1\/sessions\/([0-9a-f-]{36})$/)?.[1];
+    expect(sessionId).toBeDefined();
+    const frames: Array<{ id?: string; event?: string; data: string }> = [];
+    for await (const frame of readSse(res.body!)) {
+      frames.push(frame);
+      if (['ready', 'failed'].includes(frame.event ?? '')) break;
+    }
+    const events = frames.map((f) => JSON.parse(f.data) as SessionEvent);
+    expect(events[0]).toMatchObject({ type: 'queued', sessionId });
+    expect(events.every((e) => e.sessionId === sessionId)).toBe(true);
+    const last = events.at(-1) as Extract<SessionEvent, { type: 'ready' }>;
+    expect(last.type).toBe('ready');
+    expect((await fetch(last.previewUrl)).status).toBe(200);
+    // The same story, with the same ids, on the events URL.
+    const stored = await eventsUntilTerminal(system.baseUrl, sessionId!, 5000);
+    expect(stored.ids).toEqual(frames.map((f) => f.id));
+
+    // The client helper: one request, and its result names the session.
+    const viaHelper = await requestSession({ baseUrls: [system.baseUrl], projectId: DEMO_PROJECT_ID, timeoutMs: 60_000 });
+    expect(viaHelper.events[0]).toMatchObject({ type: 'queued', sessionId: viaHelper.sessionId });
+    expect(viaHelper.events.at(-1)?.type).toBe('ready');
+    expect(viaHelper.reconnects).toBe(0);
+
+    // A bad body is still a JSON 400 naming the field, not a stream.
+    const bad = await fetch(`${system.baseUrl}/v1/sessions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'text/event-stream' },
+      body: JSON.stringify({ projectId: 'nope' }),
+    });
+    expect(bad.status).toBe(400);
+    expect(await bad.json()).toMatchObject({ statusCode: 400, field: 'projectId' });
   });
 
   it('refuses a bad body with 400 naming the field, and an unknown project with 404', async () => {

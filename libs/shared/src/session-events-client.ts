@@ -9,6 +9,8 @@ export interface FollowOptions {
   /** Overall limit; a TimeoutError names the session when it runs out. */
   timeoutMs: number;
   onEvent?: (event: SessionEvent, id: string) => void;
+  /** Resume after this event id (the events before it were seen already). */
+  afterId?: string;
 }
 
 export interface FollowResult {
@@ -23,10 +25,10 @@ export interface FollowResult {
  * does: on a broken connection it reconnects (to the next api) with
  * Last-Event-ID and misses nothing.
  */
-export async function followSessionEvents({ baseUrls, sessionId, timeoutMs, onEvent }: FollowOptions): Promise<FollowResult> {
+export async function followSessionEvents({ baseUrls, sessionId, timeoutMs, onEvent, afterId }: FollowOptions): Promise<FollowResult> {
   const deadline = Date.now() + timeoutMs;
   const result: FollowResult = { events: [], ids: [], reconnects: 0 };
-  let lastId: string | undefined;
+  let lastId: string | undefined = afterId;
   for (let attempt = 0; Date.now() < deadline; attempt++) {
     const base = baseUrls[attempt % baseUrls.length];
     try {
@@ -54,3 +56,49 @@ export async function followSessionEvents({ baseUrls, sessionId, timeoutMs, onEv
 }
 
 class RetryableStreamError extends Error {}
+
+export interface RequestSessionOptions {
+  /** Api base URLs: the first is asked; a broken stream is resumed on the next, as followSessionEvents does. */
+  baseUrls: string[];
+  projectId: string;
+  tier?: 'free' | 'pro';
+  /** Extra request headers (authorization). */
+  headers?: Record<string, string>;
+  timeoutMs: number;
+  /** When the api has answered 202: the session exists. */
+  onAccepted?: (sessionId: string) => void;
+  onEvent?: (event: SessionEvent, id: string) => void;
+}
+
+/**
+ * Asks for a session and follows its events to a terminal one in one request
+ * (`POST /v1/sessions` with `Accept: text/event-stream`). A stream that breaks
+ * before the end is resumed on the session's events URL with Last-Event-ID.
+ */
+export async function requestSession(options: RequestSessionOptions): Promise<FollowResult & { sessionId: string }> {
+  const { baseUrls, projectId, tier, timeoutMs, onEvent } = options;
+  const deadline = Date.now() + timeoutMs;
+  const res = await fetch(`${baseUrls[0]}/v1/sessions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', accept: 'text/event-stream', ...options.headers },
+    body: JSON.stringify(tier ? { projectId, tier } : { projectId }),
+    signal: AbortSignal.timeout(timeoutMs),
+  });
+  const sessionId = res.headers.get('location')?.split('/').pop();
+  if (res.status !== 202 || !res.body || !sessionId) throw new Error(`POST /v1/sessions answered ${res.status}: ${await res.text()}`);
+  options.onAccepted?.(sessionId);
+  const result: FollowResult = { events: [], ids: [], reconnects: 0 };
+  try {
+    for await (const frame of readSse(res.body)) {
+      const event = sessionEventSchema.parse(JSON.parse(frame.data));
+      result.events.push(event);
+      result.ids.push(frame.id ?? '');
+      onEvent?.(event, frame.id ?? '');
+      if (TERMINAL_EVENTS.includes(event.type)) return { sessionId, ...result };
+    }
+  } catch {
+    // Broken: resumed below.
+  }
+  const rest = await followSessionEvents({ baseUrls, sessionId, timeoutMs: Math.max(1, deadline - Date.now()), onEvent, afterId: result.ids.filter(Boolean).pop() });
+  return { sessionId, events: [...result.events, ...rest.events], ids: [...result.ids, ...rest.ids], reconnects: rest.reconnects + 1 };
+}

@@ -25,7 +25,7 @@ describe('StreamWatcher', () => {
   /** Until the watcher's XREAD is blocked in Redis (CLIENT LIST shows the blocking command). */
   const blocked = async () => {
     for (let i = 0; i < 200; i++) {
-      if ((await commands.client('LIST')).toString().includes('cmd=xread')) return;
+      if (String(await commands.client('LIST')).includes('cmd=xread')) return;
       await new Promise((r) => setTimeout(r, 10));
     }
     throw new Error('the watcher never blocked in XREAD');

@@ -5,8 +5,9 @@ import type { ServerResponse } from 'node:http';
  * (proxies such as nginx hold back a response without `x-accel-buffering: no`),
  * and the delay the client waits before it reconnects.
  */
-export function startEventStream(res: ServerResponse, retryMs: number): void {
-  res.writeHead(200, {
+export function startEventStream(res: ServerResponse, retryMs: number, status = 200, headers: Record<string, string> = {}): void {
+  res.writeHead(status, {
+    ...headers,
     'content-type': 'text/event-stream; charset=utf-8',
     'cache-control': 'no-cache, no-transform',
     connection: 'keep-alive',

@@ -143,8 +143,9 @@ export function ApiEndpoint(doc: EndpointDoc): MethodDecorator {
       ApiResponse({
         status: Number(status),
         description: ok.description,
-        ...(ok.schema ? { content: { 'application/json': { schema: toOpenApi(ok.schema, 'output') } } } : {}),
-        ...(ok.content ? { content: ok.content } : {}),
+        ...(ok.schema || ok.content
+          ? { content: { ...(ok.schema ? { 'application/json': { schema: toOpenApi(ok.schema, 'output') } } : {}), ...ok.content } }
+          : {}),
       }),
     );
   }

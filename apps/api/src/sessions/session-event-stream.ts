@@ -33,8 +33,9 @@ export class SessionEventStream {
     private readonly options: EventStreamOptions,
   ) {}
 
-  async pipe(req: Request, res: Response, lastEventId: string): Promise<void> {
-    startEventStream(res, this.options.retryMs);
+  /** `start`: the status and extra headers of the response (a stream that answers a POST is a 202 with `location`). */
+  async pipe(req: Request, res: Response, lastEventId: string, start: { status?: number; headers?: Record<string, string> } = {}): Promise<void> {
+    startEventStream(res, this.options.retryMs, start.status, start.headers);
     req.on('close', () => this.close());
     try {
       await this.run(res, lastEventId);
