@@ -188,7 +188,15 @@ async function poolSection(databaseUrl: string, queuePrefix: string): Promise<No
   const sys = await startBenchSystem({
     databaseUrl,
     queuePrefix,
-    env: { MACHINE_PROVIDER: 'local', PROVISION_CONCURRENCY: String(size), WARM_POOL: `react:${size}-${size}`, POOL_REFILL_EVERY_MS: '1000', MACHINE_BUDGET: String(size * 3) },
+    env: {
+      MACHINE_PROVIDER: 'local',
+      PROVISION_CONCURRENCY: String(size),
+      WARM_POOL: `react:${size}-${size}`,
+      POOL_REFILL_EVERY_MS: '1000',
+      MACHINE_BUDGET: String(size * 3),
+      // Sized for the burst, as the pool is: a wave finds its database connections open.
+      DATABASE_POOL_MIN: '10',
+    },
   });
   undo.push(() => sys.stop());
   const redis = new Redis(sys.env.REDIS_URL ?? 'redis://127.0.0.1:6379');

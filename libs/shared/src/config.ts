@@ -10,6 +10,10 @@ export const configSchema = z.object({
   NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
   LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error', 'silent']).default('info'),
   DATABASE_URL: z.string().url().default('postgres://postgres@127.0.0.1:5432/velocity_preview'),
+  /** Connections to DATABASE_URL at most, per process. */
+  DATABASE_POOL_MAX: z.coerce.number().int().min(1).max(200).default(10),
+  /** Connections per process opened at start and kept open while idle (at most DATABASE_POOL_MAX): a burst then finds them open. */
+  DATABASE_POOL_MIN: z.coerce.number().int().min(0).max(200).default(2),
   /** Which SessionStore adapter: `postgres` (direct SQL on DATABASE_URL) or `supabase` (PostgREST with the service-role key). */
   SESSION_STORE: z.enum(['postgres', 'supabase']).default('postgres'),
   /** The Supabase project's URL (https://<ref>.supabase.co); required when SESSION_STORE=supabase. */

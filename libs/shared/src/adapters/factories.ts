@@ -16,7 +16,7 @@ export function createSessionStore(config: Config): SessionStore {
     // loadConfig refuses SESSION_STORE=supabase without these two.
     return new SupabaseSessionStore({ url: config.SUPABASE_URL ?? '', serviceRoleKey: config.SUPABASE_SERVICE_ROLE_KEY ?? '' });
   }
-  return new PostgresSessionStore(config.DATABASE_URL);
+  return new PostgresSessionStore(config.DATABASE_URL, { max: config.DATABASE_POOL_MAX, min: config.DATABASE_POOL_MIN });
 }
 
 export function createMachineProvider(config: Config): MachineProvider {

@@ -27,11 +27,25 @@ export class PostgresSessionStore implements SessionStore {
   private readonly pool: Pool;
   private closed = false;
 
-  constructor(databaseUrl: string, options: { max?: number } = {}) {
+  /**
+   * `max`: connections at most. `min`: connections opened at once and kept
+   * open while idle, so a burst of sessions does not wait for (and Postgres
+   * does not fork) new ones; pg closes the others after 10 s idle.
+   */
+  constructor(databaseUrl: string, options: { max?: number; min?: number } = {}) {
+    const max = options.max ?? 10;
+    const min = Math.min(options.min ?? 0, max);
     // Bounded waits: a database that does not answer fails the call instead of hanging it.
-    this.pool = new Pool({ connectionString: databaseUrl, max: options.max ?? 10, connectionTimeoutMillis: 5000, query_timeout: 15000 });
+    this.pool = new Pool({ connectionString: databaseUrl, max, min, connectionTimeoutMillis: 5000, query_timeout: 15000 });
     // An idle connection dropped by the server must not crash the process; the next query reports it.
     this.pool.on('error', () => undefined);
+    if (min > 0) void this.openConnections(min);
+  }
+
+  /** Opens `count` connections and gives them back to the pool idle; a failure is left to the first query to report. */
+  private async openConnections(count: number): Promise<void> {
+    const opened = await Promise.allSettled(Array.from({ length: count }, () => this.pool.connect()));
+    for (const result of opened) if (result.status === 'fulfilled') result.value.release();
   }
 
   async getProject(projectId: string): Promise<Project | null> {
