@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import { Queue } from 'bullmq';
 import {
   EventLog,
@@ -17,6 +18,7 @@ import { RefillPool, drainPool } from './pool/refill-pool';
 import { startPoolRefills } from './pool/pool-worker';
 import { createProvisionWorker } from './provision-worker';
 import { startProvisionerOps } from './ops';
+import { Turns } from './turns';
 
 /** The provisioner process: one BullMQ worker on the `sessions` queue. */
 async function main() {
@@ -34,7 +36,12 @@ async function main() {
   const poolTargets = parseWarmPool(config.WARM_POOL);
   const pool = poolTargets.length > 0 ? new WarmPool(redis, config.QUEUE_PREFIX) : null;
   const changes = pool ? new FileChangeLog(eventsRedis, config.QUEUE_PREFIX, config.EVENT_STREAM_TTL_SECONDS) : null;
-  const worker = createProvisionWorker({ config, store, provider, events, cleanupQueue, logger, faults: faultsOf(config), observer: ops.observer, pool, changes }, redis, logger);
+  const turns = new Turns(config.PROVISION_TURNS || 2 * availableParallelism());
+  const worker = createProvisionWorker(
+    { config, store, provider, events, cleanupQueue, logger, faults: faultsOf(config), observer: ops.observer, pool, changes, turns },
+    redis,
+    logger,
+  );
   worker.on('error', (err) => logger.error('worker error', { err }));
   ops.instrument(worker);
   await worker.waitUntilReady();
@@ -45,7 +52,13 @@ async function main() {
   const refills = poolDeps ? await startPoolRefills(new RefillPool(poolDeps), config, redis, logger) : null;
   // A Redis that restarted lost the refill schedule with everything else.
   if (refills) redis.on('ready', () => void refills.reschedule().catch((err) => logger.error('could not schedule pool refills', { err })));
-  logger.info('provisioner ready', { queue: QueueName.Sessions, concurrency: config.PROVISION_CONCURRENCY, provider: provider.name, warmPool: config.WARM_POOL ?? null });
+  logger.info('provisioner ready', {
+    queue: QueueName.Sessions,
+    concurrency: config.PROVISION_CONCURRENCY,
+    turns: turns.slots,
+    provider: provider.name,
+    warmPool: config.WARM_POOL ?? null,
+  });
 
   const shutdown = async (signal: string) => {
     logger.info('shutting down', { signal, graceMs: config.SHUTDOWN_GRACE_MS });

@@ -16,6 +16,7 @@ import type {
   SessionStore,
 } from '@velocity/shared';
 import type { ProvisionObserver } from './provision-observer';
+import type { Turn, Turns } from './turns';
 
 /** What the steps use, handed in by the composition root (ports only, no adapters). */
 export interface ProvisionDeps {
@@ -34,6 +35,8 @@ export interface ProvisionDeps {
   pool?: WarmPool | null;
   /** Projects' file changes: a claim hands the machine the files with the cursor they are current to. */
   changes?: FileChangeLog | null;
+  /** Sessions run their steps in turns, oldest first; without it, all at once. */
+  turns?: Turns | null;
 }
 
 /** One provisioning run of one session; steps read and fill it in order. */
@@ -49,8 +52,31 @@ export interface ProvisionContext {
   /** The id in the preview URL: the session's own, or its pooled machine's. */
   routeId?: string;
   previewUrl?: string;
-  /** Events held back to be stored with the next one, in one round trip (a step's `done` goes with the next step's `started`). */
+  /** Progress events held back to be stored with what follows, in one round trip (pipeline.ts `emit`). */
   held?: SessionEvent[];
+  /** Stores the held events when no other event comes soon. */
+  flushTimer?: NodeJS.Timeout;
+  /** The batch being stored now; the next one waits for it, so events stay in order. */
+  flushing?: Promise<void>;
+  /** This session's turn at running steps (ProvisionDeps.turns), while it holds one. */
+  turn?: Turn;
+}
+
+/**
+ * Runs a long wait that needs no CPU of ours (a cold machine booting, a pause
+ * between probes) without holding the session's turn, so others run meanwhile;
+ * takes a turn again after it, ahead of every later request.
+ */
+export async function awayFromTurn<T>(ctx: ProvisionContext, wait: () => Promise<T>): Promise<T> {
+  const { turns } = ctx.deps;
+  if (!turns || !ctx.turn) return wait();
+  ctx.turn.release();
+  ctx.turn = undefined;
+  try {
+    return await wait();
+  } finally {
+    ctx.turn = await turns.take(ctx.job.requestedAt, ctx.signal);
+  }
 }
 
 /**

@@ -1,6 +1,6 @@
 import { POOL_CLAIM_PATH, PermanentError, type Machine, type PoolClaim, type PooledMachine } from '@velocity/shared';
 import { sessionAccess, sessionMachineEnv } from '../machine-env';
-import { required, type ProvisionContext, type Step } from '../provision-context';
+import { awayFromTurn, required, type ProvisionContext, type Step } from '../provision-context';
 
 /**
  * The machine exists, has started, and is recorded on the row (status
@@ -31,24 +31,28 @@ export const createMachineStep: Step = {
   },
 };
 
-/** A machine made for this session (the provider returns the same one if it already exists). */
+/**
+ * A machine made for this session (the provider returns the same one if it
+ * already exists). Booting is the machine's work, not ours: the session's turn
+ * goes to others meanwhile.
+ */
 async function coldMachine(ctx: ProvisionContext, budgetMs: number): Promise<Machine> {
   const until = Date.now() + budgetMs;
   const { provider } = ctx.deps;
   const session = required(ctx.session, 'the session row');
   const project = required(ctx.project, 'the project');
-  const created = await provider.create(
-    {
-      sessionId: session.id,
-      projectId: project.id,
-      templateType: project.templateType,
-      resourceLimits: session.resourceLimits,
-      env: sessionMachineEnv(ctx.deps.config, { sessionId: session.id, projectId: project.id, tier: session.tier, templateType: project.templateType }),
-    },
-    ctx.signal,
-  );
-  ctx.logger.info('machine created', { machineId: created.id, provider: provider.name });
-  return provider.waitStarted(created, Math.max(0, until - Date.now()), ctx.signal);
+  const spec = {
+    sessionId: session.id,
+    projectId: project.id,
+    templateType: project.templateType,
+    resourceLimits: session.resourceLimits,
+    env: sessionMachineEnv(ctx.deps.config, { sessionId: session.id, projectId: project.id, tier: session.tier, templateType: project.templateType }),
+  };
+  return awayFromTurn(ctx, async () => {
+    const created = await provider.create(spec, ctx.signal);
+    ctx.logger.info('machine created', { machineId: created.id, provider: provider.name });
+    return provider.waitStarted(created, Math.max(0, until - Date.now()), ctx.signal);
+  });
 }
 
 /**

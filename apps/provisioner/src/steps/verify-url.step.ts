@@ -1,5 +1,5 @@
 import { TimeoutError, previewUrlOf, sleep } from '@velocity/shared';
-import { required, type Step } from '../provision-context';
+import { awayFromTurn, required, type Step } from '../provision-context';
 
 /**
  * The preview URL answers through the same routing path a browser takes: 200
@@ -19,7 +19,8 @@ export const verifyUrlStep: Step = {
         ctx.previewUrl = url;
         return;
       }
-      await sleep(50, ctx.signal);
+      // A machine still warming up is waited for without holding a turn.
+      await awayFromTurn(ctx, () => sleep(50, ctx.signal));
     }
     throw new TimeoutError(`${url} to answer 200 with the app's HTML (last: ${last})`, budgetMs);
   },
