@@ -46,8 +46,7 @@ export async function runPipeline(ctx: ProvisionContext, steps: readonly Step[] 
     const ms = Date.now() - started;
     ctx.logger.info('step done', { step: step.name, ms, attempt: ctx.attempt });
     ctx.deps.observer?.stepDone(step.name, ms);
-    // Held back: it is stored with the next event (the next step's `started`, or `ready`), in one round trip.
-    await emit(ctx, { type: 'progress', step: step.name, state: 'done', ms, attempt: ctx.attempt }, { hold: true });
+    await emit(ctx, { type: 'progress', step: step.name, state: 'done', ms, attempt: ctx.attempt });
   }
 }
 
@@ -75,18 +74,45 @@ async function runStep(ctx: ProvisionContext, step: Step, budgetMs: number): Pro
 type NewEvent = SessionEvent extends infer E ? (E extends SessionEvent ? Omit<E, 'sessionId' | 'at'> : never) : never;
 
 /**
- * Stores the event, after any held back; with `hold`, keeps it to go with the
- * next one instead (an event held when the job ends is lost, which only costs
- * a progress line).
+ * Progress events wait this long to be stored together with the ones that
+ * follow: a fast step's `started` and `done` and the next step's `started` go
+ * in one round trip (and reach the client in one wake-up), while a slow step's
+ * `started` is still seen at once.
  */
-export async function emit(ctx: ProvisionContext, event: NewEvent, options: { hold?: boolean } = {}): Promise<void> {
+export const PROGRESS_COALESCE_MS = 20;
+
+/**
+ * Stores a session event. Progress is held back up to PROGRESS_COALESCE_MS and
+ * stored with what follows; `ready` and `failed` are stored at once, after
+ * everything held. Batches are stored in order.
+ */
+export async function emit(ctx: ProvisionContext, event: NewEvent): Promise<void> {
   const full = { ...event, sessionId: ctx.job.sessionId, at: Date.now() } as SessionEvent;
-  if (options.hold) {
-    (ctx.held ??= []).push(full);
-    return;
-  }
-  const events = [...(ctx.held ?? []), full];
-  await ctx.deps.events.appendAll(events);
-  // Cleared once stored: a failed store keeps them for the next try.
+  (ctx.held ??= []).push(full);
+  if (full.type !== 'progress') return flushEvents(ctx);
+  ctx.flushTimer ??= setTimeout(() => {
+    void flushEvents(ctx).catch((err: Error) => ctx.logger.warn('progress events not stored', { err }));
+  }, PROGRESS_COALESCE_MS);
+}
+
+/** Stores what is held now, after any batch still being stored. A failed batch keeps its progress events for the next one. */
+export function flushEvents(ctx: ProvisionContext): Promise<void> {
+  clearTimeout(ctx.flushTimer);
+  ctx.flushTimer = undefined;
+  const batch = ctx.held ?? [];
   ctx.held = undefined;
+  const stored = (ctx.flushing ?? Promise.resolve())
+    .catch(() => undefined)
+    .then(async () => {
+      if (batch.length === 0) return;
+      try {
+        await ctx.deps.events.appendAll(batch);
+      } catch (err) {
+        // `ready` / `failed` are emitted again by whoever retries; progress is kept to go with the next batch.
+        ctx.held = [...batch.filter((e) => e.type === 'progress'), ...(ctx.held ?? [])];
+        throw err;
+      }
+    });
+  ctx.flushing = stored;
+  return stored;
 }

@@ -1,5 +1,5 @@
 import { errorMessage, isRetryable, machineOfSession, retrying, type Logger, type ProvisionSessionJob } from '@velocity/shared';
-import { PROVISION_PIPELINE, StepFailedError, emit, runPipeline } from './pipeline';
+import { PROVISION_PIPELINE, StepFailedError, emit, flushEvents, runPipeline } from './pipeline';
 import type { ProvisionContext, ProvisionDeps } from './provision-context';
 
 export interface ProvisionAttempt {
@@ -29,6 +29,7 @@ export class ProvisionSession {
   async execute({ job, attempt, maxAttempts, signal, logger }: ProvisionAttempt): Promise<ProvisionOutcome> {
     const ctx: ProvisionContext = { deps: this.deps, job, attempt, signal, logger };
     try {
+      ctx.turn = await this.deps.turns?.take(job.requestedAt, signal);
       await runPipeline(ctx, PROVISION_PIPELINE);
       const session = ctx.session!;
       await emit(ctx, { type: 'ready', previewUrl: session.previewUrl!, expiresAt: session.expiresAt!, pooled: Boolean(ctx.routeId && ctx.routeId !== session.id) });
@@ -50,6 +51,10 @@ export class ProvisionSession {
       }
       await this.undo(ctx, err instanceof StepFailedError ? err.step : undefined, errorMessage(error), retryable);
       return { status: 'failed', error };
+    } finally {
+      ctx.turn?.release();
+      // Nothing of this attempt is left to be stored after it (a retry's events come after these).
+      await flushEvents(ctx).catch((err: Error) => logger.warn('progress events not stored', { err }));
     }
   }
 
