@@ -1,4 +1,5 @@
-import { Pool } from 'pg';
+import { createHash } from 'node:crypto';
+import { Pool, type QueryResult, type QueryResultRow } from 'pg';
 import { allowedFrom, type SessionStatus } from '../session-state';
 import type {
   CreateSessionWithinQuotaResult,
@@ -42,6 +43,14 @@ export class PostgresSessionStore implements SessionStore {
     if (min > 0) void this.openConnections(min);
   }
 
+  /**
+   * One statement, prepared once per connection under a name derived from its
+   * text: Postgres parses and plans it the first time only.
+   */
+  private query<R extends QueryResultRow>(text: string, values: unknown[] = []): Promise<QueryResult<R>> {
+    return this.pool.query<R>({ name: statementName(text), text, values });
+  }
+
   /** Opens `count` connections and gives them back to the pool idle; a failure is left to the first query to report. */
   private async openConnections(count: number): Promise<void> {
     const opened = await Promise.allSettled(Array.from({ length: count }, () => this.pool.connect()));
@@ -50,12 +59,12 @@ export class PostgresSessionStore implements SessionStore {
 
   async getProject(projectId: string): Promise<Project | null> {
     if (!isUuid(projectId)) return null;
-    const { rows } = await this.pool.query<ProjectRow>('select * from projects where id = $1', [projectId]);
+    const { rows } = await this.query<ProjectRow>('select * from projects where id = $1', [projectId]);
     return rows[0] ? toProject(rows[0]) : null;
   }
 
   async ensureProject(project: { id: string; name: string; templateType: string }): Promise<Project> {
-    const { rows } = await this.pool.query<ProjectRow>('select * from vp_ensure_project($1, $2, $3)', [
+    const { rows } = await this.query<ProjectRow>('select * from vp_ensure_project($1, $2, $3)', [
       project.id,
       project.name,
       project.templateType,
@@ -65,7 +74,7 @@ export class PostgresSessionStore implements SessionStore {
 
   async seedProjectFiles(projectId: string, files: ProjectFile[]): Promise<number> {
     const payload = JSON.stringify(files.map((file) => ({ path: file.path, content: file.content })));
-    const { rows } = await this.pool.query<{ inserted: number }>(
+    const { rows } = await this.query<{ inserted: number }>(
       'select vp_seed_project_files($1, $2::jsonb) as inserted',
       [projectId, payload],
     );
@@ -74,7 +83,7 @@ export class PostgresSessionStore implements SessionStore {
 
   async listProjectFiles(projectId: string): Promise<ProjectFile[]> {
     if (!isUuid(projectId)) return [];
-    const { rows } = await this.pool.query<ProjectFile>(
+    const { rows } = await this.query<ProjectFile>(
       'select file_path as path, content from project_files where project_id = $1 order by file_path collate "C"',
       [projectId],
     );
@@ -82,7 +91,7 @@ export class PostgresSessionStore implements SessionStore {
   }
 
   async createSession(session: NewSession): Promise<PreviewSession> {
-    const { rows } = await this.pool.query<SessionRow>('select * from vp_create_session($1, $2, $3, $4::jsonb, $5)', [
+    const { rows } = await this.query<SessionRow>('select * from vp_create_session($1, $2, $3, $4::jsonb, $5)', [
       session.id,
       session.projectId,
       session.tier,
@@ -94,13 +103,13 @@ export class PostgresSessionStore implements SessionStore {
 
   async getSession(sessionId: string): Promise<PreviewSession | null> {
     if (!isUuid(sessionId)) return null;
-    const { rows } = await this.pool.query<SessionRow>('select * from preview_sessions where id = $1', [sessionId]);
+    const { rows } = await this.query<SessionRow>('select * from preview_sessions where id = $1', [sessionId]);
     return rows[0] ? toSession(rows[0]) : null;
   }
 
   async transition(sessionId: string, to: SessionStatus, patch: SessionPatch = {}): Promise<PreviewSession | null> {
     if (!isUuid(sessionId)) return null;
-    const { rows } = await this.pool.query<SessionRow>(
+    const { rows } = await this.query<SessionRow>(
       'select * from vp_transition_session($1, $2::text[], $3, $4::jsonb)',
       [sessionId, allowedFrom(to), to, JSON.stringify(toPatchJson(patch))],
     );
@@ -110,28 +119,28 @@ export class PostgresSessionStore implements SessionStore {
   // --- cleanup (issue 5); the statements are CLEANUP_SQL, at the end of this file ---
 
   async listExpiredSessions(now: Date, limit: number): Promise<PreviewSession[]> {
-    const { rows } = await this.pool.query<SessionRow>(CLEANUP_SQL.listExpired, [now, limit]);
+    const { rows } = await this.query<SessionRow>(CLEANUP_SQL.listExpired, [now, limit]);
     return rows.map(toSession);
   }
 
   async listIdleSessions(tier: Tier, idleSince: Date, limit: number): Promise<PreviewSession[]> {
-    const { rows } = await this.pool.query<SessionRow>(CLEANUP_SQL.listIdle, [tier, idleSince, limit]);
+    const { rows } = await this.query<SessionRow>(CLEANUP_SQL.listIdle, [tier, idleSince, limit]);
     return rows.map(toSession);
   }
 
   async listStuckSessions(createdBefore: Date, limit: number): Promise<PreviewSession[]> {
-    const { rows } = await this.pool.query<SessionRow>(CLEANUP_SQL.listStuck, [createdBefore, limit]);
+    const { rows } = await this.query<SessionRow>(CLEANUP_SQL.listStuck, [createdBefore, limit]);
     return rows.map(toSession);
   }
 
   async failStuckSession(sessionId: string, createdBefore: Date): Promise<PreviewSession | null> {
     if (!isUuid(sessionId)) return null;
-    const { rows } = await this.pool.query<SessionRow>(CLEANUP_SQL.failStuck, [sessionId, createdBefore]);
+    const { rows } = await this.query<SessionRow>(CLEANUP_SQL.failStuck, [sessionId, createdBefore]);
     return rows[0] ? toSession(rows[0]) : null;
   }
 
   async listProvisioningSessions(createdAfter: Date, limit: number, cursor?: SessionCursor): Promise<PreviewSession[]> {
-    const { rows } = await this.pool.query<SessionRow>(CLEANUP_SQL.listProvisioning, [
+    const { rows } = await this.query<SessionRow>(CLEANUP_SQL.listProvisioning, [
       createdAfter,
       limit,
       cursor ? cursor.createdAt : null,
@@ -141,26 +150,26 @@ export class PostgresSessionStore implements SessionStore {
   }
 
   async listActiveSessions(limit: number, afterId?: string): Promise<PreviewSession[]> {
-    const { rows } = await this.pool.query<SessionRow>(CLEANUP_SQL.listActive, [limit, afterId && isUuid(afterId) ? afterId : null]);
+    const { rows } = await this.query<SessionRow>(CLEANUP_SQL.listActive, [limit, afterId && isUuid(afterId) ? afterId : null]);
     return rows.map(toSession);
   }
 
   async getSessionsByIds(sessionIds: string[]): Promise<PreviewSession[]> {
     const ids = [...new Set(sessionIds.filter(isUuid))];
     if (ids.length === 0) return [];
-    const { rows } = await this.pool.query<SessionRow>('select * from preview_sessions where id = any ($1::uuid[])', [ids]);
+    const { rows } = await this.query<SessionRow>('select * from preview_sessions where id = any ($1::uuid[])', [ids]);
     return rows.map(toSession);
   }
 
   async recordActivity(sessionId: string, at: Date): Promise<string | null> {
     if (!isUuid(sessionId)) return null;
-    const { rows } = await this.pool.query<{ last_activity_at: Date }>(CLEANUP_SQL.recordActivity, [sessionId, at]);
+    const { rows } = await this.query<{ last_activity_at: Date }>(CLEANUP_SQL.recordActivity, [sessionId, at]);
     return rows[0] ? iso(rows[0].last_activity_at) : null;
   }
 
   async extendSession(sessionId: string, seconds: number, maxDurationSeconds: number): Promise<ExtendSessionResult> {
     if (!isUuid(sessionId)) return { outcome: 'not-found' };
-    const { rows } = await this.pool.query<{ result: { outcome: ExtendSessionResult['outcome']; max_until?: string; session?: SessionRow } }>(
+    const { rows } = await this.query<{ result: { outcome: ExtendSessionResult['outcome']; max_until?: string; session?: SessionRow } }>(
       'select vp_extend_session($1, $2, $3) as result',
       [sessionId, seconds, maxDurationSeconds],
     );
@@ -170,19 +179,19 @@ export class PostgresSessionStore implements SessionStore {
   }
 
   async listStaleEndingSessions(updatedBefore: Date, limit: number): Promise<PreviewSession[]> {
-    const { rows } = await this.pool.query<SessionRow>(CLEANUP_SQL.listStaleEnding, [updatedBefore, limit]);
+    const { rows } = await this.query<SessionRow>(CLEANUP_SQL.listStaleEnding, [updatedBefore, limit]);
     return rows.map(toSession);
   }
 
   async claimStaleEnding(sessionId: string, updatedBefore: Date): Promise<PreviewSession | null> {
     if (!isUuid(sessionId)) return null;
-    const { rows } = await this.pool.query<SessionRow>(CLEANUP_SQL.claimStaleEnding, [sessionId, updatedBefore]);
+    const { rows } = await this.query<SessionRow>(CLEANUP_SQL.claimStaleEnding, [sessionId, updatedBefore]);
     return rows[0] ? toSession(rows[0]) : null;
   }
 
   /** One grouped query over the live statuses; the partial indexes on them keep it off the ended history. */
   async countLiveSessions(): Promise<Partial<Record<SessionStatus, number>>> {
-    const { rows } = await this.pool.query<{ status: SessionStatus; n: number }>(
+    const { rows } = await this.query<{ status: SessionStatus; n: number }>(
       `select status, count(*)::integer as n from preview_sessions
        where status in ('queued', 'creating', 'starting', 'active', 'ending') group by status`,
     );
@@ -198,7 +207,7 @@ export class PostgresSessionStore implements SessionStore {
   // --- project files (issue 4) ---
 
   async createProject(project: { name: string; templateType: string; ownerId?: string | null }): Promise<Project> {
-    const { rows } = await this.pool.query<ProjectRow>(
+    const { rows } = await this.query<ProjectRow>(
       'insert into projects (name, template_type, owner_id) values ($1, $2, $3) returning *',
       [project.name, project.templateType, project.ownerId ?? null],
     );
@@ -207,7 +216,7 @@ export class PostgresSessionStore implements SessionStore {
 
   async putProjectFile(projectId: string, file: ProjectFile, limits: ProjectFileLimits): Promise<PutProjectFileResult> {
     if (!isUuid(projectId)) return { outcome: 'no-project', fileBytes: Buffer.byteLength(file.content), fileCount: 0, projectBytes: 0 };
-    const { rows } = await this.pool.query<{ outcome: PutProjectFileResult['outcome']; file_bytes: string; file_count: number; project_bytes: string }>(
+    const { rows } = await this.query<{ outcome: PutProjectFileResult['outcome']; file_bytes: string; file_count: number; project_bytes: string }>(
       'select * from vp_put_project_file($1, $2, $3, $4, $5, $6)',
       [projectId, file.path, file.content, limits.maxFiles, limits.maxFileBytes, limits.maxProjectBytes],
     );
@@ -217,13 +226,13 @@ export class PostgresSessionStore implements SessionStore {
 
   async deleteProjectFile(projectId: string, path: string): Promise<boolean> {
     if (!isUuid(projectId)) return false;
-    const { rows } = await this.pool.query<{ deleted: boolean }>('select vp_delete_project_file($1, $2) as deleted', [projectId, path]);
+    const { rows } = await this.query<{ deleted: boolean }>('select vp_delete_project_file($1, $2) as deleted', [projectId, path]);
     return rows[0].deleted;
   }
 
   async listProjectFilePaths(projectId: string): Promise<ProjectFileInfo[]> {
     if (!isUuid(projectId)) return [];
-    const { rows } = await this.pool.query<{ path: string; bytes: number; updated_at: Date }>(
+    const { rows } = await this.query<{ path: string; bytes: number; updated_at: Date }>(
       `select file_path as path, octet_length(content)::integer as bytes, updated_at
        from project_files where project_id = $1 order by file_path collate "C"`,
       [projectId],
@@ -233,27 +242,27 @@ export class PostgresSessionStore implements SessionStore {
 
   async getSessionByRoute(routeId: string): Promise<PreviewSession | null> {
     if (!isUuid(routeId)) return null;
-    const { rows } = await this.pool.query<SessionRow>('select * from preview_sessions where route_id = $1', [routeId]);
+    const { rows } = await this.query<SessionRow>('select * from preview_sessions where route_id = $1', [routeId]);
     return rows[0] ? toSession(rows[0]) : null;
   }
 
   async getSessionsByRouteIds(routeIds: string[]): Promise<PreviewSession[]> {
     const ids = [...new Set(routeIds.filter(isUuid))];
     if (ids.length === 0) return [];
-    const { rows } = await this.pool.query<SessionRow>('select * from preview_sessions where route_id = any ($1::uuid[])', [ids]);
+    const { rows } = await this.query<SessionRow>('select * from preview_sessions where route_id = any ($1::uuid[])', [ids]);
     return rows.map(toSession);
   }
 
   async hasProjectFiles(projectId: string): Promise<boolean> {
     if (!isUuid(projectId)) return false;
-    const { rows } = await this.pool.query<{ has: boolean }>('select exists (select 1 from project_files where project_id = $1) as has', [projectId]);
+    const { rows } = await this.query<{ has: boolean }>('select exists (select 1 from project_files where project_id = $1) as has', [projectId]);
     return rows[0].has;
   }
 
   // --- security (issue 6) ---
 
   async createSessionWithinQuota(session: NewOwnedSession, maxLive: number | null): Promise<CreateSessionWithinQuotaResult> {
-    const { rows } = await this.pool.query<{
+    const { rows } = await this.query<{
       result: { outcome: 'created' | 'over-quota'; live: number; limit: number | null; next_expires_at: string | null; session?: SessionRow };
     }>('select vp_create_session_within_quota($1, $2, $3, $4, $5::jsonb, $6) as result', [
       session.id,
@@ -326,3 +335,15 @@ export const CLEANUP_SQL = {
     where id = $1 and status = 'active'
     returning last_activity_at`,
 } as const;
+
+const statementNames = new Map<string, string>();
+
+/** A prepared statement's name: the same text always gets the same name, and no two texts share one. */
+function statementName(text: string): string {
+  let name = statementNames.get(text);
+  if (!name) {
+    name = `vp_${createHash('sha1').update(text).digest('hex').slice(0, 24)}`;
+    statementNames.set(text, name);
+  }
+  return name;
+}
