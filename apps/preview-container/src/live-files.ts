@@ -1,11 +1,10 @@
 import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { lstat, realpath, unlink } from 'node:fs/promises';
-import { request as httpRequest, type IncomingMessage } from 'node:http';
-import { request as httpsRequest } from 'node:https';
 import { dirname, sep } from 'node:path';
 import { errorMessage, sleep } from '../../../libs/shared/src/errors';
 import { endedEventSchema, fileChangeSchema, resyncEventSchema, type FileChange } from '../../../libs/shared/src/file-changes';
+import { openHttp, readText } from '../../../libs/shared/src/http-client';
 import type { Logger } from '../../../libs/shared/src/logger';
 import { readSse } from '../../../libs/shared/src/sse-client';
 import { writeProjectFiles, type ProjectFile } from './files';
@@ -136,7 +135,7 @@ export class LiveFiles extends EventEmitter {
     };
     arm();
     try {
-      const res = await openStream(url, headers, controller.signal);
+      const res = await openHttp(url, { headers, signal: controller.signal });
       const status = res.statusCode ?? 0;
       if (status === 410) {
         res.destroy();
@@ -239,24 +238,6 @@ export class LiveFiles extends EventEmitter {
     const existing = await lstat(target).catch(() => null);
     if (existing && !existing.isDirectory()) await unlink(target);
   }
-}
-
-/**
- * GET of the event stream with node's own HTTP client: lighter than fetch's web
- * streams, for a connection each machine opens at its claim and keeps.
- */
-function openStream(url: string, headers: Record<string, string>, signal: AbortSignal): Promise<IncomingMessage> {
-  return new Promise((resolve, reject) => {
-    const req = (url.startsWith('https:') ? httpsRequest : httpRequest)(url, { headers, signal }, resolve);
-    req.on('error', reject);
-    req.end();
-  });
-}
-
-async function readText(res: IncomingMessage): Promise<string> {
-  let text = '';
-  for await (const chunk of res) text += chunk;
-  return text;
 }
 
 const digest = (content: string) => createHash('sha1').update(content).digest('hex');

@@ -18,6 +18,7 @@ export * from './sse-client';
 export * from './file-paths';
 export * from './file-changes';
 export * from './session-events-client';
+export * from './http-client';
 export * from './redis';
 export * from './stream-watcher';
 export * from './net';

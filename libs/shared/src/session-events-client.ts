@@ -1,5 +1,6 @@
 import { TimeoutError, sleep } from './errors';
 import { TERMINAL_EVENTS, sessionEventSchema, type SessionEvent } from './events';
+import { openHttp, readText } from './http-client';
 import { readSse } from './sse-client';
 
 export interface FollowOptions {
@@ -78,23 +79,26 @@ export interface RequestSessionOptions {
 export async function requestSession(options: RequestSessionOptions): Promise<FollowResult & { sessionId: string }> {
   const { baseUrls, projectId, tier, timeoutMs, onEvent } = options;
   const deadline = Date.now() + timeoutMs;
-  const res = await fetch(`${baseUrls[0]}/v1/sessions`, {
+  const res = await openHttp(`${baseUrls[0]}/v1/sessions`, {
     method: 'POST',
     headers: { 'content-type': 'application/json', accept: 'text/event-stream', ...options.headers },
     body: JSON.stringify(tier ? { projectId, tier } : { projectId }),
     signal: AbortSignal.timeout(timeoutMs),
   });
-  const sessionId = res.headers.get('location')?.split('/').pop();
-  if (res.status !== 202 || !res.body || !sessionId) throw new Error(`POST /v1/sessions answered ${res.status}: ${await res.text()}`);
+  const sessionId = res.headers.location?.split('/').pop();
+  if (res.statusCode !== 202 || !sessionId) throw new Error(`POST /v1/sessions answered ${res.statusCode}: ${await readText(res)}`);
   options.onAccepted?.(sessionId);
   const result: FollowResult = { events: [], ids: [], reconnects: 0 };
   try {
-    for await (const frame of readSse(res.body)) {
+    for await (const frame of readSse(res)) {
       const event = sessionEventSchema.parse(JSON.parse(frame.data));
       result.events.push(event);
       result.ids.push(frame.id ?? '');
       onEvent?.(event, frame.id ?? '');
-      if (TERMINAL_EVENTS.includes(event.type)) return { sessionId, ...result };
+      if (TERMINAL_EVENTS.includes(event.type)) {
+        res.destroy();
+        return { sessionId, ...result };
+      }
     }
   } catch {
     // Broken: resumed below.
