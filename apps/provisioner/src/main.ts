@@ -36,7 +36,7 @@ async function main() {
   const poolTargets = parseWarmPool(config.WARM_POOL);
   const pool = poolTargets.length > 0 ? new WarmPool(redis, config.QUEUE_PREFIX) : null;
   const changes = pool ? new FileChangeLog(eventsRedis, config.QUEUE_PREFIX, config.EVENT_STREAM_TTL_SECONDS) : null;
-  const turns = new Turns(config.PROVISION_TURNS || 2 * availableParallelism());
+  const turns = new Turns(config.PROVISION_TURNS || availableParallelism());
   const worker = createProvisionWorker(
     { config, store, provider, events, cleanupQueue, logger, faults: faultsOf(config), observer: ops.observer, pool, changes, turns },
     redis,

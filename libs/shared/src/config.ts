@@ -50,7 +50,7 @@ export const configSchema = z.object({
   MACHINE_TOKEN_SECRET: z.string().min(16).default('dev-only-machine-token-secret-change-me'),
   SESSION_TTL_SECONDS: duration(30 * 60),
   PROVISION_CONCURRENCY: duration(10),
-  /** Sessions whose steps one provisioner runs at once; the others wait their turn, oldest first. 0: twice the CPU count. */
+  /** Sessions whose steps one provisioner runs at once; the others wait their turn, oldest first. 0: the CPU count. */
   PROVISION_TURNS: z.coerce.number().int().min(0).max(1000).default(0),
   PROVISION_DEADLINE_MS: duration(60_000),
   MACHINE_START_TIMEOUT_MS: duration(30_000),
