@@ -52,6 +52,8 @@ export class RefillPool {
     const lock = `${config.QUEUE_PREFIX}:pool:refill-lock`;
     if ((await redis.set(lock, this.deps.workerName, 'PX', POOL_START_TIMEOUT_MS, 'NX')) !== 'OK') return { started: 0 };
     try {
+      // Even counting the machines (the provider lists them all) waits for a quiet moment.
+      await this.yieldToSessions();
       const members = await this.deps.pool.members();
       let budget = config.MACHINE_BUDGET - (await this.deps.provider.list()).length;
       const wanted: PoolTarget[] = [];

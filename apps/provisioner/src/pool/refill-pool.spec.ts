@@ -1,0 +1,46 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { LocalMachineProvider, WarmPool, createLogger, createRedis } from '@velocity/shared';
+import { testConfig } from '../../../../libs/shared/test/test-env';
+import { RefillPool } from './refill-pool';
+
+/** The real local provider, noting when it is asked for its machines. */
+class ListingProvider extends LocalMachineProvider {
+  readonly listedAt: number[] = [];
+  override list() {
+    this.listedAt.push(Date.now());
+    return super.list();
+  }
+}
+
+describe('RefillPool', () => {
+  const config = testConfig();
+  const redis = createRedis(config.REDIS_URL);
+  const dir = mkdtempSync(join(tmpdir(), 'vp-refill-'));
+  afterAll(async () => {
+    const keys = await redis.keys(`${config.QUEUE_PREFIX}:*`);
+    if (keys.length) await redis.del(...keys);
+    redis.disconnect();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('while sessions are being provisioned, waits before it even counts the machines', async () => {
+    const provider = new ListingProvider({ dir });
+    const busyUntil = Date.now() + 400;
+    const refill = new RefillPool({
+      config,
+      provider,
+      pool: new WarmPool(redis, config.QUEUE_PREFIX),
+      // A pool already at its size: nothing to start, only the counting.
+      targets: [{ templateType: 'react', tier: 'free', min: 0, max: 0 }],
+      redis,
+      logger: createLogger('refill-test', 'silent'),
+      workerName: 'refill-test',
+      provisioning: async () => Date.now() < busyUntil,
+    });
+    expect(await refill.execute()).toEqual({ started: 0 });
+    expect(provider.listedAt).toHaveLength(1);
+    expect(provider.listedAt[0]).toBeGreaterThanOrEqual(busyUntil);
+  });
+});
