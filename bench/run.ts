@@ -277,8 +277,10 @@ async function noopSection(databaseUrl: string, redisUrl: string, queuePrefix: s
     queuePrefix,
     env: {
       MACHINE_PROVIDER: 'noop',
-      // 50 sessions in flight are 50 jobs at once; the default is 10 a process.
+      // 50 sessions in flight are 50 jobs at once (the default is 10 a process), all running their
+      // steps at once: these sessions cost no machine, the throughput of the orchestration is measured.
       PROVISION_CONCURRENCY: String(SIZE.noopConc),
+      PROVISION_TURNS: String(SIZE.noopConc),
       // No-op machines live in the provisioner's memory: cleanup's sweep (another process) would
       // see none of them and end every session as machine-gone. No sweep during the benchmark.
       CLEANUP_SWEEP_EVERY_MS: String(3_600_000),
