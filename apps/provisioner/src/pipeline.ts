@@ -92,7 +92,7 @@ export async function emit(ctx: ProvisionContext, event: NewEvent): Promise<void
   if (full.type !== 'progress') return flushEvents(ctx);
   ctx.flushTimer ??= setTimeout(() => {
     void flushEvents(ctx).catch((err: Error) => ctx.logger.warn('progress events not stored', { err }));
-  }, PROGRESS_COALESCE_MS);
+  }, ctx.deps.progressCoalesceMs ?? PROGRESS_COALESCE_MS);
 }
 
 /** Stores what is held now, after any batch still being stored. A failed batch keeps its progress events for the next one. */

@@ -37,6 +37,8 @@ export interface ProvisionDeps {
   changes?: FileChangeLog | null;
   /** Sessions run their steps in turns, oldest first; without it, all at once. */
   turns?: Turns | null;
+  /** How long progress events wait to be stored with what follows; PROGRESS_COALESCE_MS by default. */
+  progressCoalesceMs?: number;
 }
 
 /** One provisioning run of one session; steps read and fill it in order. */
