@@ -1,3 +1,4 @@
+import { DEMO_PROJECT_ID, requestSession } from '@velocity/shared';
 import { scratchDatabase, testQueuePrefix } from '../../../libs/shared/test/test-env';
 import { FaultCluster } from '../src/faults/cluster';
 import { runTrial } from '../src/faults/trial';
@@ -65,6 +66,35 @@ describe('provisioning under faults', () => {
     expect(row.active).toBe(4);
     // The balancer spread the clients over both replicas: those on the killed one resumed elsewhere.
     expect(row.clientReconnects).toBeGreaterThan(0);
+  }, 90_000);
+
+  it('resumes a one-request session (the POST answered with its events) on the other replica when its api is killed', async () => {
+    const [first, second] = cluster.apiPorts.map((port) => `http://127.0.0.1:${port}`);
+    // An earlier case may have killed the first replica.
+    const up = await fetch(`${first}/health`).then((res) => res.ok, () => false);
+    if (!up) await cluster.startApi(cluster.apiPorts[0]);
+    let killed = false;
+    const result = await requestSession({
+      baseUrls: [first, second],
+      projectId: DEMO_PROJECT_ID,
+      timeoutMs: 60_000,
+      onEvent: (event) => {
+        // The api that answered the POST dies right after the first event.
+        if (!killed && event.type === 'queued') {
+          killed = true;
+          cluster.killApi(0);
+        }
+      },
+    });
+    expect(killed).toBe(true);
+    expect(result.reconnects).toBeGreaterThan(0);
+    expect(result.events[0]).toMatchObject({ type: 'queued', sessionId: result.sessionId });
+    expect(result.events.at(-1)?.type).toBe('ready');
+    // Resumed after the last id it had: nothing twice, nothing missed.
+    expect(new Set(result.ids).size).toBe(result.ids.length);
+    expect(result.events.filter((e) => e.type === 'progress' && e.state === 'done')).toHaveLength(5);
+    await fetch(`${second}/v1/sessions/${result.sessionId}`, { method: 'DELETE' });
+    await cluster.startApi(cluster.apiPorts[0]);
   }, 90_000);
 
   it('survives Postgres unreachable for 2 s mid-provisioning', async () => {

@@ -133,7 +133,7 @@ export class FaultCluster {
 
   /** kill -9 of an api replica; the balancer sends its clients to the others. */
   killApi(index: number): void {
-    const service = [...this.services].find((s) => s.app === 'api' && s.port === this.apiPorts[index] && s.child.exitCode === null);
+    const service = [...this.services].find((s) => s.app === 'api' && s.port === this.apiPorts[index] && s.child.exitCode === null && s.child.signalCode === null);
     service?.child.kill('SIGKILL');
   }
 
