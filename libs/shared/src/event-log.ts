@@ -72,6 +72,6 @@ export class EventLog {
 }
 
 /** Stream entries of the event log as events. */
-export function toStoredEvents(entries: StreamEntries): StoredEvent[] {
+function toStoredEvents(entries: StreamEntries): StoredEvent[] {
   return entries.map(([id, fields]) => ({ id, event: sessionEventSchema.parse(JSON.parse(fields[1])) }));
 }

@@ -31,6 +31,8 @@ export interface StreamWatcherOptions {
  */
 export class StreamWatcher {
   private readonly waiters = new Set<Waiter>();
+  /** The waiters of each stream: a reply wakes only those of the streams it names. */
+  private readonly waitersOf = new Map<string, Set<Waiter>>();
   private readonly reader: Redis;
   /** CLIENT ID of the blocking connection (it changes with every reconnect). */
   private readerId: number | undefined;
@@ -64,6 +66,7 @@ export class StreamWatcher {
         cursors: new Map(streams.map(([key, id]) => [key, id])),
         finish: (reply) => {
           if (!this.waiters.delete(waiter)) return;
+          for (const key of waiter.cursors.keys()) this.forget(key, waiter);
           clearTimeout(timer);
           signal?.removeEventListener('abort', onAbort);
           resolve(reply);
@@ -71,6 +74,10 @@ export class StreamWatcher {
       };
       signal?.addEventListener('abort', onAbort, { once: true });
       this.waiters.add(waiter);
+      for (const key of waiter.cursors.keys()) {
+        const of = this.waitersOf.get(key) ?? new Set<Waiter>();
+        this.waitersOf.set(key, of.add(waiter));
+      }
       this.wake?.();
       if (!this.covers(waiter)) void this.interrupt();
     });
@@ -116,14 +123,22 @@ export class StreamWatcher {
     }
   }
 
+  private forget(key: string, waiter: Waiter): void {
+    const of = this.waitersOf.get(key);
+    of?.delete(waiter);
+    if (of?.size === 0) this.waitersOf.delete(key);
+  }
+
   /** For each stream, the earliest cursor of the readers waiting on it. */
   private cursors(): Map<string, string> {
     const cursors = new Map<string, string>();
-    for (const waiter of this.waiters) {
-      for (const [key, id] of waiter.cursors) {
-        const held = cursors.get(key);
-        if (held === undefined || compareStreamIds(id, held) < 0) cursors.set(key, id);
+    for (const [key, waiters] of this.waitersOf) {
+      let earliest: string | undefined;
+      for (const waiter of waiters) {
+        const id = waiter.cursors.get(key)!;
+        if (earliest === undefined || compareStreamIds(id, earliest) < 0) earliest = id;
       }
+      if (earliest !== undefined) cursors.set(key, earliest);
     }
     return cursors;
   }
@@ -141,7 +156,9 @@ export class StreamWatcher {
 
   private deliver(reply: StreamsReply): void {
     const byKey = new Map(reply);
-    for (const waiter of [...this.waiters]) {
+    const woken = new Set<Waiter>();
+    for (const [key] of reply) for (const waiter of this.waitersOf.get(key) ?? []) woken.add(waiter);
+    for (const waiter of woken) {
       const found: StreamsReply = [];
       for (const [key, after] of waiter.cursors) {
         const entries = byKey.get(key)?.filter(([id]) => compareStreamIds(id, after) > 0);
