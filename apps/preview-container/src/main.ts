@@ -1,6 +1,7 @@
+// First: it must run before any schema is built (see the module).
+import './zod-jitless';
 import { setPriority } from 'node:os';
 import { join } from 'node:path';
-import { z } from 'zod';
 import { createLogger, type Logger } from '../../../libs/shared/src/logger';
 import { errorMessage } from '../../../libs/shared/src/errors';
 import { ConfigError, loadConfig, type ContainerConfig } from './config';
@@ -21,10 +22,6 @@ import { rehearsePage, warmUp } from './warm-up';
  * apply the project's live file changes from the api (see live-files.ts).
  */
 const SHUTDOWN_GRACE_MS = 2_500;
-
-// A machine checks each schema a few times in its life (its claim, each file change): zod compiling a
-// fast path for a schema on its first use costs more than it saves here, and it would fall on the claim.
-z.config({ jitless: true });
 
 async function main(): Promise<void> {
   let config: ContainerConfig;
