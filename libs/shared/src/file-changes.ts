@@ -36,14 +36,27 @@ export const FILE_CHANGE_EVENTS = { Resync: 'resync', Ended: 'ended' } as const;
 export const resyncEventSchema = z.object({ cursor: z.string().regex(/^\d+-\d+$/) });
 export const endedEventSchema = z.object({ reason: z.string() });
 
-/** Stream ids compare as (ms, seq) pairs. */
+/** Stream ids compare as (ms, seq) pairs; an id without `-seq` has seq 0. Runs for every reader on every wake-up: no BigInt. */
 export function compareStreamIds(a: string, b: string): number {
-  const [am, as = '0'] = a.split('-');
-  const [bm, bs = '0'] = b.split('-');
-  const ms = BigInt(am) - BigInt(bm);
-  if (ms !== 0n) return ms > 0n ? 1 : -1;
-  const seq = BigInt(as) - BigInt(bs);
-  return seq === 0n ? 0 : seq > 0n ? 1 : -1;
+  const dashA = a.indexOf('-');
+  const dashB = b.indexOf('-');
+  const ms = compareDecimals(dashA < 0 ? a : a.slice(0, dashA), dashB < 0 ? b : b.slice(0, dashB));
+  if (ms !== 0) return ms;
+  return compareDecimals(dashA < 0 ? '0' : a.slice(dashA + 1), dashB < 0 ? '0' : b.slice(dashB + 1));
+}
+
+/** Two non-negative integers written in decimal digits, of any length. */
+function compareDecimals(x: string, y: string): number {
+  const p = withoutLeadingZeros(x);
+  const q = withoutLeadingZeros(y);
+  if (p.length !== q.length) return p.length < q.length ? -1 : 1;
+  return p < q ? -1 : p > q ? 1 : 0;
+}
+
+function withoutLeadingZeros(digits: string): string {
+  let i = 0;
+  while (i < digits.length - 1 && digits[i] === '0') i++;
+  return i === 0 ? digits : digits.slice(i);
 }
 
 /** The stream id before which nothing was ever stored: the cursor of an empty stream. */
