@@ -86,6 +86,7 @@ export async function startDevServer(options: DevServerOptions): Promise<DevServ
   for (let attempt = 0; attempt < 3; attempt++) {
     const port = await freePort();
     const vite = await createServer(await viteConfig(options, port));
+    memoizeIndexHtml(vite);
     try {
       await vite.listen();
     } catch (error) {
@@ -104,6 +105,32 @@ export async function startDevServer(options: DevServerOptions): Promise<DevServ
     };
   }
   throw lastError;
+}
+
+/** Transformed pages kept per dev server: one page, a few URLs it is asked under. */
+const INDEX_HTML_KEPT = 8;
+
+/**
+ * Makes `vite.transformIndexHtml` answer the same page asked again under the
+ * same URL from memory. Vite parses the whole HTML on every page load (the
+ * verification probe, every reload) though its output depends only on these
+ * inputs and the plugins, which a machine never changes. A changed page is a
+ * new key: Vite still reads index.html from disk for every request.
+ */
+export function memoizeIndexHtml(vite: Pick<ViteDevServer, 'transformIndexHtml'>): void {
+  const transform = vite.transformIndexHtml.bind(vite);
+  const kept = new Map<string, Promise<string>>();
+  vite.transformIndexHtml = (url, html, originalUrl) => {
+    const key = `${url}\0${originalUrl ?? ''}\0${html}`;
+    const hit = kept.get(key);
+    if (hit) return hit;
+    const result = transform(url, html, originalUrl);
+    kept.set(key, result);
+    if (kept.size > INDEX_HTML_KEPT) kept.delete(kept.keys().next().value!);
+    // A failed transform (a page with an error in it) is tried again next time.
+    result.catch(() => kept.get(key) === result && kept.delete(key));
+    return result;
+  };
 }
 
 export { freePort };

@@ -285,6 +285,22 @@ describe('preview container serving the React template', () => {
     expect(html).toContain('<div id="root"></div>');
   });
 
+  it('serves a changed index.html at once, though the transformed page is kept', async () => {
+    const page = async () => (await fetch(`${origin}${base}`, { headers: { accept: 'text/html' } })).text();
+    const original = readFileSync(join(workDir, 'index.html'), 'utf8');
+    const first = await page();
+    expect(await page()).toBe(first);
+    writeFileSync(join(workDir, 'index.html'), original.replace('<div id="root"></div>', '<div id="root"></div><p id="changed"></p>'));
+    try {
+      const changed = await page();
+      expect(changed).toContain('<p id="changed"></p>');
+      expect(changed).toContain(`${base}@vite/client`);
+    } finally {
+      writeFileSync(join(workDir, 'index.html'), original);
+    }
+    expect(await page()).toBe(first);
+  });
+
   it('serves the transformed React module, CSS as a module and the Vite client', async () => {
     const app = await fetch(`${origin}${base}src/App.jsx`);
     expect(app.status).toBe(200);

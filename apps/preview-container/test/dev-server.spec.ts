@@ -1,0 +1,60 @@
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+
+/**
+ * memoizeIndexHtml over a real Vite dev server (no port), with a plugin that
+ * counts the page transforms. Vite is an ES module Jest cannot load, so the
+ * script runs in its own node process and prints what it saw.
+ */
+const script = `
+(async () => {
+  const { mkdtempSync, rmSync } = require('node:fs');
+  const { tmpdir } = require('node:os');
+  const { join } = require('node:path');
+  const { memoizeIndexHtml } = require(${JSON.stringify(join(__dirname, '../src/dev-server'))});
+  const { createServer } = await import('vite');
+  const root = mkdtempSync(join(tmpdir(), 'pc-html-'));
+  let transforms = 0;
+  const vite = await createServer({
+    root, configFile: false, logLevel: 'silent', server: { middlewareMode: true, ws: false },
+    plugins: [{ name: 'count', transformIndexHtml(html) { transforms += 1; if (html.includes('broken')) throw new Error('broken page'); return html; } }],
+  });
+  memoizeIndexHtml(vite);
+  const page = '<html><head></head><body><div id="root"></div></body></html>';
+  const seen = {};
+  try {
+    const first = await vite.transformIndexHtml('/', page);
+    const again = await vite.transformIndexHtml('/', page);
+    Object.assign(seen, { same: first === again, client: first.includes('/@vite/client'), afterTwoSame: transforms });
+    await vite.transformIndexHtml('/', page.replace('root', 'app'));
+    await vite.transformIndexHtml('/index.html', page);
+    seen.afterChangedAndOtherUrl = transforms;
+    const broken = page.replace('<body>', '<body>broken');
+    seen.failures = [];
+    for (let i = 0; i < 2; i++) await vite.transformIndexHtml('/', broken).catch((e) => seen.failures.push(e.message));
+    seen.afterTwoFailures = transforms;
+  } finally {
+    await vite.close();
+    rmSync(root, { recursive: true, force: true });
+  }
+  process.stdout.write(JSON.stringify(seen));
+})().catch((e) => { console.error(e); process.exit(1); });
+`;
+
+describe('memoizeIndexHtml (real Vite, in a child process)', () => {
+  it('transforms a page once per URL and content, again when either changes, and never keeps a failure', async () => {
+    const { stdout } = await promisify(execFile)(process.execPath, ['-r', '@swc-node/register', '-e', script], {
+      cwd: join(__dirname, '../../..'),
+      timeout: 30_000,
+    });
+    expect(JSON.parse(stdout)).toEqual({
+      same: true,
+      client: true,
+      afterTwoSame: 1,
+      afterChangedAndOtherUrl: 3,
+      failures: ['broken page', 'broken page'],
+      afterTwoFailures: 5,
+    });
+  }, 40_000);
+});
