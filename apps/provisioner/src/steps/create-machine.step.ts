@@ -1,4 +1,4 @@
-import { POOL_CLAIM_PATH, PermanentError, type Machine, type PoolClaim, type PooledMachine } from '@velocity/shared';
+import { POOL_CLAIM_PATH, PermanentError, openHttp, readText, type Machine, type PoolClaim, type PooledMachine } from '@velocity/shared';
 import { sessionAccess, sessionMachineEnv } from '../machine-env';
 import { awayFromTurn, required, type ProvisionContext, type Step } from '../provision-context';
 
@@ -108,12 +108,12 @@ async function filesSnapshot(ctx: ProvisionContext, projectId: string): Promise<
 }
 
 async function sendClaim(entry: PooledMachine, claim: PoolClaim, signal: AbortSignal): Promise<void> {
-  const res = await fetch(`${entry.url}${POOL_CLAIM_PATH}`, {
+  const res = await openHttp(`${entry.url}${POOL_CLAIM_PATH}`, {
     method: 'POST',
     headers: { 'content-type': 'application/json', authorization: `Bearer ${entry.claimToken}` },
     body: JSON.stringify(claim),
     signal: AbortSignal.any([signal, AbortSignal.timeout(15_000)]),
   });
-  const body = await res.text();
-  if (res.status !== 200) throw new Error(`claim answered ${res.status}: ${body.slice(0, 200)}`);
+  const body = await readText(res);
+  if (res.statusCode !== 200) throw new Error(`claim answered ${res.statusCode}: ${body.slice(0, 200)}`);
 }

@@ -1,4 +1,4 @@
-import { TimeoutError, previewUrlOf, sleep } from '@velocity/shared';
+import { TimeoutError, openHttp, previewUrlOf, readText, sleep } from '@velocity/shared';
 import { awayFromTurn, required, type Step } from '../provision-context';
 
 /**
@@ -29,9 +29,9 @@ export const verifyUrlStep: Step = {
 /** 'ok' when the URL serves the app; otherwise what it did instead. */
 async function probe(url: string): Promise<string> {
   try {
-    const res = await fetch(url, { signal: AbortSignal.timeout(5000), headers: { accept: 'text/html' } });
-    const body = await res.text();
-    if (res.status !== 200) return `status ${res.status}: ${body.slice(0, 120)}`;
+    const res = await openHttp(url, { signal: AbortSignal.timeout(5000), headers: { accept: 'text/html' } });
+    const body = await readText(res);
+    if (res.statusCode !== 200) return `status ${res.statusCode}: ${body.slice(0, 120)}`;
     return body.includes('/@vite/client') ? 'ok' : 'status 200 without the Vite client script';
   } catch (err) {
     return (err as Error).message;
