@@ -58,14 +58,17 @@ export class SessionEventStream {
           ? await events.read(this.sessionId, cursor)
           : await events.wait(this.deps.watcher, this.sessionId, cursor, waitMs, this.abort.signal);
       if (this.closed) return;
-      for (const stored of batch) {
-        this.write(res, stored);
-        cursor = stored.id;
-        if (TERMINAL_EVENTS.includes(stored.event.type)) return;
+      // One write for the whole batch: each write is a send of its own.
+      const end = batch.findIndex((stored) => TERMINAL_EVENTS.includes(stored.event.type));
+      const sent = end < 0 ? batch : batch.slice(0, end + 1);
+      if (sent.length > 0) res.write(sent.map(frame).join(''));
+      if (end >= 0) return;
+      if (batch.length > 0) {
+        cursor = batch[batch.length - 1].id;
+        continue;
       }
-      if (batch.length > 0) continue;
       const fromRow = await this.eventFromRow(cursor);
-      if (fromRow) return void this.write(res, fromRow);
+      if (fromRow) return void res.write(frame(fromRow));
       if (waitMs !== undefined) res.write(': heartbeat\n\n');
       waitMs = this.options.heartbeatMs;
     }
@@ -89,13 +92,14 @@ export class SessionEventStream {
     return event ? { id: cursor === '0' ? `${at}-0` : cursor, event } : null;
   }
 
-  private write(res: Response, { id, event }: StoredEvent): void {
-    res.write(`id: ${id}\nevent: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`);
-  }
-
   private close(): void {
     if (this.closed) return;
     this.closed = true;
     this.abort.abort();
   }
+}
+
+/** One event as an SSE frame, its stream id as the event id. */
+function frame({ id, event }: StoredEvent): string {
+  return `id: ${id}\nevent: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`;
 }
