@@ -8,6 +8,7 @@ import { ErrorFilter } from './common/error.filter';
 import { MetricsModule } from './metrics/metrics.module';
 import { RoutesController } from './edge/routes.controller';
 import { SessionRoutes } from './edge/session-routes';
+import { GoneSessions } from './common/gone-sessions';
 import { HealthController } from './health.controller';
 import { MachineFilesController } from './machines/machine-files.controller';
 import { MachineActivityController } from './machines/machine-activity.controller';
@@ -65,6 +66,7 @@ export class AppModule {
         ...authProviders(config, logger),
         SessionQuotas,
         SessionsService,
+        GoneSessions,
         SessionRoutes,
         {
           provide: FileChangeLog,

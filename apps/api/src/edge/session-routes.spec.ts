@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { EventLog, PostgresSessionStore, createRedis, sleep, type SessionStore } from '@velocity/shared';
 import { testConfig } from '../../../../libs/shared/test/test-env';
+import { GoneSessions } from '../common/gone-sessions';
 import { SessionRoutes } from './session-routes';
 
 describe('SessionRoutes', () => {
@@ -16,10 +17,11 @@ describe('SessionRoutes', () => {
       return Reflect.get(target, prop, receiver);
     },
   }) as SessionStore;
-  const routes = new SessionRoutes(counted, events, config);
+  const gone = new GoneSessions(events, config);
+  const routes = new SessionRoutes(counted, gone);
 
   afterAll(async () => {
-    routes.onModuleDestroy();
+    gone.onModuleDestroy();
     await store.close();
     redis.disconnect();
   });

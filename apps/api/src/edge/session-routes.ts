@@ -1,7 +1,7 @@
-import { Inject, Injectable, OnModuleDestroy } from '@nestjs/common';
-import type Redis from 'ioredis';
-import { createRedis, type Config, type EventLog, type SessionStore } from '@velocity/shared';
-import { CONFIG, EVENT_LOG, SESSION_STORE } from '../tokens';
+import { Inject, Injectable } from '@nestjs/common';
+import type { SessionStore } from '@velocity/shared';
+import { GoneSessions } from '../common/gone-sessions';
+import { SESSION_STORE } from '../tokens';
 
 export type Route =
   | { kind: 'route'; target: string }
@@ -20,21 +20,17 @@ const ACTIVE_ROUTE_TTL_MS = 60_000;
  * provisioner's verification reaches it then) is looked up each time.
  */
 @Injectable()
-export class SessionRoutes implements OnModuleDestroy {
+export class SessionRoutes {
   /** By route id (the id in the URL); `sessionId` lets an ended session's route be dropped. */
   private readonly cache = new Map<string, { target: string; until: number; sessionId: string }>();
   private readonly routeOfSession = new Map<string, string>();
-  private readonly subscriber: Redis;
 
   constructor(
     @Inject(SESSION_STORE) private readonly store: SessionStore,
-    @Inject(EVENT_LOG) events: EventLog,
-    @Inject(CONFIG) config: Config,
+    gone: GoneSessions,
   ) {
-    this.subscriber = createRedis(config.REDIS_URL);
-    this.subscriber.on('message', (_channel, sessionId: string) => this.forget(sessionId));
-    // Resubscribes after a reconnect by itself (ioredis); a missed message is covered by the TTL.
-    void this.subscriber.subscribe(events.goneChannel).catch(() => undefined);
+    // A missed announcement is covered by the TTL.
+    gone.onEvery((sessionId) => this.forget(sessionId));
   }
 
   /** `routeId`: the id in the preview URL (`/p/<routeId>/`), the session's own or its pooled machine's. */
@@ -67,9 +63,5 @@ export class SessionRoutes implements OnModuleDestroy {
     const entry = this.cache.get(routeId);
     if (entry) this.routeOfSession.delete(entry.sessionId);
     this.cache.delete(routeId);
-  }
-
-  onModuleDestroy(): void {
-    this.subscriber.disconnect();
   }
 }

@@ -14,21 +14,12 @@ import {
 } from '@nestjs/common';
 import { ApiTags } from '@nestjs/swagger';
 import type { Request, Response } from 'express';
-import type Redis from 'ioredis';
 import { z } from 'zod';
-import {
-  StreamWatcher,
-  EventLog,
-  FileChangeLog,
-  STREAM_START,
-  streamInfo,
-  type Config,
-  type Logger,
-  type SessionStore,
-} from '@velocity/shared';
+import { StreamWatcher, FileChangeLog, type Config, type Logger, type SessionStore } from '@velocity/shared';
+import { GoneSessions } from '../common/gone-sessions';
 import { parseOr400 } from '../common/validation';
 import { machineClaims } from './machine-auth';
-import { CONFIG, EVENT_LOG, LOGGER, STREAM_WATCHER, REDIS, SESSION_STORE } from '../tokens';
+import { CONFIG, LOGGER, STREAM_WATCHER, SESSION_STORE } from '../tokens';
 import { FileChangeStream, SESSION_GONE_STATUSES } from './file-changes.stream';
 import { ApiEndpoint, ref, SCHEMAS } from '../openapi/api-endpoint';
 import { machineSessionIdParam } from './machine-files.controller';
@@ -52,8 +43,7 @@ export class FileChangesController implements BeforeApplicationShutdown {
   constructor(
     @Inject(CONFIG) private readonly config: Config,
     @Inject(SESSION_STORE) private readonly store: SessionStore,
-    @Inject(EVENT_LOG) private readonly events: EventLog,
-    @Inject(REDIS) private readonly redis: Redis,
+    private readonly gone: GoneSessions,
     @Inject(STREAM_WATCHER) private readonly watcher: StreamWatcher,
     @Inject(LOGGER) private readonly logger: Logger,
     private readonly changes: FileChangeLog,
@@ -97,32 +87,34 @@ export class FileChangesController implements BeforeApplicationShutdown {
     const claims = machineClaims(authorization, this.config.MACHINE_TOKEN_SECRET, sessionId);
     const lastEventId = parseOr400(fileChangesLastEventIdHeader, req.header('last-event-id') ?? undefined, 'Last-Event-ID');
 
-    // Where the session's events are before its row is read: an `ending` after this point is seen by the stream.
-    const eventsCursor = (await streamInfo(this.redis, this.events.key(sessionId)))?.lastGeneratedId ?? STREAM_START;
+    // Watched before the row is read: the row is updated before the session is announced gone, so an end is seen by one or the other.
+    const gone = this.gone.watch(sessionId);
+    const stream = await this.openStream(sessionId, claims.projectId, gone.signal).catch((err: unknown) => {
+      gone.release();
+      throw err;
+    });
+    this.streams.add(stream);
+    try {
+      await stream.pipe(req, res, lastEventId);
+    } finally {
+      this.streams.delete(stream);
+      gone.release();
+    }
+  }
+
+  /** The stream for a live session of the token's project; 404, 403 or 410 otherwise. */
+  private async openStream(sessionId: string, projectId: string, gone: AbortSignal): Promise<FileChangeStream> {
     const session = await this.store.getSession(sessionId);
     if (!session) throw new NotFoundException({ statusCode: 404, error: 'Not Found', message: `Session ${sessionId} does not exist`, field: 'sessionId' });
-    if (session.projectId !== claims.projectId) throw new ForbiddenException({ statusCode: 403, error: 'Forbidden', message: 'The token is for another project' });
+    if (session.projectId !== projectId) throw new ForbiddenException({ statusCode: 403, error: 'Forbidden', message: 'The token is for another project' });
     if ((SESSION_GONE_STATUSES as readonly string[]).includes(session.status)) {
       throw new GoneException({ statusCode: 410, error: 'Gone', message: `Session ${sessionId} has ended (${session.status})`, sessionId });
     }
-
-    const stream = new FileChangeStream(
+    return new FileChangeStream(
       { id: sessionId, projectId: session.projectId },
-      {
-        changes: this.changes,
-        events: this.events,
-        store: this.store,
-        watcher: this.watcher,
-        logger: this.logger.child({ sessionId }),
-      },
+      { changes: this.changes, store: this.store, watcher: this.watcher, gone, logger: this.logger.child({ sessionId }) },
       { heartbeatMs: Math.min(this.config.SSE_HEARTBEAT_MS, 15_000), retryMs: 1000 },
     );
-    this.streams.add(stream);
-    try {
-      await stream.pipe(req, res, lastEventId, eventsCursor);
-    } finally {
-      this.streams.delete(stream);
-    }
   }
 
   beforeApplicationShutdown(): void {

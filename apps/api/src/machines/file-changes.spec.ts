@@ -195,14 +195,15 @@ describe('file changes stream', () => {
     expect(text).toContain(': heartbeat');
   });
 
-  it('says ended, then closes, when the session ends (its ending event), and answers 410 after', async () => {
+  it('says ended, then closes, the moment the session is announced gone, and answers 410 after', async () => {
     const { sessionId, projectId, token } = await activeSession();
     const stream = await connect(sessionId, token);
     expect((await stream.next())?.event).toBe('resync');
-    await store.transition(sessionId, 'ending');
+    // Only the announcement (the row still says active): the heartbeat's row check cannot be what ends it.
     await events.append({ type: 'ending', sessionId, at: Date.now(), reason: 'expired' });
-    expect(await stream.next()).toEqual({ event: 'ended', data: JSON.stringify({ reason: 'session ending' }) });
+    expect(await stream.next()).toEqual({ event: 'ended', data: JSON.stringify({ reason: 'session ended' }) });
     expect(await stream.next()).toBeNull();
+    await store.transition(sessionId, 'ending');
 
     const gone = (await connect(sessionId, token)) as Stream & { body: unknown };
     expect(gone.status).toBe(410);
@@ -217,7 +218,7 @@ describe('file changes stream', () => {
     const stream = await connect(sessionId, token);
     expect((await stream.next())?.event).toBe('resync');
     await store.transition(sessionId, 'ending');
-    expect(await stream.next(5 * HEARTBEAT_MS + 2000)).toEqual({ event: 'ended', data: JSON.stringify({ reason: 'session ended' }) });
+    expect(await stream.next(5 * HEARTBEAT_MS + 2000)).toEqual({ event: 'ended', data: JSON.stringify({ reason: 'session ending (its row)' }) });
   });
 });
 

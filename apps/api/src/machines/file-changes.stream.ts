@@ -2,7 +2,6 @@ import type { Request, Response } from 'express';
 import {
   FILE_CHANGE_EVENTS,
   parseFileChangeEntry,
-  type EventLog,
   type FileChangeLog,
   type Logger,
   type SessionStore,
@@ -16,8 +15,6 @@ export interface FileChangeStreamOptions {
   retryMs: number;
 }
 
-/** Session events after which the machine has nothing more to follow. */
-const SESSION_OVER = new Set(['ending', 'ended', 'failed']);
 /** Statuses of a session whose machine has nothing more to follow. */
 export const SESSION_GONE_STATUSES = ['ending', 'ended', 'error'] as const;
 
@@ -29,8 +26,9 @@ export const SESSION_GONE_STATUSES = ['ending', 'ended', 'error'] as const;
  * - Last-Event-ID: the changes after it; `resync` instead when some of them were
  *   trimmed away.
  * - `put` / `delete` frames carry the change, with the stream id as event id.
- * - `ended` when the session is over (its event stream says `ending`, `ended` or
- *   `failed`, or its row, checked each heartbeat, says so); then the stream closes.
+ * - `ended` when the session is over (announced gone: `ending`, `ended` or
+ *   `failed`; or, should that announcement be lost, its row, checked each
+ *   heartbeat, says so); then the stream closes.
  * - A comment every heartbeat keeps proxies from closing an idle connection.
  */
 export class FileChangeStream {
@@ -41,17 +39,23 @@ export class FileChangeStream {
 
   constructor(
     private readonly session: { id: string; projectId: string },
-    private readonly deps: { changes: FileChangeLog; events: EventLog; store: SessionStore; watcher: StreamWatcher; logger: Logger },
+    private readonly deps: {
+      changes: FileChangeLog;
+      store: SessionStore;
+      watcher: StreamWatcher;
+      /** Aborts when the session is announced gone (GoneSessions.watch). */
+      gone: AbortSignal;
+      logger: Logger;
+    },
     private readonly options: FileChangeStreamOptions,
   ) {}
 
-  /** `eventsCursor`: where the session's event stream was before its row was checked, so no `ending` falls between. */
-  async pipe(req: Request, res: Response, lastEventId: string | undefined, eventsCursor: string): Promise<void> {
+  async pipe(req: Request, res: Response, lastEventId: string | undefined): Promise<void> {
     startEventStream(res, this.options.retryMs);
     this.res = res;
     req.on('close', () => this.close());
     try {
-      await this.run(res, lastEventId, eventsCursor);
+      await this.run(res, lastEventId);
     } catch (err) {
       if (!this.closed) this.deps.logger.warn('file change stream broke', { err: err as Error });
     } finally {
@@ -60,8 +64,8 @@ export class FileChangeStream {
     }
   }
 
-  private async run(res: Response, lastEventId: string | undefined, eventsCursor: string): Promise<void> {
-    const { changes, events } = this.deps;
+  private async run(res: Response, lastEventId: string | undefined): Promise<void> {
+    const { changes, gone } = this.deps;
     const { projectId } = this.session;
     let cursor: string;
     if (lastEventId === undefined || (await changes.missedSince(projectId, lastEventId))) {
@@ -71,39 +75,31 @@ export class FileChangeStream {
       cursor = lastEventId;
     }
     const filesKey = changes.key(projectId);
-    const eventsKey = events.key(this.session.id);
+    const waitSignal = AbortSignal.any([this.abort.signal, gone]);
     while (!this.closed) {
-      const reply = await this.deps.watcher.read(
-        [
-          [filesKey, cursor],
-          [eventsKey, eventsCursor],
-        ],
-        this.options.heartbeatMs,
-        this.abort.signal,
-      );
+      if (gone.aborted) return this.ended(res, 'session ended');
+      const reply = await this.deps.watcher.read([[filesKey, cursor]], this.options.heartbeatMs, waitSignal);
       if (this.closed) return;
+      if (gone.aborted) return this.ended(res, 'session ended');
       if (!reply) {
-        if (await this.sessionOver()) return this.ended(res, 'session ended');
+        const over = await this.sessionOver();
+        if (over) return this.ended(res, `session ${over} (its row)`);
         await this.send(res, ': heartbeat\n\n');
         continue;
       }
-      const files = reply.find(([key]) => key === filesKey)?.[1] ?? [];
-      for (const entry of files) {
+      for (const entry of reply[0][1]) {
         const { id, change } = parseFileChangeEntry(entry);
         await this.send(res, `id: ${id}\nevent: ${change.type}\ndata: ${JSON.stringify(change)}\n\n`);
         cursor = id;
       }
-      for (const [id, fields] of reply.find(([key]) => key === eventsKey)?.[1] ?? []) {
-        eventsCursor = id;
-        const type = eventType(fields);
-        if (type && SESSION_OVER.has(type)) return this.ended(res, `session ${type}`);
-      }
     }
   }
 
-  private async sessionOver(): Promise<boolean> {
+  /** The status of a session that is over (`missing` when its row is gone), or null. */
+  private async sessionOver(): Promise<string | null> {
     const session = await this.deps.store.getSession(this.session.id);
-    return !session || (SESSION_GONE_STATUSES as readonly string[]).includes(session.status);
+    if (!session) return 'missing';
+    return (SESSION_GONE_STATUSES as readonly string[]).includes(session.status) ? session.status : null;
   }
 
   private async ended(res: Response, reason: string): Promise<void> {
@@ -138,13 +134,5 @@ export class FileChangeStream {
     if (this.closed) return;
     this.closed = true;
     this.abort.abort();
-  }
-}
-
-function eventType(fields: string[]): string | undefined {
-  try {
-    return (JSON.parse(fields[1]) as { type?: string }).type;
-  } catch {
-    return undefined;
   }
 }

@@ -1,0 +1,60 @@
+import { randomUUID } from 'node:crypto';
+import { EventLog, createRedis, sleep } from '@velocity/shared';
+import { testConfig } from '../../../../libs/shared/test/test-env';
+import { GoneSessions } from './gone-sessions';
+
+/** GoneSessions over the real Redis channel the event log announces on. */
+describe('GoneSessions', () => {
+  const config = testConfig();
+  const redis = createRedis(config.REDIS_URL);
+  const events = new EventLog(redis, config.QUEUE_PREFIX, 60);
+  const gone = new GoneSessions(events, config);
+
+  afterAll(async () => {
+    gone.onModuleDestroy();
+    const keys = await redis.keys(`${config.QUEUE_PREFIX}:*`);
+    if (keys.length > 0) await redis.del(...keys);
+    redis.disconnect();
+  });
+
+  /** Until the subscription is in place: an announcement of a session nobody watches comes back. */
+  beforeAll(async () => {
+    const probe = randomUUID();
+    const seen: string[] = [];
+    gone.onEvery((id) => seen.push(id));
+    for (let i = 0; i < 100 && !seen.includes(probe); i++) {
+      await redis.publish(events.goneChannel, probe);
+      await sleep(20);
+    }
+    expect(seen).toContain(probe);
+  });
+
+  const waitAborted = async (signal: AbortSignal) => {
+    for (let i = 0; i < 100 && !signal.aborted; i++) await sleep(10);
+    return signal.aborted;
+  };
+
+  it('aborts the signal of a watched session when it ends, and not the others', async () => {
+    const [a, b] = [randomUUID(), randomUUID()];
+    const watchA = gone.watch(a);
+    const watchB = gone.watch(b);
+    await events.append({ type: 'ending', sessionId: a, at: Date.now(), reason: 'stopped' });
+    expect(await waitAborted(watchA.signal)).toBe(true);
+    await sleep(50);
+    expect(watchB.signal.aborted).toBe(false);
+    watchA.release();
+    watchB.release();
+  });
+
+  it('is not announced for progress, and forgets a released watch', async () => {
+    const id = randomUUID();
+    const before = gone.watched;
+    const watch = gone.watch(id);
+    expect(gone.watched).toBe(before + 1);
+    await events.append({ type: 'progress', sessionId: id, at: Date.now(), step: 'verify-url', state: 'started', attempt: 1 });
+    await sleep(100);
+    expect(watch.signal.aborted).toBe(false);
+    watch.release();
+    expect(gone.watched).toBe(before);
+  });
+});
