@@ -129,7 +129,7 @@ type Returned<F extends (...args: never[]) => unknown> = Awaited<ReturnType<F>>;
 type AllTrue<T extends true[]> = T;
 
 export type ResponseSchemasMatchTheCode = AllTrue<[
-  Describes<z.output<typeof createdSessionSchema>, Returned<SessionsService['create']>>,
+  Describes<z.output<typeof createdSessionSchema>, Returned<SessionsService['create']>['view']>,
   Describes<z.output<typeof sessionViewSchema>, Returned<SessionsService['get']>>,
   Describes<z.output<typeof extendedSessionSchema>, Returned<SessionsService['extend']>>,
   Describes<z.output<typeof stoppedSessionSchema>, Returned<SessionsService['stop']>>,

@@ -33,12 +33,21 @@ export class SessionEventStream {
     private readonly options: EventStreamOptions,
   ) {}
 
-  /** `start`: the status and extra headers of the response (a stream that answers a POST is a 202 with `location`). */
-  async pipe(req: Request, res: Response, lastEventId: string, start: { status?: number; headers?: Record<string, string> } = {}): Promise<void> {
+  /**
+   * `start`: the status and extra headers of the response (a stream that answers a POST is a 202 with `location`),
+   * and `first`, the session's first event when the caller has just stored it (it is sent without being read back).
+   */
+  async pipe(
+    req: Request,
+    res: Response,
+    lastEventId: string,
+    start: { status?: number; headers?: Record<string, string>; first?: StoredEvent } = {},
+  ): Promise<void> {
     startEventStream(res, this.options.retryMs, start.status, start.headers);
     req.on('close', () => this.close());
     try {
-      await this.run(res, lastEventId);
+      if (start.first) res.write(frame(start.first));
+      await this.run(res, start.first?.id ?? lastEventId, start.first !== undefined);
     } catch (err) {
       if (!this.closed) this.deps.logger.warn('event stream broke', { err: err as Error });
     } finally {
@@ -47,10 +56,11 @@ export class SessionEventStream {
     }
   }
 
-  private async run(res: Response, lastEventId: string): Promise<void> {
+  /** `streamExists`: the stream is known to be there (its first event was just stored), so the first read may wait. */
+  private async run(res: Response, lastEventId: string, streamExists = false): Promise<void> {
     let cursor = lastEventId;
-    // The first read does not block, so a session whose stream is gone is answered at once.
-    let waitMs: number | undefined;
+    // Otherwise the first read does not block, so a session whose stream is gone is answered at once.
+    let waitMs = streamExists ? this.options.heartbeatMs : undefined;
     while (!this.closed) {
       const { events } = this.deps;
       const batch =

@@ -69,14 +69,14 @@ export class SessionsController {
   })
   async create(@Body() body: unknown, @CurrentUser() user: AuthUser, @Req() req: Request, @Res() res: Response) {
     const { projectId, tier } = parseOr400(createSessionBody, body ?? {});
-    const created = await this.sessions.create(user, projectId, tier);
-    this.logger.info('session requested', { sessionId: created.sessionId, projectId, tier });
+    const { view, queued } = await this.sessions.create(user, projectId, tier);
+    this.logger.info('session requested', { sessionId: view.sessionId, projectId, tier });
     // JSON unless the client prefers the stream (no Accept, or `*/*`, is JSON as before).
     if (req.accepts(['application/json', 'text/event-stream']) !== 'text/event-stream') {
-      res.status(202).json(created);
+      res.status(202).json(view);
       return;
     }
-    await this.eventStream(created.sessionId).pipe(req, res, '0', { status: 202, headers: { location: created.sessionUrl } });
+    await this.eventStream(view.sessionId).pipe(req, res, '0', { status: 202, headers: { location: view.sessionUrl }, first: queued });
   }
 
   @Get(':id')

@@ -62,7 +62,8 @@ export class SessionsService {
       this.quotas.maxLive(user),
     );
     if (inserted.outcome === 'over-quota') throw this.quotas.overQuota(user, inserted.live, inserted.limit, inserted.nextExpiresAt);
-    await this.events.append({ type: 'queued', sessionId, at: requestedAt });
+    const queued = { type: 'queued' as const, sessionId, at: requestedAt };
+    const queuedId = await this.events.append(queued);
     await this.queue.add(
       JobName.ProvisionSession,
       // The request id goes with the job: the provisioner logs it on every line of this session's provisioning.
@@ -75,7 +76,9 @@ export class SessionsService {
         removeOnFail: { age: 24 * 3600 },
       },
     );
-    return { sessionId, status: 'queued' as const, eventsUrl: `/v1/sessions/${sessionId}/events`, sessionUrl: `/v1/sessions/${sessionId}` };
+    const view = { sessionId, status: 'queued' as const, eventsUrl: `/v1/sessions/${sessionId}/events`, sessionUrl: `/v1/sessions/${sessionId}` };
+    // The first event as stored: a stream that answers this request starts with it, without reading it back.
+    return { view, queued: { id: queuedId, event: queued } };
   }
 
   async get(user: AuthUser, sessionId: string) {
