@@ -140,22 +140,22 @@ const NOT_PROJECT = new Set(['node_modules', '.vite-cache']);
  * caller can tell Vite which modules changed.
  */
 export async function syncProjectFiles(workDir: string, files: ProjectFile[]): Promise<{ written: string[]; removed: string[] }> {
+  // Every path is checked (and the whole list refused on one bad path) before anything is read or written.
+  const normal = files.map((file) => ({ path: safeRelativePath(file.path), content: file.content }));
   const changed: ProjectFile[] = [];
-  for (const file of files) {
-    const current = await readFile(join(workDir, safeRelativePath(file.path)), 'utf8').catch(() => null);
+  for (const file of normal) {
+    const current = await readFile(join(workDir, file.path), 'utf8').catch(() => null);
     if (current !== file.content) changed.push(file);
   }
-  // Every path is checked (and the whole list refused on one bad path) even when nothing changed.
-  files.forEach((file) => safeRelativePath(file.path));
   await writeProjectFiles(workDir, changed);
-  const keep = new Set(files.map((file) => safeRelativePath(file.path)));
+  const keep = new Set(normal.map((file) => file.path));
   const removed: string[] = [];
   for (const rel of await listFiles(workDir)) {
     if (keep.has(rel)) continue;
     await unlink(join(workDir, rel));
     removed.push(rel);
   }
-  return { written: changed.map((file) => safeRelativePath(file.path)), removed };
+  return { written: changed.map((file) => file.path), removed };
 }
 
 async function listFiles(root: string, prefix = ''): Promise<string[]> {
