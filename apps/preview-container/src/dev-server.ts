@@ -95,6 +95,9 @@ export async function startDevServer(options: DevServerOptions): Promise<DevServ
       if ((error as NodeJS.ErrnoException)?.code === 'EADDRINUSE' || /in use/i.test(String((error as Error)?.message))) continue;
       throw error;
     }
+    // Only the container's proxy connects, over loopback: its connection is kept while a pooled machine
+    // waits for a claim (Node's default of 5 s would close it), so the session's first request does not open one.
+    if (vite.httpServer && 'keepAliveTimeout' in vite.httpServer) vite.httpServer.keepAliveTimeout = PROXY_KEEP_ALIVE_MS;
     const address = vite.httpServer?.address();
     const realPort = typeof address === 'object' && address ? address.port : port;
     return {
@@ -106,6 +109,9 @@ export async function startDevServer(options: DevServerOptions): Promise<DevServ
   }
   throw lastError;
 }
+
+/** How long Vite keeps the proxy's idle connection. */
+const PROXY_KEEP_ALIVE_MS = 10 * 60_000;
 
 /** Transformed pages kept per dev server: one page, a few URLs it is asked under. */
 const INDEX_HTML_KEPT = 8;

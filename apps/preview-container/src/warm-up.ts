@@ -1,4 +1,5 @@
 import { withTimeout } from '../../../libs/shared/src/errors';
+import { openHttp, readText } from '../../../libs/shared/src/http-client';
 
 /**
  * Loads the page once the way a browser starts to: index.html, its module scripts
@@ -63,9 +64,10 @@ export async function rehearsePage(pageUrl: string, times = 40, timeoutMs = 30_0
   await withTimeout(
     (async () => {
       for (let i = 0; i < times; i++) {
-        const res = await fetch(pageUrl, { headers: { accept: 'text/html' } });
-        await res.arrayBuffer();
-        if (res.status !== 200) throw new Error(`GET ${pageUrl} answered ${res.status}`);
+        // Node's own client, which the session's live files use next: its code is compiled here too.
+        const res = await openHttp(pageUrl, { headers: { accept: 'text/html' } });
+        await readText(res);
+        if (res.statusCode !== 200) throw new Error(`GET ${pageUrl} answered ${res.statusCode}`);
       }
     })(),
     timeoutMs,
