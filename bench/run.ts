@@ -214,15 +214,20 @@ async function poolSection(databaseUrl: string, queuePrefix: string): Promise<No
   /**
    * A pool is filled ahead of the sessions it serves: wait until its machines are
    * idle (their start-up, and V8's memory-reducing collections some seconds
-   * later, are over) so the wave is timed against a pool at rest.
+   * later, are over: two seconds in a row under 1 ms of CPU a machine) so the
+   * wave is timed against a pool at rest.
    */
   const waitQuiet = async () => {
     const until = Date.now() + 30_000;
+    // Measured here: for ~10 s after the pool is full its machines still use 100-300 ms of CPU a second
+    // (V8's memory reducer), with quieter seconds between; at rest, 0-2 ms a second in all.
+    let quietSeconds = 0;
     while (Date.now() < until) {
       const pids = (await sys.machines.processes()).flatMap((p) => processTree(p.pid));
       const meter = cpuMeter({ machines: () => pids });
       await new Promise((r) => setTimeout(r, 1000));
-      if (meter.stop().machines < 5 * size) return;
+      quietSeconds = meter.stop().machines < size ? quietSeconds + 1 : 0;
+      if (quietSeconds === 2) return;
     }
     log('   the pool machines did not settle within 30 s; timing anyway');
   };
