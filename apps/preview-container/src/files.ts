@@ -139,12 +139,17 @@ const NOT_PROJECT = new Set(['node_modules', '.vite-cache']);
  * files, when it is claimed). Returns the paths it wrote and removed, so the
  * caller can tell Vite which modules changed.
  */
-export async function syncProjectFiles(workDir: string, files: ProjectFile[]): Promise<{ written: string[]; removed: string[] }> {
+export async function syncProjectFiles(
+  workDir: string,
+  files: ProjectFile[],
+  /** What this process wrote there (normal path → content), when nothing else writes the folder: compared instead of reading each file back. */
+  written?: ReadonlyMap<string, string>,
+): Promise<{ written: string[]; removed: string[] }> {
   // Every path is checked (and the whole list refused on one bad path) before anything is read or written.
   const normal = files.map((file) => ({ path: safeRelativePath(file.path), content: file.content }));
   const changed: ProjectFile[] = [];
   for (const file of normal) {
-    const current = await readFile(join(workDir, file.path), 'utf8').catch(() => null);
+    const current = written ? (written.get(file.path) ?? null) : await readFile(join(workDir, file.path), 'utf8').catch(() => null);
     if (current !== file.content) changed.push(file);
   }
   await writeProjectFiles(workDir, changed);

@@ -12,6 +12,7 @@ import { fileChangesUrlOf, LiveFiles } from './live-files';
 import { activitySettings, createActivityReporter, type ActivityReporter, type ActivityTracker } from './activity';
 import { createClaimHandler } from './pool-claim';
 import { templateFiles } from '../../../libs/shared/src/templates';
+import { safeRelativePath } from './path-safety';
 import { FlyReplay } from './fly-replay';
 import { createContainerServer, type ContainerServer } from './server';
 import { rehearsePage, warmUp } from './warm-up';
@@ -46,13 +47,18 @@ async function main(): Promise<void> {
   };
   const replay = { resolve: (id: string) => session.replay?.resolve(id) ?? Promise.resolve({ kind: 'unknown' as const }) };
   let devServer: DevServer | undefined;
+  /** A pooled machine's template files as it wrote them, until its claim replaces them. */
+  let startFiles: Map<string, string> | undefined;
   const claim = config.claimToken
     ? createClaimHandler(config.claimToken, async (claimed) => {
         // Started at a low priority while it waited; now it serves a session.
         normalPriority();
         // Sent with the claim (current to `filesCursor`), or else loaded from the api.
         const files = claimed.files ?? (await fetchProjectFiles(claimed.filesUrl, claimed.machineToken));
-        const { written, removed } = await syncProjectFiles(config.workDir, files);
+        // The folder holds what this machine wrote at start (nothing else writes it): compared from memory.
+        const { written, removed } = await syncProjectFiles(config.workDir, files, startFiles);
+        // A retried claim reads the folder back: it holds the project's files now.
+        startFiles = undefined;
         // Vite must not serve a template module it transformed before the claim; its watcher may not have seen the change yet.
         for (const rel of [...written, ...removed]) devServer?.vite.moduleGraph.onFileChange(join(config.workDir, rel));
         logger = logger.child({ sessionId: claimed.sessionId });
@@ -86,6 +92,7 @@ async function main(): Promise<void> {
     // A pooled machine starts on its template's files, which are no project's data.
     const files = pooled ? templateFiles(config.templateType) : await fetchProjectFiles(config.filesUrl, config.machineToken);
     const nodeModulesRealDir = await loadFiles(config, container, logger, files);
+    if (pooled) startFiles = new Map(files.map((file) => [safeRelativePath(file.path), file.content]));
     if (!pooled) bindSession(session, config, container, logger, files);
     // A pooled machine reports healthy (joins the pool) only once its page was rehearsed.
     const rehearse = pooled ? () => rehearsePage(`http://127.0.0.1:${port}${config.basePath}`) : undefined;

@@ -146,6 +146,32 @@ describe('fetchProjectFiles', () => {
 });
 
 describe('syncProjectFiles (a pooled machine claimed for a project)', () => {
+  it('compares with what the machine wrote, when given, instead of reading each file back', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'vp-sync-'));
+    try {
+      await writeProjectFiles(dir, [
+        { path: 'index.html', content: 'template' },
+        { path: 'src/App.jsx', content: 'template' },
+      ]);
+      // Changed behind its back: given what it wrote, the machine does not read this back and leaves it.
+      await write(join(dir, 'index.html'), 'changed on disk');
+      const written = new Map([
+        ['index.html', 'template'],
+        ['src/App.jsx', 'template'],
+      ]);
+      const result = await syncProjectFiles(dir, [{ path: 'index.html', content: 'template' }, { path: './src/App.jsx', content: 'project' }], written);
+      expect(result).toEqual({ written: ['src/App.jsx'], removed: [] });
+      expect(await read(join(dir, 'index.html'), 'utf8')).toBe('changed on disk');
+      expect(await read(join(dir, 'src', 'App.jsx'), 'utf8')).toBe('project');
+      // Still the whole folder: a file that is not in the list goes, and a bad path refuses the list.
+      await write(join(dir, 'stray.txt'), 'x');
+      expect((await syncProjectFiles(dir, [{ path: 'src/App.jsx', content: 'project' }], new Map([['src/App.jsx', 'project']]))).removed.sort()).toEqual(['index.html', 'stray.txt']);
+      await expect(syncProjectFiles(dir, [{ path: '../evil.js', content: 'x' }], written)).rejects.toThrow();
+    } finally {
+      await remove(dir, { recursive: true, force: true });
+    }
+  });
+
   it('writes only what differs, removes the rest, and leaves node_modules alone', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'vp-sync-'));
     try {
