@@ -11,10 +11,12 @@ export const commitSessionStep: Step = {
   async run(ctx) {
     const { store } = ctx.deps;
     const { sessionId, projectId, tier } = ctx.job;
-    let session =
+    const session =
+      // The usual case, one statement: the api's `queued` row becomes `creating`.
+      (await store.transition(sessionId, 'creating')) ??
+      // A retry (already `creating` or further), or one whose status changed meanwhile (cancelled).
       (await store.getSession(sessionId)) ??
       (await store.createSession({ id: sessionId, projectId, tier, resourceLimits: resourceLimitsOf(tier), status: 'creating' }));
-    if (session.status === 'queued') session = (await store.transition(sessionId, 'creating')) ?? (await store.getSession(sessionId))!;
     if (isTerminal(session.status) || session.status === 'ending') {
       throw new PermanentError(`Session ${sessionId} is already ${session.status}`);
     }
