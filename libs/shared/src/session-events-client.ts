@@ -1,7 +1,7 @@
 import { TimeoutError, sleep } from './errors';
 import { TERMINAL_EVENTS, sessionEventSchema, type SessionEvent } from './events';
 import { openHttp, readText } from './http-client';
-import { readSse } from './sse-client';
+import { readSse, type SseFrame } from './sse-client';
 
 export interface FollowOptions {
   /** Api base URLs; on a broken connection the client moves to the next one, as a load balancer would. */
@@ -29,9 +29,9 @@ export interface FollowResult {
 export async function followSessionEvents({ baseUrls, sessionId, timeoutMs, onEvent, afterId }: FollowOptions): Promise<FollowResult> {
   const deadline = Date.now() + timeoutMs;
   const result: FollowResult = { events: [], ids: [], reconnects: 0 };
-  let lastId: string | undefined = afterId;
   for (let attempt = 0; Date.now() < deadline; attempt++) {
     const base = baseUrls[attempt % baseUrls.length];
+    const lastId = lastIdOf(result) ?? afterId;
     try {
       const res = await fetch(`${base}/v1/sessions/${sessionId}/events`, {
         headers: lastId ? { 'last-event-id': lastId } : {},
@@ -39,14 +39,7 @@ export async function followSessionEvents({ baseUrls, sessionId, timeoutMs, onEv
       });
       if (res.status === 404 || res.status === 400) throw new Error(`events of session ${sessionId} answered ${res.status}: ${await res.text()}`);
       if (res.status !== 200 || !res.body) throw new RetryableStreamError(`status ${res.status}`);
-      for await (const frame of readSse(res.body)) {
-        const event = sessionEventSchema.parse(JSON.parse(frame.data));
-        lastId = frame.id ?? lastId;
-        result.events.push(event);
-        result.ids.push(frame.id ?? '');
-        onEvent?.(event, frame.id ?? '');
-        if (TERMINAL_EVENTS.includes(event.type)) return result;
-      }
+      if (await collectEvents(readSse(res.body), result, onEvent)) return result;
     } catch (err) {
       if (!(err instanceof RetryableStreamError) && (err as Error).message?.startsWith(`events of session`)) throw err;
     }
@@ -57,6 +50,23 @@ export async function followSessionEvents({ baseUrls, sessionId, timeoutMs, onEv
 }
 
 class RetryableStreamError extends Error {}
+
+/** Adds each frame's event to `result` until a terminal one (true) or the end of the stream (false). */
+async function collectEvents(frames: AsyncIterable<SseFrame>, result: FollowResult, onEvent?: FollowOptions['onEvent']): Promise<boolean> {
+  for await (const frame of frames) {
+    const event = sessionEventSchema.parse(JSON.parse(frame.data));
+    result.events.push(event);
+    result.ids.push(frame.id ?? '');
+    onEvent?.(event, frame.id ?? '');
+    if (TERMINAL_EVENTS.includes(event.type)) return true;
+  }
+  return false;
+}
+
+/** The id of the last event that had one: where a resumed stream starts. */
+function lastIdOf(result: FollowResult): string | undefined {
+  return [...result.ids].reverse().find((id) => id !== '');
+}
 
 export interface RequestSessionOptions {
   /** Api base URLs: the first is asked; a broken stream is resumed on the next, as followSessionEvents does. */
@@ -89,20 +99,10 @@ export async function requestSession(options: RequestSessionOptions): Promise<Fo
   if (res.statusCode !== 202 || !sessionId) throw new Error(`POST /v1/sessions answered ${res.statusCode}: ${await readText(res)}`);
   options.onAccepted?.(sessionId);
   const result: FollowResult = { events: [], ids: [], reconnects: 0 };
-  try {
-    for await (const frame of readSse(res)) {
-      const event = sessionEventSchema.parse(JSON.parse(frame.data));
-      result.events.push(event);
-      result.ids.push(frame.id ?? '');
-      onEvent?.(event, frame.id ?? '');
-      if (TERMINAL_EVENTS.includes(event.type)) {
-        res.destroy();
-        return { sessionId, ...result };
-      }
-    }
-  } catch {
-    // Broken: resumed below.
-  }
-  const rest = await followSessionEvents({ baseUrls, sessionId, timeoutMs: Math.max(1, deadline - Date.now()), onEvent, afterId: result.ids.filter(Boolean).pop() });
+  const ended = await collectEvents(readSse(res), result, onEvent).catch(() => false);
+  res.destroy();
+  if (ended) return { sessionId, ...result };
+  // Broken before the end: resumed on the events URL.
+  const rest = await followSessionEvents({ baseUrls, sessionId, timeoutMs: Math.max(1, deadline - Date.now()), onEvent, afterId: lastIdOf(result) });
   return { sessionId, events: [...result.events, ...rest.events], ids: [...result.ids, ...rest.ids], reconnects: rest.reconnects + 1 };
 }
