@@ -24,8 +24,7 @@ export const FLOOR_PATH = {
     sql: [
       'ensure-project: vp_ensure_project',
       'ensure-project: does the project have files (it does: no seed)',
-      'commit-session: select the row',
-      'commit-session: vp_transition_session → creating',
+      'commit-session: vp_transition_session queued → creating (the row is read only when that does not apply)',
       'create-machine: vp_transition_session → starting (machine recorded)',
       'verify-url: the edge selects the row (not active yet, so not cached)',
       'activate: vp_transition_session → active',
@@ -94,7 +93,6 @@ export function createFloor(options: { databaseUrl: string; redisUrl: string; pr
       await sql(provPool, 'select exists (select 1 from project_files where project_id = $1) as has', [DEMO_PROJECT_ID]);
     });
     await step('commit-session', async () => {
-      await sql(provPool, 'select * from preview_sessions where id = $1', [id]);
       await transition('creating', {});
     });
     await step('create-machine', () => transition('starting', { container_id: `floor-${id}`, container_url: 'http://127.0.0.1:9' }));
