@@ -28,8 +28,17 @@ export const configSchema = z.object({
   QUEUE_PREFIX: z.string().regex(/^[a-zA-Z0-9:_-]+$/).default('vp'),
   API_HOST: z.string().default('127.0.0.1'),
   API_PORT: z.coerce.number().int().min(1).max(65535).default(3000),
-  /** Base URL of the api as the browser sees it; preview URLs are `${PUBLIC_URL}/p/<sessionId>/`. */
+  /** Base URL of the api (and the preview page) as the browser sees it. */
   PUBLIC_URL: z.string().url().optional(),
+  /**
+   * Each preview is served at the root of an origin of its own: `<scheme>://<routeId>.<PREVIEW_DOMAIN>/`,
+   * the scheme of PUBLIC_URL. Default: `localhost:<PUBLIC_URL's port>` (browsers resolve `*.localhost`
+   * to loopback, no DNS set-up). On Fly.io: the preview app's wildcard host, e.g. `preview.example.com`.
+   */
+  PREVIEW_DOMAIN: z
+    .string()
+    .regex(/^(?=.{1,200}$)([a-z0-9]([a-z0-9-]*[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*(:\d{1,5})?$/, 'must be a lower-case host name with an optional :port, e.g. localhost:3000 or preview.example.com')
+    .optional(),
   /** Base URL where preview machines reach the api for their files. Defaults to the api's own address. */
   API_INTERNAL_URL: z.string().url().optional(),
   /** `local`: one preview-container process per session; `fly`: Fly Machines (needs the FLY_* settings below). */
@@ -46,6 +55,15 @@ export const configSchema = z.object({
   FLY_REGION: z.string().optional(),
   /** Where the local provider keeps its machines' work folders and records. */
   LOCAL_MACHINES_DIR: z.string().default('.velocity/machines'),
+  /**
+   * How the local provider contains a machine: `auto` (bubblewrap when installed, else none, said
+   * at start; projects that carry config files are then refused), `bubblewrap` (required: the
+   * provider refuses to start without it), `none` (the operator allows unsandboxed machines).
+   */
+  MACHINE_SANDBOX: z.enum(['auto', 'bubblewrap', 'none']).default('auto'),
+  /** The unprivileged user and group id sandboxed machines run as, when the provider runs as root. */
+  MACHINE_UID: z.coerce.number().int().min(1).max(4_294_967_294).default(65534),
+  MACHINE_GID: z.coerce.number().int().min(1).max(4_294_967_294).default(65534),
   /** HMAC secret that signs the short-lived tokens machines use to fetch their files. */
   MACHINE_TOKEN_SECRET: z.string().min(16).default('dev-only-machine-token-secret-change-me'),
   SESSION_TTL_SECONDS: duration(30 * 60),
