@@ -24,6 +24,8 @@ module.exports = (projectDir) => ({
   },
   transformIgnorePatterns: ['/node_modules/(?!jose/)'],
   moduleNameMapper: { '^@velocity/shared$': path.join(__dirname, 'libs/shared/src/index.ts') },
+  // `fetch` in tests resolves `*.localhost` (preview origins) to loopback, as browsers do.
+  setupFiles: [path.join(__dirname, 'libs/shared/test/setup-localhost-fetch.ts')],
   globalSetup: path.join(__dirname, 'libs/shared/test/global-setup.js'),
   globalTeardown: path.join(__dirname, 'libs/shared/test/global-teardown.js'),
   testTimeout: 60_000,

@@ -2,7 +2,7 @@ import 'reflect-metadata';
 import { NestFactory } from '@nestjs/core';
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import type { Server } from 'node:http';
-import { operatorAuth, type Config, type Logger } from '@velocity/shared';
+import { operatorAuth, previewDomainOf, previewOriginOf, type Config, type Logger } from '@velocity/shared';
 import { AppModule } from './app.module';
 import { BULL_BOARD_ROUTE } from './admin/admin.module';
 import { NestLoggerAdapter } from './common/nest-logger';
@@ -16,7 +16,7 @@ import { previewPage } from './page/preview-page';
 import { setupOpenApi } from './openapi/document';
 
 /**
- * Builds the api: the local edge first (preview paths never reach Nest or its
+ * Builds the api: the local edge first (preview origins never reach Nest or its
  * body parser), then the preview page and the OpenAPI docs, then the JSON body
  * parser, then Nest's routes.
  */
@@ -28,10 +28,14 @@ export async function createApi(config: Config, logger: Logger): Promise<NestExp
   });
   // First: every request gets its id and its request line (and the edge forwards the id).
   app.use(requestContext(logger, app.get(ApiMetrics).observeRequest));
-  // Operator surfaces: guarded before the edge and the body parser, so no one else's body is ever parsed there.
-  app.use([BULL_BOARD_ROUTE, '/metrics'], operatorAuth(config));
-  const edge = createEdge(app.get(SessionRoutes), logger);
+  // Previews next: a preview's origin serves nothing of the api (not even the operator surfaces).
+  const edge = createEdge(app.get(SessionRoutes), logger, {
+    previewDomain: previewDomainOf(config),
+    previewOriginOf: (routeId) => previewOriginOf(config, routeId),
+  });
   app.use(edge.middleware);
+  // Operator surfaces: guarded before the body parser, so no one else's body is ever parsed there.
+  app.use([BULL_BOARD_ROUTE, '/metrics'], operatorAuth(config));
   // The preview page at `/` (static files): before the body parser, which it never needs.
   app.use(previewPage());
   // The OpenAPI UI at /docs and document at /docs-json (public; plain Express routes, ahead of the body parser and Nest's routes).

@@ -8,6 +8,8 @@ import { APPS, startApp, stopProcess, waitForHttp, type AppName } from '../../..
 
 export interface RunningSystem {
   baseUrl: string;
+  /** A preview's URL: the root of its own origin, `http://<routeId>.localhost:<api port>/`. */
+  previewUrlOf(routeId: string): string;
   env: NodeJS.ProcessEnv;
   machines: LocalMachineProvider;
   /** Output of each app, for a failing test to show. */
@@ -68,7 +70,8 @@ export async function startSystem(overrides: NodeJS.ProcessEnv = {}): Promise<Ru
     provisioner: `http://127.0.0.1:${env.PROVISIONER_METRICS_PORT}`,
     cleanup: `http://127.0.0.1:${env.CLEANUP_METRICS_PORT}`,
   };
-  return { baseUrl, env, machines, output, ops, processes: children, stop };
+  const previewUrlOf = (routeId: string) => `http://${routeId}.localhost:${port}/`;
+  return { baseUrl, previewUrlOf, env, machines, output, ops, processes: children, stop };
 }
 
 /** Reads a session's events until a terminal one; throws naming what it waited for on timeout. */

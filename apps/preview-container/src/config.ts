@@ -16,15 +16,15 @@ export interface ContainerConfig {
   filesUrl: string;
   machineToken: string;
   templateType: (typeof TEMPLATE_TYPES)[number];
-  /** URL prefix the browser uses, `/p/<sessionId>/`; always starts and ends with `/`. */
-  basePath: string;
+  /** The id in this machine's preview origin, `<routeId>.<preview domain>`: its session's id, or a pooled machine's own. */
+  routeId: string;
   /** Port the browser's HMR websocket connects to (the public edge's), when it differs from the page's. */
   hmrClientPort?: number;
   /** A node_modules folder holding react, react-dom and the rest of the template's dependencies. */
   nodeModulesDir: string;
   /**
    * Warm-pool machines only: the secret a provisioner must show to claim this
-   * machine for a session. Until then it serves its template under `/p/<ROUTE_ID>/`,
+   * machine for a session. Until then it serves its template at `<ROUTE_ID>.<preview domain>`,
    * and `sessionId`, `projectId`, `filesUrl` and `machineToken` are placeholders.
    */
   claimToken?: string;
@@ -63,10 +63,6 @@ const schema = z.object({
   FILES_URL: z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }),
   MACHINE_TOKEN: z.string().min(1, 'must not be empty'),
   TEMPLATE_TYPE: z.enum(TEMPLATE_TYPES, `must be one of: ${TEMPLATE_TYPES.join(', ')}`).default('react'),
-  BASE_PATH: z
-    .string()
-    .regex(/^\/(?:[^/?#\s]+\/)+$/, 'must look like /p/<SESSION_ID>/ (leading and trailing slash, no query)')
-    .optional(),
   HMR_CLIENT_PORT: port(1).optional(),
   NODE_MODULES_DIR: absoluteDir
     .refine((p) => existsSync(p) && statSync(p).isDirectory(), 'must be an existing directory')
@@ -107,7 +103,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ContainerConfi
     filesUrl: e.FILES_URL,
     machineToken: e.MACHINE_TOKEN,
     templateType: e.TEMPLATE_TYPE,
-    basePath: e.BASE_PATH ?? `/p/${e.SESSION_ID}/`,
+    routeId: e.SESSION_ID.toLowerCase(),
     hmrClientPort: e.HMR_CLIENT_PORT,
     nodeModulesDir: e.NODE_MODULES_DIR ?? defaultNodeModulesDir(),
     claimToken: e.POOL_CLAIM_TOKEN,

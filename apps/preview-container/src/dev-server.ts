@@ -8,7 +8,6 @@ import type { InlineConfig, PluginOption, ViteDevServer } from 'vite';
  */
 export interface DevServerOptions {
   workDir: string;
-  basePath: string;
   templateType: string;
   /** Real path of the shared node_modules, so Vite may serve files from it. */
   nodeModulesRealDir: string;
@@ -17,7 +16,7 @@ export interface DevServerOptions {
 
 export interface DevServer {
   port: number;
-  /** Internal URL of the dev server's root (with base), for the proxy target and health probes. */
+  /** Internal URL of the dev server, for the proxy target and health probes. */
   origin: string;
   vite: ViteDevServer;
   close(): Promise<void>;
@@ -57,10 +56,11 @@ export async function templatePlugins(templateType: string): Promise<PluginOptio
 }
 
 export async function viteConfig(options: DevServerOptions, port: number): Promise<InlineConfig> {
-  const { workDir, basePath, templateType, nodeModulesRealDir, hmrClientPort } = options;
+  const { workDir, templateType, nodeModulesRealDir, hmrClientPort } = options;
   return {
     root: workDir,
-    base: basePath,
+    // Each preview has an origin of its own: the app is served at its root.
+    base: '/',
     configFile: false,
     cacheDir: join(workDir, '.vite-cache'),
     logLevel: 'warn',

@@ -15,7 +15,7 @@ import { templateFiles } from '../../../libs/shared/src/templates';
 import { safeRelativePath } from './path-safety';
 import { FlyReplay } from './fly-replay';
 import { createContainerServer, type ContainerServer } from './server';
-import { rehearsePage, warmUp } from './warm-up';
+import { previewHostOf, rehearsePage, warmUp } from './warm-up';
 
 /**
  * The program inside each preview machine: listen at once (so /health answers 503
@@ -69,7 +69,7 @@ async function main(): Promise<void> {
         return { files: files.length };
       })
     : undefined;
-  const container = createContainerServer({ sessionId: config.sessionId, basePath: config.basePath, logger, activity, replay, control: claim });
+  const container = createContainerServer({ sessionId: config.sessionId, routeId: config.routeId, logger, activity, replay, control: claim });
   container.health.pooled = pooled;
   let stopping = false;
 
@@ -86,7 +86,7 @@ async function main(): Promise<void> {
   process.once('SIGINT', () => void stop(0, 'SIGINT'));
 
   const port = await container.listen(config.port, config.host);
-  logger.info('listening', { host: config.host, port, basePath: config.basePath, pooled });
+  logger.info('listening', { host: config.host, port, routeId: config.routeId, pooled });
 
   try {
     // A pooled machine starts on its template's files, which are no project's data.
@@ -95,7 +95,7 @@ async function main(): Promise<void> {
     if (pooled) startFiles = new Map(files.map((file) => [safeRelativePath(file.path), file.content]));
     if (!pooled) bindSession(session, config, container, logger, files);
     // A pooled machine reports healthy (joins the pool) only once its page was rehearsed.
-    const rehearse = pooled ? () => rehearsePage(`http://127.0.0.1:${port}${config.basePath}`) : undefined;
+    const rehearse = pooled ? () => rehearsePage(`http://127.0.0.1:${port}/`, previewHostOf(config.routeId)) : undefined;
     if (!stopping) devServer = await startVite(config, container, logger, () => stopping, nodeModulesRealDir, rehearse);
   } catch (error) {
     logger.error('start failed', { err: error });
@@ -169,7 +169,6 @@ async function startVite(
   const viteStart = Date.now();
   const devServer = await startDevServer({
     workDir: config.workDir,
-    basePath: config.basePath,
     templateType: config.templateType,
     nodeModulesRealDir,
     hmrClientPort: config.hmrClientPort,
@@ -178,11 +177,11 @@ async function startVite(
     await devServer.close();
     return undefined;
   }
-  const warm = await warmUp(devServer.origin, config.basePath).catch((error) => ({ requests: 0, failed: [errorMessage(error)] }));
+  const warm = await warmUp(devServer.origin).catch((error) => ({ requests: 0, failed: [errorMessage(error)] }));
   if (warm.failed.length > 0) logger.warn('first page load had failures', { failed: warm.failed });
-  container.setProxy(createViteProxy(devServer.origin, config.basePath, logger));
+  container.setProxy(createViteProxy(devServer.origin, config.routeId, logger));
   await rehearse?.().catch((error) => logger.warn('page rehearsal failed', { err: error }));
-  container.health.devServerProbeUrl = `${devServer.origin}${config.basePath}@vite/client`;
+  container.health.devServerProbeUrl = `${devServer.origin}/@vite/client`;
   logger.info('dev server ready', { port: devServer.port, ms: Date.now() - viteStart, warmUpRequests: warm.requests });
   return devServer;
 }

@@ -6,12 +6,14 @@ import type { Logger } from '../../../libs/shared/src/logger';
 import { routeRequest } from './session-routing';
 
 /**
- * The proxy to the session's Vite dev server: plain HTTP and the HMR websocket.
- * It forwards the full path; Vite serves under BASE_PATH itself (`base`).
+ * The proxy to the session's Vite dev server: plain HTTP and the HMR websocket,
+ * for requests to this machine's own preview origin. Every answer carries
+ * `Referrer-Policy: no-referrer`: the preview's URL is its capability, and a
+ * link or request of the app never sends it to another site.
  */
 export type ViteProxy = RequestHandler<IncomingMessage, ServerResponse>;
 
-export function createViteProxy(target: string, basePath: string, logger: Logger): ViteProxy {
+export function createViteProxy(target: string, routeId: string, logger: Logger): ViteProxy {
   return createProxyMiddleware<IncomingMessage, ServerResponse>({
     target,
     // Reused connections to Vite: without an agent every request opens a new one.
@@ -21,9 +23,12 @@ export function createViteProxy(target: string, basePath: string, logger: Logger
     // With `ws: true` the middleware subscribes itself to the server's 'upgrade' event on
     // the first proxied request, after which the exported `upgrade()` is a no-op. The
     // filter makes that internal handler obey the session routing too, so it never
-    // proxies a websocket for another path.
-    pathFilter: (_path, req) => routeRequest(req.url ?? '/', basePath).kind === 'proxy',
+    // proxies a websocket for another origin or a blocked path.
+    pathFilter: (_path, req) => routeRequest(req.headers.host, req.url ?? '/', routeId).kind === 'proxy',
     on: {
+      proxyRes: (proxyRes) => {
+        proxyRes.headers['referrer-policy'] = 'no-referrer';
+      },
       error: (err, req, res) => {
         logger.warn('proxy error', { url: req.url, err });
         if (isResponse(res)) {

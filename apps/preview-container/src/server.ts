@@ -8,9 +8,11 @@ import type { FlyReplay } from './fly-replay';
 import { routeRequest } from './session-routing';
 
 /**
- * The container's public HTTP server: `/health`, then the session routing, then the
- * proxy to Vite (HTTP and websocket upgrades). It listens before the dev server
- * exists; until `setProxy` is called, own-session requests get 503.
+ * The container's public HTTP server: the session routing by Host (see
+ * session-routing.ts), then the proxy to Vite (HTTP and websocket upgrades) for
+ * its own preview origin, or its own endpoints (`/health`, the pool claim) for
+ * the provider. It listens before the dev server exists; until `setProxy` is
+ * called, own-preview requests get 503.
  */
 export interface ContainerServer {
   server: Server;
@@ -22,15 +24,16 @@ export interface ContainerServer {
 
 export function createContainerServer(options: {
   sessionId: string;
-  basePath: string;
+  /** The id in this machine's preview origin (`<routeId>.<preview domain>`): its session's, or a pooled machine's own. */
+  routeId: string;
   logger: Logger;
   activity?: ActivityTracker;
   /** On Fly.io: sends requests for other sessions to their machines. */
   replay?: Pick<FlyReplay, 'resolve'> | null;
-  /** Requests the container itself answers before session routing (a pooled machine's claim); true when handled. */
+  /** Requests the container itself answers on its control Host (a pooled machine's claim); true when handled. */
   control?: (req: IncomingMessage, res: ServerResponse) => Promise<boolean>;
 }): ContainerServer {
-  const { sessionId, basePath, logger, activity, replay, control } = options;
+  const { sessionId, routeId, logger, activity, replay, control } = options;
   const health: HealthState = { filesLoaded: false };
   let proxy: ViteProxy | undefined;
   /** Upgraded (websocket) sockets: no longer tracked by the HTTP server, closed by hand. */
@@ -46,31 +49,21 @@ export function createContainerServer(options: {
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = req.url ?? '/';
-    if (url === '/health' || url.startsWith('/health?')) {
-      const report = await healthReport(health.sessionId ?? sessionId, health);
-      sendJson(res, report.status === 'ok' ? 200 : 503, report, req.method === 'HEAD');
-      return;
-    }
-    if (control && (await control(req, res))) return;
-    const route = routeRequest(url, basePath);
-    if (route.kind === 'not-found' && replay && 'sessionId' in route.body) {
-      const found = await replay.resolve(route.body.sessionId);
+    const route = routeRequest(req.headers.host, url, routeId);
+    if (route.kind === 'control') return handleControl(req, res, url);
+    if (route.kind === 'not-found' && replay && 'routeId' in route.body) {
+      const found = await replay.resolve(route.body.routeId);
       if (found.kind === 'replay') {
         res.writeHead(307, { 'fly-replay': found.header, 'content-length': 0 });
         return void res.end();
       }
-      if (found.kind === 'gone') return sendJson(res, 410, { error: 'Session ended', sessionId: route.body.sessionId });
+      if (found.kind === 'gone') return sendJson(res, 410, { error: 'Session ended', routeId: route.body.routeId });
     }
     if (route.kind === 'not-found') return sendJson(res, 404, route.body);
     activity?.touch();
-    if (route.kind === 'redirect') {
-      res.writeHead(route.status, { location: route.location, 'content-length': 0 });
-      res.end();
-      return;
-    }
     if (!proxy) {
       res.setHeader('retry-after', '1');
-      return sendJson(res, 503, { error: 'Preview is starting', sessionId });
+      return sendJson(res, 503, { error: 'Preview is starting', routeId });
     }
     await proxy(req, res, (err?: unknown) => {
       if (err) logger.warn('proxy failed', { url, err });
@@ -78,8 +71,18 @@ export function createContainerServer(options: {
     });
   }
 
+  /** The machine's own endpoints, for the provider and the provisioner: never on a preview's origin. */
+  async function handleControl(req: IncomingMessage, res: ServerResponse, url: string): Promise<void> {
+    if (url === '/health' || url.startsWith('/health?')) {
+      const report = await healthReport(health.sessionId ?? sessionId, health);
+      return sendJson(res, report.status === 'ok' ? 200 : 503, report, req.method === 'HEAD');
+    }
+    if (control && (await control(req, res))) return;
+    sendJson(res, 404, { error: 'Not found' });
+  }
+
   server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
-    const route = routeRequest(req.url ?? '/', basePath);
+    const route = routeRequest(req.headers.host, req.url ?? '/', routeId);
     upgraded.add(socket);
     socket.once('close', () => upgraded.delete(socket));
     if (route.kind === 'proxy' && proxy) {
@@ -129,6 +132,7 @@ function sendJson(res: ServerResponse, status: number, body: unknown, headOnly =
     'content-type': 'application/json; charset=utf-8',
     'content-length': Buffer.byteLength(json),
     'cache-control': 'no-store',
+    'referrer-policy': 'no-referrer',
   });
   res.end(headOnly ? undefined : json);
 }

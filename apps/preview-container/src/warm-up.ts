@@ -14,7 +14,6 @@ export interface WarmUpResult {
 
 export async function warmUp(
   origin: string,
-  basePath: string,
   timeoutMs = 60_000,
   { maxDepth = 4, maxRequests = 100 }: { maxDepth?: number; maxRequests?: number } = {},
 ): Promise<WarmUpResult> {
@@ -22,7 +21,7 @@ export async function warmUp(
   const get = async (path: string): Promise<string | null> => {
     result.requests++;
     try {
-      const res = await fetch(origin + path, { headers: { accept: path === basePath ? 'text/html' : '*/*' } });
+      const res = await fetch(origin + path, { headers: { accept: path === '/' ? 'text/html' : '*/*' } });
       const body = await res.text();
       if (res.status !== 200) result.failed.push(`${path} ${res.status}`);
       return res.status === 200 ? body : null;
@@ -33,17 +32,17 @@ export async function warmUp(
   };
   await withTimeout(
     (async () => {
-      const html = await get(basePath);
+      const html = await get('/');
       if (html === null) return;
       // Breadth first through the module graph: Vue and Svelte components import the
       // framework's runtime one level below the entry, React's entry does it directly.
       const seen = new Set<string>();
-      let level = moduleScripts(html).filter((src) => src.startsWith(basePath) && !src.includes('/@'));
+      let level = moduleScripts(html).filter((src) => src.startsWith('/') && !src.startsWith('//') && !src.includes('/@'));
       for (let depth = 0; depth < maxDepth && level.length > 0; depth++) {
         const fresh = level.filter((url) => !seen.has(url) && seen.size < maxRequests && (seen.add(url), true));
         const modules = await Promise.all(fresh.map(get));
         level = [...new Set(modules.flatMap((code) => (code ? staticImports(code) : [])))].filter(
-          (url) => url.startsWith(basePath) && !url.startsWith(`${basePath}@vite/`),
+          (url) => url.startsWith('/') && !url.startsWith('//') && !url.startsWith('/@vite/'),
         );
       }
     })(),
@@ -60,12 +59,12 @@ export async function warmUp(
  * (interpreted) code when a session waits on it. Here V8 compiles and optimises
  * it while the machine waits for a claim, at the pool's low priority.
  */
-export async function rehearsePage(pageUrl: string, times = 40, timeoutMs = 30_000): Promise<void> {
+export async function rehearsePage(pageUrl: string, host: string, times = 40, timeoutMs = 30_000): Promise<void> {
   await withTimeout(
     (async () => {
       for (let i = 0; i < times; i++) {
         // Node's own client, which the session's live files use next: its code is compiled here too.
-        const res = await openHttp(pageUrl, { headers: { accept: 'text/html' } });
+        const res = await openHttp(pageUrl, { headers: { accept: 'text/html', host } });
         await readText(res);
         if (res.statusCode !== 200) throw new Error(`GET ${pageUrl} answered ${res.statusCode}`);
       }
@@ -74,6 +73,9 @@ export async function rehearsePage(pageUrl: string, times = 40, timeoutMs = 30_0
     'the page rehearsal of a pooled machine',
   );
 }
+
+/** A Host header that names this machine's own preview origin (the machine knows no more of it than the first label). */
+export const previewHostOf = (routeId: string) => `${routeId}.localhost`;
 
 /** `src` of every `<script type="module" src="...">` in an HTML page. */
 export function moduleScripts(html: string): string[] {

@@ -27,7 +27,7 @@ describe('activity reporter', () => {
       req.on('end', () => {
         received.push({ authorization: req.headers.authorization, body: JSON.parse(body) });
         res.writeHead(apiStatus, { 'content-type': 'application/json' });
-        res.end(apiStatus === 409 ? JSON.stringify({ statusCode: 409, status: 'ended' }) : '{}');
+        res.end(apiStatus >= 400 ? JSON.stringify({ statusCode: apiStatus, status: apiStatus === 410 ? 'ended' : 'starting' }) : '{}');
       });
     });
     await new Promise<void>((r) => api.listen(0, '127.0.0.1', r));
@@ -39,9 +39,10 @@ describe('activity reporter', () => {
     await new Promise((r) => api.close(r));
   });
 
-  const get = (path: string) =>
+  /** A request to the machine: on its preview origin, or (no `host`) as the provider asks it. */
+  const get = (path: string, host?: string) =>
     new Promise<number>((resolve, reject) => {
-      request({ host: '127.0.0.1', port: containerPort, path }, (res) => {
+      request({ host: '127.0.0.1', port: containerPort, path, headers: host ? { host } : {} }, (res) => {
         res.resume();
         res.on('end', () => resolve(res.statusCode ?? 0));
       })
@@ -60,7 +61,7 @@ describe('activity reporter', () => {
 
   it('reports preview requests (not /health) once per interval, with the machine token', async () => {
     const reporter = createActivityReporter({ url: apiUrl, token: 'tok', everyMs: 60_000, logger });
-    container = createContainerServer({ sessionId, basePath: `/p/${sessionId}/`, logger, activity: reporter });
+    container = createContainerServer({ sessionId, routeId: sessionId, logger, activity: reporter });
     containerPort = await container.listen(0, '127.0.0.1');
 
     await get('/health');
@@ -69,8 +70,8 @@ describe('activity reporter', () => {
     expect(received).toHaveLength(0);
 
     const before = Date.now();
-    await get(`/p/${sessionId}/`);
-    await get(`/p/${sessionId}/src/main.tsx`);
+    await get('/', `${sessionId}.localhost`);
+    await get('/src/main.tsx', `${sessionId}.localhost`);
     expect(reporter.lastActivityAt).toBeGreaterThanOrEqual(before);
     expect(await reporter.flush()).toBe(true);
     expect(received).toEqual([{ authorization: 'Bearer tok', body: { lastActivityAt: new Date(reporter.lastActivityAt!).toISOString() } }]);
@@ -79,7 +80,7 @@ describe('activity reporter', () => {
     expect(received).toHaveLength(1);
   });
 
-  it('an open connection is activity until it closes; a 409 for an ended session stops the reports', async () => {
+  it('an open connection is activity until it closes; a 409 (not active yet) does not stop the reports, a 410 (ended) does', async () => {
     received.length = 0;
     const reporter = createActivityReporter({ url: apiUrl, token: 'tok', everyMs: 100, logger });
     reporter.connectionOpened();
@@ -95,10 +96,19 @@ describe('activity reporter', () => {
     apiStatus = 409;
     reporter.touch();
     await new Promise((r) => setTimeout(r, 250));
+    const afterConflict = received.length;
+    reporter.touch();
+    await new Promise((r) => setTimeout(r, 250));
+    expect(received.length).toBeGreaterThan(afterConflict);
+
+    apiStatus = 410;
+    reporter.touch();
+    await new Promise((r) => setTimeout(r, 250));
     const afterEnd = received.length;
     reporter.touch();
     await new Promise((r) => setTimeout(r, 250));
     expect(received.length).toBe(afterEnd);
     reporter.stop();
+    apiStatus = 200;
   });
 });

@@ -20,7 +20,7 @@ describe('loadConfig', () => {
       filesUrl: valid.FILES_URL,
       machineToken: 'token',
       templateType: 'react',
-      basePath: `/p/${valid.SESSION_ID}/`,
+      routeId: valid.SESSION_ID,
       hmrClientPort: undefined,
       nodeModulesDir: defaultNodeModulesDir(),
     });
@@ -28,8 +28,14 @@ describe('loadConfig', () => {
   });
 
   it('reads the optional variables', () => {
-    const config = loadConfig({ ...valid, HOST: '0.0.0.0', HMR_CLIENT_PORT: '8080', BASE_PATH: '/preview/x/', NODE_MODULES_DIR: defaultNodeModulesDir() });
-    expect(config).toMatchObject({ host: '0.0.0.0', hmrClientPort: 8080, basePath: '/preview/x/' });
+    const config = loadConfig({ ...valid, HOST: '0.0.0.0', HMR_CLIENT_PORT: '8080', NODE_MODULES_DIR: defaultNodeModulesDir() });
+    expect(config).toMatchObject({ host: '0.0.0.0', hmrClientPort: 8080 });
+  });
+
+  it("takes a pooled machine's route id as its id until a claim names the session", () => {
+    const routeId = '3d2c1b0a-0000-4000-8000-00000000abcd';
+    const config = loadConfig({ PORT: '0', WORK_DIR: '/tmp/pc-work', POOL_CLAIM_TOKEN: 'c'.repeat(32), ROUTE_ID: routeId });
+    expect(config).toMatchObject({ routeId, sessionId: routeId, claimToken: 'c'.repeat(32) });
   });
 
   it.each([
@@ -43,7 +49,6 @@ describe('loadConfig', () => {
     [{ FILES_URL: 'file:///etc/passwd' }, 'FILES_URL must be an http(s) URL'],
     [{ MACHINE_TOKEN: undefined }, 'MACHINE_TOKEN is required'],
     [{ TEMPLATE_TYPE: 'angular' }, 'TEMPLATE_TYPE must be one of: react, vue, svelte, vanilla-ts'],
-    [{ BASE_PATH: '/p/x' }, 'BASE_PATH must look like'],
     [{ HMR_CLIENT_PORT: '0' }, 'HMR_CLIENT_PORT must be 1-65535'],
     [{ NODE_MODULES_DIR: '/does/not/exist' }, 'NODE_MODULES_DIR must be an existing directory'],
   ])('refuses %j with a one-line error naming the variable', (override, message) => {

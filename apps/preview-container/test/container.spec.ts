@@ -1,7 +1,8 @@
 /**
  * The real container, as a child process, against a real files endpoint: it loads
- * the React template, starts Vite and serves the app under /p/<id>/ through its
- * proxy (HTTP and the HMR websocket), and only for its own session.
+ * the React template, starts Vite and serves the app at the root of its own
+ * preview origin (`<id>.localhost`) through its proxy (HTTP and the HMR
+ * websocket), and only for that origin.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
@@ -98,13 +99,14 @@ interface WsClient {
 }
 
 /** Opens a websocket with the raw protocol (Node 20 has no WebSocket client) and reads the server's text frames. */
-function openWebSocket(port: number, path: string): Promise<WsClient> {
+function openWebSocket(port: number, path: string, host?: string): Promise<WsClient> {
   return new Promise((resolve, reject) => {
     const req = request({
       host: '127.0.0.1',
       port,
       path,
       headers: {
+        ...(host ? { host } : {}),
         connection: 'Upgrade',
         upgrade: 'websocket',
         'sec-websocket-version': '13',
@@ -199,9 +201,11 @@ afterAll(async () => {
 describe('preview container serving the React template', () => {
   const sessionId = randomUUID();
   const projectId = randomUUID();
-  const base = `/p/${sessionId}/`;
   let container: Started;
+  /** The machine as the provider reaches it, and its preview origin (what the edge forwards). */
   let origin: string;
+  let preview: string;
+  let previewHost: string;
   let workDir: string;
   let healthAt = 0;
   const sawStarting: unknown[] = [];
@@ -209,7 +213,7 @@ describe('preview container serving the React template', () => {
   /** Vite's websocket token, read from the client the way the browser gets it (straight from Vite, not via the proxy). */
   async function wsToken(): Promise<string> {
     const line = container.logs.map((l) => JSON.parse(l)).find((l) => l.msg === 'dev server ready');
-    const clientCode = await (await fetch(`http://127.0.0.1:${line.port}${base}@vite/client`)).text();
+    const clientCode = await (await fetch(`http://127.0.0.1:${line.port}/@vite/client`)).text();
     const token = /const wsToken = "([^"]+)"/.exec(clientCode)?.[1];
     if (!token) throw new Error('no wsToken in the Vite client');
     return token;
@@ -227,6 +231,8 @@ describe('preview container serving the React template', () => {
       HMR_CLIENT_PORT: String(HMR_CLIENT_PORT),
     });
     origin = `http://127.0.0.1:${container.port}`;
+    previewHost = `${sessionId}.localhost:${container.port}`;
+    preview = `http://${previewHost}`;
     await waitFor(
       `GET ${origin}/health to answer 200`,
       45_000,
@@ -248,7 +254,7 @@ describe('preview container serving the React template', () => {
   it('passes the HMR websocket before any HTTP request went through the proxy', async () => {
     // http-proxy-middleware subscribes itself to 'upgrade' only on the first proxied HTTP
     // request; until then the container's own upgrade handler must do it.
-    const own = await openWebSocket(container.port, `${base}?token=${await wsToken()}`);
+    const own = await openWebSocket(container.port, `/?token=${await wsToken()}`, previewHost);
     try {
       expect(own.status).toBe(101);
       await own.nextMessage((m) => m.type === 'connected');
@@ -274,19 +280,20 @@ describe('preview container serving the React template', () => {
     expect(await res.json()).toEqual({ status: 'ok', devServer: 'ok', data: 'ok', session: 'ok', sessionId });
   });
 
-  it('serves the index.html transformed by Vite under the base path', async () => {
-    const res = await fetch(`${origin}${base}`);
+  it('serves the index.html transformed by Vite at the root of its preview origin, with no referrer', async () => {
+    const res = await fetch(`${preview}/`);
     console.log(`[preview-container] spawn -> first page 200: ${Date.now() - container.spawnedAt} ms (health + ${Date.now() - healthAt} ms)`);
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toMatch(/text\/html/);
+    expect(res.headers.get('referrer-policy')).toBe('no-referrer');
     const html = await res.text();
-    expect(html).toContain(`${base}@vite/client`);
-    expect(html).toContain(`${base}src/main.jsx`);
+    expect(html).toContain('"/@vite/client"');
+    expect(html).toContain('"/src/main.jsx"');
     expect(html).toContain('<div id="root"></div>');
   });
 
   it('serves a changed index.html at once, though the transformed page is kept', async () => {
-    const page = async () => (await fetch(`${origin}${base}`, { headers: { accept: 'text/html' } })).text();
+    const page = async () => (await fetch(`${preview}/`, { headers: { accept: 'text/html' } })).text();
     const original = readFileSync(join(workDir, 'index.html'), 'utf8');
     const first = await page();
     expect(await page()).toBe(first);
@@ -294,7 +301,7 @@ describe('preview container serving the React template', () => {
     try {
       const changed = await page();
       expect(changed).toContain('<p id="changed"></p>');
-      expect(changed).toContain(`${base}@vite/client`);
+      expect(changed).toContain('"/@vite/client"');
     } finally {
       writeFileSync(join(workDir, 'index.html'), original);
     }
@@ -302,68 +309,70 @@ describe('preview container serving the React template', () => {
   });
 
   it('serves the transformed React module, CSS as a module and the Vite client', async () => {
-    const app = await fetch(`${origin}${base}src/App.jsx`);
+    const app = await fetch(`${preview}/src/App.jsx`);
     expect(app.status).toBe(200);
     expect(app.headers.get('content-type')).toMatch(/javascript/);
     const appCode = await app.text();
     expect(appCode).toContain('count is');
     expect(appCode).not.toContain('<button'); // JSX was compiled
 
-    const css = await fetch(`${origin}${base}src/App.css`);
+    const css = await fetch(`${preview}/src/App.css`);
     expect(css.status).toBe(200);
     expect(css.headers.get('content-type')).toMatch(/javascript/);
     expect(await css.text()).toContain('__vite__updateStyle');
 
-    const client = await fetch(`${origin}${base}@vite/client`);
+    const client = await fetch(`${preview}/@vite/client`);
     expect(client.status).toBe(200);
     const clientCode = await client.text();
     expect(clientCode).toContain(`const hmrPort = ${HMR_CLIENT_PORT}`);
-    expect(clientCode).toContain(JSON.stringify(base));
+    expect(clientCode).toContain('const base = "/" ||');
   });
 
-  it('rewrites the bare react import to a URL under the base path that loads', async () => {
-    const main = await (await fetch(`${origin}${base}src/main.jsx`)).text();
+  it('rewrites the bare react import to a root URL that loads', async () => {
+    const main = await (await fetch(`${preview}/src/main.jsx`)).text();
     const imports = [...main.matchAll(/from\s+"([^"]+)"/g)].map((m) => m[1]);
     const react = imports.find((url) => /\/deps\/react\.js/.test(url));
     expect(react).toBeDefined();
-    expect(react!.startsWith(base)).toBe(true);
+    expect(react!.startsWith('/')).toBe(true);
     expect(main).not.toMatch(/from\s+["']react["']/);
-    const res = await fetch(`${origin}${react}`);
+    const res = await fetch(`${preview}${react}`);
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toMatch(/javascript/);
 
     const reactDom = imports.find((url) => /\/deps\/react-dom_client\.js/.test(url));
-    expect(reactDom?.startsWith(base)).toBe(true);
-    expect((await fetch(`${origin}${reactDom}`)).status).toBe(200);
+    expect(reactDom?.startsWith('/')).toBe(true);
+    expect((await fetch(`${preview}${reactDom}`)).status).toBe(200);
   });
 
-  it('serves index.html for client-side routes under the base path (SPA fallback)', async () => {
-    const res = await fetch(`${origin}${base}some/client/route`, { headers: { accept: 'text/html' } });
-    expect(res.status).toBe(200);
-    expect(await res.text()).toContain(`${base}src/main.jsx`);
+  it('serves index.html for client-side routes (SPA fallback), and root paths such as /health are the project’s', async () => {
+    for (const path of ['/some/client/route', '/health']) {
+      const res = await fetch(`${preview}${path}`, { headers: { accept: 'text/html' } });
+      expect(res.status).toBe(200);
+      expect(await res.text()).toContain('"/src/main.jsx"');
+    }
   });
 
-  it('redirects the base path without its trailing slash', async () => {
-    const res = await fetch(`${origin}/p/${sessionId}`, { redirect: 'manual' });
-    expect(res.status).toBe(308);
-    expect(res.headers.get('location')).toBe(base);
+  it('refuses Vite’s open-in-editor endpoint on its preview origin', async () => {
+    const res = await fetch(`${preview}/__open-in-editor?file=/etc/passwd`);
+    expect(res.status).toBe(404);
+    expect(await res.json()).toEqual({ error: 'Not found' });
   });
 
-  it('answers 404 Session not found for another session and Not found elsewhere', async () => {
+  it('answers 404 Session not found for another preview origin, and serves nothing of the project on its own address', async () => {
     const other = randomUUID();
-    const res = await fetch(`${origin}/p/${other}/`);
+    const res = await fetch(`http://${other}.localhost:${container.port}/`);
     expect(res.status).toBe(404);
     expect(res.headers.get('content-type')).toMatch(/application\/json/);
-    expect(await res.json()).toEqual({ error: 'Session not found', sessionId: other });
+    expect(await res.json()).toEqual({ error: 'Session not found', routeId: other });
 
     const elsewhere = await fetch(`${origin}/src/App.jsx`);
     expect(elsewhere.status).toBe(404);
     expect(await elsewhere.json()).toEqual({ error: 'Not found' });
   });
 
-  it('passes the HMR websocket for its own session only', async () => {
+  it('passes the HMR websocket for its own preview origin only', async () => {
     const token = await wsToken();
-    const own = await openWebSocket(container.port, `${base}?token=${token}`);
+    const own = await openWebSocket(container.port, `/?token=${token}`, previewHost);
     try {
       expect(own.status).toBe(101);
       await own.nextMessage((m) => m.type === 'connected');
@@ -373,12 +382,12 @@ describe('preview container serving the React template', () => {
       writeFileSync(appPath, readFileSync(appPath, 'utf8').replace('count is', 'clicks:'));
       const update = await own.nextMessage((m) => m.type === 'update');
       expect(JSON.stringify(update)).toContain('/src/App.jsx');
-      expect(await (await fetch(`${origin}${base}src/App.jsx`)).text()).toContain('clicks:');
+      expect(await (await fetch(`${preview}/src/App.jsx`)).text()).toContain('clicks:');
     } finally {
       own.socket?.destroy();
     }
 
-    const other = await openWebSocket(container.port, `/p/${randomUUID()}/?token=${token}`);
+    const other = await openWebSocket(container.port, `/?token=${token}`, `${randomUUID()}.localhost`);
     expect(other.status).toBe(404);
     const outside = await openWebSocket(container.port, `/?token=${token}`);
     expect(outside.status).toBe(404);

@@ -1,48 +1,44 @@
 import { routeRequest } from '../src/session-routing';
 
 const id = '6f1c1a39-3c2e-4b8a-9a55-1b2f6a1f0e7d';
-const base = `/p/${id}/`;
+const own = `${id}.localhost:3000`;
 
-describe('routeRequest', () => {
-  it.each([base, `${base}src/App.jsx`, `${base}@vite/client`, `${base}?token=abc`, `${base}.vite-cache/deps/react.js?v=1`])(
-    'proxies %s (own session)',
+describe('routeRequest (by Host)', () => {
+  it.each(['/', '/src/App.jsx', '/@vite/client', '/?token=abc', '/icons.svg', '/api/users', '/health', '/__pool/claim'])(
+    'proxies %s on its own preview origin, the whole path space being the project’s',
     (url) => {
-      expect(routeRequest(url, base)).toEqual({ kind: 'proxy' });
+      expect(routeRequest(own, url, id)).toEqual({ kind: 'proxy' });
     },
   );
 
-  it('redirects the base path without its trailing slash, keeping the query', () => {
-    expect(routeRequest(`/p/${id}`, base)).toEqual({ kind: 'redirect', status: 308, location: base });
-    expect(routeRequest(`/p/${id}?a=1`, base)).toEqual({ kind: 'redirect', status: 308, location: `${base}?a=1` });
-  });
-
-  it('answers Session not found, with the id, for another session', () => {
-    const other = '0b7e2a43-7bb3-4d0a-8f44-7d7d3a1a9f00';
-    for (const url of [`/p/${other}/`, `/p/${other}`, `/p/${other}/src/main.jsx?x=1`]) {
-      expect(routeRequest(url, base)).toEqual({ kind: 'not-found', body: { error: 'Session not found', sessionId: other } });
+  it('matches its own origin whatever the domain, port or letter case', () => {
+    for (const host of [`${id}.preview.example.com`, `${id.toUpperCase()}.LOCALHOST`, `${id}.localhost.`, `${id}.localhost:8080`]) {
+      expect(routeRequest(host, '/', id)).toEqual({ kind: 'proxy' });
     }
   });
 
-  it('does not treat a longer id that starts with this one as this session', () => {
-    expect(routeRequest(`/p/${id}x/`, base)).toEqual({
+  it('answers Session not found, with the route id, for another preview origin (a misrouted request)', () => {
+    const other = '0b7e2a43-7bb3-4d0a-8f44-7d7d3a1a9f00';
+    expect(routeRequest(`${other}.localhost:3000`, '/src/main.jsx?x=1', id)).toEqual({
       kind: 'not-found',
-      body: { error: 'Session not found', sessionId: `${id}x` },
+      body: { error: 'Session not found', routeId: other },
     });
   });
 
-  it('answers Not found for any other path', () => {
-    for (const url of ['/', '/p', '/p/', '/src/App.jsx', '/@vite/client', `/x/p/${id}/`, '/health/x']) {
-      expect(routeRequest(url, base)).toEqual({ kind: 'not-found', body: { error: 'Not found' } });
+  it("sends any other Host to the machine's own endpoints, never to the project", () => {
+    for (const host of ['127.0.0.1:4000', '[::1]:4000', 'localhost', undefined, `${id}x.localhost`, `x${id}.localhost`, 'example.com']) {
+      expect(routeRequest(host, '/', id)).toEqual({ kind: 'control' });
     }
   });
 
-  it('decodes a percent-encoded other session id', () => {
-    expect(routeRequest('/p/a%20b/', base)).toEqual({ kind: 'not-found', body: { error: 'Session not found', sessionId: 'a b' } });
-    expect(routeRequest('/p/%E0%A4%A/', base)).toEqual({ kind: 'not-found', body: { error: 'Session not found', sessionId: '%E0%A4%A' } });
-  });
+  it.each(['/__open-in-editor?file=/etc/passwd', '/__OPEN-IN-EDITOR?file=x', '//__open-in-editor', '/%5F%5Fopen-in-editor?file=x', '/__open-in-editor/x'])(
+    'refuses Vite’s host-acting endpoint %s on its own origin',
+    (url) => {
+      expect(routeRequest(own, url, id)).toEqual({ kind: 'not-found', body: { error: 'Not found' } });
+    },
+  );
 
-  it('works with a custom base path', () => {
-    expect(routeRequest('/preview/x/y.js', '/preview/x/')).toEqual({ kind: 'proxy' });
-    expect(routeRequest('/preview/x', '/preview/x/')).toEqual({ kind: 'redirect', status: 308, location: '/preview/x/' });
+  it('leaves paths that only start like the blocked endpoint to the project', () => {
+    expect(routeRequest(own, '/__open-in-editorial.html', id)).toEqual({ kind: 'proxy' });
   });
 });

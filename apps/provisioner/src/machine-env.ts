@@ -1,9 +1,9 @@
-import { TIER_LIMITS, apiInternalUrl, createMachineToken, previewPathOf, publicUrl, type Config, type Tier } from '@velocity/shared';
+import { TIER_LIMITS, apiInternalUrl, createMachineToken, previewOriginOf, type Config, type Tier } from '@velocity/shared';
 
-/** How the browser reaches machines: the port its HMR websocket connects to. */
+/** How the browser reaches machines: the port of the preview's origin, which its HMR websocket connects to. */
 function hmrClientPort(config: Config): string {
-  const base = new URL(publicUrl(config));
-  return base.port || (base.protocol === 'https:' ? '443' : '80');
+  const origin = new URL(previewOriginOf(config, '00000000-0000-0000-0000-000000000000'));
+  return origin.port || (origin.protocol === 'https:' ? '443' : '80');
 }
 
 /** Where a session's machine reads its files, and the token that opens them (valid as long as the tier lets a session live). */
@@ -24,18 +24,16 @@ export function sessionMachineEnv(config: Config, session: { sessionId: string; 
     TEMPLATE_TYPE: session.templateType,
     FILES_URL: access.filesUrl,
     MACHINE_TOKEN: access.machineToken,
-    BASE_PATH: previewPathOf(session.sessionId),
     ...commonEnv(config),
   };
 }
 
-/** The environment of a warm-pool machine: its template and route id, and the secret that claims it. */
+/** The environment of a warm-pool machine: its template, the route id of its preview origin, and the secret that claims it. */
 export function pooledMachineEnv(config: Config, machine: { routeId: string; templateType: string; claimToken: string }) {
   return {
     ROUTE_ID: machine.routeId,
     POOL_CLAIM_TOKEN: machine.claimToken,
     TEMPLATE_TYPE: machine.templateType,
-    BASE_PATH: previewPathOf(machine.routeId),
     ...commonEnv(config),
   };
 }

@@ -6,6 +6,9 @@ import { resourceLimitsOf } from '../src/tiers';
 import type { MachineSpec } from '../src/machine-provider';
 import { machineProviderContract } from './machine-provider.contract';
 
+/** A machine's page as the edge asks it: on the session's preview origin, at the machine's address. */
+const previewOf = (machineUrl: string, sessionId: string) => `http://${sessionId}.localhost:${new URL(machineUrl).port}/`;
+
 const specOf = (sessionId: string): MachineSpec => ({
   sessionId,
   projectId: randomUUID(),
@@ -37,13 +40,13 @@ describe('NoopMachineProvider (benchmarks only)', () => {
     await provider.close();
   });
 
-  it('is started at once, and its one server answers the preview path with the Vite client script', async () => {
+  it('is started at once, and its one server answers the preview origin with the Vite client script', async () => {
     const sessionId = randomUUID();
     const machine = await provider.create(specOf(sessionId));
     expect(machine.state).toBe('started');
-    const res = await fetch(`${machine.url}/p/${sessionId}/`, { headers: { accept: 'text/html' } });
+    const res = await fetch(previewOf(machine.url, sessionId), { headers: { accept: 'text/html' } });
     expect(res.status).toBe(200);
-    expect(await res.text()).toContain(`src="/p/${sessionId}/@vite/client"`);
+    expect(await res.text()).toContain('src="/@vite/client"');
     expect((await fetch(`${machine.url}/health`)).status).toBe(200);
   });
 
@@ -53,8 +56,8 @@ describe('NoopMachineProvider (benchmarks only)', () => {
     const second = await provider.create(specOf(b));
     expect(second.url).toBe(first.url);
     await provider.destroy(first.id);
-    expect((await fetch(`${first.url}/p/${a}/`)).status).toBe(404);
-    expect((await fetch(`${first.url}/p/${b}/src/App.jsx`)).status).toBe(200);
+    expect((await fetch(previewOf(first.url, a))).status).toBe(404);
+    expect((await fetch(`${previewOf(first.url, b)}src/App.jsx`)).status).toBe(200);
   });
 
   it('is what MACHINE_PROVIDER=noop makes, and is refused when NODE_ENV=production', () => {

@@ -72,7 +72,7 @@ function unauthorized(reason: string, invalidToken = true): ApiException {
  * Global guard: every route of a /v1/sessions or /v1/projects controller (or one
  * marked @RequireUser()) needs a user, put on the request for @CurrentUser(). Those
  * routes take no query parameters: any is refused naming it. Machine routes keep
- * their machine tokens, previews (/p/*) never reach Nest, /health stays open.
+ * their machine tokens, previews (their own origins) never reach Nest, /health stays open.
  */
 @Injectable()
 export class AuthGuard implements CanActivate {

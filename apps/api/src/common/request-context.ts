@@ -1,6 +1,6 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { REQUEST_ID_HEADER, requestIdFrom, sessionIdOfPath, type Logger } from '@velocity/shared';
+import { REQUEST_ID_HEADER, requestIdFrom, routeIdOfHost, type Logger } from '@velocity/shared';
 
 /**
  * Every api request runs inside a request context: its id (the client's
@@ -29,19 +29,22 @@ export function requestLogFields(): Record<string, unknown> | undefined {
 const SESSION_PATH = /^\/v1\/(?:sessions|machines|routes)\/([0-9a-fA-F-]{36})(?:\/|$)/;
 
 /**
- * What a path is about: `sessionId` for `/v1/sessions|machines|routes/<id>/...`;
- * `routeId` for a preview path `/p/<id>/...` (the id in a preview URL is a route
- * id: the session's own, or its pooled machine's).
+ * What a request is about: `routeId` for a preview (its Host is
+ * `<routeId>.<preview domain>`: the session's own id, or its pooled machine's);
+ * `sessionId` for `/v1/sessions|machines|routes/<id>/...`.
  */
-export function idsOfPath(path: string): { sessionId?: string; routeId?: string } {
+export function idsOfRequest(path: string, host?: string): { sessionId?: string; routeId?: string } {
+  const routeId = routeIdOfHost(host);
+  if (routeId) return { routeId };
   const sessionId = SESSION_PATH.exec(path)?.[1];
-  if (sessionId) return { sessionId };
-  const routeId = sessionIdOfPath(path);
-  return routeId ? { routeId } : {};
+  return sessionId ? { sessionId } : {};
 }
 
-/** Requests logged at debug, not info: probes and scrapes every few seconds, and each asset a preview loads. */
-const QUIET = /^\/(health|ready|metrics)(\/|$)|^\/p\//;
+/** Requests logged at debug, not info: probes and scrapes every few seconds. */
+const QUIET = /^\/(health|ready|metrics)(\/|$)/;
+
+/** The metrics route label of every request to a preview's origin. */
+export const PREVIEW_ROUTE = 'preview';
 
 export interface RequestObserver {
   (fields: { method: string; path: string; status: number; seconds: number; route?: string }): void;
@@ -56,6 +59,7 @@ export function requestContext(logger: Logger, observe?: RequestObserver) {
     res.setHeader(REQUEST_ID_HEADER, requestId);
     const started = process.hrtime.bigint();
     const path = (req.url ?? '/').split('?', 1)[0];
+    const ids = idsOfRequest(path, req.headers.host);
     let logged = false;
     const done = (aborted: boolean) => {
       if (logged) return;
@@ -67,11 +71,13 @@ export function requestContext(logger: Logger, observe?: RequestObserver) {
         path,
         status: res.statusCode,
         ms: Math.round(seconds * 1000),
-        ...idsOfPath(path),
+        ...ids,
         ...(aborted ? { aborted: true } : {}),
       };
-      (QUIET.test(path) ? logger.debug : logger.info)('request', line);
-      observe?.({ method: req.method ?? 'GET', path, status: res.statusCode, seconds, route: (req as { route?: { path?: string } }).route?.path });
+      // Each asset a preview loads is a request: those at debug too.
+      (ids.routeId || QUIET.test(path) ? logger.debug : logger.info)('request', line);
+      const route = ids.routeId ? PREVIEW_ROUTE : (req as { route?: { path?: string } }).route?.path;
+      observe?.({ method: req.method ?? 'GET', path, status: res.statusCode, seconds, route });
     };
     res.once('finish', () => done(false));
     res.once('close', () => done(!res.writableFinished));

@@ -1,18 +1,26 @@
 import { Agent, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { createProxyMiddleware } from 'http-proxy-middleware';
-import { sessionIdOfPath, type Logger } from '@velocity/shared';
+import { legacyPreviewPath, routeOfHost, type Logger } from '@velocity/shared';
 import type { SessionRoutes } from './session-routes';
 
-type EdgeRequest = IncomingMessage & { edgeTarget?: string };
+type EdgeRequest = IncomingMessage & { edgeTarget?: string; routeId?: string };
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+export interface EdgeOptions {
+  /** `host[:port]` under which each preview has its origin, `<routeId>.<previewDomain>`. */
+  previewDomain: string;
+  /** The origin of a route id's preview, for redirects of old `/p/<id>/` links. */
+  previewOriginOf: (routeId: string) => string;
+}
 
 /**
- * The local edge: `/p/<sessionId>/...` goes to that session's machine, HTTP and
- * websockets (Vite's HMR) alike. On Fly.io, Fly's proxy plays this part.
+ * The local edge: a request whose Host is `<routeId>.<preview domain>` goes to
+ * that route's machine, HTTP and websockets (Vite's HMR) alike, whatever its
+ * path; nothing of the api is ever served on a preview's origin. Old links,
+ * `/p/<routeId>/...` on the api's origin, are redirected to the preview's
+ * origin. On Fly.io, Fly's proxy plays this part.
  */
-export function createEdge(routes: SessionRoutes, logger: Logger) {
+export function createEdge(routes: SessionRoutes, logger: Logger, options: EdgeOptions) {
   const proxy = createProxyMiddleware<EdgeRequest, ServerResponse>({
     router: (req) => req.edgeTarget,
     // Reused connections to the machines: without an agent every request opens a new one.
@@ -23,13 +31,12 @@ export function createEdge(routes: SessionRoutes, logger: Logger) {
     ws: false,
     on: {
       error: (err, req, resOrSocket) => {
-        const sessionId = sessionIdOfPath(req.url ?? '');
+        const routeId = req.routeId;
         // The machine may be gone: the next request looks the session up again.
-        if (sessionId) routes.forget(sessionId);
-        logger.warn('edge proxy error', { sessionId, err });
+        if (routeId) routes.forget(routeId);
+        logger.warn('edge proxy error', { routeId, err });
         if (resOrSocket instanceof Object && 'writeHead' in resOrSocket && !resOrSocket.headersSent) {
-          resOrSocket.writeHead(502, { 'content-type': 'application/json' });
-          resOrSocket.end(JSON.stringify({ error: 'Preview machine unreachable', sessionId }));
+          sendJson(resOrSocket, 502, { error: 'Preview machine unreachable', routeId });
         } else if ('destroy' in resOrSocket) {
           resOrSocket.destroy();
         }
@@ -37,12 +44,12 @@ export function createEdge(routes: SessionRoutes, logger: Logger) {
     },
   });
 
-  /** Express-style middleware; passes anything that is not a preview path on to `next`. */
+  /** Express-style middleware; passes requests for the api's own origin on to `next`. */
   async function middleware(req: EdgeRequest, res: ServerResponse, next: (err?: unknown) => void) {
-    const sessionId = sessionIdOfPath(req.url ?? '');
-    if (sessionId === null) return next();
+    const host = routeOfHost(req.headers.host, options.previewDomain);
+    if (host.kind === 'other') return redirectLegacyLink(req, res) || next();
     try {
-      const refusal = await route(req, sessionId);
+      const refusal = await route(req, host);
       if (refusal) return sendJson(res, refusal.status, refusal.body);
       await proxy(req, res, next);
     } catch (err) {
@@ -50,28 +57,39 @@ export function createEdge(routes: SessionRoutes, logger: Logger) {
     }
   }
 
+  /** `/p/<routeId>/rest` on the api's origin: 308 to `<preview origin>/rest`. True when answered. */
+  function redirectLegacyLink(req: IncomingMessage, res: ServerResponse): boolean {
+    const legacy = legacyPreviewPath(req.url ?? '/');
+    if (!legacy || !/^[0-9a-f-]{36}$/i.test(legacy.routeId)) return false;
+    res.writeHead(308, { location: `${options.previewOriginOf(legacy.routeId)}${legacy.rest}`, 'content-length': 0 });
+    res.end();
+    return true;
+  }
+
   async function upgrade(req: EdgeRequest, socket: Socket, head: Buffer) {
-    const sessionId = sessionIdOfPath(req.url ?? '');
-    if (sessionId === null) return socket.destroy();
+    socket.on('error', () => undefined);
+    const host = routeOfHost(req.headers.host, options.previewDomain);
+    if (host.kind === 'other') return socket.destroy();
     try {
-      const refusal = await route(req, sessionId);
+      const refusal = await route(req, host);
       if (refusal) {
-        socket.end(`HTTP/1.1 ${refusal.status} ${refusal.status === 410 ? 'Gone' : 'Not Found'}\r\nconnection: close\r\n\r\n`);
+        socket.end(`HTTP/1.1 ${refusal.status} ${refusal.status === 410 ? 'Gone' : 'Not Found'}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
         return;
       }
       proxy.upgrade(req, socket, head);
     } catch (err) {
-      logger.warn('edge upgrade failed', { sessionId, err: err as Error });
+      logger.warn('edge upgrade failed', { routeId: req.routeId, err: err as Error });
       socket.destroy();
     }
   }
 
   /** Sets the request's target, or says why there is none. */
-  async function route(req: EdgeRequest, sessionId: string) {
-    if (!UUID.test(sessionId)) return { status: 404, body: { error: 'Session not found', sessionId } };
-    const found = await routes.resolve(sessionId);
-    if (found.kind === 'unknown') return { status: 404, body: { error: 'Session not found', sessionId } };
-    if (found.kind === 'gone') return { status: 410, body: { error: 'Session ended', sessionId } };
+  async function route(req: EdgeRequest, host: Exclude<ReturnType<typeof routeOfHost>, { kind: 'other' }>) {
+    if (host.kind === 'foreign') return { status: 404, body: { error: 'Session not found' } };
+    req.routeId = host.routeId;
+    const found = await routes.resolve(host.routeId);
+    if (found.kind === 'unknown') return { status: 404, body: { error: 'Session not found', routeId: host.routeId } };
+    if (found.kind === 'gone') return { status: 410, body: { error: 'Session ended', routeId: host.routeId } };
     req.edgeTarget = found.target;
     return null;
   }
@@ -80,6 +98,12 @@ export function createEdge(routes: SessionRoutes, logger: Logger) {
 }
 
 function sendJson(res: ServerResponse, status: number, body: unknown) {
-  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8' });
-  res.end(JSON.stringify(body));
+  const json = JSON.stringify(body);
+  res.writeHead(status, {
+    'content-type': 'application/json; charset=utf-8',
+    'content-length': Buffer.byteLength(json),
+    'cache-control': 'no-store',
+    'referrer-policy': 'no-referrer',
+  });
+  res.end(json);
 }

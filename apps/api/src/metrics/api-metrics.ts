@@ -12,6 +12,7 @@ import {
   type SessionStore,
 } from '@velocity/shared';
 import { LOGGER, SESSION_STORE } from '../tokens';
+import { PREVIEW_ROUTE } from '../common/request-context';
 
 /**
  * The api's metrics: system state read on each scrape (`vp_queue_jobs{queue,state}`
@@ -44,8 +45,8 @@ export class ApiMetrics implements OnModuleInit {
 
   /** One finished request; the route is the matched pattern, never the raw path (labels stay few). */
   observeRequest = (r: { method: string; path: string; status: number; seconds: number; route?: string }) => {
-    const route = r.path.startsWith('/p/')
-      ? '/p/:sessionId'
+    const route = r.route === PREVIEW_ROUTE
+      ? PREVIEW_ROUTE
       : r.path === '/admin/queues' || r.path.startsWith('/admin/queues/')
         ? '/admin/queues'
         : r.path === '/metrics'

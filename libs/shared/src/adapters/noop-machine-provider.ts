@@ -2,6 +2,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { TimeoutError, sleep } from '../errors';
 import type { Machine, MachineProvider, MachineSpec } from '../machine-provider';
+import { routeIdOfHost } from '../routes';
 
 /**
  * FOR BENCHMARKS ONLY (`MACHINE_PROVIDER=noop`, refused when NODE_ENV=production).
@@ -9,8 +10,8 @@ import type { Machine, MachineProvider, MachineSpec } from '../machine-provider'
  * A provider whose machines cost nothing: `create` records the machine in memory
  * and it is `started` at once. Every machine of the provider is served by ONE
  * tiny HTTP server in the provider's process (started on the first create), which
- * answers any `/p/<sessionId>/...` path of a live machine with 200 and an HTML
- * page that loads `/p/<sessionId>/@vite/client`, so the provisioner's
+ * answers any request to a live machine's preview origin (`<sessionId>.<domain>`)
+ * with 200 and an HTML page that loads `/@vite/client`, so the provisioner's
  * verification still runs for real through the edge. Nothing else is faked: the
  * row, the queue, the events and the routing path are the real ones.
  *
@@ -82,7 +83,7 @@ export class NoopMachineProvider implements MachineProvider {
       const server = createServer((req, res) => {
         const path = (req.url ?? '/').split('?')[0];
         if (path === '/health') return void res.writeHead(200, { 'content-type': 'text/plain' }).end('ok');
-        const sessionId = /^\/p\/([0-9a-f-]{36})\//i.exec(path)?.[1];
+        const sessionId = routeIdOfHost(req.headers.host);
         if (!sessionId || !this.machines.has(sessionId)) {
           res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ error: 'No such machine', sessionId }));
           return;
@@ -90,7 +91,7 @@ export class NoopMachineProvider implements MachineProvider {
         res
           .writeHead(200, { 'content-type': 'text/html; charset=utf-8' })
           .end(
-            `<!doctype html><html><head><script type="module" src="/p/${sessionId}/@vite/client"></script></head>` +
+            `<!doctype html><html><head><script type="module" src="/@vite/client"></script></head>` +
               `<body><div id="root"></div></body></html>`,
           );
       });
