@@ -12,6 +12,7 @@ import { GoneSessions } from './common/gone-sessions';
 import { HealthController } from './health.controller';
 import { MachineFilesController } from './machines/machine-files.controller';
 import { MachineActivityController } from './machines/machine-activity.controller';
+import { MachineAccess } from './machines/machine-access';
 import { FileChangesController } from './machines/file-changes.controller';
 import { ProjectsController } from './projects/projects.controller';
 import { ProjectsService } from './projects/projects.service';
@@ -68,6 +69,7 @@ export class AppModule {
         SessionsService,
         GoneSessions,
         SessionRoutes,
+        MachineAccess,
         {
           provide: FileChangeLog,
           inject: [REDIS],

@@ -69,7 +69,8 @@ export function createActivityReporter(options: ActivityReporterOptions): Activi
         lastReportedAt = at;
         return true;
       }
-      if (res.status === 409 && /"status":"(ending|ended|error)"/.test(text)) finished = true;
+      // 410: the session has ended, and the token with it. A 409 (not active yet) is worth another try.
+      if (res.status === 410) finished = true;
       logger.warn('activity report refused', { status: res.status, body: text.slice(0, 200) });
     } catch (err) {
       logger.warn('activity report failed', { err: errorMessage(err) });

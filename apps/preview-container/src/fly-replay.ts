@@ -10,7 +10,7 @@ export class FlyReplay {
   private readonly cache = new Map<string, { replay: Replay; until: number }>();
 
   constructor(
-    /** `<api>/v1/routes`: answers `{ sessionId, machineId }`, 404 for an unknown session, 410 for an ended one. */
+    /** `<api>/v1/routes`: answers `{ routeId, machineId }`, 404 for an unknown session, 410 for an ended one (or when this machine's own session has ended). */
     private readonly routesUrl: string,
     private readonly ttlMs = 60_000,
     /** This machine's MACHINE_TOKEN: the api answers route lookups to machines only. */
@@ -28,15 +28,20 @@ export class FlyReplay {
     if (cached && cached.until > Date.now()) return cached.replay;
     const headers: Record<string, string> = this.machineToken ? { authorization: `Bearer ${this.machineToken}` } : {};
     const res = await fetch(`${this.routesUrl}/${encodeURIComponent(sessionId)}`, { headers, signal: AbortSignal.timeout(3000) });
-    const replay: Replay =
-      res.status === 200
-        ? { kind: 'replay', header: `instance=${((await res.json()) as { machineId: string }).machineId}` }
-        : res.status === 410
-          ? { kind: 'gone' }
-          : { kind: 'unknown' };
-    if (res.status !== 200) await res.arrayBuffer();
+    if (res.status !== 200) return (await refusedAsGone(res)) ? { kind: 'gone' } : { kind: 'unknown' };
+    const replay: Replay = { kind: 'replay', header: `instance=${((await res.json()) as { machineId: string }).machineId}` };
     // Only a machine is worth keeping; a session not found yet may be starting.
-    if (replay.kind === 'replay') this.cache.set(sessionId, { replay, until: Date.now() + this.ttlMs });
+    this.cache.set(sessionId, { replay, until: Date.now() + this.ttlMs });
     return replay;
   }
+}
+
+/**
+ * Whether a refused lookup says the asked session has ended: a 410 about the
+ * route. A 410 naming `authorization` is about this machine's own token (its
+ * session has ended), which says nothing about the session asked for.
+ */
+async function refusedAsGone(res: Response): Promise<boolean> {
+  const body = (await res.json().catch(() => ({}))) as { field?: unknown } | null;
+  return res.status === 410 && body?.field !== 'authorization';
 }

@@ -2,6 +2,7 @@ import {
   allowedFrom,
   canTransition,
   InvalidTransitionError,
+  isSessionLive,
   isTerminal,
   SESSION_STATUSES,
   sessionStatusSchema,
@@ -27,6 +28,10 @@ const pairs = ALL.flatMap((from) => ALL.map((to) => [from, to] as const));
 describe('session state machine', () => {
   it('has exactly the seven statuses', () => {
     expect([...SESSION_STATUSES].sort()).toEqual([...ALL].sort());
+  });
+
+  it('a session is live (its machine token works) until it ends: queued, creating, starting, active', () => {
+    expect(ALL.filter(isSessionLive)).toEqual(['queued', 'creating', 'starting', 'active']);
   });
 
   it.each(pairs.filter(([from, to]) => ALLOWED.has(`${from}>${to}`)))('allows %s -> %s', (from, to) => {

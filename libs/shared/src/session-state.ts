@@ -26,6 +26,8 @@ const TRANSITIONS: Record<SessionStatus, readonly SessionStatus[]> = {
 export const TERMINAL_STATUSES: readonly SessionStatus[] = ['ended', 'error'];
 /** Statuses of a session that is still being provisioned. */
 export const PROVISIONING_STATUSES: readonly SessionStatus[] = ['queued', 'creating', 'starting'];
+/** Statuses of a session that is over for its machine: nothing more to serve or follow. */
+export const SESSION_GONE_STATUSES = ['ending', 'ended', 'error'] as const satisfies readonly SessionStatus[];
 
 export function canTransition(from: SessionStatus, to: SessionStatus): boolean {
   return TRANSITIONS[from].includes(to);
@@ -38,6 +40,11 @@ export function allowedFrom(to: SessionStatus): SessionStatus[] {
 
 export function isTerminal(status: SessionStatus): boolean {
   return TERMINAL_STATUSES.includes(status);
+}
+
+/** Whether a session's machine still serves it (queued, creating, starting, active): only then does its machine token work. */
+export function isSessionLive(status: SessionStatus): boolean {
+  return !(SESSION_GONE_STATUSES as readonly SessionStatus[]).includes(status);
 }
 
 export class InvalidTransitionError extends Error {

@@ -1,5 +1,5 @@
 import { Inject, Injectable } from '@nestjs/common';
-import type { SessionStore } from '@velocity/shared';
+import { isSessionLive, type SessionStore } from '@velocity/shared';
 import { GoneSessions } from '../common/gone-sessions';
 import { SESSION_STORE } from '../tokens';
 
@@ -33,14 +33,14 @@ export class SessionRoutes {
     gone.onEvery((sessionId) => this.forget(sessionId));
   }
 
-  /** `routeId`: the id in the preview URL (`/p/<routeId>/`), the session's own or its pooled machine's. */
+  /** `routeId`: the id in the preview's origin (`<routeId>.<preview domain>`), the session's own or its pooled machine's. */
   async resolve(routeId: string): Promise<Route> {
     const cached = this.cache.get(routeId);
     if (cached && cached.until > Date.now()) return { kind: 'route', target: cached.target };
     this.drop(routeId);
     const session = await this.store.getSessionByRoute(routeId);
     if (!session) return { kind: 'unknown' };
-    if (['ending', 'ended', 'error'].includes(session.status)) return { kind: 'gone' };
+    if (!isSessionLive(session.status)) return { kind: 'gone' };
     if (!session.containerUrl) return { kind: 'unknown' };
     if (session.status === 'active') {
       this.cache.set(routeId, { target: session.containerUrl, until: Date.now() + ACTIVE_ROUTE_TTL_MS, sessionId: session.id });

@@ -1,12 +1,9 @@
 import {
   BeforeApplicationShutdown,
   Controller,
-  ForbiddenException,
   Get,
-  GoneException,
   Headers,
   Inject,
-  NotFoundException,
   Param,
   Req,
   Res,
@@ -15,12 +12,12 @@ import {
 import { ApiTags } from '@nestjs/swagger';
 import type { Request, Response } from 'express';
 import { z } from 'zod';
-import { StreamWatcher, FileChangeLog, type Config, type Logger, type SessionStore } from '@velocity/shared';
+import { StreamWatcher, FileChangeLog, type Config, type Logger, type MachineClaims, type SessionStore } from '@velocity/shared';
 import { GoneSessions } from '../common/gone-sessions';
 import { parseOr400 } from '../common/validation';
-import { machineClaims } from './machine-auth';
+import { LIVE_SESSION_ERRORS, MachineAccess } from './machine-access';
 import { CONFIG, LOGGER, STREAM_WATCHER, SESSION_STORE } from '../tokens';
-import { FileChangeStream, SESSION_GONE_STATUSES } from './file-changes.stream';
+import { FileChangeStream } from './file-changes.stream';
 import { ApiEndpoint, ref, SCHEMAS } from '../openapi/api-endpoint';
 import { machineSessionIdParam } from './machine-files.controller';
 
@@ -43,6 +40,7 @@ export class FileChangesController implements BeforeApplicationShutdown {
   constructor(
     @Inject(CONFIG) private readonly config: Config,
     @Inject(SESSION_STORE) private readonly store: SessionStore,
+    private readonly access: MachineAccess,
     private readonly gone: GoneSessions,
     @Inject(STREAM_WATCHER) private readonly watcher: StreamWatcher,
     @Inject(LOGGER) private readonly logger: Logger,
@@ -66,9 +64,7 @@ export class FileChangesController implements BeforeApplicationShutdown {
     },
     errors: {
       400: '`sessionId`: not a uuid; `Last-Event-ID`: not a stream id like 1700000000000-0',
-      403: 'The token is for another session or project',
-      404: '`sessionId`: no such session',
-      410: 'The session has ended (ending, ended or error): do not reconnect',
+      ...LIVE_SESSION_ERRORS,
       503: { description: 'The api is shutting down: reconnect (to another replica, or after the restart)', headers: ['Retry-After'] },
     },
   })
@@ -84,12 +80,12 @@ export class FileChangesController implements BeforeApplicationShutdown {
       res.setHeader('connection', 'close');
       throw new ServiceUnavailableException({ statusCode: 503, error: 'Service Unavailable', message: 'The api is shutting down; reconnect' });
     }
-    const claims = machineClaims(authorization, this.config.MACHINE_TOKEN_SECRET, sessionId);
+    const claims = this.access.claims(authorization, sessionId);
     const lastEventId = parseOr400(fileChangesLastEventIdHeader, req.header('last-event-id') ?? undefined, 'Last-Event-ID');
 
     // Watched before the row is read: the row is updated before the session is announced gone, so an end is seen by one or the other.
     const gone = this.gone.watch(sessionId);
-    const stream = await this.openStream(sessionId, claims.projectId, gone.signal).catch((err: unknown) => {
+    const stream = await this.openStream(claims, gone.signal).catch((err: unknown) => {
       gone.release();
       throw err;
     });
@@ -102,17 +98,12 @@ export class FileChangesController implements BeforeApplicationShutdown {
     }
   }
 
-  /** The stream for a live session of the token's project; 404, 403 or 410 otherwise. */
-  private async openStream(sessionId: string, projectId: string, gone: AbortSignal): Promise<FileChangeStream> {
-    const session = await this.store.getSession(sessionId);
-    if (!session) throw new NotFoundException({ statusCode: 404, error: 'Not Found', message: `Session ${sessionId} does not exist`, field: 'sessionId' });
-    if (session.projectId !== projectId) throw new ForbiddenException({ statusCode: 403, error: 'Forbidden', message: 'The token is for another project' });
-    if ((SESSION_GONE_STATUSES as readonly string[]).includes(session.status)) {
-      throw new GoneException({ statusCode: 410, error: 'Gone', message: `Session ${sessionId} has ended (${session.status})`, sessionId });
-    }
+  /** The stream for the token's session, when it is live (MachineAccess: 404, 403 or 410 otherwise). */
+  private async openStream(claims: MachineClaims, gone: AbortSignal): Promise<FileChangeStream> {
+    const session = await this.access.liveSession(claims);
     return new FileChangeStream(
-      { id: sessionId, projectId: session.projectId },
-      { changes: this.changes, store: this.store, watcher: this.watcher, gone, logger: this.logger.child({ sessionId }) },
+      { id: session.id, projectId: session.projectId },
+      { changes: this.changes, store: this.store, watcher: this.watcher, gone, logger: this.logger.child({ sessionId: session.id }) },
       { heartbeatMs: Math.min(this.config.SSE_HEARTBEAT_MS, 15_000), retryMs: 1000 },
     );
   }

@@ -1,6 +1,7 @@
 import type { Request, Response } from 'express';
 import {
   FILE_CHANGE_EVENTS,
+  isSessionLive,
   parseFileChangeEntry,
   type FileChangeLog,
   type Logger,
@@ -14,9 +15,6 @@ export interface FileChangeStreamOptions {
   /** Reconnect delay hint sent to clients. */
   retryMs: number;
 }
-
-/** Statuses of a session whose machine has nothing more to follow. */
-export const SESSION_GONE_STATUSES = ['ending', 'ended', 'error'] as const;
 
 /**
  * Server-Sent Events of one project's file changes, for one preview machine.
@@ -99,7 +97,7 @@ export class FileChangeStream {
   private async sessionOver(): Promise<string | null> {
     const session = await this.deps.store.getSession(this.session.id);
     if (!session) return 'missing';
-    return (SESSION_GONE_STATUSES as readonly string[]).includes(session.status) ? session.status : null;
+    return isSessionLive(session.status) ? null : session.status;
   }
 
   private async ended(res: Response, reason: string): Promise<void> {

@@ -49,8 +49,9 @@ describe('machine activity and idle stop', () => {
     expect((await post(other.session.id, { lastActivityAt: at }, token)).status).toBe(403);
     expect(await post(session.id, { lastActivityAt: 'yesterday' }, token)).toMatchObject({ status: 400, body: { field: 'lastActivityAt' } });
 
+    // An ended session's token no longer works: 410, and the machine stops reporting.
     await h.deps.store.transition(session.id, 'ending');
-    expect(await post(session.id, { lastActivityAt: new Date().toISOString() }, token)).toMatchObject({ status: 409, body: { status: 'ending' } });
+    expect(await post(session.id, { lastActivityAt: new Date().toISOString() }, token)).toMatchObject({ status: 410, body: { field: 'sessionId', status: 'ending' } });
     await h.deps.store.transition(other.session.id, 'ending');
   });
 

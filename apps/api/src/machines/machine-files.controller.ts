@@ -1,10 +1,10 @@
 import { Controller, Get, Headers, Inject, Param } from '@nestjs/common';
 import { ApiTags } from '@nestjs/swagger';
 import { z } from 'zod';
-import type { Config, SessionStore } from '@velocity/shared';
+import type { SessionStore } from '@velocity/shared';
 import { parseOr400 } from '../common/validation';
-import { machineClaims } from './machine-auth';
-import { CONFIG, SESSION_STORE } from '../tokens';
+import { LIVE_SESSION_ERRORS, MachineAccess } from './machine-access';
+import { SESSION_STORE } from '../tokens';
 import { ApiEndpoint } from '../openapi/api-endpoint';
 import { machineFilesSchema } from '../openapi/schemas';
 
@@ -12,13 +12,14 @@ export const machineSessionIdParam = z.string().uuid();
 
 /**
  * Where a preview machine reads its project's files. Machines hold no database
- * credentials: a short-lived token signed for one session opens one project.
+ * credentials: a token signed for one session opens its project while that
+ * session is live.
  */
 @ApiTags('machines')
 @Controller('v1/machines')
 export class MachineFilesController {
   constructor(
-    @Inject(CONFIG) private readonly config: Config,
+    private readonly access: MachineAccess,
     @Inject(SESSION_STORE) private readonly store: SessionStore,
   ) {}
 
@@ -28,11 +29,11 @@ export class MachineFilesController {
     auth: 'machine',
     params: { sessionId: { schema: machineSessionIdParam, description: 'The session the machine serves (its token is for it)' } },
     ok: { 200: { description: "Every file of the session's project", schema: machineFilesSchema } },
-    errors: { 400: '`sessionId`: not a uuid', 403: 'The token is for another session' },
+    errors: { 400: '`sessionId`: not a uuid', ...LIVE_SESSION_ERRORS },
   })
   async files(@Param('sessionId') sessionIdRaw: string, @Headers('authorization') authorization?: string) {
     const sessionId = parseOr400(machineSessionIdParam, sessionIdRaw, 'sessionId');
-    const claims = machineClaims(authorization, this.config.MACHINE_TOKEN_SECRET, sessionId);
-    return { files: await this.store.listProjectFiles(claims.projectId) };
+    const session = await this.access.open(authorization, sessionId);
+    return { files: await this.store.listProjectFiles(session.projectId) };
   }
 }
