@@ -385,9 +385,13 @@ export async function badInputCases(f: BadInputFixture): Promise<BadCase[]> {
     });
   }
 
-  // --- 8. previews (public): ids that are no session (404 from the edge) ---
-  for (const id of ['not-a-uuid', '%00', randomUUID(), '..', '%E0%A4%A', enc("' OR 1=1 --")]) {
-    add({ kind: 'preview', name: `GET /p/${id}/`, method: 'GET', path: `/p/${id}/`, expect: { status: 404 } });
+  // --- 8. previews (public): origins that are no session (404 from the edge), old links that are no preview ---
+  for (const label of ['not-a-uuid', randomUUID(), 'x'.repeat(63), 'xn--80ak6aa92e', `${randomUUID()}.${randomUUID()}`]) {
+    add({ kind: 'preview', name: `GET / on ${label}.localhost`, method: 'GET', path: '/', headers: { host: `${label}.localhost` }, expect: { status: 404 } });
+  }
+  add({ kind: 'preview', name: 'traversal on a preview origin', method: 'GET', path: '/../../etc/passwd', headers: { host: `${randomUUID()}.localhost` }, expect: { status: 404 } });
+  for (const id of ['not-a-uuid', '%00', '..', '%E0%A4%A', enc("' OR 1=1 --")]) {
+    add({ kind: 'preview', name: `GET /p/${id}/ (no preview link)`, method: 'GET', path: `/p/${id}/`, expect: { status: 404 } });
   }
   add({ kind: 'preview', name: 'traversal out of /p/', method: 'GET', path: '/p/../../etc/passwd', expect: { status: 404 } });
 

@@ -98,11 +98,11 @@ describe('templates in Chromium through the edge, with live files over HMR', () 
   };
 
   const edgeSocketOf = (watched: WatchedPage, preview: Preview) =>
-    watched.websockets.find((ws) => ws.url().startsWith(`ws://127.0.0.1:${port}/p/${preview.sessionId}/`));
+    watched.websockets.find((ws) => ws.url().startsWith(`ws://${preview.sessionId}.localhost:${port}/`));
 
   it.each(TEMPLATES)('$type: loads through the edge, counts, and shows a file PUT through the api without a manual reload', async (template) => {
     const preview = previews.get(template.type)![0];
-    expect(preview.previewUrl).toBe(`${system.baseUrl}/p/${preview.sessionId}/`);
+    expect(preview.previewUrl).toBe(system.previewUrlOf(preview.sessionId));
     const watched = await open(preview);
     const { page } = watched;
     await waitForHeading(page, HEADING);
@@ -110,9 +110,9 @@ describe('templates in Chromium through the edge, with live files over HMR', () 
     await clickCounter(page, 2);
     expect(await counterText(page)).toBe('count is 2');
 
-    // The HMR websocket is open, and it went through the edge (the api's port, the session's path).
+    // The HMR websocket is open, and it went through the edge (the api's port, the session's own origin).
     await until('the HMR websocket', () => edgeSocketOf(watched, preview) !== undefined);
-    expect(watched.websockets.map((ws) => ws.url()).every((url) => url.startsWith(`ws://127.0.0.1:${port}/p/${preview.sessionId}/`))).toBe(true);
+    expect(watched.websockets.map((ws) => ws.url()).every((url) => url.startsWith(`ws://${preview.sessionId}.localhost:${port}/`))).toBe(true);
     await page.evaluate(() => ((window as unknown as { __vpMarker?: string }).__vpMarker = 'same page'));
 
     const heading = `Hello from ${template.type}, changed live`;

@@ -57,7 +57,7 @@ describe('velocity-preview (command-line client)', () => {
     expect(lines.slice(1, 6).map((line) => line.replace(/^ *\d+\.\d\ds {2}/, ''))).toEqual(
       PROVISION_STEPS.map((step) => expect.stringMatching(new RegExp(`^✓ ${step} \\(\\d+ ms\\)$`))),
     );
-    const url = `${system.baseUrl}/p/${sessionId}/`;
+    const url = system.previewUrlOf(sessionId);
     expect(lines[6]).toMatch(new RegExp(`^ *\\d+\\.\\d\\ds {2}ready: ${url.replace(/[.]/g, '\\.')}$`));
     expect(lines[7]).toMatch(/^ +expires \d{4}-\d\d-\d\dT/);
     const page = await fetch(url);
@@ -85,7 +85,7 @@ describe('velocity-preview (command-line client)', () => {
     const events = lines.slice(2).map((line) => sessionEventSchema.parse(line));
     expect(events[0].type).toBe('queued');
     expect(events.filter((e) => e.type === 'progress' && e.state === 'done').map((e) => (e as { step: string }).step)).toEqual([...PROVISION_STEPS]);
-    expect(events.at(-1)).toMatchObject({ type: 'ready', sessionId: lines[1].sessionId, previewUrl: `${system.baseUrl}/p/${lines[1].sessionId}/` });
+    expect(events.at(-1)).toMatchObject({ type: 'ready', sessionId: lines[1].sessionId, previewUrl: system.previewUrlOf(lines[1].sessionId) });
     expect(await (await fetch(`${system.baseUrl}/v1/projects/${projectId}`)).json()).toMatchObject({ id: projectId, templateType: 'svelte' });
   });
 
@@ -110,7 +110,7 @@ describe('velocity-preview (command-line client)', () => {
     const sessionId = new RegExp(`session (${UUID}) · project`).exec(screen)![1];
     sessions.push(sessionId);
     expect(screen).toContain(`ready\x1b[0m in `);
-    expect(screen).toContain(`${system.baseUrl}/p/${sessionId}/`);
+    expect(screen).toContain(system.previewUrlOf(sessionId));
   });
 
   it('wrong usage: the reason and the usage, exit 2', async () => {

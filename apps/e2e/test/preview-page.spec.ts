@@ -69,7 +69,7 @@ describe('preview page', () => {
     // The app, in the frame, from the URL the page shows.
     const previewUrl = (await page.locator('#preview-url').getAttribute('href'))!;
     const sessionId = (await page.locator('#session-id').textContent())!;
-    expect(previewUrl).toBe(`${system.baseUrl}/p/${sessionId}/`);
+    expect(previewUrl).toBe(system.previewUrlOf(sessionId));
     const frame = page.frameLocator('#frame');
     await frame.locator('button', { hasText: 'count is 0' }).waitFor({ timeout: 30_000 });
     await frame.locator('button', { hasText: 'count is' }).click();

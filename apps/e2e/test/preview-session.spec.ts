@@ -30,14 +30,23 @@ describe('a preview session from POST to a live Vite page', () => {
     expect(events[0].type).toBe('queued');
     const done = events.filter((e) => e.type === 'progress' && e.state === 'done').map((e) => (e as { step: string }).step);
     expect(done).toEqual([...PROVISION_STEPS]);
-    expect(last.previewUrl).toBe(`${system.baseUrl}/p/${sessionId}/`);
+    expect(last.previewUrl).toBe(system.previewUrlOf(sessionId));
 
     const page = await fetch(last.previewUrl);
     const html = await page.text();
     expect(page.status).toBe(200);
+    expect(page.headers.get('referrer-policy')).toBe('no-referrer');
     expect(html).toContain('<div id="root"></div>');
-    expect(html).toContain(`/p/${sessionId}/@vite/client`);
-    expect(html).toContain(`/p/${sessionId}/src/main.jsx`);
+    expect(html).toContain('"/@vite/client"');
+    expect(html).toContain('"/src/main.jsx"');
+
+    // An old link on the api's origin is sent to the preview's own origin; the api's routes are not served there.
+    const legacy = await fetch(`${system.baseUrl}/p/${sessionId}/src/App.jsx?x=1`, { redirect: 'manual' });
+    expect(legacy.status).toBe(308);
+    expect(legacy.headers.get('location')).toBe(`${last.previewUrl}src/App.jsx?x=1`);
+    const apiOnPreviewOrigin = await fetch(`${last.previewUrl}v1/sessions/${sessionId}`, { headers: { accept: 'application/json' } });
+    expect(apiOnPreviewOrigin.status).toBe(404); // Vite's answer: the project has no such file
+    expect(await apiOnPreviewOrigin.text()).not.toContain(sessionId);
 
     const app = await fetch(`${last.previewUrl}src/App.jsx`);
     expect(app.status).toBe(200);
@@ -55,7 +64,7 @@ describe('a preview session from POST to a live Vite page', () => {
     // The machine of the session, as a container on Fly asks before it answers fly-replay (with its machine token).
     const machineToken = createMachineToken({ sessionId, projectId: DEMO_PROJECT_ID }, loadConfig(system.env).MACHINE_TOKEN_SECRET, 60);
     const route = await fetch(`${system.baseUrl}/v1/routes/${sessionId}`, { headers: { authorization: `Bearer ${machineToken}` } }).then((r) => r.json());
-    expect(route).toEqual({ sessionId, routeId: sessionId, machineId: `local-${sessionId}` });
+    expect(route).toEqual({ routeId: sessionId, machineId: `local-${sessionId}` });
     expect((await fetch(`${system.baseUrl}/v1/routes/${sessionId}`)).status).toBe(401);
 
     // A client that connects after `ready` was emitted still gets the whole story.
@@ -131,13 +140,16 @@ describe('a preview session from POST to a live Vite page', () => {
     expect(unknown.body.message).toContain('does not exist');
   });
 
-  it('answers 404 for unknown sessions on every session endpoint and on the preview path', async () => {
+  it('answers 404 for unknown sessions on every session endpoint and on the preview origin', async () => {
     const id = '11111111-1111-4111-8111-111111111111';
     expect((await fetch(`${system.baseUrl}/v1/sessions/${id}`)).status).toBe(404);
     expect((await fetch(`${system.baseUrl}/v1/sessions/${id}/events`)).status).toBe(404);
-    const preview = await fetch(`${system.baseUrl}/p/${id}/`);
+    const preview = await fetch(system.previewUrlOf(id));
     expect(preview.status).toBe(404);
-    expect(await preview.json()).toEqual({ error: 'Session not found', sessionId: id });
+    expect(await preview.json()).toEqual({ error: 'Session not found', routeId: id });
+    const notARoute = await fetch(`${system.baseUrl.replace('127.0.0.1', 'nope.localhost')}/`);
+    expect(notARoute.status).toBe(404);
+    expect(await notARoute.json()).toEqual({ error: 'Session not found' });
     const badId = await fetch(`${system.baseUrl}/v1/sessions/nope`);
     expect(badId.status).toBe(400);
     expect((await badId.json()).field).toBe('id');

@@ -55,7 +55,7 @@ describe('warm pool', () => {
     expect(app).not.toContain('count is');
     // The template's stylesheet is gone from the machine (Vite answers its page fallback instead).
     expect(await fetch(`${ready.previewUrl}src/App.css`).then((r) => r.text())).not.toContain('.app {');
-    const claimed = (await system.machines.list()).find((m) => ready.previewUrl.includes(`/p/${m.sessionId}/`));
+    const claimed = (await system.machines.list()).find((m) => new URL(ready.previewUrl).hostname.startsWith(`${m.sessionId}.`));
     expect(claimed && pooledBefore).toContain(claimed!.id);
 
     // The files came with the claim, current to a file-changes cursor: the machine loaded nothing from the api (no second load either) ...

@@ -104,8 +104,9 @@ describe('npm start without DATABASE_URL', () => {
       expect(created.status).toBe(202);
       const { events } = await eventsUntilTerminal(base, created.body.sessionId, 60_000);
       const ready = events.at(-1)!;
-      expect(ready).toMatchObject({ type: 'ready', previewUrl: `${base}/p/${created.body.sessionId}/` });
-      expect((await fetch(`${base}/p/${created.body.sessionId}/`)).status).toBe(200);
+      const previewUrl = `${base.replace('127.0.0.1', `${created.body.sessionId}.localhost`)}/`;
+      expect(ready).toMatchObject({ type: 'ready', previewUrl });
+      expect((await fetch(previewUrl)).status).toBe(200);
       // Stop it, so its machine is gone before the services are.
       expect((await fetch(`${base}/v1/sessions/${created.body.sessionId}`, { method: 'DELETE' })).status).toBe(202);
       await until('the session to end', async () => (await (await fetch(`${base}/v1/sessions/${created.body.sessionId}`)).json()).status === 'ended', 30_000);

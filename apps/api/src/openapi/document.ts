@@ -14,7 +14,8 @@ const DESCRIPTION = [
   'Live previews of web projects: `POST /v1/sessions`, then follow `GET /v1/sessions/{id}/events` until `ready` (with the URL) or `failed`.',
   '',
   'Generated from the code: every Nest route, its parameters and bodies from the zod schemas that validate them. ' +
-    'Two paths are not Nest routes and are added by hand: the preview edge `/p/{routeId}/{path}` and Bull Board at `/admin/queues`.',
+    'Three paths are not Nest routes and are added by hand: a preview, `/{path}` on its own origin `{routeId}.{previewDomain}` (the edge), ' +
+    'the redirect of old preview links `/p/{routeId}/{path}`, and Bull Board at `/admin/queues`.',
   '',
   '**Errors** are JSON `ApiError`: `{ statusCode, error, message, field? }`, `field` naming the input at fault. ' +
     'Any request may also be answered `431` (request line and headers over 16 kB, `field: "headers"`), `400` (bytes that are not HTTP, `field: "request"`) ' +
@@ -64,7 +65,7 @@ export function createOpenApiDocument(app: INestApplication): OpenAPIObject {
     operationIdFactory: (controller, method) => `${controller.replace(/Controller$/, '')}_${method}`,
   });
   withoutAuthorizationParams(document);
-  document.paths = { ...document.paths, '/p/{routeId}/{path}': previewEdgePath, [BULL_BOARD_ROUTE]: bullBoardPath };
+  document.paths = { ...document.paths, [PREVIEW_PATH]: previewEdgePath, [LEGACY_PREVIEW_PATH]: legacyPreviewPath, [BULL_BOARD_ROUTE]: bullBoardPath };
   return document;
 }
 
@@ -94,27 +95,57 @@ export function setupOpenApi(app: INestApplication): OpenAPIObject {
   return document;
 }
 
+/** A preview's path on its own origin, and the old path of previews on the api's origin. */
+export const PREVIEW_PATH = '/{path}';
+export const LEGACY_PREVIEW_PATH = '/p/{routeId}/{path}';
+
+const edgeError = (description: string) => ({ description, content: { 'application/json': { schema: ref(SCHEMAS.edgeError) } } });
+
 /** The local edge (edge/edge.ts): Express middleware, not a Nest route, so described by hand. */
 const previewEdgePath: PathItemObject = {
+  servers: [
+    {
+      url: '{scheme}://{routeId}.{previewDomain}',
+      description: "Each preview's own origin: the `previewUrl` of the `ready` event",
+      variables: {
+        scheme: { default: 'http', enum: ['http', 'https'], description: "PUBLIC_URL's scheme" },
+        routeId: { default: '00000000-0000-0000-0000-000000000000', description: 'The route id (the first label of `previewUrl`)' },
+        previewDomain: { default: 'localhost:3000', description: 'PREVIEW_DOMAIN (default: localhost on the api port)' },
+      },
+    },
+  ],
   get: {
     tags: ['preview'],
     operationId: 'Preview_get',
-    summary: "A preview: the session's app, served by its machine",
+    summary: "A preview: the session's app, served by its machine at the root of its own origin",
     description:
-      'Every method and websocket upgrades (Vite\'s HMR) under `/p/<routeId>/` go to the machine of the session with that route id, as they are; ' +
-      '`path` is the rest of the URL (may be empty, may hold `/`). The id is unguessable; there is no auth. ' +
-      "Refusals are the edge's own JSON (`EdgeError`), not `ApiError`.",
+      'Every method and websocket upgrades (Vite\'s HMR) to `{routeId}.{previewDomain}` go to the machine of the session with that route id, as they are; ' +
+      '`path` is the whole path (may be empty, may hold `/`): nothing of the api is served on a preview origin. The id is unguessable; there is no auth. ' +
+      'Answers carry `Referrer-Policy: no-referrer`. Refusals are the edge\'s own JSON (`EdgeError`), not `ApiError`.',
     security: [],
-    parameters: [
-      { name: 'routeId', in: 'path', required: true, description: 'The id in the preview URL (`previewUrl` of the `ready` event)', schema: { type: 'string', format: 'uuid' } },
-      { name: 'path', in: 'path', required: true, description: 'The path inside the app (`""`, `src/main.tsx`, `@vite/client`…)', schema: { type: 'string' } },
-    ],
+    parameters: [{ name: 'path', in: 'path', required: true, description: 'The path inside the app (`""`, `src/main.tsx`, `@vite/client`…)', schema: { type: 'string' } }],
     responses: {
       200: { description: "What the preview's app answers (HTML, JavaScript, assets…), with its own status and headers" },
-      404: { description: 'No session has this route id (or it is not a uuid): `Session not found`', content: { 'application/json': { schema: ref(SCHEMAS.edgeError) } } },
-      410: { description: 'The session has ended: `Session ended`', content: { 'application/json': { schema: ref(SCHEMAS.edgeError) } } },
-      502: { description: "The session's machine did not answer: `Preview machine unreachable`", content: { 'application/json': { schema: ref(SCHEMAS.edgeError) } } },
+      404: edgeError('No session has this route id (or the first label is not a route id): `Session not found`'),
+      410: edgeError('The session has ended: `Session ended`'),
+      502: edgeError("The session's machine did not answer: `Preview machine unreachable`"),
     },
+  },
+};
+
+/** Old preview links on the api's origin (edge/edge.ts). */
+const legacyPreviewPath: PathItemObject = {
+  get: {
+    tags: ['preview'],
+    operationId: 'Preview_legacyRedirect',
+    summary: 'An old preview link: redirected to the preview\'s own origin',
+    description: 'Any method: `308` to `{scheme}://{routeId}.{previewDomain}/{path}` with the query kept. A path whose id is not a uuid is not a preview link.',
+    security: [],
+    parameters: [
+      { name: 'routeId', in: 'path', required: true, description: 'The route id', schema: { type: 'string', format: 'uuid' } },
+      { name: 'path', in: 'path', required: true, description: 'The path inside the app', schema: { type: 'string' } },
+    ],
+    responses: { 308: { description: "To the same path on the preview's origin", headers: { Location: { schema: { type: 'string', format: 'uri' } } } } },
   },
 };
 

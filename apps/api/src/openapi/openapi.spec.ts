@@ -154,7 +154,8 @@ describe('OpenAPI document and UI (/docs, /docs-json)', () => {
     const ids: string[] = [];
     for (const [path, item] of Object.entries<Json>(document.paths)) {
       expect(path).toMatch(/^\//);
-      for (const method of Object.keys(item)) expect(HTTP_METHODS).toContain(method);
+      // A path item holds operations, and may hold its own `servers` (a preview's origin).
+      for (const key of Object.keys(item)) expect([...HTTP_METHODS, 'servers']).toContain(key);
       for (const method of HTTP_METHODS) {
         const op = item[method];
         if (!op) continue;
@@ -183,7 +184,7 @@ describe('OpenAPI document and UI (/docs, /docs-json)', () => {
     expect(broken).toEqual([]);
   });
 
-  it("has every Nest route of the app (read from the controllers' decorators), and nothing else besides the two added by hand", () => {
+  it("has every Nest route of the app (read from the controllers' decorators), and nothing else besides the three added by hand", () => {
     // The walk found the app's controllers (a sanity check on it, not the list under test).
     expect(new Set(routes.map((r) => r.controller))).toEqual(
       new Set(['RoutesController', 'ProjectsController', 'FileChangesController', 'SessionsController', 'MachineFilesController', 'MachineActivityController', 'HealthController', 'MetricsController']),
@@ -193,7 +194,7 @@ describe('OpenAPI document and UI (/docs, /docs-json)', () => {
     expect(missing).toEqual([]);
 
     const documented = Object.entries<Json>(document.paths).flatMap(([path, item]) => HTTP_METHODS.filter((m) => item[m]).map((m) => `${m.toUpperCase()} ${path}`));
-    const expected = [...routes.map((r) => `${r.method.toUpperCase()} ${r.path}`), 'GET /p/{routeId}/{path}', 'GET /admin/queues'];
+    const expected = [...routes.map((r) => `${r.method.toUpperCase()} ${r.path}`), 'GET /{path}', 'GET /p/{routeId}/{path}', 'GET /admin/queues'];
     expect(documented.sort()).toEqual(expected.sort());
   });
 
@@ -258,9 +259,13 @@ describe('OpenAPI document and UI (/docs, /docs-json)', () => {
     expect(statuses('delete', '/v1/sessions/{id}')).toEqual(expect.arrayContaining([202, 400, 401, 404, 409]));
     expect(statuses('put', '/v1/projects/{id}/files/{path}')).toEqual(expect.arrayContaining([200, 201, 400, 401, 403, 404, 413, 415, 503]));
     expect(statuses('delete', '/v1/projects/{id}/files/{path}')).toEqual(expect.arrayContaining([204, 400, 401, 403, 404, 503]));
+    expect(statuses('get', '/v1/machines/{sessionId}/files')).toEqual(expect.arrayContaining([200, 400, 401, 403, 404, 410]));
     expect(statuses('get', '/v1/machines/{sessionId}/file-changes')).toEqual(expect.arrayContaining([200, 400, 401, 403, 404, 410, 503]));
-    expect(statuses('post', '/v1/machines/{sessionId}/activity')).toEqual(expect.arrayContaining([200, 400, 401, 403, 404, 409]));
-    expect(statuses('get', '/v1/routes/{sessionId}')).toEqual(expect.arrayContaining([200, 400, 401, 404, 410]));
+    expect(statuses('post', '/v1/machines/{sessionId}/activity')).toEqual(expect.arrayContaining([200, 400, 401, 403, 404, 409, 410]));
+    expect(statuses('get', '/v1/routes/{routeId}')).toEqual(expect.arrayContaining([200, 400, 401, 403, 404, 410]));
+    // The route answer names the machine, never the session behind the route.
+    const route = operation({ method: 'get', path: '/v1/routes/{routeId}' }).responses[200].content['application/json'].schema;
+    expect(Object.keys(route.properties).sort()).toEqual(['machineId', 'routeId']);
     expect(statuses('get', '/ready')).toEqual(expect.arrayContaining([200, 503]));
     expect(statuses('get', '/metrics')).toEqual(expect.arrayContaining([200, 401, 404]));
 
@@ -298,6 +303,7 @@ describe('OpenAPI document and UI (/docs, /docs-json)', () => {
     }
     // Public: health, readiness, previews.
     expect(operation({ method: 'get', path: '/health' }).security ?? []).toEqual([]);
+    expect(operation({ method: 'get', path: '/{path}' }).security).toEqual([]);
     expect(operation({ method: 'get', path: '/p/{routeId}/{path}' }).security).toEqual([]);
   });
 
@@ -317,10 +323,12 @@ describe('OpenAPI document and UI (/docs, /docs-json)', () => {
     expect(JSON.stringify(document.components.schemas.FileChangesEvent)).toEqual(expect.stringContaining('"cursor"'));
   });
 
-  it('documents the preview edge and Bull Board, which are not Nest routes', () => {
-    const preview = operation({ method: 'get', path: '/p/{routeId}/{path}' });
+  it('documents the preview edge on its own origin, the old links’ redirect and Bull Board, which are not Nest routes', () => {
+    const preview = operation({ method: 'get', path: '/{path}' });
     expect(Object.keys(preview.responses)).toEqual(expect.arrayContaining(['200', '404', '410', '502']));
     expect(preview.responses[404].content['application/json'].schema.$ref).toBe('#/components/schemas/EdgeError');
+    expect(document.paths['/{path}'].servers[0].url).toBe('{scheme}://{routeId}.{previewDomain}');
+    expect(Object.keys(operation({ method: 'get', path: '/p/{routeId}/{path}' }).responses)).toEqual(['308']);
     const board = operation({ method: 'get', path: '/admin/queues' });
     expect(Object.keys(board.responses)).toEqual(expect.arrayContaining(['200', '401', '404']));
   });

@@ -35,7 +35,7 @@ export const apiErrorSchema = z
 /** The preview edge's own refusals (edge/edge.ts): not the api's error shape. */
 export const edgeErrorSchema = z.object({
   error: z.enum(['Session not found', 'Session ended', 'Preview machine unreachable']),
-  sessionId: z.string().describe('The route id from the URL'),
+  routeId: z.string().optional().describe("The route id from the preview's host (absent when the host names none)"),
 });
 
 export const createdSessionSchema = z.object({
@@ -91,7 +91,6 @@ export const machineFilesSchema = z.object({ files: z.array(z.object({ path: z.s
 export const activityRecordedSchema = z.object({ sessionId: uuid, lastActivityAt: timestamp });
 
 export const machineRouteSchema = z.object({
-  sessionId: uuid,
   routeId: uuid.describe('The id asked for (the id in the preview URL)'),
   machineId: z.string().describe('The machine that serves the session (for `fly-replay: instance=<machineId>`)'),
 });
