@@ -135,8 +135,9 @@ describe('preview page', () => {
     const after = seen.slice(from);
     expect(after.map((r) => new URL(r.url).pathname)).toEqual(expect.arrayContaining(['/v1/sessions', `/v1/sessions/${sessionId}/events`]));
     expect(after.filter((r) => r.authorization !== 'Bearer a-token-for-the-test')).toEqual([]);
-    // Kept for the next visit, in this browser only.
-    expect(await page.evaluate(() => localStorage.getItem('velocity-preview.token'))).toBe('a-token-for-the-test');
+    // Kept for this tab only, on the api's origin (previews have origins of their own); never in localStorage.
+    expect(await page.evaluate(() => sessionStorage.getItem('velocity-preview.token'))).toBe('a-token-for-the-test');
+    expect(await page.evaluate(() => localStorage.getItem('velocity-preview.token'))).toBeNull();
     await page.click('#stop');
     await until('the page to show ended', async () => (await statusOf(page)) === 'ended', 30_000);
   });

@@ -72,6 +72,9 @@ export async function viteConfig(options: DevServerOptions, port: number): Promi
       port,
       strictPort: true,
       allowedHosts: true,
+      // Vite answers CORS for every *.localhost origin by default: one preview could then read another's
+      // sources. A preview's own requests are same-origin and need none.
+      cors: false,
       // `server.hmr.clientPort` is deprecated in Vite 8 in favour of `server.ws.clientPort`.
       ...(hmrClientPort ? { ws: { clientPort: hmrClientPort } } : {}),
       fs: { strict: true, allow: [workDir, nodeModulesRealDir] },

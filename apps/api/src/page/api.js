@@ -1,15 +1,20 @@
 // The api as the page uses it. Every call sends the access token when one was given
 // (auth off, in development, needs none) and turns an error answer into one line.
+//
+// The token is kept in this tab's sessionStorage of the api's origin only: previews run
+// on origins of their own and cannot read it, and it is gone when the tab closes.
 
 const TOKEN_KEY = 'velocity-preview.token';
 
 export function getToken() {
-  return localStorage.getItem(TOKEN_KEY) ?? '';
+  return sessionStorage.getItem(TOKEN_KEY) ?? '';
 }
 
 export function setToken(token) {
-  if (token) localStorage.setItem(TOKEN_KEY, token);
-  else localStorage.removeItem(TOKEN_KEY);
+  if (token) sessionStorage.setItem(TOKEN_KEY, token);
+  else sessionStorage.removeItem(TOKEN_KEY);
+  // Earlier versions kept it in localStorage, which outlives the tab.
+  localStorage.removeItem(TOKEN_KEY);
 }
 
 export function authHeaders() {
