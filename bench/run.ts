@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { cpus, loadavg, totalmem } from 'node:os';
 import Redis from 'ioredis';
-import { WarmPool, applyMigrations, dropDatabase, ensureDatabase, withDatabase } from '@velocity/shared';
+import { WarmPool, applyMigrations, dropDatabase, ensureDatabase, openHttp, readText, withDatabase } from '@velocity/shared';
 import { urlChecks, checkUrl, countUrlAnswer, pool, runSession, stopSessions, waitEnded, type SessionRun } from './lib/client';
 import { FLOOR_COUNTS, createFloor } from './lib/floor';
 import { cpuMeter, machineBusyMs, pidsByName, processTree, rssOf, treeCpuMs, treeRss } from './lib/proc';
@@ -116,14 +116,14 @@ async function localSection(databaseUrl: string, queuePrefix: string): Promise<N
     const vitePort = vitePortOf(sys.machinesDir, target.sessionId);
     if (!vitePort) throw new Error(`no "dev server ready" port in the container log of ${target.sessionId}`);
     const routedUrl = `${target.previewUrl}src/App.jsx`;
-    const directUrl = `http://127.0.0.1:${vitePort}/p/${target.sessionId}/src/App.jsx`;
-    // The hop in between, for the analysis: the container's own port (its proxy, then Vite), no edge.
-    const containerUrl = `http://127.0.0.1:${machine.port}/p/${target.sessionId}/src/App.jsx`;
+    const directUrl = `http://127.0.0.1:${vitePort}/src/App.jsx`;
+    // The hop in between, for the analysis: the container's own port (its proxy, then Vite), no edge, asked on the preview's origin.
+    const containerUrl = `http://${new URL(routedUrl).hostname}:${machine.port}/src/App.jsx`;
     for (const url of [routedUrl, directUrl, containerUrl]) {
-      const res = await fetch(url);
-      const body = await res.text();
-      if (url === routedUrl) countUrlAnswer(url, res.status, body);
-      if (res.status !== 200) throw new Error(`${url} answered ${res.status}: ${body.slice(0, 200)}`);
+      const res = await openHttp(url);
+      const body = await readText(res);
+      if (url === routedUrl) countUrlAnswer(url, res.statusCode ?? 0, body);
+      if (res.statusCode !== 200) throw new Error(`${url} answered ${res.statusCode}: ${body.slice(0, 200)}`);
     }
     log(`3. routing: autocannon, ${SIZE.routeS} s × 10 connections each, routed ${routedUrl} and direct ${directUrl}`);
     const opts = { connections: 10, durationS: SIZE.routeS };

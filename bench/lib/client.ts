@@ -113,9 +113,9 @@ export async function firstOk(url: string, until: number): Promise<number> {
 
 /** GETs a handed-out URL once and counts the answer. */
 export async function checkUrl(url: string): Promise<number> {
-  const res = await fetch(url, { headers: { accept: 'text/html' }, signal: AbortSignal.timeout(10_000) });
-  countUrlAnswer(url, res.status, await res.text());
-  return res.status;
+  const res = await openHttp(url, { headers: { accept: 'text/html' }, signal: AbortSignal.timeout(10_000) });
+  countUrlAnswer(url, res.statusCode ?? 0, await readText(res));
+  return res.statusCode ?? 0;
 }
 
 /** Runs `count` tasks with at most `concurrency` in flight (a closed loop); results in start order. */

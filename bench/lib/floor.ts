@@ -98,7 +98,7 @@ export function createFloor(options: { databaseUrl: string; redisUrl: string; pr
     await step('create-machine', () => transition('starting', { container_id: `floor-${id}`, container_url: 'http://127.0.0.1:9' }));
     await step('verify-url', () => sql(apiPool, 'select * from preview_sessions where id = $1', [id]));
     await step('activate', async () => {
-      await transition('active', { preview_url: `http://127.0.0.1:9/p/${id}/`, ttl_seconds: 3600 });
+      await transition('active', { preview_url: `http://${id}.localhost:9/`, ttl_seconds: 3600 });
       await provRedis.multi().hset(key('expiry', id), 'data', id).zadd(key('delayed', 'q'), Date.now() + 3_600_000, id).exec();
     });
     await xadd(provRedis, id, ...held, { type: 'ready', sessionId: id, at: Date.now() });
