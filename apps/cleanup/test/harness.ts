@@ -47,6 +47,9 @@ export class CountingProvider implements MachineProvider {
   constructor(readonly inner: MachineProvider, readonly destroyCalls: Map<string, number> = new Map()) {
     this.name = inner.name;
   }
+  get isolation() {
+    return this.inner.isolation;
+  }
   create(spec: MachineSpec, signal?: AbortSignal) {
     return this.inner.create(spec, signal);
   }

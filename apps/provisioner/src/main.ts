@@ -28,6 +28,12 @@ async function main() {
   const redis = createRedis(config.REDIS_URL);
   const store = createSessionStore(config);
   const provider = createMachineProvider(config);
+  logger.info(
+    provider.isolation !== 'none'
+      ? `machine isolation: ${provider.isolation}`
+      : `machine isolation: none; projects with config files are ${config.MACHINE_SANDBOX === 'none' ? 'allowed (MACHINE_SANDBOX=none)' : 'refused unless MACHINE_SANDBOX=none'}`,
+    { isolation: provider.isolation, machineSandbox: config.MACHINE_SANDBOX, ...('sandboxProblem' in provider && provider.sandboxProblem ? { sandboxProblem: provider.sandboxProblem } : {}) },
+  );
   const cleanupQueue = new Queue(QueueName.Cleanup, { connection: redis, prefix: config.QUEUE_PREFIX });
   // A connection of its own: MULTI on BullMQ's connection copies every script BullMQ defined on it.
   const eventsRedis = createRedis(config.REDIS_URL);

@@ -28,12 +28,23 @@ export interface Machine {
 }
 
 /**
+ * How a provider keeps a machine (which runs its project's code: Vite runs the
+ * project's config files) from the services and from other machines:
+ * - `vm`: a machine of its own (Fly), or no project code runs at all (noop);
+ * - `sandbox`: a local process in a sandbox (bubblewrap) that sees no other
+ *   process and only its own folder of the host's files;
+ * - `none`: a plain local process, which reads what its user may read.
+ */
+export type MachineIsolation = 'vm' | 'sandbox' | 'none';
+
+/**
  * The port for machines. Adapters: local (one child process per session) and
  * Fly (Fly Machines API). Every method is idempotent and keyed by session id:
  * `create` for a session that already has a machine returns that machine.
  */
 export interface MachineProvider {
   readonly name: string;
+  readonly isolation: MachineIsolation;
   create(spec: MachineSpec, signal?: AbortSignal): Promise<Machine>;
   /** Resolves once the machine runs and accepts connections; throws on timeout. */
   waitStarted(machine: Machine, timeoutMs: number, signal?: AbortSignal): Promise<Machine>;

@@ -3,29 +3,33 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LocalMachineProvider } from '../src/adapters/local-machine-provider';
+import type { SandboxSetting } from '../src/adapters/machine-sandbox';
 import { resourceLimitsOf } from '../src/tiers';
 import { machineProviderContract } from './machine-provider.contract';
 
 // Real processes: each machine is tests/fixtures/fake-machine.js under this Node,
-// which listens on the port the provider gives it (no Vite, so it starts fast).
+// which listens on the port the provider gives it (no Vite, so it starts fast);
+// in a bubblewrap sandbox, and as a plain process.
 const FAKE_MACHINE = join(__dirname, 'fixtures/fake-machine.js');
 
-machineProviderContract('LocalMachineProvider', async () => {
-  const dir = await mkdtemp(join(tmpdir(), 'vp-local-machines-'));
-  const provider = new LocalMachineProvider({ dir, command: [process.execPath, FAKE_MACHINE] });
-  return {
-    provider,
-    spec: (sessionId) => ({
-      sessionId,
-      projectId: randomUUID(),
-      templateType: 'react',
-      resourceLimits: resourceLimitsOf('free'),
-      env: { SESSION_ID: sessionId },
-    }),
-    teardown: async () => {
-      for (const machine of await provider.list()) await provider.destroy(machine.id);
-      await provider.close();
-      await rm(dir, { recursive: true, force: true });
-    },
-  };
-});
+for (const sandbox of ['bubblewrap', 'none'] satisfies SandboxSetting[]) {
+  machineProviderContract(`LocalMachineProvider (MACHINE_SANDBOX=${sandbox})`, async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'vp-local-machines-'));
+    const provider = new LocalMachineProvider({ dir, command: [process.execPath, FAKE_MACHINE], sandbox });
+    return {
+      provider,
+      spec: (sessionId) => ({
+        sessionId,
+        projectId: randomUUID(),
+        templateType: 'react',
+        resourceLimits: resourceLimitsOf('free'),
+        env: { SESSION_ID: sessionId },
+      }),
+      teardown: async () => {
+        for (const machine of await provider.list()) await provider.destroy(machine.id);
+        await provider.close();
+        await rm(dir, { recursive: true, force: true });
+      },
+    };
+  });
+}

@@ -3,7 +3,6 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LocalMachineProvider } from '../src/adapters/local-machine-provider';
-import { withoutSecrets } from '../src/secret-env';
 import { resourceLimitsOf } from '../src/tiers';
 
 /**
@@ -24,15 +23,6 @@ describe('preview machines and secrets', () => {
     PGPASSWORD: 'pg-password',
     VP_TEST_DATABASE_URL: 'postgres://postgres@127.0.0.1:5432/vp_test_x',
   };
-
-  it('withoutSecrets drops URLs with credentials, secrets, keys, tokens and passwords, and keeps the rest', () => {
-    expect(withoutSecrets({ ...SECRETS, PATH: '/usr/bin', HOME: '/root', NODE_ENV: 'test', LOG_LEVEL: 'info', EMPTY: undefined })).toEqual({
-      PATH: '/usr/bin',
-      HOME: '/root',
-      NODE_ENV: 'test',
-      LOG_LEVEL: 'info',
-    });
-  });
 
   it('a local machine gets its own MACHINE_TOKEN and none of its provisioner’s secrets', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'vp-secret-machines-'));

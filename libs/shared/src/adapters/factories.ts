@@ -31,7 +31,12 @@ export function createMachineProvider(config: Config): MachineProvider {
           image: config.FLY_IMAGE ?? '',
           region: config.FLY_REGION,
         })
-      : new LocalMachineProvider({ dir: config.LOCAL_MACHINES_DIR });
+      : new LocalMachineProvider({
+          dir: config.LOCAL_MACHINES_DIR,
+          sandbox: config.MACHINE_SANDBOX,
+          machineUid: config.MACHINE_UID,
+          machineGid: config.MACHINE_GID,
+        });
   const faults = faultsOf(config);
   return faults && (faults.failCreate > 0 || faults.hangCreate > 0) ? new FaultInjectingMachineProvider(provider, faults) : provider;
 }

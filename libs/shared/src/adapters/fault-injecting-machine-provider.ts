@@ -16,6 +16,10 @@ export class FaultInjectingMachineProvider implements MachineProvider {
     this.name = `${inner.name}+faults`;
   }
 
+  get isolation() {
+    return this.inner.isolation;
+  }
+
   async create(spec: MachineSpec, signal?: AbortSignal): Promise<Machine> {
     const roll = this.random();
     if (roll < this.faults.failCreate) throw new Error(`injected fault: machine create for session ${spec.sessionId} failed`);

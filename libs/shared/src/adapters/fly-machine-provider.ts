@@ -98,6 +98,8 @@ const PERMANENT_STATUSES = new Set([400, 401, 403, 404, 405, 410, 412, 422]);
  */
 export class FlyMachineProvider implements MachineProvider {
   readonly name = 'fly';
+  /** A Fly Machine is a VM of its own. */
+  readonly isolation = 'vm';
   private readonly apiUrl: string;
   private readonly appPath: string;
   private readonly requestTimeoutMs: number;

@@ -1,22 +1,47 @@
 import { execFile, spawn } from 'node:child_process';
-import { mkdir, open, readFile, rm, stat, unlink } from 'node:fs/promises';
-import { setPriority } from 'node:os';
+import { readlinkSync } from 'node:fs';
+import { chmod, chown, mkdir, open, readFile, readdir, rm, stat, unlink } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { TimeoutError, sleep } from '../errors';
 import { freePort } from '../net';
 import type { Machine, MachineProvider, MachineSpec } from '../machine-provider';
-import { withoutSecrets } from '../secret-env';
+import {
+  bubblewrapLaunch,
+  bubblewrapProblem,
+  chooseSandbox,
+  findExecutable,
+  machineUserOf,
+  plainLaunch,
+  type MachineLaunch,
+  type MachineRun,
+  type MachineUser,
+  type SandboxSetting,
+} from './machine-sandbox';
 
 const REPO_ROOT = resolve(__dirname, '../../../..');
 const CONTAINER_ENTRY = join(REPO_ROOT, 'apps/preview-container/src/main.ts');
 const run = promisify(execFile);
+/** nobody: the user machines run as when the provider is root and no other is configured. */
+const NOBODY = 65534;
+/** A warm-pool machine's niceness while it waits: the machines serving sessions, and the services, get the CPU first. */
+const BACKGROUND_NICENESS = 10;
 
 export interface LocalMachineProviderOptions {
   /** Folder for the machines' work folders and logs; also scopes which machines this provider sees. */
   dir: string;
-  /** Command that runs the preview container; defaults to apps/preview-container under swc-node. */
+  /**
+   * Command that runs the preview container; defaults to apps/preview-container under swc-node.
+   * In a sandbox its files must lie in the repo parts the sandbox shows (see machine-sandbox.ts).
+   */
   command?: string[];
+  /** MACHINE_SANDBOX: `auto` (the default), `bubblewrap` (required) or `none`. */
+  sandbox?: SandboxSetting;
+  /** MACHINE_UID and MACHINE_GID: who machines run as when this process is root; default nobody (65534). */
+  machineUid?: number;
+  machineGid?: number;
+  /** The bwrap program; default: `bwrap` on PATH. */
+  bubblewrap?: string;
 }
 
 /** A machine process as the process table shows it. */
@@ -28,21 +53,40 @@ interface MachineProcess {
 
 /**
  * Machines as local processes: one detached `apps/preview-container` process per
- * session on a free loopback port. The process table is the source of truth, as
- * a cloud API would be: each machine carries its session id, port and provider
- * folder in its arguments, so any provisioner or cleanup process on this host
- * finds, reuses and destroys it, and a machine outlives the process that made it.
+ * session on a free loopback port, in a bubblewrap sandbox unless MACHINE_SANDBOX
+ * says otherwise (machine-sandbox.ts), as an unprivileged user when this process
+ * is root. The process table is the source of truth, as a cloud API would be:
+ * each machine carries its session id, port and provider folder in its
+ * arguments, so any provisioner or cleanup process on this host finds, reuses
+ * and destroys it, and a machine outlives the process that made it.
  */
 export class LocalMachineProvider implements MachineProvider {
   readonly name = 'local';
+  /** `sandbox` (bubblewrap) or `none` (a plain process: it reads what its user may read). */
+  readonly isolation: 'sandbox' | 'none';
+  /** The operator chose MACHINE_SANDBOX=none: unsandboxed machines may run any project's code. */
+  readonly allowsUnsandboxedCode: boolean;
+  /** Why machines are not sandboxed under MACHINE_SANDBOX=auto (bubblewrap missing or not working); null otherwise. */
+  readonly sandboxProblem: string | null;
   private readonly dir: string;
   private readonly command: string[];
+  private readonly bwrap: string | null;
+  /** Set when machines run as another user than this process. */
+  private readonly user?: MachineUser;
   private readonly creating = new Map<string, Promise<Machine>>();
 
+  /** Throws (one line naming MACHINE_SANDBOX) when bubblewrap is required and does not work here. */
   constructor(options: LocalMachineProviderOptions) {
     this.dir = resolve(options.dir);
     // A small young generation keeps a preview machine's memory down; Vite does not need more.
     this.command = options.command ?? [process.execPath, '--max-semi-space-size=2', '-r', '@swc-node/register', CONTAINER_ENTRY];
+    this.user = machineUserOf({ uid: options.machineUid ?? NOBODY, gid: options.machineGid ?? NOBODY });
+    this.bwrap = options.bubblewrap ?? findExecutable('bwrap');
+    const setting = options.sandbox ?? 'auto';
+    const choice = chooseSandbox(setting, () => bubblewrapProblem(this.bwrap, REPO_ROOT, this.user));
+    this.isolation = choice.isolation;
+    this.sandboxProblem = choice.problem;
+    this.allowsUnsandboxedCode = setting === 'none';
   }
 
   async create(spec: MachineSpec): Promise<Machine> {
@@ -85,15 +129,38 @@ export class LocalMachineProvider implements MachineProvider {
     return (await this.processes()).map(toMachine);
   }
 
-  /** Every machine process of this provider, including duplicates of one session (for fault checks). */
+  /**
+   * Every machine of this provider, one process each: the one this provider
+   * spawned, whose process group `destroy` signals. Sandboxed, the markers
+   * also show in the arguments of bwrap's init and of the program inside; those
+   * live in the sandbox's PID namespace, and only processes of this process's
+   * namespace count (a machine cannot make one there, so it cannot pose as
+   * another session's machine). Duplicates of one session are kept (for fault checks).
+   */
   async processes(): Promise<MachineProcess[]> {
-    const { stdout } = await run('ps', ['-eo', 'pid=,args='], { maxBuffer: 16 * 1024 * 1024 });
-    const dirArg = `--vp-dir=${this.dir}`;
+    const { stdout } = await run('ps', ['-eo', 'pid=,pidns=,args='], { maxBuffer: 16 * 1024 * 1024 });
+    const ownPidns = ownPidNamespace();
     return stdout
       .split('\n')
-      .filter((line) => line.includes(dirArg))
       .map(parseProcess)
-      .filter((p): p is MachineProcess => p !== null);
+      .filter((p): p is ParsedProcess => p !== null && p.dir === this.dir && (ownPidns === null || p.pidns === ownPidns))
+      .map(({ pid, sessionId, port }) => ({ pid, sessionId, port }));
+  }
+
+  /**
+   * A warm-pool machine (started at niceness 10) now serves a session: every
+   * thread of its processes back to niceness 0. The machine cannot do it
+   * itself (an unprivileged process may not raise its priority); this process
+   * can when it is root. False when it is not allowed or the machine is gone.
+   */
+  async restorePriority(machineId: string): Promise<boolean> {
+    const [found] = (await this.processes()).filter((p) => p.sessionId === sessionIdOf(machineId));
+    if (!found) return false;
+    // By process group (PRIO_PGRP): all threads of all its processes; os.setPriority sets a single thread.
+    return run('renice', ['-n', '0', '-g', String(found.pid)]).then(
+      () => true,
+      () => false,
+    );
   }
 
   async close(): Promise<void> {
@@ -141,26 +208,49 @@ export class LocalMachineProvider implements MachineProvider {
 
   private async spawnMachine(spec: MachineSpec): Promise<Machine> {
     const sessionDir = this.sessionDir(spec.sessionId);
-    const workDir = join(sessionDir, 'work');
-    await mkdir(workDir, { recursive: true });
+    const { workDir, homeDir } = await this.machineFolders(sessionDir);
     const port = await freePort();
-    const log = await open(join(sessionDir, 'container.log'), 'a');
-    const [cmd, ...args] = this.command;
+    const log = await open(join(sessionDir, 'container.log'), 'a', 0o600);
     const markers = [`--vp-machine=${spec.sessionId}`, `--vp-port=${port}`, `--vp-dir=${this.dir}`];
     // '--' ends node's own options, so the markers reach the program even after `node -e`.
-    const child = spawn(cmd, [...args, '--', ...markers], {
-      cwd: REPO_ROOT,
+    const machine: MachineRun = { command: [...this.command, '--', ...markers], workDir, homeDir, env: spec.env, port, repoRoot: REPO_ROOT, user: this.user };
+    const launch = inBackground(this.launchOf(machine), spec.background);
+    const child = spawn(launch.file, launch.args, {
+      cwd: launch.cwd,
+      env: launch.env,
+      uid: launch.user?.uid,
+      gid: launch.user?.gid,
+      // Its own process group, which `destroy` signals; no process of the provider waits for it.
       detached: true,
       stdio: ['ignore', log.fd, log.fd],
-      // MIMALLOC_PURGE_DELAY=0: Vite's bundler (rolldown) hands freed memory back at once.
-      // Never the provisioner's credentials (database, Redis, signing secrets): only what the machine is given.
-      env: { ...withoutSecrets(process.env), MIMALLOC_PURGE_DELAY: '0', ...spec.env, PORT: String(port), HOST: '127.0.0.1', WORK_DIR: workDir },
     });
+    // A failed spawn leaves no pid (handled below); its 'error' event must not go unhandled.
+    child.once('error', () => undefined);
     await log.close();
     if (child.pid === undefined) throw new Error(`Could not start the preview container for session ${spec.sessionId}`);
     child.unref();
-    if (spec.background) lowerPriority(child.pid);
     return toMachine({ pid: child.pid, sessionId: spec.sessionId, port });
+  }
+
+  private launchOf(machine: MachineRun): MachineLaunch {
+    return this.isolation === 'sandbox' && this.bwrap ? bubblewrapLaunch(this.bwrap, machine) : plainLaunch(machine);
+  }
+
+  /**
+   * The machine's work folder and (unsandboxed) home, owned by the user it
+   * runs as. That user must reach them through the provider's folder, which
+   * it may pass but not list.
+   */
+  private async machineFolders(sessionDir: string): Promise<{ workDir: string; homeDir: string }> {
+    const workDir = join(sessionDir, 'work');
+    const homeDir = join(sessionDir, 'home');
+    const folders = this.isolation === 'none' ? [workDir, homeDir] : [workDir];
+    for (const folder of folders) {
+      await mkdir(folder, { recursive: true, mode: 0o700 });
+      if (this.user) await chown(folder, this.user.uid, this.user.gid);
+    }
+    if (this.user) await allowPassing(this.dir);
+    return { workDir, homeDir };
   }
 
   private async logTail(sessionId: string): Promise<string> {
@@ -181,45 +271,107 @@ function toMachine(p: MachineProcess): Machine {
   return { id: machineIdOf(p.sessionId), sessionId: p.sessionId, url: `http://127.0.0.1:${p.port}`, state: 'started' };
 }
 
-function parseProcess(line: string): MachineProcess | null {
-  const pid = Number(line.trim().split(/\s+/, 1)[0]);
-  const sessionId = line.match(/--vp-machine=([0-9a-f-]{36})/i)?.[1];
-  const port = Number(line.match(/--vp-port=(\d+)/)?.[1]);
-  return pid && sessionId && port ? { pid, sessionId, port } : null;
+/** A `ps -eo pid=,pidns=,args=` line of a machine: its markers, and the PID namespace it runs in. */
+interface ParsedProcess extends MachineProcess {
+  pidns: string;
+  dir: string;
 }
 
-function isAlive(pid: number): boolean {
+function parseProcess(line: string): ParsedProcess | null {
+  const [pidText, pidns] = line.trim().split(/\s+/, 2);
+  const pid = Number(pidText);
+  const sessionId = line.match(/ --vp-machine=([0-9a-f-]{36})(?= |$)/i)?.[1];
+  const port = Number(line.match(/ --vp-port=(\d+)(?= |$)/)?.[1]);
+  // The last marker: the provider folder may hold spaces.
+  const dir = line.match(/ --vp-dir=(.+)$/)?.[1];
+  return pid && pidns && sessionId && port && dir ? { pid, pidns, sessionId, port, dir } : null;
+}
+
+let pidNamespace: string | null | undefined;
+
+/** This process's PID namespace as `ps -o pidns` prints it (an inode number); null where there is none to read. */
+function ownPidNamespace(): string | null {
+  if (pidNamespace === undefined) {
+    try {
+      pidNamespace = readlinkSync('/proc/self/ns/pid').match(/\[(\d+)\]/)?.[1] ?? null;
+    } catch {
+      pidNamespace = null;
+    }
+  }
+  return pidNamespace;
+}
+
+/** Whether any process of group `pgid` is left, zombies included (a process of another user counts). */
+function groupAlive(pgid: number): boolean {
   try {
-    process.kill(pid, 0);
+    process.kill(-pgid, 0);
     return true;
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 
-/** SIGTERM to the machine's process group (Vite's helpers too), SIGKILL after 3 s. */
-async function stopProcessGroup(pid: number): Promise<void> {
+/**
+ * Whether a process of group `pgid` still runs. A zombie does not: it has
+ * ended, and waits for its parent to reap it (bwrap's init, once the bwrap
+ * above it is gone, waits for the host's init, which may take seconds).
+ */
+async function groupRunning(pgid: number): Promise<boolean> {
+  if (!groupAlive(pgid)) return false;
+  const pids = await readdir('/proc').catch(() => null);
+  if (!pids) return true; // no /proc to tell zombies by
+  for (const pid of pids.filter((name) => /^\d+$/.test(name))) {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
+    // `pid (comm) state ppid pgrp …`; comm may hold spaces and parentheses.
+    const [state, , pgrp] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    if (Number(pgrp) === pgid && state !== 'Z') return true;
+  }
+  return false;
+}
+
+/**
+ * SIGTERM to the machine's process group, SIGKILL after 3 s; resolves once
+ * no process of the group runs (or 2 s after SIGKILL). The group holds Vite's helpers,
+ * and, sandboxed, bwrap's init: when it dies, the kernel ends everything
+ * left in the sandbox's PID namespace.
+ */
+async function stopProcessGroup(pgid: number): Promise<void> {
   const signal = (sig: NodeJS.Signals) => {
     try {
-      process.kill(-pid, sig);
+      process.kill(-pgid, sig);
     } catch {
       // already gone
     }
   };
   signal('SIGTERM');
-  for (let waited = 0; waited < 3000 && isAlive(pid); waited += 50) await sleep(50);
-  if (isAlive(pid)) signal('SIGKILL');
+  if (await groupGone(pgid, 3000)) return;
+  signal('SIGKILL');
+  await groupGone(pgid, 2000);
 }
 
-/** Niceness 10: the machines serving sessions, and the services, get the CPU first. */
-function lowerPriority(pid: number): void {
-  try {
-    setPriority(pid, 10);
-  } catch {
-    // Not allowed here: it runs at the normal priority.
+async function groupGone(pgid: number, timeoutMs: number): Promise<boolean> {
+  for (let waited = 0; waited < timeoutMs; waited += 50) {
+    if (!(await groupRunning(pgid))) return true;
+    await sleep(50);
   }
+  return !(await groupRunning(pgid));
 }
 
+/**
+ * A warm-pool machine starts at a lower priority, every process and thread of
+ * it (`nice` execs the launch; setting it after the spawn would miss the
+ * threads already started). See `restorePriority`.
+ */
+function inBackground(launch: MachineLaunch, background?: boolean): MachineLaunch {
+  if (!background) return launch;
+  return { ...launch, file: findExecutable('nice') ?? 'nice', args: ['-n', String(BACKGROUND_NICENESS), launch.file, ...launch.args] };
+}
+
+/** Lets other users pass through `dir` (not list it): the machines' user reaches its own folder inside. */
+async function allowPassing(dir: string): Promise<void> {
+  const { mode } = await stat(dir);
+  if ((mode & 0o001) === 0) await chmod(dir, (mode & 0o7777) | 0o001);
+}
 
 async function answers(url: string): Promise<boolean> {
   try {

@@ -22,6 +22,8 @@ import { routeIdOfHost } from '../routes';
  */
 export class NoopMachineProvider implements MachineProvider {
   readonly name = 'noop';
+  /** It runs no project code: nothing to contain. */
+  readonly isolation = 'vm';
   private readonly machines = new Map<string, { machine: Machine; startedAt: number }>();
   private server?: Promise<{ server: Server; url: string }>;
 
