@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { samples } from '../../../libs/shared/test/prometheus';
@@ -57,6 +58,11 @@ describe('warm pool', () => {
     expect(await fetch(`${ready.previewUrl}src/App.css`).then((r) => r.text())).not.toContain('.app {');
     const claimed = (await system.machines.list()).find((m) => new URL(ready.previewUrl).hostname.startsWith(`${m.sessionId}.`));
     expect(claimed && pooledBefore).toContain(claimed!.id);
+    // It waited at niceness 10 and serves a session now at 0 (the provider raised it: the machine may not).
+    const [claimedProcess] = (await system.machines.processes()).filter((p) => p.sessionId === claimed!.sessionId);
+    expect(niceOf(claimedProcess.pid)).toBe(0);
+    const waiting = (await system.machines.processes()).find((p) => (pooledBefore as string[]).includes(`local-${p.sessionId}`) && p.sessionId !== claimed!.sessionId);
+    if (waiting) expect(niceOf(waiting.pid)).toBe(10);
 
     // The files came with the claim, current to a file-changes cursor: the machine loaded nothing from the api (no second load either) ...
     expect(await filesRequests(api)).toBe(filesRequestsBefore);
@@ -134,4 +140,10 @@ async function until(check: () => Promise<boolean>, what: string, timeoutMs: num
     await sleep(200);
   }
   throw new Error(`Timed out after ${timeoutMs} ms waiting for ${what}`);
+}
+
+/** A process's niceness, field 19 of /proc/<pid>/stat (after the command's closing parenthesis). */
+function niceOf(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]);
 }

@@ -1,6 +1,5 @@
 // First: it must run before any schema is built (see the module).
 import './zod-jitless';
-import { setPriority } from 'node:os';
 import { join } from 'node:path';
 import { createLogger, type Logger } from '../../../libs/shared/src/logger';
 import { errorMessage } from '../../../libs/shared/src/errors';
@@ -51,8 +50,7 @@ async function main(): Promise<void> {
   let startFiles: Map<string, string> | undefined;
   const claim = config.claimToken
     ? createClaimHandler(config.claimToken, async (claimed) => {
-        // Started at a low priority while it waited; now it serves a session.
-        normalPriority();
+        // It waited at a low priority; the provider raises it again (an unprivileged process cannot).
         // Sent with the claim (current to `filesCursor`), or else loaded from the api.
         const files = claimed.files ?? (await fetchProjectFiles(claimed.filesUrl, claimed.machineToken));
         // The folder holds what this machine wrote at start (nothing else writes it): compared from memory.
@@ -100,15 +98,6 @@ async function main(): Promise<void> {
   } catch (error) {
     logger.error('start failed', { err: error });
     await stop(1, 'start failed');
-  }
-}
-
-/** Back to niceness 0 (only where the process may raise its own priority, e.g. as root). */
-function normalPriority(): void {
-  try {
-    setPriority(0);
-  } catch {
-    // Not allowed here: it keeps the priority it was started with.
   }
 }
 

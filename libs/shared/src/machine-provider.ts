@@ -53,6 +53,12 @@ export interface MachineProvider {
   /** Destroys the machine; a machine that is already gone counts as destroyed. */
   destroy(machineId: string): Promise<void>;
   list(): Promise<Machine[]>;
+  /**
+   * A machine started in the background (a warm-pool machine, at a lower
+   * priority) now serves a session: back to the normal priority. Optional: a
+   * provider without priorities has nothing to do. False when not allowed.
+   */
+  restorePriority?(machineId: string): Promise<boolean>;
   /** Releases the provider's own resources (not the machines). */
   close(): Promise<void>;
 }

@@ -76,7 +76,12 @@ async function claimPooled(ctx: ProvisionContext): Promise<{ machine: Machine; r
   if (!entry) return null;
   const access = sessionAccess(ctx.deps.config, { sessionId: session.id, projectId: project.id, tier: session.tier });
   try {
-    await sendClaim(entry, { sessionId: session.id, projectId: project.id, ...access, ...snapshot }, ctx.signal);
+    // It waited at a low priority; it serves a session now (the machine cannot raise its own priority).
+    const [, raised] = await Promise.all([
+      sendClaim(entry, { sessionId: session.id, projectId: project.id, ...access, ...snapshot }, ctx.signal),
+      ctx.deps.provider.restorePriority?.(entry.machineId).catch(() => false),
+    ]);
+    if (raised === false) ctx.logger.debug('pooled machine keeps its low priority (not allowed here)', { machineId: entry.machineId });
   } catch (err) {
     ctx.logger.warn('pooled machine refused the claim; starting one cold', { machineId: entry.machineId, err: err as Error });
     await ctx.deps.provider.destroy(entry.machineId).catch(() => undefined);

@@ -36,6 +36,9 @@ export class FaultInjectingMachineProvider implements MachineProvider {
   findBySession(sessionId: string) {
     return this.inner.findBySession(sessionId);
   }
+  restorePriority(machineId: string) {
+    return this.inner.restorePriority?.(machineId) ?? Promise.resolve(false);
+  }
   destroy(machineId: string) {
     return this.inner.destroy(machineId);
   }
