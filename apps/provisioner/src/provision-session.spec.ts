@@ -84,4 +84,36 @@ describe('ProvisionSession', () => {
     // The same machine served both attempts: one create, never a second machine.
     expect((await storedEvents(data.sessionId)).filter((e) => e.type === 'progress' && e.step === 'create-machine' && e.state === 'done')).toHaveLength(2);
   }, 30_000);
+
+  it('refuses a project whose config file runs code when machines run without a sandbox, naming the file, and starts no machine', async () => {
+    // This host as if bubblewrap were missing, MACHINE_SANDBOX=auto: machines would run unsandboxed.
+    const unsandboxed = new LocalMachineProvider({ dir: machinesDir, sandbox: 'auto', bubblewrap: join(machinesDir, 'no-bwrap') });
+    expect(unsandboxed.isolation).toBe('none');
+    const refusing = new ProvisionSession({ ...deps, provider: unsandboxed });
+    const project = await store.createProject({ name: 'with postcss', templateType: 'vanilla-ts' });
+    await store.seedProjectFiles(project.id, [
+      { path: 'index.html', content: '<!doctype html><script type="module" src="/main.ts"></script>' },
+      { path: 'main.ts', content: 'import "./style.css";' },
+      { path: 'style.css', content: 'body { color: red }' },
+      { path: 'postcss.config.js', content: 'module.exports = { plugins: [] };' },
+    ]);
+    const data = job(project.id);
+    const outcome = await refusing.execute({ job: data, attempt: 1, maxAttempts: 3, signal: new AbortController().signal, logger });
+    expect(outcome.status).toBe('failed');
+    expect(await unsandboxed.findBySession(data.sessionId)).toBeNull();
+    expect((await storedEvents(data.sessionId)).at(-1)).toMatchObject({
+      type: 'failed',
+      step: 'create-machine',
+      retryable: false,
+      reason: expect.stringMatching(/^create-machine: postcss\.config\.js runs code in the preview machine, .*MACHINE_SANDBOX=none/),
+    });
+
+    // The operator allows it: the same project gets its machine (verification then times out here: no edge).
+    const allowing = new ProvisionSession({ ...deps, config: { ...config, MACHINE_SANDBOX: 'none' }, provider: unsandboxed });
+    const allowed = job(project.id);
+    const attempt = await allowing.execute({ job: allowed, attempt: 1, maxAttempts: 2, signal: new AbortController().signal, logger });
+    expect(attempt.status).toBe('retry');
+    expect(await unsandboxed.findBySession(allowed.sessionId)).not.toBeNull();
+    await unsandboxed.destroy(`local-${allowed.sessionId}`);
+  }, 30_000);
 });

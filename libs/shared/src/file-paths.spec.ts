@@ -1,4 +1,4 @@
-import { checkFilePath, contentProblem, MAX_PATH_LENGTH, normalizeFilePath, UnsafePathError } from './file-paths';
+import { checkFilePath, contentProblem, isCodeConfig, MAX_PATH_LENGTH, normalizeFilePath, UnsafePathError } from './file-paths';
 
 describe('project file path rules', () => {
   it.each([
@@ -80,5 +80,22 @@ describe('contentProblem', () => {
     expect(contentProblem('export default 1;\n')).toBeNull();
     expect(contentProblem('')).toBeNull();
     expect(contentProblem('a\0b')).toContain('NUL');
+  });
+});
+
+describe('isCodeConfig', () => {
+  const file = (path: string, content = '') => ({ path, content });
+  it.each(['vite.config.ts', 'vite.config.mjs', 'postcss.config.js', 'postcss.config.cjs', 'tailwind.config.ts', 'svelte.config.js', 'src/postcss.config.js', 'babel.config.js', '.postcssrc', '.postcssrc.json', '.babelrc', '.babelrc.js'])(
+    'knows %s runs code',
+    (path) => expect(isCodeConfig(file(path))).toBe(true),
+  );
+  it.each(['src/config.ts', 'src/config.ts.txt', 'config.json', 'tsconfig.json', 'src/App.tsx', 'vite-env.d.ts', 'src/config.css'])('leaves %s alone', (path) => {
+    expect(isCodeConfig(file(path))).toBe(false);
+  });
+  it('reads package.json for a postcss or babel key, and survives one that is not JSON', () => {
+    expect(isCodeConfig(file('package.json', '{"name":"x","postcss":{"plugins":{"./evil.js":{}}}}'))).toBe(true);
+    expect(isCodeConfig(file('package.json', '{"name":"x","babel":{}}'))).toBe(true);
+    expect(isCodeConfig(file('package.json', '{"name":"x","dependencies":{"postcss":"8"}}'))).toBe(false);
+    expect(isCodeConfig(file('package.json', '{not json'))).toBe(false);
   });
 });

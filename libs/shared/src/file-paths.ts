@@ -62,3 +62,27 @@ export function contentProblem(content: string): string | null {
   if (content.includes('\0')) return 'contains a NUL byte (binary files are not supported)';
   return null;
 }
+
+/**
+ * Files that make Vite or its plugins run the project's own code when the dev
+ * server starts or a stylesheet is compiled: `*.config.{js,ts,…}` (vite,
+ * postcss, tailwind, svelte…), `.postcssrc*` and `.babelrc*` (they may name a
+ * plugin by a path in the project), and a package.json with a `postcss` or
+ * `babel` key. A machine without a sandbox must not run them.
+ */
+const CODE_CONFIG_NAME = /\.config\.[cm]?[jt]sx?$|^\.postcssrc(\..+)?$|^\.babelrc(\..+)?$/i;
+
+export function isCodeConfig(file: { path: string; content: string }): boolean {
+  const name = file.path.slice(file.path.lastIndexOf('/') + 1);
+  if (CODE_CONFIG_NAME.test(name)) return true;
+  return name === 'package.json' && packageJsonNamesCode(file.content);
+}
+
+function packageJsonNamesCode(content: string): boolean {
+  try {
+    const json = JSON.parse(content) as Record<string, unknown> | null;
+    return typeof json === 'object' && json !== null && ('postcss' in json || 'babel' in json);
+  } catch {
+    return false;
+  }
+}

@@ -1,4 +1,4 @@
-import { POOL_CLAIM_PATH, PermanentError, openHttp, readText, type Machine, type PoolClaim, type PooledMachine } from '@velocity/shared';
+import { POOL_CLAIM_PATH, PermanentError, isCodeConfig, openHttp, readText, type Machine, type PoolClaim, type PooledMachine } from '@velocity/shared';
 import { sessionAccess, sessionMachineEnv } from '../machine-env';
 import { awayFromTurn, required, type ProvisionContext, type Step } from '../provision-context';
 
@@ -21,6 +21,7 @@ export const createMachineStep: Step = {
         return;
       }
     }
+    await refuseUncontainedCode(ctx);
     const pooled = await claimPooled(ctx);
     const { machine, routeId } = pooled ?? { machine: await coldMachine(ctx, budgetMs), routeId: session.id };
     const recorded = await ctx.deps.store.transition(session.id, 'starting', { containerId: machine.id, containerUrl: machine.url, routeId });
@@ -30,6 +31,23 @@ export const createMachineStep: Step = {
     ctx.routeId = routeId;
   },
 };
+
+/**
+ * Machines that run without a sandbox (MACHINE_SANDBOX=auto on a host without
+ * bubblewrap) would run a project's config files with the provider's rights:
+ * such a project is refused, naming the file, unless the operator allowed it
+ * (MACHINE_SANDBOX=none).
+ */
+async function refuseUncontainedCode(ctx: ProvisionContext): Promise<void> {
+  if (ctx.deps.provider.isolation !== 'none' || ctx.deps.config.MACHINE_SANDBOX === 'none') return;
+  const project = required(ctx.project, 'the project');
+  const config = (await ctx.deps.store.listProjectFiles(project.id)).find(isCodeConfig);
+  if (!config) return;
+  throw new PermanentError(
+    `${config.path} runs code in the preview machine, and machines here run without a sandbox (bubblewrap is not installed): ` +
+      'install bubblewrap, or set MACHINE_SANDBOX=none to allow projects with config files',
+  );
+}
 
 /**
  * A machine made for this session (the provider returns the same one if it
