@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import { freePort } from '../../../libs/shared/src/net';
 import type { InlineConfig, PluginOption, ViteDevServer } from 'vite';
+import { machineFsOptions, viteLockdown } from './vite-lockdown';
 
 /**
  * The Vite dev server for one session's files, on a loopback port of its own.
@@ -57,6 +58,8 @@ export async function templatePlugins(templateType: string): Promise<PluginOptio
 
 export async function viteConfig(options: DevServerOptions, port: number): Promise<InlineConfig> {
   const { workDir, templateType, nodeModulesRealDir, hmrClientPort } = options;
+  // What the preview may read, and what it is told about the host (see vite-lockdown.ts).
+  const lockdown = { root: workDir, dependencyDirs: [nodeModulesRealDir] };
   return {
     root: workDir,
     // Each preview has an origin of its own: the app is served at its root.
@@ -65,7 +68,7 @@ export async function viteConfig(options: DevServerOptions, port: number): Promi
     cacheDir: join(workDir, '.vite-cache'),
     logLevel: 'warn',
     clearScreen: false,
-    plugins: await templatePlugins(templateType),
+    plugins: [viteLockdown(lockdown), ...(await templatePlugins(templateType))],
     optimizeDeps: { include: OPTIMIZE[templateType] ?? [] },
     server: {
       host: '127.0.0.1',
@@ -77,7 +80,7 @@ export async function viteConfig(options: DevServerOptions, port: number): Promi
       cors: false,
       // `server.hmr.clientPort` is deprecated in Vite 8 in favour of `server.ws.clientPort`.
       ...(hmrClientPort ? { ws: { clientPort: hmrClientPort } } : {}),
-      fs: { strict: true, allow: [workDir, nodeModulesRealDir] },
+      fs: await machineFsOptions(lockdown),
     },
   };
 }

@@ -1,0 +1,415 @@
+import { realpathSync } from 'node:fs';
+import { realpath } from 'node:fs/promises';
+import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import { dirname, isAbsolute, resolve, sep } from 'node:path';
+import type { Connect, FileSystemServeOptions, Plugin, ResolvedConfig, ViteDevServer } from 'vite';
+
+/**
+ * Locks Vite's dev server down inside a preview machine. The project's code is
+ * untrusted and anyone with the preview URL can ask Vite anything, so:
+ *  - no dev endpoint acts on the host (opening an editor spawns a process per request);
+ *  - no file is served whose real path is outside the project and its real
+ *    dependencies (the shared node_modules holds workspace symlinks to the
+ *    service's own sources, and Vite checks `server.fs` against unresolved paths);
+ *  - what Vite tells the browser about errors names no host folder.
+ *
+ * Vite 8's dev endpoints, read from node_modules/vite/dist (server/index.ts, ws.ts):
+ *  - `/__open-in-editor?file=` (launch-editor-middleware) spawns $LAUNCH_EDITOR,
+ *    $VISUAL, $EDITOR or a guessed editor on any existing host file: BLOCKED.
+ *    The error overlay and the Svelte inspector link to it; in a preview there is no editor to open.
+ *  - the HMR ping (`Accept: text/x-vite-ping`, answered 204, and the `vite-ping`
+ *    websocket) touches nothing; the client needs it to reconnect: kept.
+ *  - `/@vite/lazy?` and in-memory files exist only with `experimental.bundledDev`,
+ *    the proxy only with `server.proxy`, devtools only with `devtools` and
+ *    @vitejs/devtools installed: none is configured in a machine, so none is registered.
+ *  - websocket events from the page: `vite:invoke` may only call `getBuiltins`
+ *    (the client environment disables `fetchModule`), `vite:invalidate` re-runs HMR
+ *    for one of the project's modules, `vite:forward-console` writes the page's
+ *    console errors to the server log when enabled: none acts on the host, kept.
+ *    Their answers (a refused invoke carries a stack) are cleaned like errors.
+ *  - files: `/@fs/<absolute path>`, root-relative paths (the `node_modules`
+ *    symlink included, any query: `?raw`, `?url`, `?import`, `?inline`...), public
+ *    files, and `/@id/<specifier>`: checked by real path before Vite sees the
+ *    request; modules are checked again when loaded, and CSS `@import`s when resolved.
+ */
+export interface LockdownOptions {
+  /** The project's work folder: Vite's root. */
+  root: string;
+  /** Folders of the dependencies the project imports (the shared node_modules), as given or real. */
+  dependencyDirs: string[];
+}
+
+/** The folders whose files may be served, and how error reports name paths. */
+interface LockdownPaths {
+  /** Real paths of the root and the dependency folders. */
+  allowedDirs: string[];
+  hidePaths: (text: string) => string;
+}
+
+/** A host path prefix and what an error report says instead. */
+export interface PathRewrite {
+  from: string;
+  to: string;
+}
+
+/** What a refused request gets: the same answer as a file that does not exist. */
+const NOT_FOUND_BODY = JSON.stringify({ error: 'Not found' });
+
+/** Dev endpoints that act on the host (see the list above); matched case-insensitively, as connect does. */
+const HOST_ENDPOINTS = ['/__open-in-editor'];
+
+/** Vite 8's default `server.fs.deny`: setting `deny` replaces it, so it is repeated here. */
+export const VITE_DEFAULT_FS_DENY = ['.env', '.env.*', '*.{crt,pem,key,p12,pfx,cer,der}', '.npmrc', '.yarnrc.yml', '**/.git/**'];
+
+/** Names of credentials no preview imports, refused wherever they are inside the allowed folders. */
+export const SECRET_FILE_DENY = [
+  '.netrc',
+  '.pgpass',
+  '.git-credentials',
+  '.yarnrc',
+  'id_{rsa,dsa,ecdsa,ed25519}*',
+  '*.{jks,keystore,kdbx}',
+  '**/.ssh/**',
+  '**/.aws/**',
+  '**/.docker/**',
+];
+
+/**
+ * The Vite plugin. Its middlewares are added in the `configureServer` body, so
+ * they run before all of Vite's own (after only Vite's request validation,
+ * CORS and host checks); `enforce: 'pre'` puts them before other plugins' too.
+ */
+export function viteLockdown(options: LockdownOptions): Plugin {
+  let paths: Promise<LockdownPaths> | undefined;
+  const lockdownPaths = () => (paths ??= resolveLockdownPaths(options));
+  return {
+    name: 'velocity:lockdown',
+    enforce: 'pre',
+    apply: 'serve',
+    configResolved(config) {
+      refuseResolvingOutside(config, async () => (await lockdownPaths()).allowedDirs);
+    },
+    async configureServer(server) {
+      const { allowedDirs, hidePaths } = await lockdownPaths();
+      server.middlewares.use(hidePathsInErrorResponses(hidePaths));
+      server.middlewares.use(refuseHostEndpoints(server.config.base));
+      server.middlewares.use(refuseFilesOutside(server, allowedDirs));
+      hidePathsInHotPayloads(server, hidePaths);
+    },
+    // Anything resolved some other way (an import in the project's code, `/@id/`) is refused when loaded.
+    async load(id) {
+      const file = fileOfId(id);
+      if (!file) return null;
+      const real = realPathIfExists(file);
+      if (real && !isInsideAny(real, (await lockdownPaths()).allowedDirs)) throw new Error(`Not found: ${id}`);
+      return null;
+    },
+  };
+}
+
+/**
+ * `server.fs` for a machine: strict, allowing the work folder and the real
+ * dependency folders only, denying Vite's defaults and credentials' names.
+ */
+export async function machineFsOptions(options: LockdownOptions): Promise<Required<FileSystemServeOptions>> {
+  const root = resolve(options.root);
+  return {
+    strict: true,
+    allow: unique([root, ...(await realPaths([root, ...options.dependencyDirs]))]),
+    deny: [...VITE_DEFAULT_FS_DENY, ...SECRET_FILE_DENY],
+  };
+}
+
+async function resolveLockdownPaths(options: LockdownOptions): Promise<LockdownPaths> {
+  const root = resolve(options.root);
+  const realRoot = await realpath(root);
+  const dependencyDirs = unique(options.dependencyDirs.map((dir) => resolve(dir)));
+  const realDependencyDirs = await realPaths(dependencyDirs);
+  return {
+    allowedDirs: unique([realRoot, ...realDependencyDirs]),
+    hidePaths: pathHider(lockdownRewrites(unique([root, realRoot]), unique([...dependencyDirs, ...realDependencyDirs]))),
+  };
+}
+
+/**
+ * How error reports name paths: the project's as relative paths, the
+ * dependencies' as `node_modules/...`, and the rest of the folder that holds the
+ * dependencies (the service's checkout: its sources, its tooling) as `[host]/...`.
+ */
+export function lockdownRewrites(rootDirs: string[], dependencyDirs: string[]): PathRewrite[] {
+  const hostDirs = dependencyDirs.map((dir) => dirname(dir)).filter((dir) => dir !== dirname(dir)); // never `/`
+  const rewrites = new Map<string, string>();
+  // A folder that is both (dependencies inside the project) is named by its first role.
+  for (const [dirs, to] of [[rootDirs, ''], [dependencyDirs, 'node_modules'], [hostDirs, '[host]']] as const) {
+    for (const from of dirs) if (!rewrites.has(from)) rewrites.set(from, to);
+  }
+  return [...rewrites].map(([from, to]) => ({ from, to }));
+}
+
+/**
+ * Replaces each prefix (longest first, so the project inside a host folder is
+ * still the project) where it is a whole path: with `file://`, `/@fs` or the
+ * `../..` of a path relative to the process's folder (compilers' messages)
+ * before it, and followed by `/` or by a character no file name goes on with.
+ * An empty replacement turns `<root>/src/a.ts` into `src/a.ts` and `<root>` into `.`.
+ */
+export function pathHider(rewrites: PathRewrite[]): (text: string) => string {
+  const sorted = [...rewrites].sort((a, b) => b.from.length - a.from.length);
+  if (!sorted.length) return (text) => text;
+  const replacement = new Map(sorted.map(({ from, to }) => [from, to] as const));
+  const prefixes = sorted.map(({ from }) => escapeRegExp(from)).join('|');
+  const pattern = new RegExp(`(?:file://|/@fs|\\.\\.(?:/\\.\\.)*)?(${prefixes})(/|(?![\\w.@+-]))`, 'g');
+  return (text) =>
+    text.replace(pattern, (_match, prefix: string, slash: string) => {
+      const to = replacement.get(prefix) ?? '[host]';
+      if (slash) return to ? `${to}/` : '';
+      return to || '.';
+    });
+}
+
+/**
+ * Makes Vite's internal resolvers refuse files outside `allowedDirs`. CSS
+ * `@import` goes through them and is inlined by reading the file directly
+ * (no request, no load hook), so a project's stylesheet could otherwise pull
+ * in any host file (its text then shows in the CSS or in the parse error's frame).
+ */
+function refuseResolvingOutside(config: ResolvedConfig, allowedDirs: () => Promise<string[]>): void {
+  const createResolver = config.createResolver;
+  (config as { createResolver: ResolvedConfig['createResolver'] }).createResolver = function (this: ResolvedConfig, options) {
+    const resolve = createResolver.call(this, options);
+    return async (id, ...rest) => {
+      const resolved = await resolve(id, ...rest);
+      const file = resolved ? fileOfId(resolved) : undefined;
+      const real = file ? realPathIfExists(file) : undefined;
+      if (real && !isInsideAny(real, await allowedDirs())) throw new Error(`Not found: ${id}`);
+      return resolved;
+    };
+  };
+}
+
+/** Answers 404 to the endpoints that act on the host, under the base or not. */
+function refuseHostEndpoints(base: string): Connect.NextHandleFunction {
+  return (req, res, next) => {
+    const pathname = urlPathname(req.url ?? '/');
+    const paths = [pathname, decodeIfPossible(pathname), stripBase(pathname, base)].map((path) => path?.toLowerCase());
+    if (paths.some((path) => path !== undefined && HOST_ENDPOINTS.some((endpoint) => path.startsWith(endpoint)))) {
+      return answerNotFound(res);
+    }
+    next();
+  };
+}
+
+/** Answers 404 when a file the request could be served from has its real path outside `allowedDirs`. */
+function refuseFilesOutside(server: ViteDevServer, allowedDirs: string[]): Connect.NextHandleFunction {
+  return (req, res, next) => {
+    // A file that cannot be checked (no permission to read its folder) is refused too.
+    refusedFile(req, server, allowedDirs).then(
+      (refused) => (refused ? answerNotFound(res) : next()),
+      () => answerNotFound(res),
+    );
+  };
+}
+
+async function refusedFile(req: IncomingMessage, server: ViteDevServer, allowedDirs: string[]): Promise<boolean> {
+  for (const alternatives of await filesOfRequest(req.url ?? '/', server)) {
+    for (const file of alternatives) {
+      const real = realPathIfExists(file);
+      if (real === undefined) continue;
+      if (!isInsideAny(real, allowedDirs)) return true;
+      break; // Vite serves the first that exists
+    }
+  }
+  return false;
+}
+
+/**
+ * The files Vite may serve for a URL, as groups of alternatives: in each group
+ * Vite takes the first that exists. The query (`?raw`, `?url`...) only says how.
+ */
+async function filesOfRequest(url: string, server: ViteDevServer): Promise<string[][]> {
+  const { base, root, publicDir } = server.config;
+  const pathname = urlPathname(url);
+  // A URL outside the base is refused by Vite itself (unless in middleware mode, where it is served as is).
+  const path = decodeIfPossible(stripBase(pathname, base) ?? pathname);
+  if (path.startsWith('/@fs/')) return [[path.slice('/@fs'.length)]];
+  if (path.startsWith('/@id/')) return idFiles(path.slice('/@id/'.length), server);
+  return rootRelativeFiles(path, root, publicDir);
+}
+
+/** Vite's resolver looks for `/a/b` in the root first, then as an absolute path; public files are served before both. */
+function rootRelativeFiles(path: string, root: string, publicDir: string): string[][] {
+  const inRoot = resolve(root, `.${path}`);
+  const asAbsolute = resolve(path);
+  return publicDir ? [[resolve(publicDir, `.${path}`)], [inRoot, asAbsolute]] : [[inRoot, asAbsolute]];
+}
+
+/** `/@id/<specifier>`: a virtual module (`__x00__...`) is no file; anything else is what Vite resolves it to. */
+async function idFiles(specifier: string, server: ViteDevServer): Promise<string[][]> {
+  if (specifier.startsWith('__x00__')) return [];
+  if (specifier.startsWith('/')) return rootRelativeFiles(specifier, server.config.root, server.config.publicDir);
+  // What cannot be resolved is no file; Vite answers it (and the load hook still checks what it loads).
+  const resolved = await server.environments.client.pluginContainer.resolveId(specifier).catch(() => null);
+  const file = resolved ? fileOfId(resolved.id) : undefined;
+  return file ? [[file]] : [];
+}
+
+/**
+ * Makes every error response tell no host path: Vite's error page (the error
+ * as JSON for its overlay), the "outside of Vite serving allow list" page (which
+ * lists the allowed folders), the wrong-base page. Only 4xx and 5xx bodies are touched.
+ */
+function hidePathsInErrorResponses(hidePaths: (text: string) => string): Connect.NextHandleFunction {
+  return (_req, res, next) => {
+    const writeHead = res.writeHead as (...args: unknown[]) => ServerResponse;
+    const write = res.write as (...args: unknown[]) => boolean;
+    const end = res.end as (...args: unknown[]) => ServerResponse;
+    const hideIfError = (chunk: unknown) => (res.statusCode >= 400 ? hideInChunk(res, chunk, hidePaths) : chunk);
+    res.writeHead = function (this: ServerResponse, statusCode: number, ...rest: unknown[]) {
+      // The body may change length: Node counts it (or sends it chunked).
+      if (statusCode >= 400) {
+        res.removeHeader('content-length');
+        for (const headers of rest) {
+          if (headers && typeof headers === 'object' && !Array.isArray(headers)) dropContentLength(headers as OutgoingHttpHeaders);
+        }
+      }
+      return writeHead.call(this, statusCode, ...rest);
+    } as ServerResponse['writeHead'];
+    res.write = function (this: ServerResponse, chunk: unknown, ...rest: unknown[]) {
+      return write.call(this, hideIfError(chunk), ...rest);
+    } as ServerResponse['write'];
+    res.end = function (this: ServerResponse, chunk?: unknown, ...rest: unknown[]) {
+      return end.call(this, typeof chunk === 'function' ? chunk : hideIfError(chunk), ...rest);
+    } as ServerResponse['end'];
+    next();
+  };
+}
+
+function hideInChunk(res: ServerResponse, chunk: unknown, hidePaths: (text: string) => string): unknown {
+  const text = typeof chunk === 'string' ? chunk : Buffer.isBuffer(chunk) ? chunk.toString('utf8') : undefined;
+  if (text === undefined) return chunk;
+  const hidden = hidePaths(text);
+  if (hidden === text) return chunk;
+  if (!res.headersSent) res.removeHeader('content-length');
+  return typeof chunk === 'string' ? hidden : Buffer.from(hidden, 'utf8');
+}
+
+function dropContentLength(headers: OutgoingHttpHeaders): void {
+  for (const name of Object.keys(headers)) if (name.toLowerCase() === 'content-length') delete headers[name];
+}
+
+/**
+ * Cleans host paths out of what the HMR socket tells pages: error payloads,
+ * `vite:invoke` replies (a refused call carries a stack) and a full reload's
+ * `triggeredBy` (a file path the client does not read). Update payloads are
+ * left as they are: their paths are URLs the client fetches.
+ * Every message goes out through a page's socket, wrapped when it connects.
+ * The payload Vite keeps while no page is connected is sent before that
+ * wrapper exists, so the hot channel's `send` is wrapped too (in Vite 8
+ * `server.ws` is the client environment's channel; both are wrapped if not).
+ */
+function hidePathsInHotPayloads(server: ViteDevServer, hidePaths: (text: string) => string): void {
+  for (const channel of new Set([server.ws, server.environments.client.hot])) {
+    const send = channel.send.bind(channel) as (...args: unknown[]) => void;
+    channel.send = ((...args: unknown[]) => send(...args.map((arg) => hideInHotPayload(arg, hidePaths)))) as typeof channel.send;
+  }
+  server.ws.on('connection', (socket: { send: (data: unknown, ...rest: unknown[]) => void }) => {
+    const send = socket.send.bind(socket);
+    socket.send = (data, ...rest) => send(typeof data === 'string' ? hideInHotMessage(data, hidePaths) : data, ...rest);
+  });
+}
+
+/** A message as sent on the socket (JSON), cleaned as hideInHotPayload does. */
+function hideInHotMessage(message: string, hidePaths: (text: string) => string): string {
+  if (!/"(?:error|triggeredBy)"/.test(message)) return message;
+  let payload: unknown;
+  try {
+    payload = JSON.parse(message);
+  } catch {
+    return message;
+  }
+  const hidden = hideInHotPayload(payload, hidePaths);
+  return hidden === payload ? message : JSON.stringify(hidden);
+}
+
+/** The payload with its host paths hidden, or the same object when it has none to hide. */
+function hideInHotPayload(payload: unknown, hidePaths: (text: string) => string): unknown {
+  if (typeof payload !== 'object' || payload === null) return payload;
+  const { type, event, triggeredBy } = payload as { type?: unknown; event?: unknown; triggeredBy?: unknown };
+  if (type === 'error' || (type === 'custom' && event === 'vite:invoke')) return hideInValue(payload, hidePaths);
+  if (type === 'full-reload' && typeof triggeredBy === 'string') return { ...payload, triggeredBy: hidePaths(triggeredBy) };
+  return payload;
+}
+
+/** A copy of `value` with `hidePaths` applied to every string in it. */
+function hideInValue<T>(value: T, hidePaths: (text: string) => string, depth = 0): T {
+  if (typeof value === 'string') return hidePaths(value) as T;
+  if (depth > 8 || typeof value !== 'object' || value === null) return value;
+  if (Array.isArray(value)) return value.map((item) => hideInValue(item, hidePaths, depth + 1)) as T;
+  return Object.fromEntries(Object.entries(value).map(([key, item]) => [key, hideInValue(item, hidePaths, depth + 1)])) as T;
+}
+
+function answerNotFound(res: ServerResponse): void {
+  res.statusCode = 404;
+  res.setHeader('content-type', 'application/json');
+  res.end(NOT_FOUND_BODY);
+}
+
+/** The absolute file a module id names (without its query), or undefined for a virtual module. */
+function fileOfId(id: string): string | undefined {
+  if (id.startsWith('\0')) return undefined;
+  const file = id.replace(/[?#].*$/s, '');
+  return isAbsolute(file) ? file : undefined;
+}
+
+/** The path part of a request URL, before any query. */
+function urlPathname(url: string): string {
+  return url.replace(/[?#].*$/s, '') || '/';
+}
+
+/** `/base/x` → `/x`; undefined for a path outside the base. */
+function stripBase(pathname: string, base: string): string | undefined {
+  if (base === '/' || !base) return pathname;
+  const withSlash = base.endsWith('/') ? base : `${base}/`;
+  if (pathname === withSlash.slice(0, -1)) return '/';
+  return pathname.startsWith(withSlash) ? pathname.slice(withSlash.length - 1) : undefined;
+}
+
+/** Decoded as Vite decodes request paths (`decodeURI`), or as is when malformed. */
+function decodeIfPossible(path: string): string {
+  try {
+    return decodeURI(path);
+  } catch {
+    return path;
+  }
+}
+
+/**
+ * The real path, or undefined when there is no such file. Other errors (no
+ * permission) are thrown. Synchronous: it runs for every request, and one
+ * system call is quicker than a trip through libuv's thread pool.
+ */
+function realPathIfExists(path: string): string | undefined {
+  try {
+    return realpathSync.native(path);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException)?.code;
+    if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'ENAMETOOLONG') return undefined;
+    throw error;
+  }
+}
+
+async function realPaths(paths: string[]): Promise<string[]> {
+  return unique(await Promise.all(paths.map((path) => realpath(path))));
+}
+
+function isInsideAny(path: string, dirs: string[]): boolean {
+  return dirs.some((dir) => path === dir || path.startsWith(dir.endsWith(sep) ? dir : dir + sep));
+}
+
+function unique<T>(items: T[]): T[] {
+  return [...new Set(items)];
+}
+
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
