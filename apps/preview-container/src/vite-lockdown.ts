@@ -211,26 +211,29 @@ function refuseFilesOutside(server: ViteDevServer, allowedDirs: string[]): Conne
 }
 
 async function refusedFile(req: IncomingMessage, server: ViteDevServer, allowedDirs: string[]): Promise<boolean> {
-  for (const alternatives of await filesOfRequest(req.url ?? '/', server)) {
-    for (const file of alternatives) {
-      const real = realPathIfExists(file);
-      if (real === undefined) continue;
-      if (!isInsideAny(real, allowedDirs)) return true;
-      break; // Vite serves the first that exists
-    }
+  const path = requestPath(req.url ?? '/', server);
+  for (const alternatives of await filesOfRequest(path, server)) {
+    // Vite serves the first that exists.
+    const real = alternatives.map(realPathIfExists).find((found) => found !== undefined);
+    // A `/@fs/` file that does not exist is answered as one outside: Vite would answer its load error, naming the path.
+    if (real === undefined ? path.startsWith('/@fs/') : !isInsideAny(real, allowedDirs)) return true;
   }
   return false;
 }
 
-/**
- * The files Vite may serve for a URL, as groups of alternatives: in each group
- * Vite takes the first that exists. The query (`?raw`, `?url`...) only says how.
- */
-async function filesOfRequest(url: string, server: ViteDevServer): Promise<string[][]> {
-  const { base, root, publicDir } = server.config;
+/** The path a request asks Vite for: without the base and the query, percent-decoded. */
+function requestPath(url: string, server: ViteDevServer): string {
   const pathname = urlPathname(url);
   // A URL outside the base is refused by Vite itself (unless in middleware mode, where it is served as is).
-  const path = decodeIfPossible(stripBase(pathname, base) ?? pathname);
+  return decodeIfPossible(stripBase(pathname, server.config.base) ?? pathname);
+}
+
+/**
+ * The files Vite may serve for a request path, as groups of alternatives: in each group
+ * Vite takes the first that exists. The query (`?raw`, `?url`...) only says how.
+ */
+async function filesOfRequest(path: string, server: ViteDevServer): Promise<string[][]> {
+  const { root, publicDir } = server.config;
   if (path.startsWith('/@fs/')) return [[path.slice('/@fs'.length)]];
   if (path.startsWith('/@id/')) return idFiles(path.slice('/@id/'.length), server);
   return rootRelativeFiles(path, root, publicDir);
