@@ -113,35 +113,41 @@ async function localSection(databaseUrl: string, queuePrefix: string): Promise<N
     const machine = (await sys.machines.processes()).find((p) => p.sessionId === target.sessionId);
     if (!machine) throw new Error(`the machine of session ${target.sessionId} is gone`);
     const containerIdle = treeRss(machine.pid);
-    const vitePort = vitePortOf(sys.machinesDir, target.sessionId);
-    if (!vitePort) throw new Error(`no "dev server ready" port in the container log of ${target.sessionId}`);
     const routedUrl = `${target.previewUrl}src/App.jsx`;
-    const directUrl = `http://127.0.0.1:${vitePort}/src/App.jsx`;
-    // The hop in between, for the analysis: the container's own port (its proxy, then Vite), no edge, asked on the preview's origin.
-    const containerUrl = `http://${new URL(routedUrl).hostname}:${machine.port}/src/App.jsx`;
-    for (const url of [routedUrl, directUrl, containerUrl]) {
-      const res = await openHttp(url);
+    // The container answers its own preview's Host only (the first label, whatever the port).
+    const previewHost = new URL(routedUrl).hostname;
+    // Vite's own port, when the host shares the machine's network: a sandboxed machine has a network of its own.
+    const vitePort = machine.port === undefined ? null : vitePortOf(sys.machinesDir, target.sessionId);
+    if (machine.port !== undefined && !vitePort) throw new Error(`no "dev server ready" port in the container log of ${target.sessionId}`);
+    const directUrl = vitePort ? `http://127.0.0.1:${vitePort}/src/App.jsx` : null;
+    // The hop in between, for the analysis: the container's own address (its proxy, then Vite), no edge, asked on the preview's origin.
+    const machineUrl = (await sys.machines.findBySession(target.sessionId))?.url;
+    if (!machineUrl) throw new Error(`the machine of session ${target.sessionId} is gone`);
+    const containerUrl = `${machineUrl}/src/App.jsx`;
+    const hops = [{ url: routedUrl }, ...(directUrl ? [{ url: directUrl }] : []), { url: containerUrl, host: previewHost }];
+    for (const { url, host } of hops) {
+      const res = await openHttp(url, host ? { headers: { host } } : {});
       const body = await readText(res);
       if (url === routedUrl) countUrlAnswer(url, res.statusCode ?? 0, body);
       if (res.statusCode !== 200) throw new Error(`${url} answered ${res.statusCode}: ${body.slice(0, 200)}`);
     }
-    log(`3. routing: autocannon, ${SIZE.routeS} s × 10 connections each, routed ${routedUrl} and direct ${directUrl}`);
+    log(`3. routing: autocannon, ${SIZE.routeS} s × 10 connections each, routed ${routedUrl} and direct ${directUrl ?? '(none: the machine is sandboxed)'}`);
     const opts = { connections: 10, durationS: SIZE.routeS };
-    for (const url of [routedUrl, directUrl, containerUrl]) await load(url, { connections: 10, durationS: SIZE.warmS });
+    for (const { url, host } of hops) await load(url, { connections: 10, durationS: SIZE.warmS, host });
     // CPU per request of each process on the path (autocannon is this process).
-    const measure = async (url: string) => {
+    const measure = async (url: string, host?: string) => {
       const meter = cpuMeter({ api: () => [sys.pids.api], container: () => [machine.pid], autocannon: () => [process.pid] });
-      const result = await load(url, opts);
+      const result = await load(url, { ...opts, host });
       const cpu = meter.stop();
       const perRequestUs = Object.fromEntries(Object.entries(cpu).map(([k, v]) => [k, (v * 1000) / Math.max(1, result.requests)]));
       return { ...result, cpuUsPerRequest: perRequestUs };
     };
     const routed = await measure(routedUrl);
-    const direct = await measure(directUrl);
-    const viaContainer = await measure(containerUrl);
+    const direct = directUrl ? await measure(directUrl) : undefined;
+    const viaContainer = await measure(containerUrl, previewHost);
     urlChecks.requests += routed.requests;
     urlChecks.non200 += routed.non2xx;
-    log(`   routed ${routed.rps.toFixed(0)} req/s p99 ${routed.p99} ms; direct ${direct.rps.toFixed(0)} req/s p99 ${direct.p99} ms`);
+    log(`   routed ${routed.rps.toFixed(0)} req/s p99 ${routed.p99} ms; direct ${direct ? `${direct.rps.toFixed(0)} req/s p99 ${direct.p99} ms` : 'not measured'}`);
     const containerLoaded = treeRss(machine.pid);
     await retire(sys, [target.sessionId]);
 

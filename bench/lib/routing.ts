@@ -1,4 +1,5 @@
 import autocannon from 'autocannon';
+import { unixSocketOf } from '@velocity/shared';
 
 export interface LoadResult {
   url: string;
@@ -11,23 +12,27 @@ export interface LoadResult {
 }
 
 /**
- * Where to connect for a URL, and the Host to send: a preview's origin
- * (`<routeId>.localhost:<port>`) is loopback, as browsers resolve it, which
- * autocannon's resolver does not know.
+ * Where to connect for a URL, and the Host to send (`host`, else the URL's): a
+ * preview's origin (`<routeId>.localhost:<port>`) is loopback, as browsers
+ * resolve it, which autocannon's resolver does not know; a machine on a Unix
+ * socket (`http://unix:<socket>:<path>`) is its socket.
  */
-export function connectionOf(url: string): { url: string; host?: string } {
+export function connectionOf(url: string, host?: string): { url: string; host?: string; socketPath?: string } {
+  const unix = unixSocketOf(url);
+  if (unix) return { url: `http://localhost${unix.path}`, host, socketPath: unix.socketPath };
   const parsed = new URL(url);
-  if (!parsed.hostname.endsWith('.localhost')) return { url };
-  const host = parsed.host;
+  if (!parsed.hostname.endsWith('.localhost')) return { url, host };
+  const previewHost = parsed.host;
   parsed.hostname = '127.0.0.1';
-  return { url: parsed.toString(), host };
+  return { url: parsed.toString(), host: host ?? previewHost };
 }
 
-/** autocannon against one URL; rps is the mean of its per-second samples. */
-export async function load(url: string, options: { connections: number; durationS: number }): Promise<LoadResult> {
-  const target = connectionOf(url);
+/** autocannon against one URL (with `host` as its Host); rps is the mean of its per-second samples. */
+export async function load(url: string, options: { connections: number; durationS: number; host?: string }): Promise<LoadResult> {
+  const target = connectionOf(url, options.host);
   const result = await autocannon({
     url: target.url,
+    ...(target.socketPath ? { socketPath: target.socketPath } : {}),
     ...(target.host ? { headers: { host: target.host } } : {}),
     connections: options.connections,
     duration: options.durationS,

@@ -14,6 +14,7 @@ import { MachineFilesController } from './machines/machine-files.controller';
 import { MachineActivityController } from './machines/machine-activity.controller';
 import { MachineAccess } from './machines/machine-access';
 import { FileChangesController } from './machines/file-changes.controller';
+import { MachineSocket } from './machines/machine-socket';
 import { ProjectsController } from './projects/projects.controller';
 import { ProjectsService } from './projects/projects.service';
 import { SessionsController } from './sessions/sessions.controller';
@@ -70,6 +71,7 @@ export class AppModule {
         GoneSessions,
         SessionRoutes,
         MachineAccess,
+        MachineSocket,
         {
           provide: FileChangeLog,
           inject: [REDIS],

@@ -31,11 +31,11 @@ import { freePort } from '../../e2e/src/system';
 import type { CleanupDeps } from '../src/cleanup-deps';
 import { createCleanupWorker, type CleanupWorkerOptions } from '../src/cleanup-worker';
 
-/** A light real process as a preview machine: it answers the provider's /health probe, and nothing else. */
+/** A light real process as a preview machine: it answers the provider's /health probe (on its socket when sandboxed), and nothing else. */
 export const LIGHT_MACHINE = [
   process.execPath,
   '-e',
-  "require('http').createServer((q,s)=>s.end('ok')).listen(process.env.PORT,'127.0.0.1')",
+  "require('http').createServer((q,s)=>s.end('ok')).listen(process.env.LISTEN_SOCKET||process.env.PORT,'127.0.0.1')",
 ];
 
 /**
@@ -49,6 +49,9 @@ export class CountingProvider implements MachineProvider {
   }
   get isolation() {
     return this.inner.isolation;
+  }
+  get machineApiUrl() {
+    return this.inner.machineApiUrl;
   }
   create(spec: MachineSpec, signal?: AbortSignal) {
     return this.inner.create(spec, signal);

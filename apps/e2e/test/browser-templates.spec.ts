@@ -13,7 +13,7 @@
  * again from 0; the test checks exactly that.
  */
 import type { Browser } from 'playwright-core';
-import { createRedis, EventLog, PostgresSessionStore, templateFiles } from '@velocity/shared';
+import { createRedis, EventLog, PostgresSessionStore, requestText, templateFiles } from '@velocity/shared';
 import {
   clickCounter,
   counterText,
@@ -171,9 +171,10 @@ describe('templates in Chromium through the edge, with live files over HMR', () 
     const [, second] = previews.get('react')!;
     const machine = await system.machines.findBySession(second.sessionId);
     expect(machine).not.toBeNull();
-    const before = await fetch(`${machine!.url}/health`);
+    // Node's HTTP client: a sandboxed machine is on a Unix socket.
+    const before = await requestText(`${machine!.url}/health`);
     expect(before.status).toBe(200);
-    expect(await before.json()).toEqual({ status: 'ok', devServer: 'ok', data: 'ok', session: 'ok', sessionId: second.sessionId });
+    expect(JSON.parse(before.body)).toEqual({ status: 'ok', devServer: 'ok', data: 'ok', session: 'ok', sessionId: second.sessionId });
 
     // What cleanup does first when a session ends: the row says `ending` and the event is stored.
     // The system's own database (startSystem gives each system one).
@@ -188,8 +189,8 @@ describe('templates in Chromium through the edge, with live files over HMR', () 
     }
     let last: unknown;
     await until('the machine to report its session failing', async () => {
-      const res = await fetch(`${machine!.url}/health`);
-      last = { status: res.status, body: await res.json() };
+      const res = await requestText(`${machine!.url}/health`);
+      last = { status: res.status, body: JSON.parse(res.body) };
       return res.status === 503;
     });
     expect(last).toEqual({ status: 503, body: { status: 'failing', devServer: 'ok', data: 'ok', session: 'failing', sessionId: second.sessionId } });

@@ -1,5 +1,6 @@
 import type { Logger } from '../../../libs/shared/src/logger';
 import { errorMessage } from '../../../libs/shared/src/errors';
+import { requestText } from '../../../libs/shared/src/http-client';
 
 /**
  * Tells the api that this preview is in use, so cleanup does not stop it as
@@ -58,20 +59,20 @@ export function createActivityReporter(options: ActivityReporterOptions): Activi
     if (finished || lastActivityAt === null || lastActivityAt <= lastReportedAt) return false;
     const at = lastActivityAt;
     try {
-      const res = await fetch(url, {
+      // Node's HTTP client: the api may be on a Unix socket (`http://unix:<socket>:<path>`).
+      const res = await requestText(url, {
         method: 'POST',
         headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
         body: JSON.stringify({ lastActivityAt: new Date(at).toISOString() }),
         signal: AbortSignal.timeout(Math.min(10_000, everyMs)),
       });
-      const text = await res.text();
-      if (res.ok) {
+      if (res.status >= 200 && res.status <= 299) {
         lastReportedAt = at;
         return true;
       }
       // 410: the session has ended, and the token with it. A 409 (not active yet) is worth another try.
       if (res.status === 410) finished = true;
-      logger.warn('activity report refused', { status: res.status, body: text.slice(0, 200) });
+      logger.warn('activity report refused', { status: res.status, body: res.body.slice(0, 200) });
     } catch (err) {
       logger.warn('activity report failed', { err: errorMessage(err) });
     }

@@ -10,8 +10,11 @@ import { TEMPLATE_TYPES } from '../../../libs/shared/src/templates';
 export interface ContainerConfig {
   sessionId: string;
   projectId: string;
+  /** Where the server listens, unless `listenSocket` is set (then port is 0). */
   port: number;
   host: string;
+  /** A Unix socket to listen on instead of HOST:PORT: a sandboxed machine has no network to listen on. */
+  listenSocket?: string;
   workDir: string;
   filesUrl: string;
   machineToken: string;
@@ -57,8 +60,12 @@ const schema = z.object({
   PROJECT_ID: z.uuid('must be a UUID'),
   /** Set for warm-pool machines, which learn their session when claimed. */
   POOL_CLAIM_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
-  PORT: port(0),
+  PORT: port(0).optional(),
   HOST: z.string().min(1, 'must not be empty').default('127.0.0.1'),
+  LISTEN_SOCKET: z
+    .string()
+    .refine((p) => isAbsolute(p), 'must be an absolute path')
+    .optional(),
   WORK_DIR: absoluteDir,
   FILES_URL: z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }),
   MACHINE_TOKEN: z.string().min(1, 'must not be empty'),
@@ -94,11 +101,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ContainerConfi
     throw new ConfigError(`Invalid environment: ${name} ${message}`);
   }
   const e = parsed.data;
+  if (e.PORT === undefined && !e.LISTEN_SOCKET) throw new ConfigError('Invalid environment: PORT is required (or LISTEN_SOCKET)');
   return {
     sessionId: e.SESSION_ID,
     projectId: e.PROJECT_ID,
-    port: e.PORT,
+    port: e.PORT ?? 0,
     host: e.HOST,
+    listenSocket: e.LISTEN_SOCKET,
     workDir: e.WORK_DIR,
     filesUrl: e.FILES_URL,
     machineToken: e.MACHINE_TOKEN,

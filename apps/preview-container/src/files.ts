@@ -2,6 +2,7 @@ import { lstat, mkdir, readFile, readdir, readlink, realpath, symlink, unlink, w
 import { dirname, join, relative, sep } from 'node:path';
 import { z } from 'zod';
 import { errorMessage, sleep } from '../../../libs/shared/src/errors';
+import { requestText } from '../../../libs/shared/src/http-client';
 import { resolveInside, safeRelativePath, UnsafePathError } from './path-safety';
 
 /** Getting the project's files from FILES_URL and putting them on disk in WORK_DIR. */
@@ -50,25 +51,24 @@ export async function fetchProjectFiles(url: string, token: string, options: Fet
   throw new FilesError(`Could not load project files from ${url}: ${lastError?.message}`, false);
 }
 
+/** One GET with node's HTTP client, which also reaches an api on a Unix socket (`http://unix:<socket>:<path>`). */
 async function fetchOnce(url: string, token: string, timeoutMs: number): Promise<ProjectFile[]> {
-  let response: Response;
+  const signal = AbortSignal.timeout(timeoutMs);
+  let response: { status: number; body: string };
   try {
-    response = await fetch(url, {
-      headers: { authorization: `Bearer ${token}`, accept: 'application/json' },
-      signal: AbortSignal.timeout(timeoutMs),
-    });
+    response = await requestText(url, { headers: { authorization: `Bearer ${token}`, accept: 'application/json' }, signal });
   } catch (error) {
-    const reason = (error as Error)?.name === 'TimeoutError' ? `timed out after ${timeoutMs} ms` : describeFetchError(error);
+    const reason = signal.aborted ? `timed out after ${timeoutMs} ms` : `failed: ${(error as NodeJS.ErrnoException)?.code ?? errorMessage(error)}`;
     throw new FilesError(`GET ${url} ${reason}`, true);
   }
-  if (!response.ok) {
-    const body = (await response.text().catch(() => '')).slice(0, 200);
+  if (response.status < 200 || response.status > 299) {
+    const body = response.body.slice(0, 200);
     const retryable = response.status >= 500 || response.status === 429;
     throw new FilesError(`GET ${url} answered ${response.status}${body ? `: ${body}` : ''}`, retryable);
   }
   let json: unknown;
   try {
-    json = await response.json();
+    json = JSON.parse(response.body);
   } catch (error) {
     throw new FilesError(`GET ${url} returned a body that is not JSON: ${errorMessage(error)}`, false);
   }
@@ -77,11 +77,6 @@ async function fetchOnce(url: string, token: string, timeoutMs: number): Promise
     throw new FilesError(`GET ${url} returned JSON without a valid "files" list: ${parsed.error.issues[0]?.message}`, false);
   }
   return parsed.data.files;
-}
-
-function describeFetchError(error: unknown): string {
-  const cause = (error as { cause?: { code?: string; message?: string } })?.cause;
-  return `failed: ${cause?.code ?? cause?.message ?? errorMessage(error)}`;
 }
 
 /**

@@ -1,3 +1,5 @@
+import { requestText, serverBaseOf } from '../../../libs/shared/src/http-client';
+
 /**
  * On Fly.io, a request may land on the wrong machine (Fly's proxy balances over
  * the app's machines). This answers it with `fly-replay: instance=<machine>`,
@@ -20,16 +22,17 @@ export class FlyReplay {
   /** Fly sets FLY_MACHINE_ID in every machine; without it there is no Fly proxy to replay through. */
   static fromEnv(env: NodeJS.ProcessEnv, filesUrl: string, machineToken = env.MACHINE_TOKEN): FlyReplay | null {
     if (!env.FLY_MACHINE_ID) return null;
-    return new FlyReplay(env.ROUTES_URL ?? `${new URL(filesUrl).origin}/v1/routes`, 60_000, machineToken);
+    return new FlyReplay(env.ROUTES_URL ?? `${serverBaseOf(filesUrl)}/v1/routes`, 60_000, machineToken);
   }
 
   async resolve(sessionId: string): Promise<Replay> {
     const cached = this.cache.get(sessionId);
     if (cached && cached.until > Date.now()) return cached.replay;
     const headers: Record<string, string> = this.machineToken ? { authorization: `Bearer ${this.machineToken}` } : {};
-    const res = await fetch(`${this.routesUrl}/${encodeURIComponent(sessionId)}`, { headers, signal: AbortSignal.timeout(3000) });
-    if (res.status !== 200) return (await refusedAsGone(res)) ? { kind: 'gone' } : { kind: 'unknown' };
-    const replay: Replay = { kind: 'replay', header: `instance=${((await res.json()) as { machineId: string }).machineId}` };
+    // Node's HTTP client: the api may be on a Unix socket (`http://unix:<socket>:<path>`).
+    const res = await requestText(`${this.routesUrl}/${encodeURIComponent(sessionId)}`, { headers, signal: AbortSignal.timeout(3000) });
+    if (res.status !== 200) return refusedAsGone(res) ? { kind: 'gone' } : { kind: 'unknown' };
+    const replay: Replay = { kind: 'replay', header: `instance=${(JSON.parse(res.body) as { machineId: string }).machineId}` };
     // Only a machine is worth keeping; a session not found yet may be starting.
     this.cache.set(sessionId, { replay, until: Date.now() + this.ttlMs });
     return replay;
@@ -41,7 +44,14 @@ export class FlyReplay {
  * route. A 410 naming `authorization` is about this machine's own token (its
  * session has ended), which says nothing about the session asked for.
  */
-async function refusedAsGone(res: Response): Promise<boolean> {
-  const body = (await res.json().catch(() => ({}))) as { field?: unknown } | null;
-  return res.status === 410 && body?.field !== 'authorization';
+function refusedAsGone(res: { status: number; body: string }): boolean {
+  return res.status === 410 && (parseJson(res.body) as { field?: unknown } | null)?.field !== 'authorization';
+}
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return null;
+  }
 }

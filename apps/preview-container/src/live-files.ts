@@ -45,10 +45,9 @@ export interface LiveFilesOptions {
 /** Environment of live files: FILE_CHANGES_URL, by default FILES_URL's `/files` replaced by `/file-changes`; null when neither gives one. */
 export function fileChangesUrlOf(env: NodeJS.ProcessEnv, filesUrl: string): string | null {
   if (env.FILE_CHANGES_URL) return env.FILE_CHANGES_URL;
-  const url = new URL(filesUrl);
-  if (!/\/files\/?$/.test(url.pathname)) return null;
-  url.pathname = url.pathname.replace(/\/files\/?$/, '/file-changes');
-  return url.toString();
+  // On the string, not through URL: `http://unix:<socket>:<path>` would come back without the colon after `unix`.
+  const files = /\/files\/?(\?.*)?$/;
+  return files.test(filesUrl) ? filesUrl.replace(files, '/file-changes$1') : null;
 }
 
 type Outcome = { kind: 'ended'; reason: string } | { kind: 'closed'; received: boolean };

@@ -3,6 +3,7 @@ import './zod-jitless';
 import { join } from 'node:path';
 import { createLogger, type Logger } from '../../../libs/shared/src/logger';
 import { errorMessage } from '../../../libs/shared/src/errors';
+import { unixSocketUrl } from '../../../libs/shared/src/http-client';
 import { ConfigError, loadConfig, type ContainerConfig } from './config';
 import { startDevServer, type DevServer } from './dev-server';
 import { fetchProjectFiles, linkNodeModules, syncProjectFiles, writeProjectFiles, type ProjectFile } from './files';
@@ -83,8 +84,8 @@ async function main(): Promise<void> {
   process.once('SIGTERM', () => void stop(0, 'SIGTERM'));
   process.once('SIGINT', () => void stop(0, 'SIGINT'));
 
-  const port = await container.listen(config.port, config.host);
-  logger.info('listening', { host: config.host, port, routeId: config.routeId, pooled });
+  const ownUrl = await listen(config, container);
+  logger.info('listening', { ...(config.listenSocket ? { socket: config.listenSocket } : { host: config.host, url: ownUrl }), routeId: config.routeId, pooled });
 
   try {
     // A pooled machine starts on its template's files, which are no project's data.
@@ -93,12 +94,19 @@ async function main(): Promise<void> {
     if (pooled) startFiles = new Map(files.map((file) => [safeRelativePath(file.path), file.content]));
     if (!pooled) bindSession(session, config, container, logger, files);
     // A pooled machine reports healthy (joins the pool) only once its page was rehearsed.
-    const rehearse = pooled ? () => rehearsePage(`http://127.0.0.1:${port}/`, previewHostOf(config.routeId)) : undefined;
+    const rehearse = pooled ? () => rehearsePage(`${ownUrl}/`, previewHostOf(config.routeId)) : undefined;
     if (!stopping) devServer = await startVite(config, container, logger, () => stopping, nodeModulesRealDir, rehearse);
   } catch (error) {
     logger.error('start failed', { err: error });
     await stop(1, 'start failed');
   }
+}
+
+/** Listens on LISTEN_SOCKET, else HOST:PORT; returns the server's own base URL, for its page rehearsal. */
+async function listen(config: ContainerConfig, container: ContainerServer): Promise<string> {
+  if (!config.listenSocket) return `http://127.0.0.1:${await container.listen(config.port, config.host)}`;
+  await container.listenOnSocket(config.listenSocket);
+  return unixSocketUrl(config.listenSocket);
 }
 
 interface SessionBinding {

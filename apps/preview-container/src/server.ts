@@ -1,3 +1,4 @@
+import { rm } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Logger } from '../../../libs/shared/src/logger';
@@ -19,6 +20,8 @@ export interface ContainerServer {
   health: HealthState;
   setProxy(proxy: ViteProxy): void;
   listen(port: number, host: string): Promise<number>;
+  /** Listens on a Unix socket at `path` that any local user may connect to (a file left there by an earlier server is replaced). */
+  listenOnSocket(path: string): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -113,6 +116,17 @@ export function createContainerServer(options: {
           server.off('error', reject);
           const address = server.address();
           resolve(typeof address === 'object' && address ? address.port : port);
+        });
+      });
+    },
+    async listenOnSocket(path) {
+      await rm(path, { force: true });
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        // Any user: the machine's socket is reached through its provider's folder, by the api's user too.
+        server.listen({ path, readableAll: true, writableAll: true }, () => {
+          server.off('error', reject);
+          resolve();
         });
       });
     },

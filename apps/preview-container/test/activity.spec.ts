@@ -57,6 +57,7 @@ describe('activity reporter', () => {
     });
     expect(activitySettings({ ACTIVITY_REPORT_EVERY_MS: '500', ACTIVITY_URL: 'http://x/a' }, 'http://api/files')).toEqual({ url: 'http://x/a', everyMs: 500 });
     expect(() => activitySettings({ ACTIVITY_REPORT_EVERY_MS: 'soon' }, 'http://api/files')).toThrow(/ACTIVITY_REPORT_EVERY_MS/);
+    expect(activitySettings({}, 'http://unix:/run/vp-api/api.sock:/v1/machines/x/files').url).toBe('http://unix:/run/vp-api/api.sock:/v1/machines/x/activity');
   });
 
   it('reports preview requests (not /health) once per interval, with the machine token', async () => {

@@ -32,6 +32,16 @@ describe('loadConfig', () => {
     expect(config).toMatchObject({ host: '0.0.0.0', hmrClientPort: 8080 });
   });
 
+  it('listens on LISTEN_SOCKET instead of a port (a sandboxed machine has no network), and needs one of them', () => {
+    const { PORT: _port, ...withoutPort } = valid;
+    expect(loadConfig({ ...withoutPort, LISTEN_SOCKET: '/run/machine/http.sock' })).toMatchObject({ listenSocket: '/run/machine/http.sock', port: 0 });
+    expect(() => loadConfig(withoutPort)).toThrow('Invalid environment: PORT is required (or LISTEN_SOCKET)');
+    expect(() => loadConfig({ ...valid, LISTEN_SOCKET: 'http.sock' })).toThrow('Invalid environment: LISTEN_SOCKET must be an absolute path');
+    expect(loadConfig({ ...withoutPort, LISTEN_SOCKET: '/s.sock', FILES_URL: 'http://unix:/run/vp-api/api.sock:/v1/machines/x/files' }).filesUrl).toBe(
+      'http://unix:/run/vp-api/api.sock:/v1/machines/x/files',
+    );
+  });
+
   it("takes a pooled machine's route id as its id until a claim names the session", () => {
     const routeId = '3d2c1b0a-0000-4000-8000-00000000abcd';
     const config = loadConfig({ PORT: '0', WORK_DIR: '/tmp/pc-work', POOL_CLAIM_TOKEN: 'c'.repeat(32), ROUTE_ID: routeId });

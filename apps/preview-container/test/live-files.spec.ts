@@ -114,6 +114,8 @@ describe('live files', () => {
     expect(fileChangesUrlOf({}, 'http://api:3000/v1/machines/abc/files')).toBe('http://api:3000/v1/machines/abc/file-changes');
     expect(fileChangesUrlOf({ FILE_CHANGES_URL: 'http://x/y' }, 'http://api/files')).toBe('http://x/y');
     expect(fileChangesUrlOf({}, 'http://127.0.0.1:9/files/ok')).toBeNull();
+    // On the api's socket: the URL keeps its form (through URL, `unix:` would lose its colon).
+    expect(fileChangesUrlOf({}, 'http://unix:/run/vp-api/api.sock:/v1/machines/abc/files')).toBe('http://unix:/run/vp-api/api.sock:/v1/machines/abc/file-changes');
   });
 
   it('resyncs on connect without rewriting unchanged files, then applies puts and deletes to the work folder', async () => {

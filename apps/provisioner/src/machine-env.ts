@@ -1,4 +1,4 @@
-import { TIER_LIMITS, apiInternalUrl, createMachineToken, previewOriginOf, type Config, type Tier } from '@velocity/shared';
+import { TIER_LIMITS, apiInternalUrl, createMachineToken, previewOriginOf, type Config, type MachineProvider, type Tier } from '@velocity/shared';
 
 /** How the browser reaches machines: the port of the preview's origin, which its HMR websocket connects to. */
 function hmrClientPort(config: Config): string {
@@ -6,18 +6,31 @@ function hmrClientPort(config: Config): string {
   return origin.port || (origin.protocol === 'https:' ? '443' : '80');
 }
 
-/** Where a session's machine reads its files, and the token that opens them (valid as long as the tier lets a session live). */
-export function sessionAccess(config: Config, session: { sessionId: string; projectId: string; tier: Tier }) {
+/** The api's base URL as `provider`'s machines reach it: the provider's own way (a sandbox's socket), else API_INTERNAL_URL. */
+export function machineApiBase(config: Config, provider: Pick<MachineProvider, 'machineApiUrl'>): string {
+  return provider.machineApiUrl ?? apiInternalUrl(config);
+}
+
+/**
+ * Where a session's machine reads its files (at the api as `provider`'s
+ * machines reach it), and the token that opens them (valid as long as the tier
+ * lets a session live).
+ */
+export function sessionAccess(config: Config, provider: Pick<MachineProvider, 'machineApiUrl'>, session: { sessionId: string; projectId: string; tier: Tier }) {
   const ttl = Math.max(config.SESSION_TTL_SECONDS, TIER_LIMITS[session.tier].maxDurationSeconds) + 3600;
   return {
-    filesUrl: `${apiInternalUrl(config)}/v1/machines/${session.sessionId}/files`,
+    filesUrl: `${machineApiBase(config, provider)}/v1/machines/${session.sessionId}/files`,
     machineToken: createMachineToken({ sessionId: session.sessionId, projectId: session.projectId }, config.MACHINE_TOKEN_SECRET, ttl),
   };
 }
 
-/** The environment of a machine made for one session. */
-export function sessionMachineEnv(config: Config, session: { sessionId: string; projectId: string; tier: Tier; templateType: string }) {
-  const access = sessionAccess(config, session);
+/** The environment of a machine `provider` makes for one session. */
+export function sessionMachineEnv(
+  config: Config,
+  provider: Pick<MachineProvider, 'machineApiUrl'>,
+  session: { sessionId: string; projectId: string; tier: Tier; templateType: string },
+) {
+  const access = sessionAccess(config, provider, session);
   return {
     SESSION_ID: session.sessionId,
     PROJECT_ID: session.projectId,

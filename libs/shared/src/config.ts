@@ -1,3 +1,4 @@
+import { join, resolve } from 'node:path';
 import { z } from 'zod';
 
 /**
@@ -61,6 +62,12 @@ export const configSchema = z.object({
    * provider refuses to start without it), `none` (the operator allows unsandboxed machines).
    */
   MACHINE_SANDBOX: z.enum(['auto', 'bubblewrap', 'none']).default('auto'),
+  /**
+   * MACHINE_PROVIDER=local: the Unix socket on which the api also serves its machine routes
+   * (`/v1/machines/*`, `/v1/routes/*`, nothing else), for sandboxed machines, which have no
+   * network. Default: `<LOCAL_MACHINES_DIR>/api/api.sock`. Its folder is shown to every machine.
+   */
+  MACHINE_API_SOCKET: z.string().min(1).optional(),
   /** The unprivileged user and group id sandboxed machines run as, when the provider runs as root. */
   MACHINE_UID: z.coerce.number().int().min(1).max(4_294_967_294).default(65534),
   MACHINE_GID: z.coerce.number().int().min(1).max(4_294_967_294).default(65534),
@@ -195,6 +202,11 @@ function requireSupabaseSettings(config: Config): void {
 /** The api's base URL as browsers see it. */
 export function publicUrl(config: Config): string {
   return (config.PUBLIC_URL ?? `http://${config.API_HOST}:${config.API_PORT}`).replace(/\/$/, '');
+}
+
+/** The api's Unix socket for local machines (MACHINE_API_SOCKET), as an absolute path. */
+export function machineApiSocketOf(config: Pick<Config, 'MACHINE_API_SOCKET' | 'LOCAL_MACHINES_DIR'>): string {
+  return resolve(config.MACHINE_API_SOCKET ?? join(config.LOCAL_MACHINES_DIR, 'api', 'api.sock'));
 }
 
 /** The api's base URL as machines see it. */

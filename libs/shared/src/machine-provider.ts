@@ -23,7 +23,11 @@ export interface Machine {
   id: string;
   sessionId: string;
   state: MachineState;
-  /** Where the routing edge sends a session's requests (http://host:port). */
+  /**
+   * Where the routing edge sends a session's requests: `http://host:port`, or
+   * `http://unix:<socket path>:` for a machine on a Unix socket (openHttp and
+   * the edge take both).
+   */
   url: string;
 }
 
@@ -45,6 +49,11 @@ export type MachineIsolation = 'vm' | 'sandbox' | 'none';
 export interface MachineProvider {
   readonly name: string;
   readonly isolation: MachineIsolation;
+  /**
+   * How this provider's machines reach the api, when not at API_INTERNAL_URL
+   * (a sandboxed local machine has no network: it gets the api's Unix socket).
+   */
+  readonly machineApiUrl?: string;
   create(spec: MachineSpec, signal?: AbortSignal): Promise<Machine>;
   /** Resolves once the machine runs and accepts connections; throws on timeout. */
   waitStarted(machine: Machine, timeoutMs: number, signal?: AbortSignal): Promise<Machine>;

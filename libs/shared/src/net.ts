@@ -15,3 +15,14 @@ export function freePort(host = '127.0.0.1'): Promise<number> {
     });
   });
 }
+
+/** The longest path of a Unix socket on Linux (sun_path less its NUL); node binds a longer one cut short, silently. */
+export const SOCKET_PATH_MAX_BYTES = 107;
+
+/** Throws, naming `what`, when `path` is too long for a Unix socket. */
+export function assertSocketPathFits(path: string, what: string): void {
+  const bytes = Buffer.byteLength(path);
+  if (bytes > SOCKET_PATH_MAX_BYTES) {
+    throw new Error(`The path of ${what} is ${bytes} bytes, more than a Unix socket may have (${SOCKET_PATH_MAX_BYTES}): ${path} (choose a shorter folder)`);
+  }
+}

@@ -1,8 +1,10 @@
-// Jest globalSetup: one fresh Postgres database (migrated) and one Redis key
-// prefix per test run, so runs never share state. Jest passes the env vars set
+// Jest globalSetup: one fresh Postgres database (migrated), one Redis key
+// prefix and one machines folder per test run, so runs never share state. Jest passes the env vars set
 // here on to every test worker. In a multi-project run this may be called once
 // per project: only the first call creates anything.
 const crypto = require('node:crypto');
+const fs = require('node:fs');
+const os = require('node:os');
 const path = require('node:path');
 
 const STATE = Symbol.for('velocity-preview.test-env');
@@ -27,7 +29,10 @@ module.exports = async function globalSetup() {
     throw error;
   }
 
-  globalThis[STATE] = { databaseUrl, queuePrefix, tornDown: false };
+  // LOCAL_MACHINES_DIR of test configs: a test api makes its machine socket there, not in the repo's .velocity.
+  const machinesDir = fs.mkdtempSync(path.join(os.tmpdir(), 'vp-test-machines-'));
+  globalThis[STATE] = { databaseUrl, queuePrefix, machinesDir, tornDown: false };
   process.env.VP_TEST_DATABASE_URL = databaseUrl;
   process.env.VP_TEST_QUEUE_PREFIX = queuePrefix;
+  process.env.VP_TEST_MACHINES_DIR = machinesDir;
 };

@@ -1,6 +1,7 @@
 // Jest globalTeardown: removes what global-setup.js created in this process (the
-// test database and every Redis key under the run's prefix). Idempotent, and a
+// test database, every Redis key under the run's prefix, the machines folder). Idempotent, and a
 // no-op when the env came from outside (VP_TEST_DATABASE_URL set by the caller).
+const fs = require('node:fs');
 const path = require('node:path');
 
 const STATE = Symbol.for('velocity-preview.test-env');
@@ -42,6 +43,7 @@ module.exports = async function globalTeardown() {
   const { dropDatabase } = require(path.join(__dirname, '../src/migrate.ts'));
 
   const errors = [];
+  if (state.machinesDir) fs.rmSync(state.machinesDir, { recursive: true, force: true });
   await dropDatabase(state.databaseUrl).catch((error) => errors.push(error));
   await deleteRedisKeys(process.env.VP_TEST_REDIS_URL || 'redis://127.0.0.1:6379', state.queuePrefix).catch((error) =>
     errors.push(error),

@@ -1,13 +1,15 @@
 import { execFile } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { createServer as createTcpServer, type AddressInfo, type Server as TcpServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { LocalMachineProvider } from '../src/adapters/local-machine-provider';
 import { SANDBOX_APP_DIR, SANDBOX_HOME, SANDBOX_WORK_DIR, chooseSandbox } from '../src/adapters/machine-sandbox';
+import { TimeoutError } from '../src/errors';
+import { requestText, unixSocketOf } from '../src/http-client';
 import type { Machine, MachineSpec } from '../src/machine-provider';
 import { resourceLimitsOf } from '../src/tiers';
 
@@ -36,6 +38,7 @@ interface ProbeReport {
   processes: { pid: number; cmdline: Attempt; environ: Attempt }[];
   reads: (Attempt & { path: string })[];
   writable: string[];
+  connects: { target: string; ok: boolean; code?: string }[];
 }
 
 function specOf(sessionId: string, env: Record<string, string> = {}, background = false): MachineSpec {
@@ -43,8 +46,29 @@ function specOf(sessionId: string, env: Record<string, string> = {}, background 
 }
 
 async function reportOf(machine: Machine): Promise<ProbeReport> {
-  const res = await fetch(`${machine.url}/report`, { signal: AbortSignal.timeout(10_000) });
-  return (await res.json()) as ProbeReport;
+  // Node's HTTP client: a sandboxed machine is on a Unix socket.
+  const res = await requestText(`${machine.url}/report`, { signal: AbortSignal.timeout(10_000) });
+  return JSON.parse(res.body) as ProbeReport;
+}
+
+/** The loopback services of this host that hold every user's data (the test setup's Postgres and Redis). */
+const HOST_SERVICES = ['127.0.0.1:5432', '127.0.0.1:6379'];
+
+/** A TCP listener on the host's loopback, which counts the connections it gets. */
+async function loopbackListener(): Promise<{ server: TcpServer; target: string; connections: () => number }> {
+  let connections = 0;
+  const server = createTcpServer((socket) => {
+    connections += 1;
+    socket.destroy();
+  });
+  await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
+  return { server, target: `127.0.0.1:${(server.address() as AddressInfo).port}`, connections: () => connections };
+}
+
+/** A server on a Unix socket at `path` that any user may connect to (the machines' user too). */
+async function listenOnSocket(server: Server, path: string): Promise<void> {
+  await new Promise<void>((done) => server.listen(path, done));
+  await chmod(path, 0o666);
 }
 
 /** `ps` lines (pid, pgid, niceness, pid namespace, args) of the processes whose arguments name `sessionId`. */
@@ -92,11 +116,20 @@ async function waitFor<T>(what: string, timeoutMs: number, attempt: () => Promis
 function probeSetup(sandbox: 'bubblewrap' | 'none') {
   const canary = `canary-${randomBytes(12).toString('hex')}`;
   const repoCanary = join(REPO_ROOT, `.sandbox-canary-${randomBytes(6).toString('hex')}`);
-  const state = {} as { dir: string; provider: LocalMachineProvider; providerCanary: string; otherMachineFile: string; other: Machine };
+  const state = {} as {
+    dir: string;
+    provider: LocalMachineProvider;
+    providerCanary: string;
+    otherMachineFile: string;
+    other: Machine;
+    listener: Awaited<ReturnType<typeof loopbackListener>>;
+  };
   beforeAll(async () => {
     process.env.VP_SANDBOX_CANARY = canary;
+    state.listener = await loopbackListener();
     state.dir = await mkdtemp(join(tmpdir(), 'vp-sandbox-'));
-    state.provider = new LocalMachineProvider({ dir: state.dir, command: [process.execPath, PROBE], sandbox });
+    // With an api socket: its folder is shown to sandboxed machines, read-only.
+    state.provider = new LocalMachineProvider({ dir: state.dir, command: [process.execPath, PROBE], sandbox, apiSocket: join(state.dir, 'api', 'api.sock') });
     state.providerCanary = join(state.dir, 'canary.txt');
     await writeFile(state.providerCanary, canary);
     await writeFile(repoCanary, canary);
@@ -108,13 +141,18 @@ function probeSetup(sandbox: 'bubblewrap' | 'none') {
   afterAll(async () => {
     delete process.env.VP_SANDBOX_CANARY;
     for (const machine of (await state.provider?.list()) ?? []) await state.provider.destroy(machine.id);
+    await new Promise((done) => state.listener?.server.close(done));
     await rm(repoCanary, { force: true });
     if (state.dir) await rm(state.dir, { recursive: true, force: true });
   });
-  /** Starts a probe machine that tries to read every canary file; destroyed after the test's checks. */
+  /**
+   * Starts a probe machine that tries to read every canary file and to connect to the loopback listener and
+   * the host's services; destroyed after the test's checks.
+   */
   const probe = async (check: (report: ProbeReport, machine: Machine) => Promise<void> | void) => {
     const paths = [state.providerCanary, repoCanary, join(SANDBOX_APP_DIR, repoCanary.slice(REPO_ROOT.length)), state.otherMachineFile];
-    const machine = await state.provider.create(specOf(randomUUID(), { PROBE_READ: JSON.stringify(paths) }));
+    const connect = [state.listener.target, ...HOST_SERVICES];
+    const machine = await state.provider.create(specOf(randomUUID(), { PROBE_READ: JSON.stringify(paths), PROBE_CONNECT: JSON.stringify(connect) }));
     try {
       await state.provider.waitStarted(machine, 20_000);
       await check(await reportOf(machine), machine);
@@ -126,7 +164,7 @@ function probeSetup(sandbox: 'bubblewrap' | 'none') {
 }
 
 /** The names a machine's environment may hold: the allow-list, what the spec gives, and PWD (set by bwrap). */
-const ALLOWED_ENV = ['PATH', 'HOME', 'LANG', 'NODE_ENV', 'MIMALLOC_PURGE_DELAY', 'PORT', 'HOST', 'WORK_DIR', 'SESSION_ID', 'PROBE_READ', 'PWD'];
+const ALLOWED_ENV = ['PATH', 'HOME', 'LANG', 'NODE_ENV', 'MIMALLOC_PURGE_DELAY', 'PORT', 'HOST', 'LISTEN_SOCKET', 'WORK_DIR', 'SESSION_ID', 'PROBE_READ', 'PROBE_CONNECT', 'PWD'];
 
 describe('a machine in the bubblewrap sandbox', () => {
   const { canary, state, probe } = probeSetup('bubblewrap');
@@ -186,10 +224,48 @@ describe('a machine in the bubblewrap sandbox', () => {
     });
   });
 
-  it('can write its work folder, /tmp and HOME, and nothing else', async () => {
+  it('can write its work folder, its socket folder, /tmp and HOME, and nothing else', async () => {
     await probe((report) => {
-      expect(report.writable.sort()).toEqual([SANDBOX_HOME, SANDBOX_WORK_DIR, '/tmp'].sort());
+      expect(report.writable.sort()).toEqual([SANDBOX_HOME, SANDBOX_WORK_DIR, '/tmp', '/run/machine'].sort());
     });
+  });
+
+  it("connects to nothing on the host's loopback: not a listener of this test, not Postgres (:5432), not Redis (:6379)", async () => {
+    await probe((report) => {
+      expect(report.connects.map(({ target, ok }) => ({ target, ok }))).toEqual([state.listener.target, ...HOST_SERVICES].map((target) => ({ target, ok: false })));
+      // Refused at once: its own loopback, where nothing listens, not the host's.
+      expect(new Set(report.connects.map((c) => c.code))).toEqual(new Set(['ECONNREFUSED']));
+      expect(state.listener.connections()).toBe(0);
+    });
+  });
+
+  it('serves on a Unix socket in its session folder, which the provider reaches (and finds again in the process table)', async () => {
+    await probe(async (report, machine) => {
+      expect(unixSocketOf(machine.url)).toEqual({ socketPath: join(state.dir, machine.sessionId, 'http.sock'), path: '/' });
+      expect((await state.provider.findBySession(machine.sessionId))?.url).toBe(machine.url);
+      expect(report.env).toMatchObject({ LISTEN_SOCKET: '/run/machine/http.sock' });
+      expect(report.env.PORT).toBeUndefined();
+    });
+  });
+
+  it('cannot have the host connect to another socket: a symlink where its socket belongs is never taken for it', async () => {
+    // A socket of the host (as the api's edge could reach it), which the machine names by its host path.
+    const decoyPath = join(state.dir, 'decoy.sock');
+    let decoyRequests = 0;
+    const decoy = createServer((_req, res) => {
+      decoyRequests += 1;
+      res.end('decoy');
+    });
+    await listenOnSocket(decoy, decoyPath);
+    const machine = await state.provider.create(specOf(randomUUID(), { PROBE_SYMLINK_SOCKET: decoyPath }));
+    try {
+      await expect(state.provider.waitStarted(machine, 2_000)).rejects.toThrow(TimeoutError);
+      await expect(requestText(`${machine.url}/health`, { signal: AbortSignal.timeout(2_000) })).rejects.toMatchObject({ code: 'ENOENT' });
+      expect(decoyRequests).toBe(0);
+    } finally {
+      await state.provider.destroy(machine.id);
+      await new Promise((done) => decoy.close(done));
+    }
   });
 
   it('is one process to the provider (bwrap, whose group destroy ends), and destroy leaves none', async () => {
@@ -237,6 +313,15 @@ describe('the same machine without a sandbox (control)', () => {
       expect(Object.keys(report.env).filter((name) => !ALLOWED_ENV.includes(name))).toEqual([]);
       expect(JSON.stringify(report.env)).not.toContain(canary);
       expect(report.env.WORK_DIR).toBe(join(state.dir, report.env.SESSION_ID, 'work'));
+    });
+  });
+
+  it("connects to the host's loopback: the listener of this test, Postgres and Redis", async () => {
+    await probe(async (report, machine) => {
+      expect(report.connects).toEqual([state.listener.target, ...HOST_SERVICES].map((target) => ({ target, ok: true })));
+      expect(state.listener.connections()).toBeGreaterThan(0);
+      expect(machine.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+      expect((await state.provider.findBySession(machine.sessionId))?.url).toBe(machine.url);
     });
   });
 
@@ -288,21 +373,23 @@ describe('the real preview container in the sandbox', () => {
     { path: 'src/main.ts', content: 'document.body.append("ok")' },
   ];
   let api: Server;
-  let apiUrl: string;
+  const apiRequests: { url?: string; authorization?: string }[] = [];
   let dir: string;
   let provider: LocalMachineProvider;
 
   beforeAll(async () => {
-    // The api as a machine sees it: its files, and nothing else.
-    api = createServer((req, res) => {
+    dir = await mkdtemp(join(tmpdir(), 'vp-sandbox-container-'));
+    // The api as a sandboxed machine reaches it: on a Unix socket, its files and nothing else.
+    api = createServer((req: IncomingMessage, res) => {
+      apiRequests.push({ url: req.url, authorization: req.headers.authorization });
       const files = /^\/v1\/machines\/[0-9a-f-]{36}\/files$/.test(req.url ?? '') && req.method === 'GET';
       res.writeHead(files ? 200 : 404, { 'content-type': 'application/json' });
       res.end(files ? JSON.stringify({ files: FILES }) : '{}');
     });
-    await new Promise<void>((done) => api.listen(0, '127.0.0.1', done));
-    apiUrl = `http://127.0.0.1:${(api.address() as AddressInfo).port}`;
-    dir = await mkdtemp(join(tmpdir(), 'vp-sandbox-container-'));
-    provider = new LocalMachineProvider({ dir, sandbox: 'bubblewrap' });
+    const apiSocket = join(dir, 'api', 'api.sock');
+    await mkdir(join(dir, 'api'), { mode: 0o755 });
+    await listenOnSocket(api, apiSocket);
+    provider = new LocalMachineProvider({ dir, sandbox: 'bubblewrap', apiSocket });
   });
 
   afterAll(async () => {
@@ -311,18 +398,22 @@ describe('the real preview container in the sandbox', () => {
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
-  it('loads its files from the api, starts Vite, and reports /health 200 with devServer ok', async () => {
+  it('loads its files from the api on its socket, starts Vite, and reports /health 200 with devServer ok on its own socket', async () => {
     const sessionId = randomUUID();
-    const env = { PROJECT_ID: randomUUID(), TEMPLATE_TYPE: 'vanilla-ts', FILES_URL: `${apiUrl}/v1/machines/${sessionId}/files`, MACHINE_TOKEN: TOKEN };
+    expect(provider.machineApiUrl).toBe('http://unix:/run/vp-api/api.sock:');
+    const filesUrl = `${provider.machineApiUrl}/v1/machines/${sessionId}/files`;
+    const env = { PROJECT_ID: randomUUID(), TEMPLATE_TYPE: 'vanilla-ts', FILES_URL: filesUrl, MACHINE_TOKEN: TOKEN };
     const machine = await provider.create({ ...specOf(sessionId, env), templateType: 'vanilla-ts' });
     try {
       await provider.waitStarted(machine, 30_000);
+      expect(unixSocketOf(machine.url)?.socketPath).toBe(join(dir, sessionId, 'http.sock'));
       const health = await waitFor(`/health of machine ${machine.id} to answer 200 with devServer ok`, 90_000, async () => {
-        const res = await fetch(`${machine.url}/health`, { signal: AbortSignal.timeout(5_000) });
-        const body = (await res.json()) as { devServer?: string };
+        const res = await requestText(`${machine.url}/health`, { signal: AbortSignal.timeout(5_000) });
+        const body = JSON.parse(res.body) as { devServer?: string };
         return res.status === 200 && body.devServer === 'ok' ? body : undefined;
       });
       expect(health).toMatchObject({ status: 'ok', devServer: 'ok', data: 'ok', sessionId });
+      expect(apiRequests).toContainEqual({ url: `/v1/machines/${sessionId}/files`, authorization: `Bearer ${TOKEN}` });
       const lines = await processLinesOf(sessionId);
       expect(lines.find((l) => l.pgid === l.pid)?.args).toMatch(/^\S*bwrap /);
       expect(lines.some((l) => l.args.includes(`${SANDBOX_APP_DIR}/apps/preview-container/src/main.ts`))).toBe(true);

@@ -28,7 +28,7 @@ describe('preview machines and secrets', () => {
     const dir = await mkdtemp(join(tmpdir(), 'vp-secret-machines-'));
     const script =
       "require('fs').writeFileSync(require('path').join(process.env.WORK_DIR, 'env.json'), JSON.stringify(process.env));" +
-      "require('http').createServer((q, s) => s.end('ok')).listen(Number(process.env.PORT), '127.0.0.1')";
+      "require('http').createServer((q, s) => s.end('ok')).listen(process.env.LISTEN_SOCKET || Number(process.env.PORT), '127.0.0.1')";
     const provider = new LocalMachineProvider({ dir, command: [process.execPath, '-e', script] });
     const saved = Object.fromEntries(Object.keys(SECRETS).map((k) => [k, process.env[k]]));
     Object.assign(process.env, SECRETS);

@@ -24,7 +24,7 @@ export const testQueuePrefix = (suffix?: string): string =>
 /** Redis URL of the test run. */
 export const testRedisUrl = (): string => process.env.VP_TEST_REDIS_URL || 'redis://127.0.0.1:6379';
 
-/** A Config for tests: the test database and Redis, a fresh queue prefix, then `overrides`. */
+/** A Config for tests: the test database and Redis, a fresh queue prefix, the run's machines folder, then `overrides`. */
 export function testConfig(overrides: Record<string, string | number | boolean | undefined> = {}): Config {
   const env: Record<string, string | undefined> = {
     NODE_ENV: 'test',
@@ -32,6 +32,7 @@ export function testConfig(overrides: Record<string, string | number | boolean |
     DATABASE_URL: testDatabaseUrl(),
     REDIS_URL: testRedisUrl(),
     QUEUE_PREFIX: testQueuePrefix(),
+    LOCAL_MACHINES_DIR: process.env.VP_TEST_MACHINES_DIR,
   };
   for (const [key, value] of Object.entries(overrides)) env[key] = value === undefined ? undefined : String(value);
   return loadConfig(env);

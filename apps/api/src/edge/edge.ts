@@ -1,7 +1,7 @@
 import { Agent, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import { createProxyMiddleware } from 'http-proxy-middleware';
-import { legacyPreviewPath, routeOfHost, type Logger } from '@velocity/shared';
+import { createProxyMiddleware, debugProxyErrorsPlugin, proxyEventsPlugin } from 'http-proxy-middleware';
+import { legacyPreviewPath, routeOfHost, unixSocketOf, type Logger } from '@velocity/shared';
 import type { SessionRoutes } from './session-routes';
 
 type EdgeRequest = IncomingMessage & { edgeTarget?: string; routeId?: string };
@@ -22,8 +22,12 @@ export interface EdgeOptions {
  */
 export function createEdge(routes: SessionRoutes, logger: Logger, options: EdgeOptions) {
   const proxy = createProxyMiddleware<EdgeRequest, ServerResponse>({
-    router: (req) => req.edgeTarget,
-    // Reused connections to the machines: without an agent every request opens a new one.
+    router: (req) => proxyTargetOf(req.edgeTarget),
+    // Not the default logger plugin: it throws (and the process dies) on a target it cannot make a URL of, such as
+    // an IPv6 literal from the router; without a logger it logs nothing anyway. The errors are this edge's own (below).
+    ejectPlugins: true,
+    plugins: [debugProxyErrorsPlugin, proxyEventsPlugin],
+    // Reused connections to the machines (per socket path, too): without an agent every request opens a new one.
     agent: new Agent({ keepAlive: true, maxSockets: 256 }),
     changeOrigin: false,
     xfwd: true,
@@ -35,7 +39,7 @@ export function createEdge(routes: SessionRoutes, logger: Logger, options: EdgeO
         // The machine may be gone: the next request looks the session up again.
         if (routeId) routes.forget(routeId);
         logger.warn('edge proxy error', { routeId, err });
-        if (resOrSocket instanceof Object && 'writeHead' in resOrSocket && !resOrSocket.headersSent) {
+        if ('writeHead' in resOrSocket && !resOrSocket.headersSent) {
           sendJson(resOrSocket, 502, { error: 'Preview machine unreachable', routeId });
         } else if ('destroy' in resOrSocket) {
           resOrSocket.destroy();
@@ -95,6 +99,18 @@ export function createEdge(routes: SessionRoutes, logger: Logger, options: EdgeO
   }
 
   return { middleware, upgrade };
+}
+
+/**
+ * What http-proxy connects to for a machine's URL: the socket of a
+ * `http://unix:<socket>:` machine (a sandboxed one), else the URL itself.
+ */
+export function proxyTargetOf(machineUrl: string | undefined) {
+  if (!machineUrl) return undefined;
+  const unix = unixSocketOf(machineUrl);
+  // host and port only because the target's type asks for them: the socket decides where it connects, and the
+  // Host header stays the browser's (changeOrigin is off).
+  return unix ? { socketPath: unix.socketPath, host: 'localhost', port: 80 } : machineUrl;
 }
 
 function sendJson(res: ServerResponse, status: number, body: unknown) {

@@ -100,6 +100,9 @@ export class FaultCluster {
       PUBLIC_URL: this.baseUrl,
       API_INTERNAL_URL: this.baseUrl,
       LOCAL_MACHINES_DIR: this.machinesDir,
+      // Machines reach the api replicas through the balancer (API_INTERNAL_URL), which outlives a replica killed on
+      // purpose; a sandboxed machine has no network and reaches one api only, on its socket.
+      MACHINE_SANDBOX: 'none',
       // Several provisioners on one host: no operator servers (they would all want the default port).
       PROVISIONER_METRICS_PORT: '0',
       CLEANUP_METRICS_PORT: '0',

@@ -1,6 +1,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import {
   POOL_START_TIMEOUT_MS,
+  requestText,
   resourceLimitsOf,
   sleep,
   type Config,
@@ -120,9 +121,9 @@ export class RefillPool {
 async function waitServing(url: string, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
-    const res = await fetch(`${url}/health`, { signal: AbortSignal.timeout(2000) }).catch(() => null);
+    // Node's HTTP client: a sandboxed machine is on a Unix socket (`http://unix:<socket>:`).
+    const res = await requestText(`${url}/health`, { signal: AbortSignal.timeout(2000) }).catch(() => null);
     if (res?.status === 200) return;
-    await res?.arrayBuffer().catch(() => undefined);
     await sleep(100);
   }
   throw new Error(`Timed out after ${timeoutMs} ms waiting for ${url}/health to answer 200`);

@@ -64,7 +64,7 @@ async function coldMachine(ctx: ProvisionContext, budgetMs: number): Promise<Mac
     projectId: project.id,
     templateType: project.templateType,
     resourceLimits: session.resourceLimits,
-    env: sessionMachineEnv(ctx.deps.config, { sessionId: session.id, projectId: project.id, tier: session.tier, templateType: project.templateType }),
+    env: sessionMachineEnv(ctx.deps.config, provider, { sessionId: session.id, projectId: project.id, tier: session.tier, templateType: project.templateType }),
   };
   return awayFromTurn(ctx, async () => {
     const created = await provider.create(spec, ctx.signal);
@@ -92,7 +92,7 @@ async function claimPooled(ctx: ProvisionContext): Promise<{ machine: Machine; r
   });
   const [entry, snapshot] = await Promise.all([pool.claim(project.templateType, session.tier), snapshotOrNone]);
   if (!entry) return null;
-  const access = sessionAccess(ctx.deps.config, { sessionId: session.id, projectId: project.id, tier: session.tier });
+  const access = sessionAccess(ctx.deps.config, ctx.deps.provider, { sessionId: session.id, projectId: project.id, tier: session.tier });
   try {
     // It waited at a low priority; it serves a session now (the machine cannot raise its own priority).
     const [, raised] = await Promise.all([

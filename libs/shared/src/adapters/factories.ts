@@ -1,4 +1,4 @@
-import type { Config } from '../config';
+import { machineApiSocketOf, type Config } from '../config';
 import type { MachineProvider } from '../machine-provider';
 import type { SessionStore } from '../session-store';
 import { faultsOf } from '../faults';
@@ -36,6 +36,7 @@ export function createMachineProvider(config: Config): MachineProvider {
           sandbox: config.MACHINE_SANDBOX,
           machineUid: config.MACHINE_UID,
           machineGid: config.MACHINE_GID,
+          apiSocket: machineApiSocketOf(config),
         });
   const faults = faultsOf(config);
   return faults && (faults.failCreate > 0 || faults.hangCreate > 0) ? new FaultInjectingMachineProvider(provider, faults) : provider;

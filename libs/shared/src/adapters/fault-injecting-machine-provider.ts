@@ -20,6 +20,10 @@ export class FaultInjectingMachineProvider implements MachineProvider {
     return this.inner.isolation;
   }
 
+  get machineApiUrl() {
+    return this.inner.machineApiUrl;
+  }
+
   async create(spec: MachineSpec, signal?: AbortSignal): Promise<Machine> {
     const roll = this.random();
     if (roll < this.faults.failCreate) throw new Error(`injected fault: machine create for session ${spec.sessionId} failed`);

@@ -1,12 +1,15 @@
 import { execFile, spawn } from 'node:child_process';
 import { readlinkSync } from 'node:fs';
-import { chmod, chown, mkdir, open, readFile, readdir, rm, stat, unlink } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { chmod, chown, link, lstat, mkdir, open, readFile, readdir, rm, stat, unlink } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { TimeoutError, sleep } from '../errors';
-import { freePort } from '../net';
+import { requestText, unixSocketOf, unixSocketUrl } from '../http-client';
+import { assertSocketPathFits, freePort } from '../net';
 import type { Machine, MachineProvider, MachineSpec } from '../machine-provider';
 import {
+  MACHINE_SOCKET_NAME,
+  SANDBOX_API_DIR,
   bubblewrapLaunch,
   bubblewrapProblem,
   chooseSandbox,
@@ -42,23 +45,33 @@ export interface LocalMachineProviderOptions {
   machineGid?: number;
   /** The bwrap program; default: `bwrap` on PATH. */
   bubblewrap?: string;
+  /**
+   * The api's Unix socket for machines (MACHINE_API_SOCKET). Sandboxed machines,
+   * which have no network, see its folder read-only and reach the api there
+   * (`machineApiUrl`); without it they reach no api.
+   */
+  apiSocket?: string;
 }
 
 /** A machine process as the process table shows it. */
 interface MachineProcess {
   pid: number;
   sessionId: string;
-  port: number;
+  /** The loopback port it listens on; none for a sandboxed machine, which listens on a socket in its session folder. */
+  port?: number;
 }
 
 /**
  * Machines as local processes: one detached `apps/preview-container` process per
- * session on a free loopback port, in a bubblewrap sandbox unless MACHINE_SANDBOX
- * says otherwise (machine-sandbox.ts), as an unprivileged user when this process
- * is root. The process table is the source of truth, as a cloud API would be:
- * each machine carries its session id, port and provider folder in its
- * arguments, so any provisioner or cleanup process on this host finds, reuses
- * and destroys it, and a machine outlives the process that made it.
+ * session, in a bubblewrap sandbox without network unless MACHINE_SANDBOX says
+ * otherwise (machine-sandbox.ts), as an unprivileged user when this process is
+ * root. A sandboxed machine serves on a Unix socket (`<dir>/<session>/http.sock`,
+ * see `linkMachineSocket`) and reaches the api on its socket; an unsandboxed one
+ * serves on a free loopback port. The process table is the source of truth, as
+ * a cloud API would be: each machine carries its session id, its port (or that
+ * it is on a socket) and the provider folder in its arguments, so any
+ * provisioner or cleanup process on this host finds, reuses and destroys it,
+ * and a machine outlives the process that made it.
  */
 export class LocalMachineProvider implements MachineProvider {
   readonly name = 'local';
@@ -68,7 +81,11 @@ export class LocalMachineProvider implements MachineProvider {
   readonly allowsUnsandboxedCode: boolean;
   /** Why machines are not sandboxed under MACHINE_SANDBOX=auto (bubblewrap missing or not working); null otherwise. */
   readonly sandboxProblem: string | null;
+  /** Sandboxed machines with an api socket: the api's socket as they see it. Unset: API_INTERNAL_URL. */
+  readonly machineApiUrl?: string;
   private readonly dir: string;
+  /** The folder of the api's socket, shown to sandboxed machines. */
+  private readonly apiDir?: string;
   private readonly command: string[];
   private readonly bwrap: string | null;
   /** Set when machines run as another user than this process. */
@@ -87,6 +104,13 @@ export class LocalMachineProvider implements MachineProvider {
     this.isolation = choice.isolation;
     this.sandboxProblem = choice.problem;
     this.allowsUnsandboxedCode = setting === 'none';
+    if (this.isolation === 'sandbox') {
+      assertSocketPathFits(this.socketPathOf('00000000-0000-0000-0000-000000000000'), 'a machine\'s socket under LOCAL_MACHINES_DIR');
+      if (options.apiSocket) {
+        this.apiDir = dirname(resolve(options.apiSocket));
+        this.machineApiUrl = unixSocketUrl(join(SANDBOX_API_DIR, basename(options.apiSocket)));
+      }
+    }
   }
 
   async create(spec: MachineSpec): Promise<Machine> {
@@ -103,7 +127,8 @@ export class LocalMachineProvider implements MachineProvider {
       if (!(await this.findBySession(machine.sessionId))) {
         throw new Error(`Machine ${machine.id} exited while starting: ${await this.logTail(machine.sessionId)}`);
       }
-      if (await answers(`${machine.url}/health`)) return { ...machine, state: 'started' };
+      const reachable = unixSocketOf(machine.url) === null || (await this.linkMachineSocket(machine.sessionId));
+      if (reachable && (await answers(`${machine.url}/health`))) return { ...machine, state: 'started' };
       await sleep(25, signal);
     }
     throw new TimeoutError(`machine ${machine.id} to accept connections on ${machine.url}`, timeoutMs);
@@ -115,7 +140,7 @@ export class LocalMachineProvider implements MachineProvider {
 
   async findBySession(sessionId: string): Promise<Machine | null> {
     const [found] = (await this.processes()).filter((p) => p.sessionId === sessionId);
-    return found ? toMachine(found) : null;
+    return found ? this.toMachine(found) : null;
   }
 
   async destroy(machineId: string): Promise<void> {
@@ -126,7 +151,7 @@ export class LocalMachineProvider implements MachineProvider {
   }
 
   async list(): Promise<Machine[]> {
-    return (await this.processes()).map(toMachine);
+    return (await this.processes()).map((p) => this.toMachine(p));
   }
 
   /**
@@ -208,13 +233,14 @@ export class LocalMachineProvider implements MachineProvider {
 
   private async spawnMachine(spec: MachineSpec): Promise<Machine> {
     const sessionDir = this.sessionDir(spec.sessionId);
-    const { workDir, homeDir } = await this.machineFolders(sessionDir);
-    const port = await freePort();
+    const { workDir, homeDir, runDir } = await this.machineFolders(sessionDir);
+    // Sandboxed: on a socket in its run folder; `--vp-socket` says so to whoever lists the machines.
+    const port = this.isolation === 'sandbox' ? undefined : await freePort();
     const log = await open(join(sessionDir, 'container.log'), 'a', 0o600);
-    const markers = [`--vp-machine=${spec.sessionId}`, `--vp-port=${port}`, `--vp-dir=${this.dir}`];
+    const markers = [`--vp-machine=${spec.sessionId}`, port === undefined ? '--vp-socket' : `--vp-port=${port}`, `--vp-dir=${this.dir}`];
     // '--' ends node's own options, so the markers reach the program even after `node -e`.
-    const machine: MachineRun = { command: [...this.command, '--', ...markers], workDir, homeDir, env: spec.env, port, repoRoot: REPO_ROOT, user: this.user };
-    const launch = inBackground(this.launchOf(machine), spec.background);
+    const machine: MachineRun = { command: [...this.command, '--', ...markers], workDir, homeDir, env: spec.env, repoRoot: REPO_ROOT, user: this.user };
+    const launch = inBackground(port === undefined ? this.sandboxedLaunch(machine, runDir) : plainLaunch(machine, port), spec.background);
     const child = spawn(launch.file, launch.args, {
       cwd: launch.cwd,
       env: launch.env,
@@ -229,28 +255,64 @@ export class LocalMachineProvider implements MachineProvider {
     await log.close();
     if (child.pid === undefined) throw new Error(`Could not start the preview container for session ${spec.sessionId}`);
     child.unref();
-    return toMachine({ pid: child.pid, sessionId: spec.sessionId, port });
+    return this.toMachine({ pid: child.pid, sessionId: spec.sessionId, port });
   }
 
-  private launchOf(machine: MachineRun): MachineLaunch {
-    return this.isolation === 'sandbox' && this.bwrap ? bubblewrapLaunch(this.bwrap, machine) : plainLaunch(machine);
+  private sandboxedLaunch(machine: MachineRun, runDir: string): MachineLaunch {
+    if (!this.bwrap) throw new Error('No bwrap to run a sandboxed machine');
+    return bubblewrapLaunch(this.bwrap, machine, { runDir, apiDir: this.apiDir });
   }
 
   /**
-   * The machine's work folder and (unsandboxed) home, owned by the user it
-   * runs as. That user must reach them through the provider's folder, which
-   * it may pass but not list.
+   * The machine's work folder, (unsandboxed) home and (sandboxed) run folder,
+   * owned by the user it runs as; a socket of an earlier machine of the session
+   * is removed. That user must reach them through the provider's folder, which
+   * it may pass but not list. The api's socket folder must exist for the
+   * sandbox to show it (the api makes it too; mode 0755, like the api does).
    */
-  private async machineFolders(sessionDir: string): Promise<{ workDir: string; homeDir: string }> {
+  private async machineFolders(sessionDir: string): Promise<{ workDir: string; homeDir: string; runDir: string }> {
     const workDir = join(sessionDir, 'work');
     const homeDir = join(sessionDir, 'home');
-    const folders = this.isolation === 'none' ? [workDir, homeDir] : [workDir];
+    const runDir = join(sessionDir, 'run');
+    const folders = this.isolation === 'none' ? [workDir, homeDir] : [workDir, runDir];
+    await rm(join(sessionDir, MACHINE_SOCKET_NAME), { force: true });
+    await rm(runDir, { recursive: true, force: true });
     for (const folder of folders) {
       await mkdir(folder, { recursive: true, mode: 0o700 });
       if (this.user) await chown(folder, this.user.uid, this.user.gid);
     }
+    if (this.apiDir) await mkdir(this.apiDir, { recursive: true, mode: 0o755 });
     if (this.user) await allowPassing(this.dir);
-    return { workDir, homeDir };
+    return { workDir, homeDir, runDir };
+  }
+
+  /**
+   * A sandboxed machine makes its socket in its run folder, which it may
+   * write: it could as well put there a symlink to any socket of the host,
+   * which the edge (and this provider) would then connect to. So the host
+   * reaches the machine only through a hard link in the session's folder,
+   * which the machine cannot write: made here, and kept only when it names a
+   * socket (link() does not follow a symlink; a machine can link nothing from
+   * another mount into its run folder). True once the link is there.
+   */
+  private async linkMachineSocket(sessionId: string): Promise<boolean> {
+    const trusted = this.socketPathOf(sessionId);
+    // Fails when the machine has not made its socket yet, or when the link is there already.
+    await link(join(this.sessionDir(sessionId), 'run', MACHINE_SOCKET_NAME), trusted).catch(() => undefined);
+    if (await isSocket(trusted)) return true;
+    // A symlink (or any other file) where its socket belongs: not the machine's server.
+    await rm(trusted, { force: true });
+    return false;
+  }
+
+  /** The host's path to a sandboxed machine's socket (see linkMachineSocket). */
+  private socketPathOf(sessionId: string): string {
+    return join(this.sessionDir(sessionId), MACHINE_SOCKET_NAME);
+  }
+
+  private toMachine(p: MachineProcess): Machine {
+    const url = p.port === undefined ? unixSocketUrl(this.socketPathOf(p.sessionId)) : `http://127.0.0.1:${p.port}`;
+    return { id: machineIdOf(p.sessionId), sessionId: p.sessionId, url, state: 'started' };
   }
 
   private async logTail(sessionId: string): Promise<string> {
@@ -267,10 +329,6 @@ export class LocalMachineProvider implements MachineProvider {
 const machineIdOf = (sessionId: string) => `local-${sessionId}`;
 const sessionIdOf = (machineId: string) => machineId.replace(/^local-/, '');
 
-function toMachine(p: MachineProcess): Machine {
-  return { id: machineIdOf(p.sessionId), sessionId: p.sessionId, url: `http://127.0.0.1:${p.port}`, state: 'started' };
-}
-
 /** A `ps -eo pid=,pidns=,args=` line of a machine: its markers, and the PID namespace it runs in. */
 interface ParsedProcess extends MachineProcess {
   pidns: string;
@@ -282,9 +340,11 @@ function parseProcess(line: string): ParsedProcess | null {
   const pid = Number(pidText);
   const sessionId = line.match(/ --vp-machine=([0-9a-f-]{36})(?= |$)/i)?.[1];
   const port = Number(line.match(/ --vp-port=(\d+)(?= |$)/)?.[1]);
+  const onSocket = / --vp-socket(?= |$)/.test(line);
   // The last marker: the provider folder may hold spaces.
   const dir = line.match(/ --vp-dir=(.+)$/)?.[1];
-  return pid && pidns && sessionId && port && dir ? { pid, pidns, sessionId, port, dir } : null;
+  if (!pid || !pidns || !sessionId || !dir || (!port && !onSocket)) return null;
+  return { pid, pidns, sessionId, dir, ...(onSocket ? {} : { port }) };
 }
 
 let pidNamespace: string | null | undefined;
@@ -374,11 +434,13 @@ async function allowPassing(dir: string): Promise<void> {
 }
 
 async function answers(url: string): Promise<boolean> {
-  try {
-    const res = await fetch(url, { signal: AbortSignal.timeout(1000) });
-    await res.arrayBuffer();
-    return true;
-  } catch {
-    return false;
-  }
+  return requestText(url, { signal: AbortSignal.timeout(1000) }).then(
+    () => true,
+    () => false,
+  );
+}
+
+/** Whether `path` is a socket itself (a symlink to one is not). */
+async function isSocket(path: string): Promise<boolean> {
+  return (await lstat(path).catch(() => null))?.isSocket() ?? false;
 }

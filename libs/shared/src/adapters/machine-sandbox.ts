@@ -9,6 +9,14 @@ import { delimiter, join, relative, sep } from 'node:path';
  * - sees no other process: a PID namespace and /proc of its own (no
  *   /proc/<pid>/environ of the services to read), and ipc, uts and cgroup
  *   namespaces of its own; it may not make user namespaces of its own;
+ * - has a network namespace of its own with only `lo`: no route to any
+ *   service of the host (Postgres, Redis, the api's port, other machines) nor
+ *   beyond. It serves on a Unix socket in SANDBOX_RUN_DIR, its own folder of
+ *   the host, which the host reaches through a hard link it checks (see
+ *   LocalMachineProvider); it reaches the api on the api's Unix socket for
+ *   machines (MACHINE_API_SOCKET, its folder shown read-only at
+ *   SANDBOX_API_DIR), where the api serves the machine routes only, each behind
+ *   the session's machine token;
  * - sees a read-only root of the system folders node needs, a few /etc files,
  *   and from the repo only the preview container's program and dependencies,
  *   at neutral paths (SANDBOX_APP_DIR); its work folder read-write at
@@ -18,10 +26,11 @@ import { delimiter, join, relative, sep } from 'node:path';
  *   spawns bwrap as that user, so its uid outside is that user's too).
  *
  * Known limits:
- * - it shares the host's network namespace (the edge reaches it on
- *   127.0.0.1:PORT and it reaches the api's FILES_URL), so every service that
- *   listens on the host's loopback (Postgres, Redis, the api, other machines)
- *   is reachable from inside, with whatever authentication that service asks;
+ * - the host's Unix sockets are reachable where a machine sees them: only the
+ *   api's for machines is shown (with its folder: nothing else belongs there);
+ *   abstract Unix sockets belong to the network namespace, so none of the host's;
+ * - it has no network at all: a project's code cannot fetch from the internet
+ *   either (an npm registry, a CDN) while Vite runs it; the browser can;
  * - host paths show to a machine that looks for them: its mounts' in its
  *   /proc/self/mountinfo and in the arguments of its init (bwrap, pid 1), the
  *   provider folder's in its own arguments (the provider's markers); paths
@@ -35,6 +44,12 @@ export const SANDBOX_APP_DIR = '/opt/velocity';
 export const SANDBOX_WORK_DIR = '/project';
 /** The machine's HOME inside the sandbox: a private tmpfs. */
 export const SANDBOX_HOME = '/home/machine';
+/** Where a sandboxed machine makes its HTTP socket (it has no network): a folder of its own, shown from the host. */
+export const SANDBOX_RUN_DIR = '/run/machine';
+/** The name of a machine's HTTP socket in its run folder. */
+export const MACHINE_SOCKET_NAME = 'http.sock';
+/** Where a sandboxed machine sees the folder of the api's socket for machines (MACHINE_API_SOCKET), read-only. */
+export const SANDBOX_API_DIR = '/run/vp-api';
 /** Where the sandbox shows a node binary that is not in the system folders (nvm and the like). */
 const SANDBOX_NODE = '/opt/node/bin/node';
 const SANDBOX_PATH = '/usr/local/bin:/usr/bin:/bin';
@@ -52,10 +67,12 @@ const SYSTEM_DIRS = ['/usr', '/bin', '/sbin', '/lib', '/lib32', '/lib64', '/libx
 const ETC_FILES = ['/etc/hosts', '/etc/resolv.conf', '/etc/nsswitch.conf', '/etc/host.conf', '/etc/gai.conf', '/etc/localtime', '/etc/ssl/certs', '/etc/ld.so.cache'];
 
 /**
- * Namespaces of its own, except the network's (see the limits above). No
- * --die-with-parent: a machine outlives the provisioner that made it. No
- * --new-session: a machine has no terminal to reach (detached, output to a
- * file), and its processes stay in the group the provider signals.
+ * Namespaces of its own, the network's too: bwrap brings up only `lo` there,
+ * so nothing of the host (its loopback services, other machines) can be
+ * reached; the machine serves and reaches the api through Unix sockets
+ * instead. No --die-with-parent: a machine outlives the provisioner that made
+ * it. No --new-session: a machine has no terminal to reach (detached, output
+ * to a file), and its processes stay in the group the provider signals.
  */
 const NAMESPACES = [
   '--unshare-user',
@@ -63,6 +80,7 @@ const NAMESPACES = [
   '--unshare-pid',
   '--unshare-ipc',
   '--unshare-uts',
+  '--unshare-net',
   '--hostname',
   'preview',
   '--unshare-cgroup-try',
@@ -87,11 +105,21 @@ export interface MachineRun {
   homeDir: string;
   /** What the provisioner gives it (MachineSpec.env). */
   env: Record<string, string>;
-  port: number;
   repoRoot: string;
   /** Set when it must run as another user than this process (this process is root). */
   user?: MachineUser;
 }
+
+/** The host folders of a sandboxed machine's sockets. */
+export interface SandboxSockets {
+  /** Shown read-write at SANDBOX_RUN_DIR: where the machine makes its HTTP socket. */
+  runDir: string;
+  /** The folder of the api's socket for machines, shown read-only at SANDBOX_API_DIR; none: the machine has no api. */
+  apiDir?: string;
+}
+
+/** Where a machine's server listens: a loopback port (unsandboxed) or a Unix socket (sandboxed: it has no network). */
+export type MachineListen = { port: number } | { socket: string };
 
 /** What to spawn for a machine: `file args` in `cwd`, with exactly `env`, as `user`. */
 export interface MachineLaunch {
@@ -114,7 +142,7 @@ export function machineUserOf(ids: MachineUser): MachineUser | undefined {
  */
 export function machineEnv(
   own: Record<string, string>,
-  place: { path: string; home: string; workDir: string; port: number },
+  place: { path: string; home: string; workDir: string; listen: MachineListen },
 ): Record<string, string> {
   return {
     PATH: place.path,
@@ -124,34 +152,34 @@ export function machineEnv(
     // Vite's bundler (rolldown) hands freed memory back at once.
     MIMALLOC_PURGE_DELAY: '0',
     ...own,
-    PORT: String(place.port),
-    HOST: '127.0.0.1',
+    ...('socket' in place.listen ? { LISTEN_SOCKET: place.listen.socket } : { PORT: String(place.listen.port), HOST: '127.0.0.1' }),
     WORK_DIR: place.workDir,
   };
 }
 
-/** A machine in a bubblewrap sandbox; its command's repo paths become the sandbox's. */
-export function bubblewrapLaunch(bwrap: string, run: MachineRun): MachineLaunch {
+/** A machine in a bubblewrap sandbox, serving on a socket in its run folder; its command's repo paths become the sandbox's. */
+export function bubblewrapLaunch(bwrap: string, run: MachineRun, sockets: SandboxSockets): MachineLaunch {
   const layout = sandboxLayout(run.repoRoot);
+  const listen = { socket: join(SANDBOX_RUN_DIR, MACHINE_SOCKET_NAME) };
   return {
     file: bwrap,
-    args: [...bubblewrapArgs(layout, run.workDir), '--', ...run.command.map(layout.insidePath)],
+    args: [...bubblewrapArgs(layout, run.workDir, sockets), '--', ...run.command.map(layout.insidePath)],
     // bwrap runs as the machine's user, who may not enter the provider's folder.
     cwd: '/',
     // Given to bwrap, which hands it on: never as --setenv, which every user of the host reads in `ps`.
-    env: machineEnv(run.env, { path: SANDBOX_PATH, home: SANDBOX_HOME, workDir: SANDBOX_WORK_DIR, port: run.port }),
+    env: machineEnv(run.env, { path: SANDBOX_PATH, home: SANDBOX_HOME, workDir: SANDBOX_WORK_DIR, listen }),
     user: run.user,
   };
 }
 
-/** A machine as a plain process (MACHINE_SANDBOX=none, or no bubblewrap): the same allow-listed environment and user. */
-export function plainLaunch(run: MachineRun): MachineLaunch {
+/** A machine as a plain process (MACHINE_SANDBOX=none, or no bubblewrap) on a loopback port: the same allow-listed environment and user. */
+export function plainLaunch(run: MachineRun, port: number): MachineLaunch {
   const [file, ...args] = run.command;
   return {
     file,
     args,
     cwd: run.repoRoot,
-    env: machineEnv(run.env, { path: process.env.PATH ?? SANDBOX_PATH, home: run.homeDir, workDir: run.workDir, port: run.port }),
+    env: machineEnv(run.env, { path: process.env.PATH ?? SANDBOX_PATH, home: run.homeDir, workDir: run.workDir, listen: { port } }),
     user: run.user,
   };
 }
@@ -185,12 +213,15 @@ function inSystemDirs(path: string): boolean {
 }
 
 /** bwrap's options for a machine whose work folder is `workDir` (none: an empty tmpfs, for the probe). */
-function bubblewrapArgs(layout: SandboxLayout, workDir?: string): string[] {
+function bubblewrapArgs(layout: SandboxLayout, workDir?: string, sockets?: SandboxSockets): string[] {
   return [
     ...NAMESPACES,
     ...systemMounts(),
     ...layout.mounts,
     ...(workDir ? ['--bind', workDir, SANDBOX_WORK_DIR] : ['--tmpfs', SANDBOX_WORK_DIR]),
+    ...(sockets ? ['--bind', sockets.runDir, SANDBOX_RUN_DIR] : []),
+    // Read-only: a machine may connect to the api's socket (a socket needs no write access to its mount), not replace it.
+    ...(sockets?.apiDir ? ['--ro-bind', sockets.apiDir, SANDBOX_API_DIR] : []),
     ...['--tmpfs', '/tmp', '--tmpfs', SANDBOX_HOME],
     // /dev's device nodes (null, urandom…) stay writable; no other file can be made there.
     ...['--proc', '/proc', '--dev', '/dev', '--remount-ro', '/dev'],

@@ -1,0 +1,144 @@
+import { randomUUID } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { connect, type AddressInfo, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createLogger, unixSocketUrl } from '@velocity/shared';
+import { createEdge, proxyTargetOf } from './edge';
+import type { Route, SessionRoutes } from './session-routes';
+
+/**
+ * The edge proxies a preview's requests (and its HMR websocket) to the
+ * session's machine, whatever kind of address the machine has: a Unix socket
+ * (a sandboxed local machine), an IPv6 literal, an IPv4 one.
+ */
+describe('the edge', () => {
+  let dir: string;
+  let edge: Server;
+  let edgePort: number;
+  const machines: Server[] = [];
+  const targets = new Map<string, string>();
+  const forgotten: string[] = [];
+
+  /** A machine that answers with what it was asked (its name, Host, path, forwarded-for), and accepts websocket upgrades. */
+  function fakeMachine(name: string): Server {
+    const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ name, host: req.headers.host, url: req.url, forwardedFor: req.headers['x-forwarded-for'] }));
+    });
+    server.on('upgrade', (_req: IncomingMessage, socket: Socket) => {
+      socket.end(`HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nx-machine: ${name}\r\n\r\n`);
+    });
+    machines.push(server);
+    return server;
+  }
+
+  /** A route id whose machine is at `url`. */
+  function route(url: string): string {
+    const routeId = randomUUID();
+    targets.set(routeId, url);
+    return routeId;
+  }
+
+  const previewUrl = (routeId: string, path = '/') => `http://${routeId}.localhost:${edgePort}${path}`;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'vp-edge-'));
+    const routes = {
+      resolve: async (routeId: string): Promise<Route> => (targets.has(routeId) ? { kind: 'route', target: targets.get(routeId)! } : { kind: 'unknown' }),
+      forget: (routeId: string) => forgotten.push(routeId),
+    } as unknown as SessionRoutes;
+    const handlers = createEdge(routes, createLogger('edge-test', 'silent'), {
+      previewDomain: 'localhost',
+      previewOriginOf: (routeId) => `http://${routeId}.localhost`,
+    });
+    edge = createServer((req, res) =>
+      handlers.middleware(req, res, () => {
+        res.writeHead(404);
+        res.end('not a preview');
+      }),
+    );
+    edge.on('upgrade', handlers.upgrade);
+    await new Promise<void>((done) => edge.listen(0, '127.0.0.1', done));
+    edgePort = (edge.address() as AddressInfo).port;
+  });
+
+  afterAll(async () => {
+    await Promise.all([edge, ...machines].map((server) => new Promise((done) => server?.close(done))));
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  it('proxies a preview to a machine on a Unix socket, Host, path and query as the browser sent them', async () => {
+    const socketPath = join(dir, 'machine.sock');
+    await new Promise<void>((done) => fakeMachine('on a socket').listen(socketPath, done));
+    const routeId = route(unixSocketUrl(socketPath));
+    const res = await fetch(previewUrl(routeId, '/src/App.jsx?t=1'));
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({ name: 'on a socket', host: `${routeId}.localhost:${edgePort}`, url: '/src/App.jsx?t=1', forwardedFor: '127.0.0.1' });
+  });
+
+  it("hands a preview's websocket upgrade to its machine on a Unix socket", async () => {
+    const socketPath = join(dir, 'hmr.sock');
+    await new Promise<void>((done) => fakeMachine('hmr').listen(socketPath, done));
+    const routeId = route(unixSocketUrl(socketPath));
+    const head = await upgradeThroughEdge(edgePort, `${routeId}.localhost:${edgePort}`);
+    expect(head).toMatch(/^HTTP\/1\.1 101 /);
+    expect(head).toContain('x-machine: hmr');
+  });
+
+  it('answers 502 for a machine whose socket is gone, and forgets its route', async () => {
+    const routeId = route(unixSocketUrl(join(dir, 'gone.sock')));
+    const res = await fetch(previewUrl(routeId));
+    expect(res.status).toBe(502);
+    expect(await res.json()).toEqual({ error: 'Preview machine unreachable', routeId });
+    expect(forgotten).toContain(routeId);
+  });
+
+  it('proxies to a machine at an IPv6 literal, and keeps serving after it', async () => {
+    const server = fakeMachine('on ::1');
+    await new Promise<void>((done) => server.listen(0, '::1', done));
+    const routeId = route(`http://[::1]:${(server.address() as AddressInfo).port}`);
+    for (let i = 0; i < 2; i++) {
+      const res = await fetch(previewUrl(routeId));
+      expect({ status: res.status, body: await res.json() }).toMatchObject({ status: 200, body: { name: 'on ::1' } });
+    }
+  });
+
+  it('proxies to a machine on 127.0.0.1', async () => {
+    const server = fakeMachine('on 127.0.0.1');
+    await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
+    const routeId = route(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
+    const res = await fetch(previewUrl(routeId, '/x'));
+    expect(await res.json()).toMatchObject({ name: 'on 127.0.0.1', url: '/x' });
+  });
+});
+
+describe('proxyTargetOf', () => {
+  it("is the socket of a machine on a Unix socket, else the machine's URL", () => {
+    expect(proxyTargetOf('http://unix:/srv/m/http.sock:')).toEqual({ socketPath: '/srv/m/http.sock', host: 'localhost', port: 80 });
+    expect(proxyTargetOf('http://127.0.0.1:4000')).toBe('http://127.0.0.1:4000');
+    expect(proxyTargetOf(undefined)).toBeUndefined();
+  });
+});
+
+/** The response head an upgrade request to the edge gets; gives up after 5 s. */
+function upgradeThroughEdge(port: number, host: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1');
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new Error(`Timed out after 5000 ms waiting for the upgrade answer through the edge for ${host}`));
+    }, 5_000);
+    let head = '';
+    socket.on('data', (chunk) => {
+      head += chunk.toString();
+      if (!head.includes('\r\n\r\n')) return;
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(head);
+    });
+    socket.on('error', reject);
+    socket.write(`GET /?token=x HTTP/1.1\r\nhost: ${host}\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n\r\n`);
+  });
+}
