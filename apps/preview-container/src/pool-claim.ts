@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { timingSafeEqual } from 'node:crypto';
+import { sendJson } from '../../../libs/shared/src/http-server';
 import { POOL_CLAIM_MAX_BYTES, POOL_CLAIM_PATH, poolClaimSchema, type PoolClaim } from '../../../libs/shared/src/warm-pool';
 
 /**
@@ -47,7 +48,6 @@ async function readJson(req: IncomingMessage): Promise<unknown> {
 class BodyTooLargeError extends Error {}
 
 function send(res: ServerResponse, status: number, body: unknown): true {
-  res.writeHead(status, { 'content-type': 'application/json' });
-  res.end(JSON.stringify(body));
+  sendJson(res, status, body);
   return true;
 }

@@ -2,6 +2,7 @@ import { rm } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Logger } from '../../../libs/shared/src/logger';
+import { sendJson } from '../../../libs/shared/src/http-server';
 import type { ActivityTracker } from './activity';
 import { healthReport, type HealthState } from './health';
 import type { ViteProxy } from './proxy';
@@ -78,7 +79,7 @@ export function createContainerServer(options: {
   async function handleControl(req: IncomingMessage, res: ServerResponse, url: string): Promise<void> {
     if (url === '/health' || url.startsWith('/health?')) {
       const report = await healthReport(health.sessionId ?? sessionId, health);
-      return sendJson(res, report.status === 'ok' ? 200 : 503, report, req.method === 'HEAD');
+      return sendJson(res, report.status === 'ok' ? 200 : 503, report, { headOnly: req.method === 'HEAD' });
     }
     if (control && (await control(req, res))) return;
     sendJson(res, 404, { error: 'Not found' });
@@ -138,15 +139,4 @@ export function createContainerServer(options: {
       });
     },
   };
-}
-
-function sendJson(res: ServerResponse, status: number, body: unknown, headOnly = false): void {
-  const json = JSON.stringify(body);
-  res.writeHead(status, {
-    'content-type': 'application/json; charset=utf-8',
-    'content-length': Buffer.byteLength(json),
-    'cache-control': 'no-store',
-    'referrer-policy': 'no-referrer',
-  });
-  res.end(headOnly ? undefined : json);
 }

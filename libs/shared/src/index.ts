@@ -19,6 +19,7 @@ export * from './file-paths';
 export * from './file-changes';
 export * from './session-events-client';
 export * from './http-client';
+export * from './http-server';
 export * from './redis';
 export * from './stream-watcher';
 export * from './net';

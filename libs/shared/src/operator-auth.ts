@@ -1,6 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Config } from './config';
+import { sendJson } from './http-server';
 
 /**
  * The operator guard (issue 6.5), one for every operator surface: Bull Board and
@@ -87,11 +88,4 @@ export function operatorAuth(credentials: OperatorCredentials) {
       message: 'Operator credentials required: HTTP Basic (OPERATOR_USER/OPERATOR_PASSWORD) or a Bearer token (OPERATOR_TOKEN)',
     });
   };
-}
-
-function sendJson(res: ServerResponse, status: number, body: unknown): void {
-  res.statusCode = status;
-  res.setHeader('content-type', 'application/json; charset=utf-8');
-  res.setHeader('cache-control', 'no-store');
-  res.end(JSON.stringify(body));
 }

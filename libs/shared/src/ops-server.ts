@@ -5,6 +5,7 @@ import { errorMessage } from './errors';
 import type { Logger } from './logger';
 import { operatorAuth, type OperatorCredentials } from './operator-auth';
 import { checkReadiness, notReadyBody, type ReadinessCheck } from './readiness';
+import { sendJson } from './http-server';
 
 /**
  * A worker's operator server (the workers have no HTTP api of their own):
@@ -97,9 +98,4 @@ export async function startOpsServer(options: OpsServerOptions): Promise<OpsServ
         server.closeAllConnections();
       }),
   };
-}
-
-function sendJson(res: ServerResponse, status: number, body: unknown): void {
-  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' });
-  res.end(JSON.stringify(body));
 }

@@ -1,7 +1,7 @@
 import { Agent, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { createProxyMiddleware, debugProxyErrorsPlugin, proxyEventsPlugin } from 'http-proxy-middleware';
-import { legacyPreviewPath, routeOfHost, unixSocketOf, type Logger } from '@velocity/shared';
+import { sendJson, legacyPreviewPath, routeOfHost, unixSocketOf, type Logger } from '@velocity/shared';
 import type { SessionRoutes } from './session-routes';
 
 type EdgeRequest = IncomingMessage & { edgeTarget?: string; routeId?: string };
@@ -111,15 +111,4 @@ export function proxyTargetOf(machineUrl: string | undefined) {
   // host and port only because the target's type asks for them: the socket decides where it connects, and the
   // Host header stays the browser's (changeOrigin is off).
   return unix ? { socketPath: unix.socketPath, host: 'localhost', port: 80 } : machineUrl;
-}
-
-function sendJson(res: ServerResponse, status: number, body: unknown) {
-  const json = JSON.stringify(body);
-  res.writeHead(status, {
-    'content-type': 'application/json; charset=utf-8',
-    'content-length': Buffer.byteLength(json),
-    'cache-control': 'no-store',
-    'referrer-policy': 'no-referrer',
-  });
-  res.end(json);
 }

@@ -1,0 +1,16 @@
+import type { ServerResponse } from 'node:http';
+
+/**
+ * A JSON answer from one of the system's plain node servers (the edge, the
+ * machines, the workers' ops servers): never cached, no referrer sent on.
+ * Headers set on `res` before stay (WWW-Authenticate, Retry-After).
+ */
+export function sendJson(res: ServerResponse, status: number, body: unknown, options: { headOnly?: boolean } = {}): void {
+  const json = JSON.stringify(body);
+  res.statusCode = status;
+  res.setHeader('content-type', 'application/json; charset=utf-8');
+  res.setHeader('content-length', Buffer.byteLength(json));
+  res.setHeader('cache-control', 'no-store');
+  res.setHeader('referrer-policy', 'no-referrer');
+  res.end(options.headOnly ? undefined : json);
+}
