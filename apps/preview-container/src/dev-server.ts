@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import { freePort } from '../../../libs/shared/src/net';
+import type { KeepAlive } from '../../../libs/shared/src/http-server';
 import type { InlineConfig, PluginOption, ViteDevServer } from 'vite';
 import { machineFsOptions, viteLockdown } from './vite-lockdown';
 
@@ -103,7 +104,7 @@ export async function startDevServer(options: DevServerOptions): Promise<DevServ
     }
     // Only the container's proxy connects, over loopback: its connection is kept while a pooled machine
     // waits for a claim (Node's default of 5 s would close it), so the session's first request does not open one.
-    if (vite.httpServer && 'keepAliveTimeout' in vite.httpServer) vite.httpServer.keepAliveTimeout = PROXY_KEEP_ALIVE_MS;
+    if (vite.httpServer && 'keepAliveTimeout' in vite.httpServer) vite.httpServer.keepAliveTimeout = VITE_KEEP_ALIVE.serverMs;
     const address = vite.httpServer?.address();
     const realPort = typeof address === 'object' && address ? address.port : port;
     return {
@@ -116,8 +117,8 @@ export async function startDevServer(options: DevServerOptions): Promise<DevServ
   throw lastError;
 }
 
-/** How long Vite keeps the proxy's idle connection. */
-const PROXY_KEEP_ALIVE_MS = 10 * 60_000;
+/** The container's proxy's idle connections to Vite (see KeepAlive: the proxy drops them first). */
+export const VITE_KEEP_ALIVE: KeepAlive = { serverMs: 10 * 60_000, clientIdleMs: 9 * 60_000 };
 
 /** Transformed pages kept per dev server: one page, a few URLs it is asked under. */
 const INDEX_HTML_KEPT = 8;

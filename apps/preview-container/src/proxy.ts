@@ -4,6 +4,7 @@ import { Agent } from 'node:http';
 import { createProxyMiddleware, type RequestHandler } from 'http-proxy-middleware';
 import type { Logger } from '../../../libs/shared/src/logger';
 import { routeRequest } from './session-routing';
+import { VITE_KEEP_ALIVE } from './dev-server';
 
 /**
  * The proxy to the session's Vite dev server: plain HTTP and the HMR websocket,
@@ -17,7 +18,7 @@ export function createViteProxy(target: string, routeId: string, logger: Logger)
   return createProxyMiddleware<IncomingMessage, ServerResponse>({
     target,
     // Reused connections to Vite: without an agent every request opens a new one.
-    agent: new Agent({ keepAlive: true, maxSockets: 64 }),
+    agent: new Agent({ keepAlive: true, maxSockets: 64, timeout: VITE_KEEP_ALIVE.clientIdleMs }),
     ws: true,
     changeOrigin: false,
     // With `ws: true` the middleware subscribes itself to the server's 'upgrade' event on

@@ -2,7 +2,7 @@ import { rm } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Logger } from '../../../libs/shared/src/logger';
-import { sendJson } from '../../../libs/shared/src/http-server';
+import { MACHINE_KEEP_ALIVE, sendJson } from '../../../libs/shared/src/http-server';
 import type { ActivityTracker } from './activity';
 import { healthReport, type HealthState } from './health';
 import type { ViteProxy } from './proxy';
@@ -50,6 +50,8 @@ export function createContainerServer(options: {
       else res.destroy();
     });
   });
+  // Longer than the edge keeps an idle connection: the edge, not this server, closes it.
+  server.keepAliveTimeout = MACHINE_KEEP_ALIVE.serverMs;
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = req.url ?? '/';

@@ -1,6 +1,7 @@
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { VITE_KEEP_ALIVE } from '../src/dev-server';
 
 /**
  * memoizeIndexHtml over a real Vite dev server (no port), with a plugin that
@@ -57,4 +58,8 @@ describe('memoizeIndexHtml (real Vite, in a child process)', () => {
       afterTwoFailures: 5,
     });
   }, 40_000);
+});
+
+it('machine proxy → Vite: the proxy drops an idle connection well before Vite may close it', () => {
+  expect(VITE_KEEP_ALIVE.serverMs - VITE_KEEP_ALIVE.clientIdleMs).toBeGreaterThanOrEqual(5_000);
 });

@@ -14,3 +14,17 @@ export function sendJson(res: ServerResponse, status: number, body: unknown, opt
   res.setHeader('referrer-policy', 'no-referrer');
   res.end(options.headOnly ? undefined : json);
 }
+
+/**
+ * How long idle keep-alive connections between two of the system's own hops
+ * live: the client (http.Agent's `timeout`) drops one before the server may
+ * close it, so no request is ever sent on a connection the server is closing
+ * at that moment (ECONNRESET: a 502 for the browser, seen under load).
+ */
+export interface KeepAlive {
+  serverMs: number;
+  clientIdleMs: number;
+}
+
+/** The edge's connections to a machine's server. */
+export const MACHINE_KEEP_ALIVE: KeepAlive = { serverMs: 65_000, clientIdleMs: 60_000 };

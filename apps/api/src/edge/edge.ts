@@ -1,7 +1,7 @@
 import { Agent, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { createProxyMiddleware, debugProxyErrorsPlugin, proxyEventsPlugin } from 'http-proxy-middleware';
-import { sendJson, legacyPreviewPath, routeOfHost, unixSocketOf, type Logger } from '@velocity/shared';
+import { MACHINE_KEEP_ALIVE, sendJson, legacyPreviewPath, routeOfHost, unixSocketOf, type Logger } from '@velocity/shared';
 import type { SessionRoutes } from './session-routes';
 
 type EdgeRequest = IncomingMessage & { edgeTarget?: string; routeId?: string };
@@ -28,7 +28,7 @@ export function createEdge(routes: SessionRoutes, logger: Logger, options: EdgeO
     ejectPlugins: true,
     plugins: [debugProxyErrorsPlugin, proxyEventsPlugin],
     // Reused connections to the machines (per socket path, too): without an agent every request opens a new one.
-    agent: new Agent({ keepAlive: true, maxSockets: 256 }),
+    agent: new Agent({ keepAlive: true, maxSockets: 256, timeout: MACHINE_KEEP_ALIVE.clientIdleMs }),
     changeOrigin: false,
     xfwd: true,
     // Upgrades are handed over by `upgrade` below, after the route is known.
