@@ -1,6 +1,6 @@
 import { execFile, spawn } from 'node:child_process';
 import { readlinkSync } from 'node:fs';
-import { chmod, chown, link, lstat, mkdir, open, readFile, readdir, rm, stat, unlink } from 'node:fs/promises';
+import { chmod, chown, link, lstat, mkdir, open, readFile, readdir, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { TimeoutError, sleep } from '../errors';
@@ -60,6 +60,9 @@ interface MachineProcess {
   /** The loopback port it listens on; none for a sandboxed machine, which listens on a socket in its session folder. */
   port?: number;
 }
+
+/** The file in a session's folder that holds its machine's pid: the provider's, the machine cannot write it. */
+const PID_FILE = 'machine.pid';
 
 /**
  * Machines as local processes: one detached `apps/preview-container` process per
@@ -179,13 +182,23 @@ export class LocalMachineProvider implements MachineProvider {
    * can when it is root. False when it is not allowed or the machine is gone.
    */
   async restorePriority(machineId: string): Promise<boolean> {
-    const [found] = (await this.processes()).filter((p) => p.sessionId === sessionIdOf(machineId));
-    if (!found) return false;
+    const sessionId = sessionIdOf(machineId);
+    // Its recorded pid when it still runs this machine (a claim is on a session's path: no listing of every process).
+    const pid = (await this.recordedPid(sessionId)) ?? (await this.processes()).find((p) => p.sessionId === sessionId)?.pid;
+    if (pid === undefined) return false;
     // By process group (PRIO_PGRP): all threads of all its processes; os.setPriority sets a single thread.
-    return run('renice', ['-n', '0', '-g', String(found.pid)]).then(
+    return run('renice', ['-n', '0', '-g', String(pid)]).then(
       () => true,
       () => false,
     );
+  }
+
+  /** The pid the provider recorded when it spawned the session's machine, if that process is still this machine. */
+  private async recordedPid(sessionId: string): Promise<number | undefined> {
+    const pid = Number(await readFile(join(this.sessionDir(sessionId), PID_FILE), 'utf8').catch(() => ''));
+    if (!Number.isInteger(pid) || pid <= 0) return undefined;
+    const args = (await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).split('\0');
+    return args.includes(`--vp-machine=${sessionId}`) && args.includes(`--vp-dir=${this.dir}`) ? pid : undefined;
   }
 
   async close(): Promise<void> {
@@ -255,6 +268,8 @@ export class LocalMachineProvider implements MachineProvider {
     await log.close();
     if (child.pid === undefined) throw new Error(`Could not start the preview container for session ${spec.sessionId}`);
     child.unref();
+    // In the provider's own folder (the machine cannot write it): restorePriority finds the process without listing all.
+    await writeFile(join(sessionDir, PID_FILE), String(child.pid));
     return this.toMachine({ pid: child.pid, sessionId: spec.sessionId, port });
   }
 
