@@ -6,7 +6,7 @@ import { rawRequest, type RawResponse } from './raw-http';
 import { signToken, type TestUser } from './tokens';
 
 /**
- * The bad-input suite's requests (issue 6): malformed, forged, foreign or
+ * The bad-input suite's requests: malformed, forged, foreign or
  * excessive, each with the 4xx it must get. Every request here is one that must
  * change nothing; the suite checks the answers and that no row changed.
  */

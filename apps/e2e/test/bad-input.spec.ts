@@ -8,7 +8,7 @@ import { TEST_JWT_SECRET, testUser, type TestUser } from '../src/tokens';
 jest.setTimeout(120_000);
 
 /**
- * The bad-input suite (issue 6): the whole system with auth on (SUPABASE_JWT_SECRET),
+ * The bad-input suite: the whole system with auth on (SUPABASE_JWT_SECRET),
  * two users each with a project and a live session made by the real provisioner,
  * then hundreds of malformed, forged, foreign and excessive requests at the running
  * api. Each must get its 4xx with a JSON error that has a message (and names the

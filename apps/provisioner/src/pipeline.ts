@@ -6,7 +6,7 @@ import { createMachineStep } from './steps/create-machine.step';
 import { verifyUrlStep } from './steps/verify-url.step';
 import { activateStep } from './steps/activate.step';
 
-/** The provisioning steps, in the order the one rule demands (design.md). */
+/** The provisioning steps, in the order the one rule demands. */
 export const PROVISION_PIPELINE: readonly Step[] = [
   ensureProjectStep,
   commitSessionStep,

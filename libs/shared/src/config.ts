@@ -113,12 +113,12 @@ export const configSchema = z.object({
   ORPHAN_GRACE_MS: duration(60_000),
   /** How often, at most, a preview machine reports its activity to the api (passed to machines in their environment). */
   ACTIVITY_REPORT_EVERY_MS: duration(30_000),
-  /** Project file limits (issue 4): files per project, bytes per file, bytes per project. */
+  /** Project file limits: files per project, bytes per file, bytes per project. */
   MAX_PROJECT_FILES: duration(500),
   MAX_FILE_BYTES: duration(1024 * 1024),
   MAX_PROJECT_BYTES: duration(20 * 1024 * 1024),
   /**
-   * Operator credentials (issue 6.5) for Bull Board (/admin/queues) and /metrics: HTTP Basic with
+   * Operator credentials for Bull Board (/admin/queues) and /metrics: HTTP Basic with
    * OPERATOR_USER + OPERATOR_PASSWORD, and/or Bearer OPERATOR_TOKEN. With neither, those surfaces are off (404).
    */
   OPERATOR_USER: z.string().regex(/^[^:\s]{1,128}$/, 'must be 1-128 characters without ":" or spaces').optional(),
@@ -133,7 +133,7 @@ export const configSchema = z.object({
   /** How long each readiness check (Redis, Postgres) of /ready may take before it counts as failing. */
   READY_TIMEOUT_MS: duration(2000),
   /**
-   * API auth (issue 6): Supabase-issued JWTs, HS256 with the project's JWT secret and/or
+   * API auth: Supabase-issued JWTs, HS256 with the project's JWT secret and/or
    * asymmetric keys from its JWKS URL (https://<ref>.supabase.co/auth/v1/.well-known/jwks.json).
    * With neither, outside production, auth is off and every request is one local user.
    */

@@ -4,7 +4,7 @@ import type { Config } from './config';
 import { sendJson } from './http-server';
 
 /**
- * The operator guard (issue 6.5), one for every operator surface: Bull Board and
+ * The operator guard, one for every operator surface: Bull Board and
  * /metrics on the api, /metrics on the workers' operator servers.
  *
  * - No operator credentials configured: the surfaces are off, answered 404

@@ -89,7 +89,7 @@ export interface SessionStore {
    */
   transition(sessionId: string, to: SessionStatus, patch?: SessionPatch): Promise<PreviewSession | null>;
 
-  // --- cleanup (issue 5): each list reads a partial index, so its cost follows what it finds ---
+  // --- cleanup: each list reads a partial index, so its cost follows what it finds ---
 
   /** Active sessions whose `expires_at` is at or before `now` (and the database's now()), earliest first. */
   listExpiredSessions(now: Date, limit: number): Promise<PreviewSession[]>;
@@ -129,7 +129,7 @@ export interface SessionStore {
 
   close(): Promise<void>;
 
-  // --- project files (issue 4): writes of single files, within limits, for the projects api ---
+  // --- project files: writes of single files, within limits, for the projects api ---
 
   /** Creates a project with a new id and no files (the provisioner seeds a project that has none from its template). */
   createProject(project: { name: string; templateType: string; ownerId?: string | null }): Promise<Project>;
@@ -142,7 +142,7 @@ export interface SessionStore {
   /** Whether the project has any file: the provisioner seeds a template only into an empty project. */
   hasProjectFiles(projectId: string): Promise<boolean>;
 
-  // --- metrics (issue 7) ---
+  // --- metrics ---
 
   /**
    * Live sessions (not ended, not error) by status, in one grouped query: the api's
@@ -151,14 +151,14 @@ export interface SessionStore {
    */
   countLiveSessions?(): Promise<Partial<Record<SessionStatus, number>>>;
 
-  // --- warm pool (issue 9) ---
+  // --- warm pool ---
 
   /** The session whose preview URL is `/p/<routeId>/`, or null. */
   getSessionByRoute(routeId: string): Promise<PreviewSession | null>;
   /** Sessions by route id (unknown and invalid ids are skipped). */
   getSessionsByRouteIds(routeIds: string[]): Promise<PreviewSession[]>;
 
-  // --- security (issue 6) ---
+  // --- security ---
 
   /**
    * Inserts a `queued` session owned by `session.ownerId` only while that owner has fewer
@@ -203,7 +203,7 @@ export interface ProjectFileInfo {
   updatedAt: string;
 }
 
-/** A session asked for by a user (issue 6): always `queued`, always owned. */
+/** A session asked for by a user: always `queued`, always owned. */
 export interface NewOwnedSession {
   id: string;
   projectId: string;

@@ -12,7 +12,7 @@ import { TEST_JWT_SECRET, signToken, testUser, type TestUser } from '../../../e2
 jest.setTimeout(30_000);
 
 /**
- * Auth, ownership, tiers, quotas and the rate limit (issue 6) on a real api process
+ * Auth, ownership, tiers, quotas and the rate limit on a real api process
  * (Nest's bullmq module is ESM-only, so it cannot load inside Jest) with
  * SUPABASE_JWT_SECRET set. No provisioner runs: sessions stay `queued`, which is
  * live, so they count against the quota.

@@ -8,7 +8,7 @@ import { CONFIG, REDIS } from '../tokens';
 const WINDOW_MS = 60_000;
 
 /**
- * The limits of one user's sessions (issue 6):
+ * The limits of one user's sessions:
  * - live sessions at once, by the user's tier (QUOTA_FREE_CONCURRENT, QUOTA_PRO_CONCURRENT),
  *   enforced by the database in the same statement as the insert (createSessionWithinQuota);
  * - session requests per minute (RATE_LIMIT_SESSIONS_PER_MINUTE), a fixed window in Redis.

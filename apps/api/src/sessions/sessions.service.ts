@@ -92,12 +92,12 @@ export class SessionsService {
     throw new NotFoundException({ statusCode: 404, error: 'Not Found', message: `Session ${sessionId} does not exist`, sessionId });
   }
 
-  // --- extend and stop (issue 5) ---
+  // --- extend and stop ---
 
   /** The cleanup queue (expiry jobs), injected as a property so the constructor above stays as it is. */
   @InjectQueue(QueueName.Cleanup) private readonly cleanupQueue!: Queue;
 
-  /** Per-user limits (issue 6), injected as a property too. */
+  /** Per-user limits, injected as a property too. */
   @Inject(SessionQuotas) private readonly quotas!: SessionQuotas;
 
   /**

@@ -116,7 +116,7 @@ export class PostgresSessionStore implements SessionStore {
     return rows[0] ? toSession(rows[0]) : null;
   }
 
-  // --- cleanup (issue 5); the statements are CLEANUP_SQL, at the end of this file ---
+  // --- cleanup; the statements are CLEANUP_SQL, at the end of this file ---
 
   async listExpiredSessions(now: Date, limit: number): Promise<PreviewSession[]> {
     const { rows } = await this.query<SessionRow>(CLEANUP_SQL.listExpired, [now, limit]);
@@ -204,7 +204,7 @@ export class PostgresSessionStore implements SessionStore {
     await this.pool.end();
   }
 
-  // --- project files (issue 4) ---
+  // --- project files ---
 
   async createProject(project: { name: string; templateType: string; ownerId?: string | null }): Promise<Project> {
     const { rows } = await this.query<ProjectRow>(
@@ -259,7 +259,7 @@ export class PostgresSessionStore implements SessionStore {
     return rows[0].has;
   }
 
-  // --- security (issue 6) ---
+  // --- security ---
 
   async createSessionWithinQuota(session: NewOwnedSession, maxLive: number | null): Promise<CreateSessionWithinQuotaResult> {
     const { rows } = await this.query<{

@@ -126,7 +126,7 @@ export class SupabaseSessionStore implements SessionStore {
     return rows[0] ? toSession(rows[0]) : null;
   }
 
-  // --- cleanup (issue 5): the statements of CLEANUP_SQL, as SQL functions (20261125000310_supabase_rpc.sql) or selects ---
+  // --- cleanup: the statements of CLEANUP_SQL, as SQL functions (20261125000310_supabase_rpc.sql) or selects ---
 
   async listExpiredSessions(now: Date, limit: number): Promise<PreviewSession[]> {
     return (await this.rpc<SessionRow[]>('vp_list_expired_sessions', { p_now: now.toISOString(), p_limit: limit })).map(toSession);
@@ -231,7 +231,7 @@ export class SupabaseSessionStore implements SessionStore {
     await this.client.removeAllChannels();
   }
 
-  // --- project files (issue 4) ---
+  // --- project files ---
 
   async createProject(project: { name: string; templateType: string; ownerId?: string | null }): Promise<Project> {
     const rows = await this.select<ProjectRow>(
@@ -275,7 +275,7 @@ export class SupabaseSessionStore implements SessionStore {
     return rows.length > 0;
   }
 
-  // --- warm pool (issue 9) ---
+  // --- warm pool ---
 
   async getSessionByRoute(routeId: string): Promise<PreviewSession | null> {
     if (!isUuid(routeId)) return null;
@@ -294,7 +294,7 @@ export class SupabaseSessionStore implements SessionStore {
     return sessions;
   }
 
-  // --- security (issue 6) ---
+  // --- security ---
 
   async createSessionWithinQuota(session: NewOwnedSession, maxLive: number | null): Promise<CreateSessionWithinQuotaResult> {
     const result = await this.rpc<{ outcome: 'created' | 'over-quota'; live: number; limit: number | null; next_expires_at: string | null; session?: SessionRow }>(
