@@ -166,6 +166,12 @@ function probeSetup(sandbox: 'bubblewrap' | 'none') {
 /** The names a machine's environment may hold: the allow-list, what the spec gives, and PWD (set by bwrap). */
 const ALLOWED_ENV = ['PATH', 'HOME', 'LANG', 'NODE_ENV', 'MIMALLOC_PURGE_DELAY', 'PORT', 'HOST', 'LISTEN_SOCKET', 'WORK_DIR', 'SESSION_ID', 'PROBE_READ', 'PROBE_CONNECT', 'PWD'];
 
+/** Only allow-listed names, and nothing of the provider's environment (its canary). */
+function expectAllowListedEnv(env: Record<string, string>, canary: string): void {
+  expect(Object.keys(env).filter((name) => !ALLOWED_ENV.includes(name))).toEqual([]);
+  expect(JSON.stringify(env)).not.toContain(canary);
+}
+
 describe('a machine in the bubblewrap sandbox', () => {
   const { canary, state, probe } = probeSetup('bubblewrap');
 
@@ -176,8 +182,7 @@ describe('a machine in the bubblewrap sandbox', () => {
 
   it('gets only the allow-listed environment, at the sandbox paths', async () => {
     await probe((report) => {
-      expect(Object.keys(report.env).filter((name) => !ALLOWED_ENV.includes(name))).toEqual([]);
-      expect(JSON.stringify(report.env)).not.toContain(canary);
+      expectAllowListedEnv(report.env, canary);
       expect(report.env).toMatchObject({ WORK_DIR: SANDBOX_WORK_DIR, HOME: SANDBOX_HOME, NODE_ENV: 'development', MIMALLOC_PURGE_DELAY: '0' });
     });
   });
@@ -310,8 +315,7 @@ describe('the same machine without a sandbox (control)', () => {
 
   it('still gets only the allow-listed environment', async () => {
     await probe((report) => {
-      expect(Object.keys(report.env).filter((name) => !ALLOWED_ENV.includes(name))).toEqual([]);
-      expect(JSON.stringify(report.env)).not.toContain(canary);
+      expectAllowListedEnv(report.env, canary);
       expect(report.env.WORK_DIR).toBe(join(state.dir, report.env.SESSION_ID, 'work'));
     });
   });
