@@ -127,7 +127,8 @@ export class LocalMachineProvider implements MachineProvider {
   async waitStarted(machine: Machine, timeoutMs: number, signal?: AbortSignal): Promise<Machine> {
     const deadline = Date.now() + timeoutMs;
     while (Date.now() < deadline) {
-      if (!(await this.findBySession(machine.sessionId))) {
+      // Its recorded pid answers without listing every process (this loop polls); the listing covers a machine spawned elsewhere.
+      if ((await this.recordedPid(machine.sessionId)) === undefined && !(await this.findBySession(machine.sessionId))) {
         throw new Error(`Machine ${machine.id} exited while starting: ${await this.logTail(machine.sessionId)}`);
       }
       const reachable = unixSocketOf(machine.url) === null || (await this.linkMachineSocket(machine.sessionId));
