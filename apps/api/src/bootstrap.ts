@@ -40,8 +40,8 @@ export async function createApi(config: Config, logger: Logger): Promise<NestExp
   app.use(previewPage());
   // The OpenAPI UI at /docs and document at /docs-json (public; plain Express routes, ahead of the body parser and Nest's routes).
   setupOpenApi(app);
-  // Room for the largest file a PUT may carry, JSON-escaped.
-  app.use(...jsonBody(`${Math.ceil(config.MAX_FILE_BYTES * 1.5) + 64 * 1024}b`));
+  // Room for the largest file a PUT may carry, JSON-escaped (or base64); a raw body is the file itself.
+  app.use(...jsonBody(`${Math.ceil(config.MAX_FILE_BYTES * 1.5) + 64 * 1024}b`, config.MAX_FILE_BYTES));
   app.enableShutdownHooks();
   (app.getHttpServer() as Server).on('upgrade', edge.upgrade);
   // Requests Node's parser refuses (oversized headers or URL, invalid bytes) get a JSON error too.

@@ -263,16 +263,6 @@ export async function badInputCases(f: BadInputFixture): Promise<BadCase[]> {
   for (const [what, headers, payload, status, field] of types) {
     add({ kind: 'content-type', name: `${what}: POST /v1/sessions`, method: 'POST', path: '/v1/sessions', headers: asA(headers), body: payload, expect: { status, field } });
   }
-  add({
-    kind: 'content-type',
-    name: 'text/plain: PUT file',
-    method: 'PUT',
-    path: `/v1/projects/${a.projectId}/files/src/new.js`,
-    headers: asA({ 'content-type': 'text/plain' }),
-    body: 'console.log(1)',
-    expect: { status: 415, field: 'content-type' },
-  });
-
   // --- 5. path traversal and other refused file paths, on A's own project (400 naming path) ---
   const badPaths = [
     '%2e%2e/evil.js',

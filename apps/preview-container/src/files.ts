@@ -3,13 +3,11 @@ import { dirname, join, relative, sep } from 'node:path';
 import { z } from 'zod';
 import { errorMessage, sleep } from '../../../libs/shared/src/errors';
 import { requestText } from '../../../libs/shared/src/http-client';
+import { fileBytes, isBinaryFile, projectFileSchema, type ProjectFile } from '../../../libs/shared/src/session-store';
 import { resolveInside, safeRelativePath, UnsafePathError } from './path-safety';
 
-/** Getting the project's files from FILES_URL and putting them on disk in WORK_DIR. */
-export interface ProjectFile {
-  path: string;
-  content: string;
-}
+/** Getting the project's files from FILES_URL and putting them on disk in WORK_DIR, byte for byte. */
+export type { ProjectFile };
 
 export class FilesError extends Error {
   constructor(message: string, readonly retryable: boolean) {
@@ -18,9 +16,7 @@ export class FilesError extends Error {
   }
 }
 
-const filesResponse = z.object({
-  files: z.array(z.object({ path: z.string(), content: z.string() })),
-});
+const filesResponse = z.object({ files: z.array(projectFileSchema) });
 
 export interface FetchFilesOptions {
   /** Per-attempt timeout, ms. */
@@ -32,7 +28,7 @@ export interface FetchFilesOptions {
 }
 
 /**
- * GETs `{ files: [{ path, content }] }` from `url` with the machine token as a bearer
+ * GETs `{ files: [{ path, content, encoding? }] }` from `url` with the machine token as a bearer
  * token. Network errors, timeouts, 429 and 5xx are retried; other statuses and a
  * malformed body fail at once. Every error message names the URL.
  */
@@ -92,9 +88,9 @@ export async function writeProjectFiles(workDir: string, files: ProjectFile[]): 
     const rel = safeRelativePath(file.path);
     if (seen.has(rel)) throw new UnsafePathError(file.path, `duplicate of "${rel}"`);
     seen.add(rel);
-    return { target: resolveInside(root, rel), content: file.content };
+    return { target: resolveInside(root, rel), bytes: fileBytes(file) };
   });
-  for (const { target, content } of planned) {
+  for (const { target, bytes } of planned) {
     const dir = dirname(target);
     await mkdir(dir, { recursive: true });
     const realDir = await realpath(dir);
@@ -103,7 +99,7 @@ export async function writeProjectFiles(workDir: string, files: ProjectFile[]): 
     }
     const existing = await lstat(target).catch(() => null);
     if (existing?.isSymbolicLink()) await unlink(target); // write a file, never through a link
-    await writeFile(target, content);
+    await writeFile(target, bytes);
   }
   return planned.length;
 }
@@ -129,23 +125,40 @@ export async function linkNodeModules(workDir: string, nodeModulesDir: string): 
 const NOT_PROJECT = new Set(['node_modules', '.vite-cache']);
 
 /**
- * Makes the work folder hold exactly `files`: writes those that differ from
- * what is on disk, then removes every other file (a pooled machine's template
- * files, when it is claimed). Returns the paths it wrote and removed, so the
- * caller can tell Vite which modules changed.
+ * A file's content as one string that tells text from bytes: text as it is,
+ * a binary file's base64 after a NUL (which no text file holds), so a text
+ * file and a binary one never compare equal by their `content` alone.
+ */
+export function contentKey(file: ProjectFile): string {
+  return isBinaryFile(file) ? `\0${file.content}` : file.content;
+}
+
+/** What a list of files puts on disk, for syncProjectFiles' `written`: normal path → contentKey. */
+export function writtenContents(files: ProjectFile[]): Map<string, string> {
+  return new Map(files.map((file) => [safeRelativePath(file.path), contentKey(file)]));
+}
+
+/**
+ * Makes the work folder hold exactly `files`: writes those whose bytes differ
+ * from what is on disk, then removes every other file (a pooled machine's
+ * template files, when it is claimed). Returns the paths it wrote and removed,
+ * so the caller can tell Vite which modules changed.
  */
 export async function syncProjectFiles(
   workDir: string,
   files: ProjectFile[],
-  /** What this process wrote there (normal path → content), when nothing else writes the folder: compared instead of reading each file back. */
+  /**
+   * What this process wrote there (writtenContents: normal path → contentKey), when nothing else
+   * writes the folder: compared instead of reading each file back.
+   */
   written?: ReadonlyMap<string, string>,
 ): Promise<{ written: string[]; removed: string[] }> {
   // Every path is checked (and the whole list refused on one bad path) before anything is read or written.
-  const normal = files.map((file) => ({ path: safeRelativePath(file.path), content: file.content }));
+  const normal = files.map((file) => ({ ...file, path: safeRelativePath(file.path) }));
   const changed: ProjectFile[] = [];
   for (const file of normal) {
-    const current = written ? (written.get(file.path) ?? null) : await readFile(join(workDir, file.path), 'utf8').catch(() => null);
-    if (current !== file.content) changed.push(file);
+    const same = written ? written.get(file.path) === contentKey(file) : await sameOnDisk(join(workDir, file.path), file);
+    if (!same) changed.push(file);
   }
   await writeProjectFiles(workDir, changed);
   const keep = new Set(normal.map((file) => file.path));
@@ -156,6 +169,12 @@ export async function syncProjectFiles(
     removed.push(rel);
   }
   return { written: changed.map((file) => file.path), removed };
+}
+
+/** Whether the file at `target` holds exactly the file's bytes. */
+async function sameOnDisk(target: string, file: ProjectFile): Promise<boolean> {
+  const current = await readFile(target).catch(() => null);
+  return current !== null && current.equals(fileBytes(file));
 }
 
 async function listFiles(root: string, prefix = ''): Promise<string[]> {

@@ -7,6 +7,7 @@ import { endedEventSchema, fileChangeSchema, resyncEventSchema, type FileChange 
 import { openHttp, readText } from '../../../libs/shared/src/http-client';
 import type { Logger } from '../../../libs/shared/src/logger';
 import { readSse } from '../../../libs/shared/src/sse-client';
+import { fileBytes } from '../../../libs/shared/src/session-store';
 import { writeProjectFiles, type ProjectFile } from './files';
 import type { HealthState } from './health';
 import { resolveInside, safeRelativePath } from './path-safety';
@@ -53,7 +54,7 @@ export function fileChangesUrlOf(env: NodeJS.ProcessEnv, filesUrl: string): stri
 type Outcome = { kind: 'ended'; reason: string } | { kind: 'closed'; received: boolean };
 
 export class LiveFiles extends EventEmitter {
-  /** Project path → sha1 of the content on disk, for the files this machine wrote. */
+  /** Project path → sha1 of the bytes on disk, for the files this machine wrote. */
   private readonly known = new Map<string, string>();
   private lastEventId: string | undefined;
   private controller: AbortController | undefined;
@@ -73,7 +74,7 @@ export class LiveFiles extends EventEmitter {
    * with a resync (a change seen twice is skipped: its content is known).
    */
   seed(files: ProjectFile[], cursor?: string): void {
-    for (const file of files) this.known.set(safeRelativePath(file.path), digest(file.content));
+    for (const file of files) this.known.set(safeRelativePath(file.path), digest(file));
     if (cursor) this.lastEventId = cursor;
   }
 
@@ -186,12 +187,12 @@ export class LiveFiles extends EventEmitter {
   private async resync(): Promise<void> {
     const started = Date.now();
     const files = await this.options.loadSnapshot();
-    const wanted = new Map(files.map((file) => [safeRelativePath(file.path), file.content]));
-    const writes = [...wanted].filter(([path, content]) => this.known.get(path) !== digest(content));
+    const wanted = new Map(files.map((file) => [safeRelativePath(file.path), { ...file, hash: digest(file) }]));
+    const writes = [...wanted].filter(([path, file]) => this.known.get(path) !== file.hash);
     const removals = [...this.known.keys()].filter((path) => !wanted.has(path));
     await this.guard(async () => {
-      if (writes.length > 0) await writeProjectFiles(this.options.workDir, writes.map(([path, content]) => ({ path, content })));
-      for (const [path, content] of writes) this.known.set(path, digest(content));
+      if (writes.length > 0) await writeProjectFiles(this.options.workDir, writes.map(([path, { content, encoding }]) => ({ path, content, encoding })));
+      for (const [path, file] of writes) this.known.set(path, file.hash);
       for (const path of removals) await this.remove(path);
     });
     this.options.logger.info('files resynced', { files: files.length, written: writes.length, removed: removals.length, ms: Date.now() - started });
@@ -202,9 +203,10 @@ export class LiveFiles extends EventEmitter {
     await this.guard(async () => {
       const path = safeRelativePath(change.path);
       if (change.type === 'put') {
-        const hash = digest(change.content);
+        const file = { path, content: change.content, encoding: change.encoding };
+        const hash = digest(file);
         if (this.known.get(path) === hash) return;
-        await writeProjectFiles(this.options.workDir, [{ path, content: change.content }]);
+        await writeProjectFiles(this.options.workDir, [file]);
         this.known.set(path, hash);
       } else {
         await this.remove(path);
@@ -239,7 +241,8 @@ export class LiveFiles extends EventEmitter {
   }
 }
 
-const digest = (content: string) => createHash('sha1').update(content).digest('hex');
+/** What is on disk is bytes: a text file and a binary one with the same bytes are the same file. */
+const digest = (file: ProjectFile) => createHash('sha1').update(fileBytes(file)).digest('hex');
 
 function safeJson(text: string): unknown {
   try {

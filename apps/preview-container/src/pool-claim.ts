@@ -36,13 +36,16 @@ function tokenMatches(header: string | undefined, expected: string): boolean {
   return given.length === want.length && timingSafeEqual(given, want);
 }
 
+/** Decoded once, whole: a character split between two chunks would not survive decoding each chunk alone. */
 async function readJson(req: IncomingMessage): Promise<unknown> {
-  let body = '';
+  const chunks: Buffer[] = [];
+  let bytes = 0;
   for await (const chunk of req) {
-    body += chunk;
-    if (body.length > POOL_CLAIM_MAX_BYTES) throw new BodyTooLargeError();
+    bytes += (chunk as Buffer).length;
+    if (bytes > POOL_CLAIM_MAX_BYTES) throw new BodyTooLargeError();
+    chunks.push(chunk as Buffer);
   }
-  return JSON.parse(body);
+  return JSON.parse(Buffer.concat(chunks).toString('utf8'));
 }
 
 class BodyTooLargeError extends Error {}

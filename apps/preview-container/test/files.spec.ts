@@ -4,7 +4,11 @@ import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readlinkSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { mkdir as makeDir, mkdtemp, readFile as read, readdir as list, rm as remove, stat as statOf, writeFile as write } from 'node:fs/promises';
-import { fetchProjectFiles, FilesError, linkNodeModules, syncProjectFiles, writeProjectFiles } from '../src/files';
+import { fetchProjectFiles, FilesError, linkNodeModules, syncProjectFiles, writeProjectFiles, writtenContents, type ProjectFile } from '../src/files';
+
+/** Every byte value, so no step may lose or change one. */
+const everyByte = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
+const binary = (path: string, bytes: Buffer): ProjectFile => ({ path, content: bytes.toString('base64'), encoding: 'base64' });
 import { UnsafePathError } from '../src/path-safety';
 
 describe('writeProjectFiles', () => {
@@ -23,6 +27,13 @@ describe('writeProjectFiles', () => {
     ]);
     expect(count).toBe(2);
     expect(readFileSync(join(work, 'src/components/Button.jsx'), 'utf8')).toBe('export default 1');
+  });
+
+  it('writes a binary file byte for byte, and text as UTF-8', async () => {
+    await writeProjectFiles(work, [binary('src/assets/all.bin', everyByte), { path: 'a.txt', content: 'é' }, binary('empty.bin', Buffer.alloc(0))]);
+    expect(readFileSync(join(work, 'src/assets/all.bin')).equals(everyByte)).toBe(true);
+    expect(readFileSync(join(work, 'a.txt')).equals(Buffer.from([0xc3, 0xa9]))).toBe(true);
+    expect(readFileSync(join(work, 'empty.bin'))).toHaveLength(0);
   });
 
   it('refuses the whole list when one path is unsafe, before writing anything', async () => {
@@ -94,6 +105,8 @@ describe('fetchProjectFiles', () => {
         res.end(typeof body === 'string' ? body : JSON.stringify(body));
       };
       if (req.url === '/ok') return send(200, { files: [{ path: 'a.js', content: '1' }] });
+      if (req.url === '/binary') return send(200, { files: [binary('hero.png', everyByte)] });
+      if (req.url === '/bad-base64') return send(200, { files: [{ path: 'hero.png', content: '<not base64>', encoding: 'base64' }] });
       if (req.url === '/flaky') return hits[req.url] < 3 ? send(503, 'busy') : send(200, { files: [] });
       if (req.url === '/down') return send(500, 'boom');
       if (req.url === '/denied') return send(401, { error: 'bad token' });
@@ -115,6 +128,12 @@ describe('fetchProjectFiles', () => {
   it('sends the bearer token and returns the files', async () => {
     await expect(fetchProjectFiles(`${base}/ok`, 'tok', fast)).resolves.toEqual([{ path: 'a.js', content: '1' }]);
     expect(auth).toEqual(['Bearer tok']);
+  });
+
+  it('takes binary files as base64 with encoding, and refuses content that is not base64', async () => {
+    await expect(fetchProjectFiles(`${base}/binary`, 'tok', fast)).resolves.toEqual([binary('hero.png', everyByte)]);
+    await expect(fetchProjectFiles(`${base}/bad-base64`, 'tok', fast)).rejects.toThrow(/base64/);
+    expect(hits['/bad-base64']).toBe(1);
   });
 
   it('retries 5xx until it succeeds', async () => {
@@ -167,6 +186,39 @@ describe('syncProjectFiles (a pooled machine claimed for a project)', () => {
       await write(join(dir, 'stray.txt'), 'x');
       expect((await syncProjectFiles(dir, [{ path: 'src/App.jsx', content: 'project' }], new Map([['src/App.jsx', 'project']]))).removed.sort()).toEqual(['index.html', 'stray.txt']);
       await expect(syncProjectFiles(dir, [{ path: '../evil.js', content: 'x' }], written)).rejects.toThrow();
+    } finally {
+      await remove(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('compares bytes on disk: a changed binary file is written, an unchanged one (or text with the same bytes) is not', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'vp-sync-'));
+    try {
+      await writeProjectFiles(dir, [binary('a.bin', everyByte), binary('b.bin', everyByte), { path: 'c.txt', content: 'same' }]);
+      const changed = Buffer.from(everyByte);
+      changed[200] ^= 0xff;
+      const result = await syncProjectFiles(dir, [binary('a.bin', everyByte), binary('b.bin', changed), binary('c.txt', Buffer.from('same'))]);
+      expect(result).toEqual({ written: ['b.bin'], removed: [] });
+      expect((await read(join(dir, 'b.bin'))).equals(changed)).toBe(true);
+      expect((await read(join(dir, 'a.bin'))).equals(everyByte)).toBe(true);
+    } finally {
+      await remove(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('given what it wrote (writtenContents), tells a changed binary file and never takes text for bytes', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'vp-sync-'));
+    try {
+      const template = [binary('hero.png', everyByte), binary('logo.bin', Buffer.from('logo'))];
+      await writeProjectFiles(dir, template);
+      const changed = Buffer.from(everyByte.subarray(1));
+      // The project's logo.bin is text, and its text is the template's base64 for that path: the same `content`, other bytes.
+      const project = [binary('hero.png', changed), { path: 'logo.bin', content: template[1].content }];
+      const result = await syncProjectFiles(dir, project, writtenContents(template));
+      expect(result.written.sort()).toEqual(['hero.png', 'logo.bin']);
+      expect((await read(join(dir, 'hero.png'))).equals(changed)).toBe(true);
+      expect(await read(join(dir, 'logo.bin'), 'utf8')).toBe(template[1].content);
+      expect((await syncProjectFiles(dir, project, writtenContents(project))).written).toEqual([]);
     } finally {
       await remove(dir, { recursive: true, force: true });
     }

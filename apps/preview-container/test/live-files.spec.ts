@@ -19,6 +19,7 @@ import {
   PostgresSessionStore,
   templateFiles,
   type Config,
+  type ProjectFile,
 } from '@velocity/shared';
 import { testConfig } from '../../../libs/shared/test/test-env';
 import { stopProcess } from '../../../scripts/services';
@@ -64,10 +65,10 @@ afterAll(async () => {
   for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
 });
 
-/** A react project with its template's files, an active session of it, and a LiveFiles started as main.ts does. */
-async function startLiveFiles() {
+/** A react project with its template's files (and `extra`), an active session of it, and a LiveFiles started as main.ts does. */
+async function startLiveFiles(extra: ProjectFile[] = []) {
   const project = await store.createProject({ name: 'live files spec', templateType: 'react' });
-  await store.seedProjectFiles(project.id, templateFiles('react'));
+  await store.seedProjectFiles(project.id, [...templateFiles('react'), ...extra]);
   const sessionId = randomUUID();
   await store.createSession({ id: sessionId, projectId: project.id, tier: 'free', resourceLimits: { cpus: 1, memoryMb: 512 }, status: 'creating' });
   await store.transition(sessionId, 'starting', { containerId: `m-${sessionId}`, containerUrl: 'http://127.0.0.1:9' });
@@ -137,6 +138,20 @@ describe('live files', () => {
     await applied;
     expect(existsSync(join(workDir, 'src/App.css'))).toBe(false);
     expect((await healthReport('x', health)).data).toBe('ok');
+  });
+
+  it('writes binary files byte for byte: from the first load (no rewrite on resync) and from a raw PUT', async () => {
+    const png = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==', 'base64');
+    const everyByte = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
+    const { live, workDir, projectId, firstResync } = await startLiveFiles([{ path: 'src/assets/hero.png', content: png.toString('base64'), encoding: 'base64' }]);
+    expect(firstResync).toEqual({ written: [], removed: [] });
+    expect(readFileSync(join(workDir, 'src/assets/hero.png')).equals(png)).toBe(true);
+
+    const applied = once(live, 'applied');
+    const res = await fetch(`${base}/v1/projects/${projectId}/files/src/assets/hero.png`, { method: 'PUT', headers: { 'content-type': 'image/png' }, body: everyByte });
+    expect(res.status).toBe(200);
+    await applied;
+    expect(readFileSync(join(workDir, 'src/assets/hero.png')).equals(everyByte)).toBe(true);
   });
 
   it('seeded with the cursor its files are current to, follows from there: no resync, and a change made after the cursor arrives', async () => {

@@ -49,8 +49,19 @@ describe('FileChangeLog (real Redis)', () => {
     expect(ttl).toBeLessThanOrEqual(60);
   });
 
+  it('carries a binary file as base64 with encoding, byte for byte', async () => {
+    const projectId = randomUUID();
+    const bytes = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
+    const change = { type: 'put' as const, projectId, path: 'hero.png', content: bytes.toString('base64'), encoding: 'base64' as const, at: 1 };
+    await log.append(change);
+    const [stored] = await log.read(projectId);
+    expect(stored.change).toEqual(change);
+    expect(Buffer.from((stored.change as typeof change).content, 'base64').equals(bytes)).toBe(true);
+  });
+
   it('refuses a change that does not match the schema', async () => {
     await expect(log.append({ type: 'put', projectId: 'nope', path: 'a', content: '', at: 1 })).rejects.toThrow();
+    await expect(log.append({ type: 'put', projectId: randomUUID(), path: 'a', content: 'not base64', encoding: 'base64', at: 1 })).rejects.toThrow(/base64/);
     await expect(log.append({ type: 'rename', projectId: randomUUID(), path: 'a', at: 1 } as never)).rejects.toThrow();
   });
 

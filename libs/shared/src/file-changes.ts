@@ -1,5 +1,6 @@
 import type Redis from 'ioredis';
 import { z } from 'zod';
+import { checkFileEncoding, projectFileShape } from './session-store';
 
 /**
  * Live file changes: every write to a project's files, after it committed, is
@@ -14,8 +15,9 @@ import { z } from 'zod';
  */
 const base = { projectId: z.string().uuid(), at: z.number().int() };
 
+/** A `put` carries the file in its wire shape (a ProjectFile: text, or base64 with `encoding`). */
 export const fileChangeSchema = z.discriminatedUnion('type', [
-  z.object({ ...base, type: z.literal('put'), path: z.string().min(1), content: z.string() }),
+  z.object({ ...base, type: z.literal('put'), ...projectFileShape }).superRefine(checkFileEncoding),
   z.object({ ...base, type: z.literal('delete'), path: z.string().min(1) }),
 ]);
 export type FileChange = z.infer<typeof fileChangeSchema>;

@@ -1,4 +1,4 @@
-import { checkFilePath, contentProblem, isCodeConfig, MAX_PATH_LENGTH, normalizeFilePath, UnsafePathError } from './file-paths';
+import { checkFilePath, isCodeConfig, MAX_PATH_LENGTH, normalizeFilePath, UnsafePathError } from './file-paths';
 
 describe('project file path rules', () => {
   it.each([
@@ -75,14 +75,6 @@ describe('project file path rules', () => {
   });
 });
 
-describe('contentProblem', () => {
-  it('accepts text, refuses NUL bytes', () => {
-    expect(contentProblem('export default 1;\n')).toBeNull();
-    expect(contentProblem('')).toBeNull();
-    expect(contentProblem('a\0b')).toContain('NUL');
-  });
-});
-
 describe('isCodeConfig', () => {
   const file = (path: string, content = '') => ({ path, content });
   it.each(['vite.config.ts', 'vite.config.mjs', 'postcss.config.js', 'postcss.config.cjs', 'tailwind.config.ts', 'svelte.config.js', 'src/postcss.config.js', 'babel.config.js', '.postcssrc', '.postcssrc.json', '.babelrc', '.babelrc.js'])(
@@ -97,5 +89,10 @@ describe('isCodeConfig', () => {
     expect(isCodeConfig(file('package.json', '{"name":"x","babel":{}}'))).toBe(true);
     expect(isCodeConfig(file('package.json', '{"name":"x","dependencies":{"postcss":"8"}}'))).toBe(false);
     expect(isCodeConfig(file('package.json', '{not json'))).toBe(false);
+  });
+  it('reads a package.json stored as bytes too (a raw upload), as Vite would: as UTF-8', () => {
+    const asBytes = (text: string) => ({ path: 'package.json', content: Buffer.from(text).toString('base64'), encoding: 'base64' as const });
+    expect(isCodeConfig(asBytes('{"name":"x","postcss":{"plugins":{"./evil.js":{}}}}'))).toBe(true);
+    expect(isCodeConfig(asBytes('{"name":"x"}'))).toBe(false);
   });
 });

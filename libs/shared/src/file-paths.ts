@@ -1,3 +1,5 @@
+import { fileBytes, isBinaryFile, type ProjectFile } from './session-store';
+
 /**
  * The rules for project file paths, in one place: the api applies them before a
  * file reaches the database, the preview container again before it writes to
@@ -56,13 +58,6 @@ export function normalizeFilePath(raw: unknown): string {
   return checked.path;
 }
 
-/** Why a file's content is refused (other than its size), or null. */
-export function contentProblem(content: string): string | null {
-  // Postgres text cannot hold NUL; binary files are not project sources.
-  if (content.includes('\0')) return 'contains a NUL byte (binary files are not supported)';
-  return null;
-}
-
 /**
  * Files that make Vite or its plugins run the project's own code when the dev
  * server starts or a stylesheet is compiled: `*.config.{js,ts,…}` (vite,
@@ -72,10 +67,11 @@ export function contentProblem(content: string): string | null {
  */
 const CODE_CONFIG_NAME = /\.config\.[cm]?[jt]sx?$|^\.postcssrc(\..+)?$|^\.babelrc(\..+)?$/i;
 
-export function isCodeConfig(file: { path: string; content: string }): boolean {
+export function isCodeConfig(file: ProjectFile): boolean {
   const name = file.path.slice(file.path.lastIndexOf('/') + 1);
   if (CODE_CONFIG_NAME.test(name)) return true;
-  return name === 'package.json' && packageJsonNamesCode(file.content);
+  // A package.json stored as bytes is read as Vite reads it: as UTF-8.
+  return name === 'package.json' && packageJsonNamesCode(isBinaryFile(file) ? fileBytes(file).toString('utf8') : file.content);
 }
 
 function packageJsonNamesCode(content: string): boolean {

@@ -1,3 +1,4 @@
+import { z } from 'zod';
 import type { SessionStatus } from './session-state';
 import type { Tier } from './queues';
 
@@ -12,9 +13,61 @@ export interface Project {
   createdAt: string;
 }
 
-export interface ProjectFile {
-  path: string;
-  content: string;
+/** Standard base64 (RFC 4648, `+/`, padded): what Node and Postgres' decode() both read byte for byte. */
+const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
+
+export function isBase64(text: string): boolean {
+  return text.length % 4 === 0 && BASE64.test(text);
+}
+
+/**
+ * A project file on every wire (store, machine files endpoint, file changes,
+ * pool claim): text is `{ path, content }`; bytes are `{ path, content: <base64>,
+ * encoding: 'base64' }`. One shape for both keeps code that only reads `path`
+ * or forwards whole files working unchanged.
+ */
+export const projectFileShape = {
+  path: z.string().min(1),
+  content: z.string(),
+  encoding: z.literal('base64').optional().describe('Present for binary files: `content` is then the bytes in base64'),
+};
+
+/** For a schema built on projectFileShape: a binary file's content must be base64. */
+export function checkFileEncoding(file: { content: string; encoding?: 'base64' }, ctx: z.RefinementCtx): void {
+  if (file.encoding === 'base64' && !isBase64(file.content)) {
+    ctx.addIssue({ code: 'custom', path: ['content'], message: 'must be standard base64 (A-Z a-z 0-9 + /, padded with =) when encoding is base64' });
+  }
+}
+
+export const projectFileSchema = z.object(projectFileShape).superRefine(checkFileEncoding);
+export type ProjectFile = z.infer<typeof projectFileSchema>;
+/** A file's content without its path. */
+export type ProjectFileContent = Omit<ProjectFile, 'path'>;
+
+export const isBinaryFile = (file: ProjectFileContent): boolean => file.encoding === 'base64';
+
+/** The file's bytes, as they go on disk. */
+export function fileBytes(file: ProjectFileContent): Buffer {
+  return Buffer.from(file.content, isBinaryFile(file) ? 'base64' : 'utf8');
+}
+
+/** The file's size in bytes (what the limits count), without decoding it. */
+export function fileByteLength(file: ProjectFileContent): number {
+  return Buffer.byteLength(file.content, isBinaryFile(file) ? 'base64' : 'utf8');
+}
+
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+/** A file of these bytes: text when they are UTF-8 without NUL (Postgres text cannot hold NUL), else binary. */
+export function fileFromBytes(path: string, bytes: Uint8Array): ProjectFile {
+  if (!bytes.includes(0)) {
+    try {
+      return { path, content: strictUtf8.decode(bytes) };
+    } catch {
+      // Not UTF-8: stored as bytes.
+    }
+  }
+  return { path, content: Buffer.from(bytes).toString('base64'), encoding: 'base64' };
 }
 
 export interface ResourceLimits {
@@ -188,7 +241,7 @@ export interface ProjectFileLimits {
   maxProjectBytes: number;
 }
 
-/** What `putProjectFile` did; sizes are UTF-8 bytes, counts and totals are the project's after the write (or as refused). */
+/** What `putProjectFile` did; sizes are real bytes (UTF-8 for text, decoded for binary), counts and totals are the project's after the write (or as refused). */
 export interface PutProjectFileResult {
   outcome: 'created' | 'updated' | 'no-project' | 'too-many-files' | 'file-too-large' | 'project-too-large';
   fileBytes: number;
@@ -199,7 +252,9 @@ export interface PutProjectFileResult {
 /** A project file without its content. */
 export interface ProjectFileInfo {
   path: string;
+  /** Real bytes: UTF-8 for text, the decoded size for binary. */
   bytes: number;
+  binary: boolean;
   updatedAt: string;
 }
 

@@ -1,7 +1,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join, relative, sep } from 'node:path';
 import { PermanentError } from './errors';
-import type { ProjectFile } from './session-store';
+import { fileFromBytes, type ProjectFile } from './session-store';
 
 /** Starter projects, one folder each under libs/shared/templates. */
 export const TEMPLATE_TYPES = ['react', 'vue', 'svelte', 'vanilla-ts'] as const;
@@ -22,7 +22,8 @@ export function templateFiles(type: string): ProjectFile[] {
   let files = loaded.get(type);
   if (!files) {
     const root = join(TEMPLATES_DIR, type);
-    files = walk(root).map((file) => ({ path: relative(root, file).split(sep).join('/'), content: readFileSync(file, 'utf8') }));
+    // Read as bytes: a template's images or fonts become binary files, its sources text.
+    files = walk(root).map((file) => fileFromBytes(relative(root, file).split(sep).join('/'), readFileSync(file)));
     loaded.set(type, files);
   }
   return files.map((file) => ({ ...file }));

@@ -2,6 +2,7 @@ import type Redis from 'ioredis';
 import { z } from 'zod';
 import { ConfigError } from './config';
 import { TEMPLATE_TYPES } from './templates';
+import { projectFileSchema } from './session-store';
 import { tierSchema, type Tier } from './queues';
 
 /** A pre-started preview machine waiting for a session (or still starting). */
@@ -37,7 +38,7 @@ export const poolClaimSchema = z
     projectId: z.uuid(),
     filesUrl: z.url({ protocol: /^https?$/ }),
     machineToken: z.string().min(1),
-    files: z.array(z.object({ path: z.string().min(1), content: z.string() })).optional(),
+    files: z.array(projectFileSchema).optional(),
     filesCursor: z.string().regex(/^\d+-\d+$/, 'must be a stream id').optional(),
   })
   .refine((claim) => (claim.files === undefined) === (claim.filesCursor === undefined), { message: 'files and filesCursor come together', path: ['filesCursor'] });

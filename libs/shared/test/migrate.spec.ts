@@ -73,7 +73,7 @@ describe('migrations', () => {
     );
     const of = (table: string) => columns.filter((c) => c.table_name === table).map((c) => c.column_name).sort();
     expect(of('projects')).toEqual(['created_at', 'id', 'name', 'owner_id', 'template_type', 'updated_at']);
-    expect(of('project_files')).toEqual(['content', 'created_at', 'file_path', 'id', 'project_id', 'updated_at']);
+    expect(of('project_files')).toEqual(['content', 'content_bytes', 'created_at', 'file_path', 'id', 'project_id', 'updated_at']);
     expect(of('preview_sessions')).toEqual(
       [
         'container_id', 'container_url', 'created_at', 'ended_at', 'error_message', 'error_step', 'expires_at', 'id',
@@ -179,6 +179,38 @@ describe('migrations', () => {
       const table = await query<{ t: string | null }>(url, `select to_regclass('public.half_done')::text as t`);
       expect(table[0].t).toBeNull();
     });
+  });
+
+  it('binary files: the migration leaves existing text files as they are (no row rewritten) and adds bytes beside them', async () => {
+    const other = scratchUrl();
+    const dir = await mkdtemp(path.join(tmpdir(), 'vp-migrations-'));
+    const binary = '20261125000400_binary_project_files.sql';
+    try {
+      const shipped = (await readdir(DEFAULT_MIGRATIONS_DIR)).filter((f) => /^\d+_.+\.sql$/.test(f)).sort();
+      for (const file of shipped.filter((f) => f < binary)) await copyFile(path.join(DEFAULT_MIGRATIONS_DIR, file), path.join(dir, file));
+      await ensureDatabase(other);
+      await applyMigrations(other, dir);
+      const projectId = randomUUID();
+      await query(other, `insert into projects (id, name) values ($1, 'old')`, [projectId]);
+      await query(other, `insert into project_files (project_id, file_path, content) values ($1, 'a.js', 'héllo')`, [projectId]);
+      const row = `select ctid::text, xmin::text, content from project_files where project_id = $1`;
+      const before = await query(other, row, [projectId]);
+
+      await copyFile(path.join(DEFAULT_MIGRATIONS_DIR, binary), path.join(dir, binary));
+      expect(await applyMigrations(other, dir)).toEqual(['20261125000400']);
+      // Same tuple, same transaction id: not rewritten.
+      expect(await query(other, row, [projectId])).toEqual(before);
+      expect(await query(other, `select * from vp_list_project_file_paths($1)`, [projectId])).toEqual([
+        { path: 'a.js', bytes: 6, is_binary: false, updated_at: expect.any(Date) },
+      ]);
+      // One representation per row.
+      await expect(
+        query(other, `insert into project_files (project_id, file_path, content, content_bytes) values ($1, 'b.bin', 'text', '\\x00')`, [projectId]),
+      ).rejects.toMatchObject({ code: '23514' });
+    } finally {
+      await dropDatabase(other);
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('drops a database even while it has connections', async () => {

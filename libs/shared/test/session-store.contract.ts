@@ -141,6 +141,73 @@ export function sessionStoreContract(name: string, makeStore: () => Promise<Sess
       });
     });
 
+    describe('binary project files', () => {
+      /** Every byte value, so no encoding step can lose or change one. */
+      const everyByte = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
+      const binary = (path: string, bytes: Buffer): ProjectFile => ({ path, content: bytes.toString('base64'), encoding: 'base64' });
+      const roomy = { maxFiles: 10, maxFileBytes: 10_000, maxProjectBytes: 100_000 };
+
+      it('putProjectFile stores bytes 0..255 and listProjectFiles gives them back exactly, beside text', async () => {
+        const project = await newProject();
+        expect(await store.putProjectFile(project.id, binary('img/all.bin', everyByte), roomy)).toEqual({
+          outcome: 'created',
+          fileBytes: 256,
+          fileCount: 1,
+          projectBytes: 256,
+        });
+        expect(await store.putProjectFile(project.id, { path: 'a.txt', content: 'é' }, roomy)).toMatchObject({ outcome: 'created', fileBytes: 2, projectBytes: 258 });
+        const listed = await store.listProjectFiles(project.id);
+        expect(listed).toEqual([{ path: 'a.txt', content: 'é' }, binary('img/all.bin', everyByte)]);
+        expect(Buffer.from(listed[1].content, 'base64').equals(everyByte)).toBe(true);
+        expect(listed[0]).not.toHaveProperty('encoding');
+        expect(await store.listProjectFilePaths(project.id)).toEqual([
+          { path: 'a.txt', bytes: 2, binary: false, updatedAt: expect.any(String) },
+          { path: 'img/all.bin', bytes: 256, binary: true, updatedAt: expect.any(String) },
+        ]);
+      });
+
+      it('a path may change from text to bytes and back; an empty binary file stays binary', async () => {
+        const project = await newProject();
+        await store.putProjectFile(project.id, { path: 'f', content: 'text' }, roomy);
+        expect(await store.putProjectFile(project.id, binary('f', Buffer.from([0, 1])), roomy)).toMatchObject({ outcome: 'updated', fileBytes: 2, projectBytes: 2 });
+        expect(await store.listProjectFiles(project.id)).toEqual([binary('f', Buffer.from([0, 1]))]);
+        expect(await store.putProjectFile(project.id, { path: 'f', content: 'back' }, roomy)).toMatchObject({ outcome: 'updated', fileBytes: 4, projectBytes: 4 });
+        expect(await store.listProjectFiles(project.id)).toEqual([{ path: 'f', content: 'back' }]);
+        await store.putProjectFile(project.id, binary('empty', Buffer.alloc(0)), roomy);
+        expect((await store.listProjectFiles(project.id))[0]).toEqual({ path: 'empty', content: '', encoding: 'base64' });
+        expect((await store.listProjectFilePaths(project.id))[0]).toMatchObject({ path: 'empty', bytes: 0, binary: true });
+      });
+
+      it('seedProjectFiles stores binary files too', async () => {
+        const project = await newProject();
+        const seed = [...files, binary('src/assets/hero.png', everyByte)];
+        expect(await store.seedProjectFiles(project.id, seed)).toBe(seed.length);
+        expect(await store.listProjectFiles(project.id)).toEqual(byPath(seed));
+      });
+
+      it('the limits count real bytes, not base64 characters', async () => {
+        const project = await newProject();
+        // 256 bytes are 344 base64 characters.
+        const limits = { maxFiles: 5, maxFileBytes: 256, maxProjectBytes: 300 };
+        expect(await store.putProjectFile(project.id, binary('a.bin', everyByte), limits)).toMatchObject({ outcome: 'created', fileBytes: 256, projectBytes: 256 });
+        expect(await store.putProjectFile(project.id, binary('b.bin', Buffer.alloc(257)), limits)).toMatchObject({ outcome: 'file-too-large', fileBytes: 257 });
+        expect(await store.putProjectFile(project.id, binary('b.bin', Buffer.alloc(45)), limits)).toMatchObject({ outcome: 'project-too-large', projectBytes: 301 });
+        expect(await store.putProjectFile(project.id, binary('b.bin', Buffer.alloc(44)), limits)).toMatchObject({ outcome: 'created', fileBytes: 44, projectBytes: 300 });
+        // Replacing a binary file counts its old bytes out.
+        expect(await store.putProjectFile(project.id, { path: 'a.bin', content: 'x'.repeat(200) }, limits)).toMatchObject({ outcome: 'updated', projectBytes: 244 });
+        expect(await store.listProjectFilePaths(project.id)).toEqual([
+          { path: 'a.bin', bytes: 200, binary: false, updatedAt: expect.any(String) },
+          { path: 'b.bin', bytes: 44, binary: true, updatedAt: expect.any(String) },
+        ]);
+      });
+
+      it('putProjectFile refuses content that is not base64 for a binary file, and writes nothing', async () => {
+        const project = await newProject();
+        await expect(store.putProjectFile(project.id, { path: 'x.bin', content: 'not base64!', encoding: 'base64' }, roomy)).rejects.toThrow(/base64/);
+        expect(await store.listProjectFiles(project.id)).toEqual([]);
+      });
+    });
+
     describe('sessions', () => {
       it('createSession inserts a creating row and getSession reads it back', async () => {
         const project = await newProject();

@@ -89,9 +89,9 @@ describe('SupabaseSessionStore: requests in PostgREST’s documented format', ()
       expect(await postgres.getProject(id)).toMatchObject({ id, name: 'Mine', templateType: 'vue' });
     });
 
-    it('seedProjectFiles: p_files is a JSON array of {path, content}', async () => {
+    it('seedProjectFiles: p_files is a JSON array of {path, content} (and encoding: base64 for bytes)', async () => {
       const project = await newProject();
-      const files = [{ path: 'index.html', content: '<h1>héllo</h1>' }];
+      const files = [{ path: 'index.html', content: '<h1>héllo</h1>' }, { path: 'a.png', content: 'AP8=', encoding: 'base64' as const }];
       const req = await oneRequest(() => store.seedProjectFiles(project.id, files));
       expect(req.path).toBe('/rest/v1/rpc/vp_seed_project_files');
       expect(req.body).toEqual({ p_project_id: project.id, p_files: files });
@@ -159,7 +159,18 @@ describe('SupabaseSessionStore: requests in PostgREST’s documented format', ()
       const limits = { maxFiles: 10, maxFileBytes: 1000, maxProjectBytes: 5000 };
       const put = await oneRequest(() => store.putProjectFile(project.id, { path: 'src/a.js', content: 'a' }, limits));
       expect(put.path).toBe('/rest/v1/rpc/vp_put_project_file');
-      expect(put.body).toEqual({ p_project_id: project.id, p_path: 'src/a.js', p_content: 'a', p_max_files: 10, p_max_file_bytes: 1000, p_max_project_bytes: 5000 });
+      expect(put.body).toEqual({
+        p_project_id: project.id,
+        p_path: 'src/a.js',
+        p_content: 'a',
+        p_max_files: 10,
+        p_max_file_bytes: 1000,
+        p_max_project_bytes: 5000,
+        p_encoding: 'utf8',
+      });
+      // Bytes travel as base64 text: JSON has no bytes, and PostgREST would read a bytea argument only as `\x<hex>`.
+      const bytes = await oneRequest(() => store.putProjectFile(project.id, { path: 'a.png', content: 'iVBORw==', encoding: 'base64' }, limits));
+      expect(bytes.body).toMatchObject({ p_path: 'a.png', p_content: 'iVBORw==', p_encoding: 'base64' });
       const list = await oneRequest(() => store.listProjectFilePaths(project.id));
       expect(list.path).toBe('/rest/v1/rpc/vp_list_project_file_paths');
       expect(list.body).toEqual({ p_project_id: project.id });
@@ -219,12 +230,15 @@ describe('SupabaseSessionStore: requests in PostgREST’s documented format', ()
       expect(query(req)).toEqual({ select: '*', id: `in.(${a.id},${b.id})` });
     });
 
-    it('listProjectFiles: vertical filter on two columns, ordered, paged with limit and offset', async () => {
+    it('listProjectFiles: vertical filter on three columns, ordered, paged with limit and offset; bytea read from its hex form', async () => {
       const project = await newProject();
-      await postgres.seedProjectFiles(project.id, [{ path: 'b', content: '2' }, { path: 'a', content: '1' }]);
-      const req = await oneRequest(async () => expect(await store.listProjectFiles(project.id)).toEqual([{ path: 'a', content: '1' }, { path: 'b', content: '2' }]));
+      const png = { path: 'c.png', content: 'AAEC/w==', encoding: 'base64' as const };
+      await postgres.seedProjectFiles(project.id, [{ path: 'b', content: '2' }, { path: 'a', content: '1' }, png]);
+      const req = await oneRequest(async () =>
+        expect(await store.listProjectFiles(project.id)).toEqual([{ path: 'a', content: '1' }, { path: 'b', content: '2' }, png]),
+      );
       expect(req.path).toBe('/rest/v1/project_files');
-      expect(query(req)).toEqual({ select: 'file_path,content', project_id: `eq.${project.id}`, order: 'file_path.asc', offset: '0', limit: '1000' });
+      expect(query(req)).toEqual({ select: 'file_path,content,content_bytes', project_id: `eq.${project.id}`, order: 'file_path.asc', offset: '0', limit: '1000' });
     });
 
     it('hasProjectFiles: one id at most', async () => {

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { ConfigError } from '../src/config';
 import { createRedis } from '../src/redis';
-import { WarmPool, parseWarmPool, type PooledMachine } from '../src/warm-pool';
+import { WarmPool, parseWarmPool, poolClaimSchema, type PooledMachine } from '../src/warm-pool';
 import { testQueuePrefix, testRedisUrl } from './test-env';
 
 describe('parseWarmPool', () => {
@@ -16,6 +16,28 @@ describe('parseWarmPool', () => {
   it.each(['react', 'react:4-2', 'angular:1-2', 'react/gold:1-2', 'react:1-2;vue:1-1'])('refuses %s, naming WARM_POOL', (value) => {
     expect(() => parseWarmPool(value)).toThrow(ConfigError);
     expect(() => parseWarmPool(value)).toThrow(/WARM_POOL/);
+  });
+});
+
+describe('poolClaimSchema', () => {
+  const claim = (files: unknown[]) => ({
+    sessionId: randomUUID(),
+    projectId: randomUUID(),
+    filesUrl: 'http://127.0.0.1:1/v1/machines/x/files',
+    machineToken: 't',
+    files,
+    filesCursor: '1-0',
+  });
+
+  it('carries text as { path, content } and bytes as { path, content: base64, encoding: "base64" }', () => {
+    const files = [{ path: 'a.js', content: '1' }, { path: 'hero.png', content: 'iVBORw0KGgo=', encoding: 'base64' }];
+    expect(poolClaimSchema.parse(claim(files)).files).toEqual(files);
+  });
+
+  it('refuses a binary file whose content is not base64, naming it', () => {
+    const parsed = poolClaimSchema.safeParse(claim([{ path: 'hero.png', content: '%%%', encoding: 'base64' }]));
+    expect(parsed.success).toBe(false);
+    expect(parsed.error?.issues[0].path).toEqual(['files', 0, 'content']);
   });
 });
 

@@ -1,4 +1,4 @@
-import { json, type NextFunction, type Request, type RequestHandler, type Response } from 'express';
+import { json, raw, type NextFunction, type Request, type RequestHandler, type Response } from 'express';
 
 type ErrorHandler = (err: unknown, req: Request, res: Response, next: NextFunction) => void;
 
@@ -9,17 +9,22 @@ export const SMALL_BODY_LIMIT = '64kb';
 
 /**
  * The JSON body parser and its errors, answered in the api's error shape:
- * - a body on a /v1 route that is not `application/json`: 415 naming `content-type`;
+ * - a body on a /v1 route that is not `application/json`: 415 naming `content-type`,
+ *   except a file write's, which is the file's bytes as they are (a Buffer, up to `rawFileLimit` bytes);
  * - malformed JSON: 400 naming `body`;
- * - larger than the limit (`fileLimit` for file writes, 64 kB elsewhere): 413 naming `body`.
+ * - larger than the limit (`fileLimit` for file writes, `rawFileLimit` for their raw bodies, 64 kB elsewhere): 413 naming `body`.
  */
-export function jsonBody(fileLimit: string): [RequestHandler, RequestHandler, ErrorHandler] {
+export function jsonBody(fileLimit: string, rawFileLimit: number): [RequestHandler, RequestHandler, ErrorHandler] {
   const large = json({ limit: fileLimit });
   const small = json({ limit: SMALL_BODY_LIMIT });
+  // Any media type: an image/png body is stored as sent.
+  const bytes = raw({ type: () => true, limit: rawFileLimit });
   const isFileWrite = (req: Request) => req.method === 'PUT' && FILE_WRITE.test(req.path);
+  // type-is: false when there is a body and its type (if any) is not JSON; a body without a type is bytes (RFC 9110, 8.3).
+  const isRawFileWrite = (req: Request) => isFileWrite(req) && req.is('application/json') === false;
 
   const requireJson: RequestHandler = (req, res, next) => {
-    if (!/^\/v1\//i.test(req.path)) return next();
+    if (!/^\/v1\//i.test(req.path) || isRawFileWrite(req)) return next();
     // type-is: null when there is no body, false when its type is not JSON.
     const isJson = req.is('application/json');
     const got = req.headers['content-type'] ?? null;
@@ -34,7 +39,7 @@ export function jsonBody(fileLimit: string): [RequestHandler, RequestHandler, Er
     });
   };
 
-  const parse: RequestHandler = (req, res, next) => (isFileWrite(req) ? large : small)(req, res, next);
+  const parse: RequestHandler = (req, res, next) => (isRawFileWrite(req) ? bytes : isFileWrite(req) ? large : small)(req, res, next);
 
   const onError: ErrorHandler = (err, req, res, next) => {
     const { type, status, message } = (err ?? {}) as { type?: string; status?: number; message?: string };
@@ -43,7 +48,7 @@ export function jsonBody(fileLimit: string): [RequestHandler, RequestHandler, Er
     const fromParser = type?.startsWith('entity.') || type?.startsWith('request.') || type === 'charset.unsupported' || type === 'encoding.unsupported';
     if (!fromParser && !(type === undefined && status !== undefined && status >= 400 && status < 500)) return next(err);
     const statusCode = status && status >= 400 && status < 500 ? status : 400;
-    const limit = isFileWrite(req) ? fileLimit : SMALL_BODY_LIMIT;
+    const limit = isRawFileWrite(req) ? `${rawFileLimit} bytes, the most a file may have (MAX_FILE_BYTES)` : isFileWrite(req) ? fileLimit : SMALL_BODY_LIMIT;
     const reason =
       type === 'entity.too.large' ? `larger than ${limit}` : type === 'entity.parse.failed' ? `not valid JSON (${message})` : type ? message : `could not be read (${message})`;
     const error = statusCode === 413 ? 'Payload Too Large' : statusCode === 415 ? 'Unsupported Media Type' : 'Bad Request';

@@ -166,6 +166,24 @@ describe('file changes stream', () => {
     expect(await fresh.next()).toEqual({ id: ids[2], event: 'resync', data: JSON.stringify({ cursor: ids[2] }) });
   });
 
+  it('streams a binary file as { content: <base64>, encoding: "base64" }, byte for byte', async () => {
+    const { sessionId, projectId, token } = await activeSession();
+    const stream = await connect(sessionId, token);
+    expect((await stream.next())?.event).toBe('resync');
+    const bytes = Buffer.from(Array.from({ length: 256 }, (_, i) => 255 - i));
+    const res = await fetch(`${base}/v1/projects/${projectId}/files/src/assets/font.woff2`, {
+      method: 'PUT',
+      headers: { 'content-type': 'font/woff2' },
+      body: bytes,
+    });
+    expect(res.status).toBe(201);
+    const frame = await stream.next();
+    expect(frame?.event).toBe('put');
+    const change = JSON.parse(frame!.data);
+    expect(change).toEqual({ type: 'put', projectId, path: 'src/assets/font.woff2', content: bytes.toString('base64'), encoding: 'base64', at: expect.any(Number) });
+    expect(Buffer.from(change.content, 'base64').equals(bytes)).toBe(true);
+  });
+
   it('answers resync when changes after the cursor were trimmed away', async () => {
     const { sessionId, projectId, token } = await activeSession();
     await putFile(projectId, 'a.txt', '1');

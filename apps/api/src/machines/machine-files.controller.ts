@@ -26,6 +26,7 @@ export class MachineFilesController {
   @Get(':sessionId/files')
   @ApiEndpoint({
     summary: "The project's files, with their content, for the session's machine",
+    description: 'Text files are `{ path, content }`; binary files `{ path, content, encoding: "base64" }`, their bytes in base64.',
     auth: 'machine',
     params: { sessionId: { schema: machineSessionIdParam, description: 'The session the machine serves (its token is for it)' } },
     ok: { 200: { description: "Every file of the session's project", schema: machineFilesSchema } },

@@ -2,7 +2,15 @@ import { BadRequestException, Body, Controller, Delete, Get, HttpCode, Param, Po
 import { ApiTags } from '@nestjs/swagger';
 import type { Request, Response } from 'express';
 import { z } from 'zod';
-import { DEFAULT_TEMPLATE, MAX_PATH_LENGTH, MAX_SEGMENT_BYTES, RESERVED_PATH_SEGMENTS, TEMPLATE_TYPES } from '@velocity/shared';
+import {
+  DEFAULT_TEMPLATE,
+  isBase64,
+  MAX_PATH_LENGTH,
+  MAX_SEGMENT_BYTES,
+  RESERVED_PATH_SEGMENTS,
+  TEMPLATE_TYPES,
+  type ProjectFileContent,
+} from '@velocity/shared';
 import { parseOr400 } from '../common/validation';
 import { ProjectsService, validPath } from './projects.service';
 import { CurrentUser } from '../auth/auth.guard';
@@ -25,8 +33,33 @@ export const createProjectBody = z
     templateType: z.enum(TEMPLATE_TYPES, `must be one of: ${TEMPLATE_TYPES.join(', ')}`).default(DEFAULT_TEMPLATE),
   })
   .strict();
-/** The body of a file PUT: JSON `{ "content": "<the file's text>" }` (UTF-8 text only). */
-export const putFileBody = z.object({ content: z.string() }).strict();
+/** A text file's content: Postgres text holds neither NUL nor lone surrogates (it would store U+FFFD). */
+const fileText = z
+  .string()
+  .refine((text) => !text.includes('\0'), 'contains a NUL byte: send a binary file as raw bytes (a non-JSON body) or as { "base64": … }')
+  .refine((text) => !LONE_SURROGATE.test(text), 'is not valid UTF-8 (a lone surrogate, \\uD800–\\uDFFF): send binary data as raw bytes or as base64');
+
+/**
+ * The JSON body of a file PUT: `{ "content": "<text>" }` for a text file, or
+ * `{ "base64": "<bytes>" }` for a binary one; exactly one of them.
+ */
+export const putFileBody = z
+  .object({
+    content: fileText.optional().describe("The file's text (UTF-8)"),
+    base64: z
+      .string()
+      .refine(isBase64, 'must be standard base64 (A-Z a-z 0-9 + /, padded with =)')
+      .optional()
+      .describe("The file's bytes in standard base64 (RFC 4648, padded), for a binary file"),
+  })
+  .strict()
+  .superRefine((body, ctx) => {
+    if (body.content === undefined && body.base64 === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['content'], message: 'required: the text, or base64 for a binary file' });
+    } else if (body.content !== undefined && body.base64 !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['base64'], message: 'send content (text) or base64 (bytes), not both' });
+    }
+  });
 export const projectIdParam = z.string().uuid();
 
 const idParam = { id: { schema: projectIdParam, description: 'The project id' } };
@@ -49,15 +82,16 @@ const publishFailed = 'The change was saved, but running previews could not be t
  *   until its first preview, which seeds it from its template; a project whose
  *   files were all put by the client before that keeps just those.
  * - `GET /v1/projects/:id` → the project.
- * - `GET /v1/projects/:id/files` → `{ files: [{ path, bytes, updatedAt }] }`.
- * - `PUT /v1/projects/:id/files/<path>` with JSON `{ "content": string }` → 201 when
+ * - `GET /v1/projects/:id/files` → `{ files: [{ path, bytes, binary, updatedAt }] }` (`bytes`: real bytes).
+ * - `PUT /v1/projects/:id/files/<path>` with JSON `{ "content": string }` (text) or
+ *   `{ "base64": string }` (bytes), or any non-JSON body (its bytes, as sent) → 201 when
  *   created, 200 when replaced: `{ path, bytes, created, fileCount, projectBytes }`.
  *   The path is the rest of the URL, percent-decoded (`src/App.jsx`; encode `#`, `?`, `%`).
  * - `DELETE /v1/projects/:id/files/<path>` → 204; 404 naming `path` when there is no such file.
  *
  * Every running preview of the project gets each change (see machines/file-changes).
- * Errors: 400 naming `path` or `content` (or `id`, `name`, `templateType`), 413 naming
- * `content` for a file or project over its size limit, 404 for an unknown project.
+ * Errors: 400 naming `path`, `content` or `base64` (or `id`, `name`, `templateType`), 413 naming
+ * `content` for a file or project over its size limit (in real bytes), 404 for an unknown project.
  */
 @ApiTags('projects')
 @Controller('v1/projects')
@@ -126,16 +160,23 @@ export class ProjectsController {
     description: "Committed first, then sent to the project's running previews, which apply it (Vite hot-reloads).",
     auth: 'user',
     params: { ...idParam, path: filePathParam },
-    body: { schema: putFileBody, description: "The file's text (UTF-8 text only)", maxSize: 'the file limit (MAX_FILE_BYTES), JSON-escaped' },
+    body: {
+      schema: putFileBody,
+      description: 'JSON `{ "content" }` for text or `{ "base64" }` for bytes; any other media type (`application/octet-stream`, `image/png`…) is the file\'s bytes as they are',
+      maxSize: 'the file limit (MAX_FILE_BYTES): JSON-escaped or base64 for JSON, exactly for raw bytes',
+      raw: "The file's bytes, stored as they are (a binary file): any media type but JSON",
+    },
     ok: {
       200: { description: 'Replaced', schema: writtenFileSchema },
       201: { description: 'Created', schema: writtenFileSchema },
     },
     errors: {
-      400: '`id`: not a uuid; `path`: refused by the path rules, or a new path when the project has MAX_PROJECT_FILES files; `content`: missing, not a string or holding a NUL byte (or an unknown field)',
+      400:
+        '`id`: not a uuid; `path`: refused by the path rules, or a new path when the project has MAX_PROJECT_FILES files; ' +
+        '`content`: missing, not a string, holding a NUL byte or not valid UTF-8 (a lone surrogate); `base64`: not standard base64, or sent with `content` (or an unknown field)',
       403: demoReadOnly,
       404: projectNotFound,
-      413: '`content`: the file is over MAX_FILE_BYTES, or the project would be over MAX_PROJECT_BYTES',
+      413: '`content`: the file is over MAX_FILE_BYTES, or the project would be over MAX_PROJECT_BYTES (real bytes: UTF-8 text, decoded base64)',
       503: publishFailed,
     },
   })
@@ -148,8 +189,7 @@ export class ProjectsController {
   ) {
     const projectId = parseOr400(projectIdParam, id, 'id');
     const path = validPath(filePathOf(req));
-    const { content } = parseOr400(putFileBody, body ?? {});
-    const written = await this.projects.putFile(user, projectId, path, content);
+    const written = await this.projects.putFile(user, projectId, path, fileOfBody(body));
     res.status(written.created ? 201 : 200);
     return written;
   }
@@ -167,6 +207,13 @@ export class ProjectsController {
     const projectId = parseOr400(projectIdParam, id, 'id');
     await this.projects.deleteFile(user, projectId, validPath(filePathOf(req)));
   }
+}
+
+/** The file a PUT carries: a raw body's bytes (a Buffer from the raw parser), else the JSON body's text or base64. */
+function fileOfBody(body: unknown): ProjectFileContent {
+  if (Buffer.isBuffer(body)) return { content: body.toString('base64'), encoding: 'base64' };
+  const { content, base64 } = parseOr400(putFileBody, body ?? {});
+  return base64 !== undefined ? { content: base64, encoding: 'base64' } : { content: content! };
 }
 
 /**

@@ -9,11 +9,12 @@ import {
 } from '@nestjs/common';
 import {
   checkFilePath,
-  contentProblem,
+  fileByteLength,
   FileChangeLog,
   type Config,
   type Logger,
   type Project,
+  type ProjectFileContent,
   type ProjectFileLimits,
   type SessionStore,
   type TemplateType,
@@ -91,20 +92,20 @@ export class ProjectsService {
   }
 
   /**
-   * Upserts one file: the path by the shared rules (400 naming `path`), the content
-   * by the limits (413 naming `content` for sizes, 400 `path` for too many files),
-   * all checked again in the database under the project's lock.
+   * Upserts one file, text or bytes (its content checked by the body schema): the
+   * path by the shared rules (400 naming `path`), the size in real bytes by the
+   * limits (413 naming `content` for sizes, 400 `path` for too many files), all
+   * checked again in the database under the project's lock.
    */
-  async putFile(user: AuthUser, projectId: string, rawPath: string, content: string) {
+  async putFile(user: AuthUser, projectId: string, rawPath: string, data: ProjectFileContent) {
     const path = validPath(rawPath);
-    const problem = contentProblem(content);
-    if (problem) throw badRequest('content', problem);
-    const bytes = Buffer.byteLength(content);
+    const bytes = fileByteLength(data);
     if (bytes > this.config.MAX_FILE_BYTES) {
       throw tooLarge(`${bytes} bytes is more than the ${this.config.MAX_FILE_BYTES} bytes a file may have (MAX_FILE_BYTES)`);
     }
     await this.writable(user, projectId);
-    const result = await this.store.putProjectFile(projectId, { path, content }, this.limits);
+    const file = { ...data, path };
+    const result = await this.store.putProjectFile(projectId, file, this.limits);
     switch (result.outcome) {
       case 'no-project':
         throw projectNotFound(projectId);
@@ -117,7 +118,7 @@ export class ProjectsService {
       case 'too-many-files':
         throw badRequest('path', `the project already has ${result.fileCount} files, its limit (MAX_PROJECT_FILES); a new path cannot be added`);
     }
-    await this.publish(projectId, { type: 'put', projectId, path, content, at: Date.now() });
+    await this.publish(projectId, { type: 'put', projectId, ...file, at: Date.now() });
     return { path, bytes: result.fileBytes, created: result.outcome === 'created', fileCount: result.fileCount, projectBytes: result.projectBytes };
   }
 

@@ -1,7 +1,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { request } from 'node:http';
-import { createRedis, FileChangeLog, PostgresSessionStore, type Config } from '@velocity/shared';
+import { createMachineToken, createRedis, FileChangeLog, PostgresSessionStore, type Config } from '@velocity/shared';
 import { testConfig } from '../../../../libs/shared/test/test-env';
 import { stopProcess } from '../../../../scripts/services';
 import { startTestApi } from '../../../../libs/shared/test/test-api';
@@ -13,7 +13,7 @@ import { freePort } from '../../../e2e/src/system';
  * projects, put and delete files, the path rules and the limits, and the change
  * stream each accepted write lands in.
  */
-const LIMITS = { MAX_PROJECT_FILES: 3, MAX_FILE_BYTES: 64, MAX_PROJECT_BYTES: 150 };
+const LIMITS = { MAX_PROJECT_FILES: 3, MAX_FILE_BYTES: 100, MAX_PROJECT_BYTES: 250 };
 
 describe('projects api', () => {
   let config: Config;
@@ -42,7 +42,7 @@ describe('projects api', () => {
   /** node:http, not fetch: fetch's URL parser would resolve `%2e%2e` segments before sending, and the api must see them. */
   const send = (method: string, path: string, body?: unknown, headers: Record<string, string> = {}) =>
     new Promise<{ status: number; body: any }>((resolve, reject) => {
-      const payload = body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body);
+      const payload = body === undefined ? undefined : typeof body === 'string' || Buffer.isBuffer(body) ? body : JSON.stringify(body);
       const { hostname, port } = new URL(base);
       const req = request({ host: hostname, port, path, method, headers: { 'content-type': 'application/json', ...headers } }, (res) => {
         const chunks: Buffer[] = [];
@@ -113,8 +113,8 @@ describe('projects api', () => {
 
       const listed = await send('GET', `/v1/projects/${id}/files`);
       expect(listed.body.files).toEqual([
-        { path: 'src/App.jsx', bytes: 18, updatedAt: expect.any(String) },
-        { path: 'src/deep/nésted file.css', bytes: 3, updatedAt: expect.any(String) },
+        { path: 'src/App.jsx', bytes: 18, binary: false, updatedAt: expect.any(String) },
+        { path: 'src/deep/nésted file.css', bytes: 3, binary: false, updatedAt: expect.any(String) },
       ]);
       expect(await store.listProjectFiles(id)).toEqual([
         { path: 'src/App.jsx', content: 'export default 22;' },
@@ -170,49 +170,147 @@ describe('projects api', () => {
     });
 
     it.each([
-      [{ content: 42 }, 'content'],
-      [{}, 'content'],
-      [{ content: 'x', mode: '0755' }, 'mode'],
-      [{ content: 'binary\u0000data' }, 'content'],
-    ])('refuses the body %j with 400 naming %s', async (body, field) => {
+      [{ content: 42 }, 'content', ''],
+      [{}, 'content', 'required'],
+      [{ content: 'x', mode: '0755' }, 'mode', 'unknown field'],
+      [{ content: 'binary\u0000data' }, 'content', 'NUL'],
+      // JSON.stringify writes a lone surrogate as the escape \ud800: valid JSON, but not a character of UTF-8 text.
+      [{ content: 'a\ud800b' }, 'content', 'not valid UTF-8'],
+      [{ content: '\udfff' }, 'content', 'not valid UTF-8'],
+      [{ base64: 'not base64!' }, 'base64', 'base64'],
+      [{ base64: 'AAA' }, 'base64', 'base64'],
+      [{ base64: 42 }, 'base64', ''],
+      [{ content: 'x', base64: 'AA==' }, 'base64', 'not both'],
+    ])('refuses the body %j with 400 naming %s', async (body, field, message) => {
       const id = await newProject();
       const res = await send('PUT', `/v1/projects/${id}/files/a.txt`, body);
       expect(res).toMatchObject({ status: 400, body: { statusCode: 400, field } });
+      expect(res.body.message).toContain(message);
       expect(await store.listProjectFiles(id)).toEqual([]);
     });
 
-    it('refuses a body that is not JSON', async () => {
+    it('refuses JSON that does not parse or is not UTF-8; a body of any other type is bytes', async () => {
       const id = await newProject();
-      const text = await send('PUT', `/v1/projects/${id}/files/a.txt`, 'plain', { 'content-type': 'text/plain' });
-      expect(text).toMatchObject({ status: 415, body: { statusCode: 415, field: 'content-type' } });
       const broken = await send('PUT', `/v1/projects/${id}/files/a.txt`, '{"content":');
       expect(broken).toMatchObject({ status: 400, body: { field: 'body' } });
+      const latin1 = await send('PUT', `/v1/projects/${id}/files/a.txt`, '{"content":"x"}', { 'content-type': 'application/json; charset=latin1' });
+      expect(latin1).toMatchObject({ status: 415, body: { statusCode: 415, field: 'content-type' } });
+      expect(await store.listProjectFiles(id)).toEqual([]);
+      const text = await send('PUT', `/v1/projects/${id}/files/a.txt`, 'plain', { 'content-type': 'text/plain' });
+      expect(text).toMatchObject({ status: 201, body: { bytes: 5 } });
+      expect(await store.listProjectFiles(id)).toEqual([{ path: 'a.txt', content: Buffer.from('plain').toString('base64'), encoding: 'base64' }]);
+    });
+  });
+
+  describe('binary files', () => {
+    /** A real 1×1 PNG (signature, IHDR, IDAT, IEND): NUL and high bytes, not UTF-8. */
+    const PNG = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==', 'base64');
+    const everyByte = Buffer.from(Array.from({ length: 256 }, (_, i) => i)).subarray(0, 64);
+
+    /** An active session of the project (as the provisioner leaves it) and its machine token. */
+    async function machineOf(projectId: string) {
+      const sessionId = randomUUID();
+      await store.createSession({ id: sessionId, projectId, tier: 'free', resourceLimits: { cpus: 1, memoryMb: 512 }, status: 'creating' });
+      await store.transition(sessionId, 'starting', { containerId: `m-${sessionId}`, containerUrl: 'http://127.0.0.1:9' });
+      await store.transition(sessionId, 'active', { previewUrl: `${base}/p/${sessionId}/`, ttlSeconds: 600 });
+      const token = createMachineToken({ sessionId, projectId }, config.MACHINE_TOKEN_SECRET, 600);
+      return { files: async () => (await send('GET', `/v1/machines/${sessionId}/files`, undefined, { authorization: `Bearer ${token}` })).body.files };
+    }
+
+    it('PUT with application/octet-stream stores the bytes; the machine gets the same bytes, and so does the change stream', async () => {
+      expect(PNG.subarray(0, 8).toString('hex')).toBe('89504e470d0a1a0a');
+      const id = await newProject();
+      const res = await send('PUT', `/v1/projects/${id}/files/src/assets/hero.png`, PNG, { 'content-type': 'application/octet-stream' });
+      expect(res).toEqual({ status: 201, body: { path: 'src/assets/hero.png', bytes: PNG.length, created: true, fileCount: 1, projectBytes: PNG.length } });
+      expect((await put(id, 'src/App.jsx', 'import hero from "./assets/hero.png";')).status).toBe(201);
+
+      const listed = (await send('GET', `/v1/projects/${id}/files`)).body.files;
+      expect(listed).toEqual([
+        { path: 'src/App.jsx', bytes: 37, binary: false, updatedAt: expect.any(String) },
+        { path: 'src/assets/hero.png', bytes: PNG.length, binary: true, updatedAt: expect.any(String) },
+      ]);
+
+      const files = await (await machineOf(id)).files();
+      expect(files).toEqual([
+        { path: 'src/App.jsx', content: 'import hero from "./assets/hero.png";' },
+        { path: 'src/assets/hero.png', content: PNG.toString('base64'), encoding: 'base64' },
+      ]);
+      expect(Buffer.from(files[1].content, 'base64').equals(PNG)).toBe(true);
+
+      const [change] = await changes.read(id);
+      expect(change.change).toEqual({ type: 'put', projectId: id, path: 'src/assets/hero.png', content: PNG.toString('base64'), encoding: 'base64', at: expect.any(Number) });
+    });
+
+    it('any non-JSON media type (image/png) and JSON { base64 } store bytes too, every byte value kept', async () => {
+      const id = await newProject();
+      expect(await send('PUT', `/v1/projects/${id}/files/a.bin`, everyByte, { 'content-type': 'image/png' })).toMatchObject({ status: 201, body: { bytes: 64 } });
+      const high = Buffer.from(Array.from({ length: 64 }, (_, i) => 192 + i));
+      expect(await send('PUT', `/v1/projects/${id}/files/b.bin`, { base64: high.toString('base64') })).toMatchObject({ status: 201, body: { bytes: 64 } });
+      // A body without a content type is bytes as well (RFC 9110: the recipient may take it as application/octet-stream).
+      const none = await new Promise<number>((resolve, reject) => {
+        const { hostname, port } = new URL(base);
+        const req = request({ host: hostname, port, path: `/v1/projects/${id}/files/c.bin`, method: 'PUT' }, (r) => {
+          r.resume();
+          resolve(r.statusCode ?? 0);
+        });
+        req.on('error', reject);
+        req.end(Buffer.from([0, 1, 2]));
+      });
+      expect(none).toBe(201);
+      const files = await (await machineOf(id)).files();
+      expect(files.map((f: { path: string; content: string }) => [f.path, Buffer.from(f.content, 'base64').toString('hex')])).toEqual([
+        ['a.bin', everyByte.toString('hex')],
+        ['b.bin', high.toString('hex')],
+        ['c.bin', '000102'],
+      ]);
+    });
+
+    it('counts real bytes against MAX_FILE_BYTES and MAX_PROJECT_BYTES, however the bytes are sent', async () => {
+      const id = await newProject();
+      // 100 bytes are 136 base64 characters: within the 100-byte file limit.
+      expect((await send('PUT', `/v1/projects/${id}/files/a.bin`, { base64: Buffer.alloc(100, 1).toString('base64') })).status).toBe(201);
+      expect((await send('PUT', `/v1/projects/${id}/files/b.bin`, Buffer.alloc(100, 2), { 'content-type': 'application/octet-stream' })).status).toBe(201);
+
+      const json = await send('PUT', `/v1/projects/${id}/files/c.bin`, { base64: Buffer.alloc(101).toString('base64') });
+      expect(json.status).toBe(413);
+      expect(json.body).toMatchObject({ field: 'content', message: expect.stringContaining('101 bytes') });
+      // A raw body over the file limit is refused by the body parser, before it is read whole.
+      const raw = await send('PUT', `/v1/projects/${id}/files/c.bin`, Buffer.alloc(101), { 'content-type': 'application/octet-stream' });
+      expect(raw.status).toBe(413);
+      expect(raw.body).toEqual({ statusCode: 413, error: 'Payload Too Large', message: expect.stringContaining('MAX_FILE_BYTES'), field: 'body' });
+      expect(raw.body.message).toContain('100 bytes');
+
+      // 200 bytes stored; 51 more would make 251, over the project's 250.
+      const over = await send('PUT', `/v1/projects/${id}/files/c.bin`, Buffer.alloc(51), { 'content-type': 'application/octet-stream' });
+      expect(over).toMatchObject({ status: 413, body: { field: 'content', message: expect.stringContaining('251 bytes') } });
+      expect((await send('PUT', `/v1/projects/${id}/files/c.bin`, Buffer.alloc(50), { 'content-type': 'application/octet-stream' })).body).toMatchObject({ projectBytes: 250 });
+      expect((await send('GET', `/v1/projects/${id}/files`)).body.files.map((f: { bytes: number }) => f.bytes)).toEqual([100, 100, 50]);
     });
   });
 
   describe('limits', () => {
     it('answers 413 naming content for a file over MAX_FILE_BYTES, counting UTF-8 bytes', async () => {
       const id = await newProject();
-      expect((await put(id, 'ok.txt', 'a'.repeat(64))).status).toBe(201);
-      const big = await put(id, 'big.txt', 'a'.repeat(65));
+      expect((await put(id, 'ok.txt', 'a'.repeat(100))).status).toBe(201);
+      const big = await put(id, 'big.txt', 'a'.repeat(101));
       expect(big.status).toBe(413);
       expect(big.body).toEqual({ statusCode: 413, error: 'Payload Too Large', message: expect.stringContaining('MAX_FILE_BYTES'), field: 'content' });
-      // 22 characters, 66 bytes.
-      expect((await put(id, 'euro.txt', '€'.repeat(22))).status).toBe(413);
+      // 34 characters, 102 bytes.
+      expect((await put(id, 'euro.txt', '€'.repeat(34))).status).toBe(413);
       expect((await send('GET', `/v1/projects/${id}/files`)).body.files.map((f: { path: string }) => f.path)).toEqual(['ok.txt']);
     });
 
     it('answers 413 naming content when the project would pass MAX_PROJECT_BYTES; replacing counts the old size out', async () => {
       const id = await newProject();
-      expect((await put(id, 'a.txt', 'a'.repeat(60))).status).toBe(201);
-      expect((await put(id, 'b.txt', 'b'.repeat(60))).status).toBe(201);
-      const over = await put(id, 'c.txt', 'c'.repeat(31));
+      expect((await put(id, 'a.txt', 'a'.repeat(90))).status).toBe(201);
+      expect((await put(id, 'b.txt', 'b'.repeat(100))).status).toBe(201);
+      const over = await put(id, 'c.txt', 'c'.repeat(61));
       expect(over.status).toBe(413);
-      expect(over.body).toMatchObject({ field: 'content', message: expect.stringContaining('151 bytes') });
+      expect(over.body).toMatchObject({ field: 'content', message: expect.stringContaining('251 bytes') });
       expect(over.body.message).toContain('MAX_PROJECT_BYTES');
-      expect((await put(id, 'c.txt', 'c'.repeat(30))).status).toBe(201);
-      // 150 bytes now: replacing a.txt with 64 bytes would make 154.
-      expect((await put(id, 'a.txt', 'a'.repeat(64))).status).toBe(413);
+      expect((await put(id, 'c.txt', 'c'.repeat(60))).status).toBe(201);
+      // 250 bytes now: replacing a.txt with 94 bytes would make 254.
+      expect((await put(id, 'a.txt', 'a'.repeat(94))).status).toBe(413);
       expect((await put(id, 'a.txt', 'a'.repeat(10))).status).toBe(200);
     });
 

@@ -16,8 +16,19 @@ import type {
   SessionPatch,
   SessionStore,
 } from '../session-store';
+import { fileByteLength } from '../session-store';
 import type { Tier } from '../queues';
-import { iso, toPatchJson, toProject, toSession, type ProjectRow, type SessionRow } from './session-rows';
+import {
+  iso,
+  toFileJson,
+  toPatchJson,
+  toProject,
+  toProjectFile,
+  toSession,
+  type ProjectFileRow,
+  type ProjectRow,
+  type SessionRow,
+} from './session-rows';
 
 /**
  * SessionStore over direct SQL. Every method is one statement; multi-step writes
@@ -73,7 +84,7 @@ export class PostgresSessionStore implements SessionStore {
   }
 
   async seedProjectFiles(projectId: string, files: ProjectFile[]): Promise<number> {
-    const payload = JSON.stringify(files.map((file) => ({ path: file.path, content: file.content })));
+    const payload = JSON.stringify(files.map(toFileJson));
     const { rows } = await this.query<{ inserted: number }>(
       'select vp_seed_project_files($1, $2::jsonb) as inserted',
       [projectId, payload],
@@ -83,11 +94,11 @@ export class PostgresSessionStore implements SessionStore {
 
   async listProjectFiles(projectId: string): Promise<ProjectFile[]> {
     if (!isUuid(projectId)) return [];
-    const { rows } = await this.query<ProjectFile>(
-      'select file_path as path, content from project_files where project_id = $1 order by file_path collate "C"',
+    const { rows } = await this.query<ProjectFileRow>(
+      'select file_path, content, content_bytes from project_files where project_id = $1 order by file_path collate "C"',
       [projectId],
     );
-    return rows;
+    return rows.map(toProjectFile);
   }
 
   async createSession(session: NewSession): Promise<PreviewSession> {
@@ -215,10 +226,10 @@ export class PostgresSessionStore implements SessionStore {
   }
 
   async putProjectFile(projectId: string, file: ProjectFile, limits: ProjectFileLimits): Promise<PutProjectFileResult> {
-    if (!isUuid(projectId)) return { outcome: 'no-project', fileBytes: Buffer.byteLength(file.content), fileCount: 0, projectBytes: 0 };
+    if (!isUuid(projectId)) return { outcome: 'no-project', fileBytes: fileByteLength(file), fileCount: 0, projectBytes: 0 };
     const { rows } = await this.query<{ outcome: PutProjectFileResult['outcome']; file_bytes: string; file_count: number; project_bytes: string }>(
-      'select * from vp_put_project_file($1, $2, $3, $4, $5, $6)',
-      [projectId, file.path, file.content, limits.maxFiles, limits.maxFileBytes, limits.maxProjectBytes],
+      'select * from vp_put_project_file($1, $2, $3, $4, $5, $6, $7)',
+      [projectId, file.path, file.content, limits.maxFiles, limits.maxFileBytes, limits.maxProjectBytes, file.encoding ?? 'utf8'],
     );
     const row = rows[0];
     return { outcome: row.outcome, fileBytes: Number(row.file_bytes), fileCount: row.file_count, projectBytes: Number(row.project_bytes) };
@@ -232,12 +243,14 @@ export class PostgresSessionStore implements SessionStore {
 
   async listProjectFilePaths(projectId: string): Promise<ProjectFileInfo[]> {
     if (!isUuid(projectId)) return [];
-    const { rows } = await this.query<{ path: string; bytes: number; updated_at: Date }>(
-      `select file_path as path, octet_length(content)::integer as bytes, updated_at
+    // Sizes from both columns' stored lengths: no content is read.
+    const { rows } = await this.query<{ path: string; bytes: number; is_binary: boolean; updated_at: Date }>(
+      `select file_path as path, (octet_length(content) + coalesce(octet_length(content_bytes), 0))::integer as bytes,
+         content_bytes is not null as is_binary, updated_at
        from project_files where project_id = $1 order by file_path collate "C"`,
       [projectId],
     );
-    return rows.map((row) => ({ path: row.path, bytes: row.bytes, updatedAt: iso(row.updated_at)! }));
+    return rows.map((row) => ({ path: row.path, bytes: row.bytes, binary: row.is_binary, updatedAt: iso(row.updated_at)! }));
   }
 
   async getSessionByRoute(routeId: string): Promise<PreviewSession | null> {

@@ -1,5 +1,5 @@
 import type { SessionStatus } from '../session-state';
-import type { PreviewSession, Project, ResourceLimits, SessionPatch } from '../session-store';
+import type { PreviewSession, Project, ProjectFile, ResourceLimits, SessionPatch } from '../session-store';
 import type { Tier } from '../queues';
 
 /**
@@ -37,6 +37,16 @@ export interface SessionRow {
   updated_at: Timestamp;
 }
 
+/**
+ * A project_files row as read: text in `content`; a binary file's bytes in
+ * `content_bytes` (node-postgres gives a Buffer, PostgREST bytea's text form `\x<hex>`).
+ */
+export interface ProjectFileRow {
+  file_path: string;
+  content: string;
+  content_bytes: Buffer | string | null;
+}
+
 /** ISO with milliseconds, whatever the driver gave. */
 export const iso = (value: Timestamp | null): string | null =>
   value === null ? null : value instanceof Date ? value.toISOString() : new Date(value).toISOString();
@@ -71,6 +81,21 @@ export function toSession(row: SessionRow): PreviewSession {
     updatedAt: iso(row.updated_at)!,
   };
 }
+
+export function toProjectFile(row: ProjectFileRow): ProjectFile {
+  if (row.content_bytes === null) return { path: row.file_path, content: row.content };
+  return { path: row.file_path, content: byteaOf(row.content_bytes).toString('base64'), encoding: 'base64' };
+}
+
+function byteaOf(value: Buffer | string): Buffer {
+  if (Buffer.isBuffer(value)) return value;
+  if (!value.startsWith('\\x')) throw new Error('bytea value is not in hex format (\\x…)');
+  return Buffer.from(value.slice(2), 'hex');
+}
+
+/** An entry of vp_seed_project_files' `p_files`: the file's wire shape (bytes as base64), nothing else. */
+export const toFileJson = (file: ProjectFile): ProjectFile =>
+  file.encoding ? { path: file.path, content: file.content, encoding: file.encoding } : { path: file.path, content: file.content };
 
 /** The `p_patch` argument of vp_transition_session: snake_case keys, absent when undefined. */
 export function toPatchJson(patch: SessionPatch): Record<string, string | number | boolean> {

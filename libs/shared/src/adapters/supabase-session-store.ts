@@ -16,8 +16,19 @@ import type {
   SessionPatch,
   SessionStore,
 } from '../session-store';
+import { fileByteLength } from '../session-store';
 import type { Tier } from '../queues';
-import { iso, toPatchJson, toProject, toSession, type ProjectRow, type SessionRow } from './session-rows';
+import {
+  iso,
+  toFileJson,
+  toPatchJson,
+  toProject,
+  toProjectFile,
+  toSession,
+  type ProjectFileRow,
+  type ProjectRow,
+  type SessionRow,
+} from './session-rows';
 
 export interface SupabaseSessionStoreOptions {
   /** The project's URL, `https://<ref>.supabase.co` (PostgREST answers under `/rest/v1`). */
@@ -76,7 +87,7 @@ export class SupabaseSessionStore implements SessionStore {
   async seedProjectFiles(projectId: string, files: ProjectFile[]): Promise<number> {
     return this.rpc<number>('vp_seed_project_files', {
       p_project_id: projectId,
-      p_files: files.map((file) => ({ path: file.path, content: file.content })),
+      p_files: files.map(toFileJson),
     });
   }
 
@@ -85,11 +96,17 @@ export class SupabaseSessionStore implements SessionStore {
     // Paged: PostgREST caps the rows of one answer (Supabase's "max rows", 1000 by default).
     const files: ProjectFile[] = [];
     for (let from = 0; ; from += FILE_PAGE) {
-      const rows = await this.select<{ file_path: string; content: string }>(
+      // A binary file's bytes come as bytea's text form (`\x<hex>`).
+      const rows = await this.select<ProjectFileRow>(
         'listProjectFiles',
-        this.client.from('project_files').select('file_path,content').eq('project_id', projectId).order('file_path').range(from, from + FILE_PAGE - 1),
+        this.client
+          .from('project_files')
+          .select('file_path,content,content_bytes')
+          .eq('project_id', projectId)
+          .order('file_path')
+          .range(from, from + FILE_PAGE - 1),
       );
-      files.push(...rows.map((row) => ({ path: row.file_path, content: row.content })));
+      files.push(...rows.map(toProjectFile));
       if (rows.length < FILE_PAGE) break;
     }
     // The Postgres adapter orders by `file_path collate "C"` (byte order); PostgREST orders by the column's collation.
@@ -242,7 +259,7 @@ export class SupabaseSessionStore implements SessionStore {
   }
 
   async putProjectFile(projectId: string, file: ProjectFile, limits: ProjectFileLimits): Promise<PutProjectFileResult> {
-    if (!isUuid(projectId)) return { outcome: 'no-project', fileBytes: Buffer.byteLength(file.content), fileCount: 0, projectBytes: 0 };
+    if (!isUuid(projectId)) return { outcome: 'no-project', fileBytes: fileByteLength(file), fileCount: 0, projectBytes: 0 };
     const rows = await this.rpc<{ outcome: PutProjectFileResult['outcome']; file_bytes: number; file_count: number; project_bytes: number }[]>(
       'vp_put_project_file',
       {
@@ -252,6 +269,7 @@ export class SupabaseSessionStore implements SessionStore {
         p_max_files: limits.maxFiles,
         p_max_file_bytes: limits.maxFileBytes,
         p_max_project_bytes: limits.maxProjectBytes,
+        p_encoding: file.encoding ?? 'utf8',
       },
     );
     const row = rows[0];
@@ -265,8 +283,10 @@ export class SupabaseSessionStore implements SessionStore {
 
   async listProjectFilePaths(projectId: string): Promise<ProjectFileInfo[]> {
     if (!isUuid(projectId)) return [];
-    const rows = await this.rpc<{ path: string; bytes: number; updated_at: string }[]>('vp_list_project_file_paths', { p_project_id: projectId });
-    return rows.map((row) => ({ path: row.path, bytes: Number(row.bytes), updatedAt: iso(row.updated_at)! }));
+    const rows = await this.rpc<{ path: string; bytes: number; is_binary: boolean; updated_at: string }[]>('vp_list_project_file_paths', {
+      p_project_id: projectId,
+    });
+    return rows.map((row) => ({ path: row.path, bytes: Number(row.bytes), binary: row.is_binary, updatedAt: iso(row.updated_at)! }));
   }
 
   async hasProjectFiles(projectId: string): Promise<boolean> {
