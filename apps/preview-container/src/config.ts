@@ -23,7 +23,12 @@ export interface ContainerConfig {
   routeId: string;
   /** Port the browser's HMR websocket connects to (the public edge's), when it differs from the page's. */
   hmrClientPort?: number;
-  /** A node_modules folder holding react, react-dom and the rest of the template's dependencies. */
+  /**
+   * The dependency folder linked as `<WORK_DIR>/node_modules`: the project's own
+   * installed dependencies (read-only, shared by machines; its Vite and plugins
+   * then run, and nothing of the service's is served), or by default this
+   * program's own node_modules, which holds the templates' dependencies.
+   */
   nodeModulesDir: string;
   /**
    * Warm-pool machines only: the secret a provisioner must show to claim this

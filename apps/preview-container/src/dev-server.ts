@@ -1,8 +1,21 @@
-import { join } from 'node:path';
+import { realpathSync } from 'node:fs';
+import { basename, join, sep } from 'node:path';
 import { freePort } from '../../../libs/shared/src/net';
 import type { KeepAlive } from '../../../libs/shared/src/http-server';
 import type { InlineConfig, PluginOption, ViteDevServer } from 'vite';
-import { machineFsOptions, viteLockdown } from './vite-lockdown';
+import { defaultNodeModulesDir } from './config';
+import {
+  applyMachineSettings,
+  importPackage,
+  keepConfigBundleOutOf,
+  loadVite,
+  machineSettingsPlugin,
+  packageDirIn,
+  projectConfigFile,
+  type MachineSettings,
+  type ViteRuntime,
+} from './project-vite';
+import { machineFsOptions, viteLockdown, type LockdownOptions } from './vite-lockdown';
 
 /**
  * The Vite dev server for one session's files, on a loopback port of its own.
@@ -11,9 +24,11 @@ import { machineFsOptions, viteLockdown } from './vite-lockdown';
 export interface DevServerOptions {
   workDir: string;
   templateType: string;
-  /** Real path of the shared node_modules, so Vite may serve files from it. */
+  /** Real path of the dependency folder linked as `<workDir>/node_modules`: the project's own, or the service's. */
   nodeModulesRealDir: string;
   hmrClientPort?: number;
+  /** The service's own node_modules (default: the one this program runs from), to tell a project's own dependencies from it. */
+  serviceNodeModulesDir?: string;
 }
 
 export interface DevServer {
@@ -21,12 +36,24 @@ export interface DevServer {
   /** Internal URL of the dev server, for the proxy target and health probes. */
   origin: string;
   vite: ViteDevServer;
+  toolchain: Toolchain;
   close(): Promise<void>;
+}
+
+/** Which Vite runs, with which config, on whose dependencies. */
+export interface Toolchain {
+  vite: ViteRuntime;
+  /** The project's own vite.config, which Vite loads; without one, the template's plugins. */
+  configFile?: string;
+  /** The dependency folder is the project's own, not the service's: nothing of the service's is imported or served. */
+  ownDependencies: boolean;
 }
 
 /**
  * Dependencies each template imports; pre-bundled at start so the first page load
  * neither waits for the optimiser nor gets a reload when it discovers them.
+ * Only for machines without a config file of the project's: with one, Vite
+ * discovers them, and the machine's warm-up walks the page before it is ready.
  */
 export const OPTIMIZE: Record<string, string[]> = {
   react: ['react', 'react-dom/client', 'react/jsx-dev-runtime'],
@@ -36,64 +63,111 @@ export const OPTIMIZE: Record<string, string[]> = {
   'vanilla-ts': [],
 };
 
-/** The Vite plugins of each template; vanilla-ts needs none (Vite compiles TypeScript itself). */
-export async function templatePlugins(templateType: string): Promise<PluginOption[]> {
-  switch (templateType) {
-    case 'react': {
-      const { default: react } = await import('@vitejs/plugin-react');
-      return [react()];
-    }
-    case 'vue': {
-      const { default: vue } = await import('@vitejs/plugin-vue');
-      return [vue()];
-    }
-    case 'svelte': {
-      const { svelte } = await import('@sveltejs/vite-plugin-svelte');
-      // No svelte.config.js from the project: like vite.config, the container's config is its own.
-      return [svelte({ configFile: false })];
-    }
-    default:
-      return [];
-  }
+/** Each template's Vite plugin; vanilla-ts needs none (Vite compiles TypeScript itself). */
+const TEMPLATE_PLUGINS: Record<string, { name: string; load: () => Promise<unknown>; create: (module: any) => PluginOption }> = {
+  react: { name: '@vitejs/plugin-react', load: () => import('@vitejs/plugin-react'), create: (module) => module.default() },
+  vue: { name: '@vitejs/plugin-vue', load: () => import('@vitejs/plugin-vue'), create: (module) => module.default() },
+  // No svelte.config.js from the project: like vite.config, a template machine's config is its own.
+  svelte: { name: '@sveltejs/vite-plugin-svelte', load: () => import('@sveltejs/vite-plugin-svelte'), create: (module) => module.svelte({ configFile: false }) },
+};
+
+/**
+ * The Vite plugins of a template, from the service's node_modules; or, given a
+ * project's own dependency folder, from there (a project's Vite with the
+ * service's plugin may not fit), and none when it has not got the plugin, as
+ * the project's own `vite` would run without a config.
+ */
+export async function templatePlugins(templateType: string, projectNodeModulesDir?: string): Promise<PluginOption[]> {
+  const plugin = TEMPLATE_PLUGINS[templateType];
+  if (!plugin) return [];
+  if (!projectNodeModulesDir) return [plugin.create(await plugin.load())];
+  const dir = packageDirIn(projectNodeModulesDir, plugin.name);
+  return dir ? [plugin.create(await importPackage(dir))] : [];
 }
 
-export async function viteConfig(options: DevServerOptions, port: number): Promise<InlineConfig> {
-  const { workDir, templateType, nodeModulesRealDir, hmrClientPort } = options;
-  // What the preview may read, and what it is told about the host (see vite-lockdown.ts).
-  const lockdown = { root: workDir, dependencyDirs: [nodeModulesRealDir] };
+/** The Vite to run and whether the project's config file is loaded; see project-vite.ts. */
+export async function projectToolchain(options: DevServerOptions): Promise<Toolchain> {
+  const serviceDir = realpathSync(options.serviceNodeModulesDir ?? defaultNodeModulesDir());
   return {
-    root: workDir,
-    // Each preview has an origin of its own: the app is served at its root.
-    base: '/',
-    configFile: false,
-    cacheDir: join(workDir, '.vite-cache'),
-    logLevel: 'warn',
-    clearScreen: false,
-    plugins: [viteLockdown(lockdown), ...(await templatePlugins(templateType))],
-    optimizeDeps: { include: OPTIMIZE[templateType] ?? [] },
-    server: {
-      host: '127.0.0.1',
-      port,
-      strictPort: true,
-      allowedHosts: true,
-      // Vite answers CORS for every *.localhost origin by default: one preview could then read another's
-      // sources. A preview's own requests are same-origin and need none.
-      cors: false,
-      // `server.hmr.clientPort` is deprecated in Vite 8 in favour of `server.ws.clientPort`.
-      ...(hmrClientPort ? { ws: { clientPort: hmrClientPort } } : {}),
-      fs: await machineFsOptions(lockdown),
-    },
+    vite: await loadVite(options.workDir),
+    configFile: projectConfigFile(options.workDir),
+    ownDependencies: realpathSync(options.nodeModulesRealDir) !== serviceDir,
   };
 }
 
+/**
+ * What the preview may read: the project and its dependency folder; and Vite's
+ * own folder when it lies outside (a project with dependencies but no Vite of
+ * its own runs the service's, whose client the page loads).
+ */
+export function lockdownOptions(options: DevServerOptions, toolchain: Toolchain): LockdownOptions {
+  const dependencies = realpathSync(options.nodeModulesRealDir);
+  const viteDir = toolchain.vite.packageDir;
+  const viteOutside = !viteDir.startsWith(dependencies + sep);
+  return { root: options.workDir, dependencyDirs: viteOutside ? [dependencies, viteDir] : [dependencies] };
+}
+
+export async function viteConfig(options: DevServerOptions, port: number, toolchain: Toolchain): Promise<InlineConfig> {
+  const { workDir, hmrClientPort } = options;
+  const { configFile, vite } = toolchain;
+  // What the preview may read, and what it is told about the host (see vite-lockdown.ts).
+  const lockdown = lockdownOptions(options, toolchain);
+  const settings: MachineSettings = {
+    root: workDir,
+    // In the work folder: the dependency folder is read-only and shared (Vite's default is node_modules/.vite).
+    cacheDir: join(workDir, '.vite-cache'),
+    port,
+    hmrClientPort,
+    fs: await machineFsOptions(lockdown),
+    logLevel: 'warn',
+  };
+  if (configFile) keepConfigBundleOutOf([join(workDir, 'node_modules'), options.nodeModulesRealDir]);
+  const template = configFile ? undefined : await templateConfig(options, toolchain);
+  const config: InlineConfig = {
+    // Vite loads the project's file and merges this over it; the settings plugin has the last word over its plugins.
+    configFile: configFile ?? false,
+    plugins: [viteLockdown(lockdown), ...(template?.plugins ?? []), machineSettingsPlugin(settings, vite.major)],
+    ...(template ? { optimizeDeps: template.optimizeDeps } : {}),
+  };
+  applyMachineSettings(config, settings, vite.major);
+  return config;
+}
+
+/** A machine without a config file of the project's: the template's plugins and pre-bundled dependencies. */
+async function templateConfig(options: DevServerOptions, toolchain: Toolchain): Promise<Pick<InlineConfig, 'plugins' | 'optimizeDeps'>> {
+  const projectNodeModulesDir = toolchain.ownDependencies ? options.nodeModulesRealDir : undefined;
+  return {
+    plugins: await templatePlugins(options.templateType, projectNodeModulesDir),
+    optimizeDeps: { include: optimizeInclude(options.templateType, projectNodeModulesDir) },
+  };
+}
+
+/** The template's dependencies to pre-bundle; from a project's own folder, only those it has. */
+function optimizeInclude(templateType: string, projectNodeModulesDir?: string): string[] {
+  const include = OPTIMIZE[templateType] ?? [];
+  if (!projectNodeModulesDir) return include;
+  return include.filter((specifier) => packageDirIn(projectNodeModulesDir, packageNameOf(specifier)));
+}
+
+/** `react-dom/client` → `react-dom`, `@scope/pkg/sub` → `@scope/pkg`. */
+function packageNameOf(specifier: string): string {
+  const parts = specifier.split('/');
+  return parts.slice(0, specifier.startsWith('@') ? 2 : 1).join('/');
+}
+
 export async function startDevServer(options: DevServerOptions): Promise<DevServer> {
-  const { createServer } = await import('vite');
+  // As under `vite` in the project's folder: its config and tools resolve relative paths from there (Tailwind's `content`).
+  process.chdir(options.workDir);
+  const toolchain = await projectToolchain(options);
   let lastError: unknown;
   // A free port found now may be taken before Vite binds it: try again a couple of times.
   for (let attempt = 0; attempt < 3; attempt++) {
     const port = await freePort();
-    const vite = await createServer(await viteConfig(options, port));
-    memoizeIndexHtml(vite);
+    const vite = await toolchain.vite.createServer(await viteConfig(options, port, toolchain)).catch((error: unknown) => {
+      throw toolchain.configFile ? projectConfigError(toolchain, error) : error;
+    });
+    // A project's plugins may put other files into the page (an icon sprite): its pages are transformed each time.
+    if (!toolchain.configFile) memoizeIndexHtml(vite);
     try {
       await vite.listen();
     } catch (error) {
@@ -111,10 +185,18 @@ export async function startDevServer(options: DevServerOptions): Promise<DevServ
       port: realPort,
       origin: `http://127.0.0.1:${realPort}`,
       vite,
+      toolchain,
       close: () => vite.close(),
     };
   }
   throw lastError;
+}
+
+/** A start that failed on the project's config (a syntax error, a plugin it lacks) says so, naming the file. */
+function projectConfigError(toolchain: Toolchain, error: unknown): Error {
+  const file = basename(toolchain.configFile ?? '');
+  const reason = error instanceof Error ? error.message : String(error);
+  return new Error(`Vite ${toolchain.vite.version} could not start with the project's ${file}: ${reason}`, { cause: error });
 }
 
 /** The container's proxy's idle connections to Vite (see KeepAlive: the proxy drops them first). */
@@ -127,8 +209,8 @@ const INDEX_HTML_KEPT = 8;
  * Makes `vite.transformIndexHtml` answer the same page asked again under the
  * same URL from memory. Vite parses the whole HTML on every page load (the
  * verification probe, every reload) though its output depends only on these
- * inputs and the plugins, which a machine never changes. A changed page is a
- * new key: Vite still reads index.html from disk for every request.
+ * inputs and the template's plugins, which a machine never changes. A changed
+ * page is a new key: Vite still reads index.html from disk for every request.
  */
 export function memoizeIndexHtml(vite: Pick<ViteDevServer, 'transformIndexHtml'>): void {
   const transform = vite.transformIndexHtml.bind(vite);

@@ -9,22 +9,25 @@ import type { Connect, FileSystemServeOptions, Plugin, ResolvedConfig, ViteDevSe
  * untrusted and anyone with the preview URL can ask Vite anything, so:
  *  - no dev endpoint acts on the host (opening an editor spawns a process per request);
  *  - no file is served whose real path is outside the project and its real
- *    dependencies (the shared node_modules holds workspace symlinks to the
+ *    dependencies (the service's node_modules holds workspace symlinks to the
  *    service's own sources, and Vite checks `server.fs` against unresolved paths);
+ *    a project with a dependency folder of its own is not given the service's;
  *  - what Vite tells the browser about errors names no host folder.
  *
- * Vite 8's dev endpoints, read from node_modules/vite/dist (server/index.ts, ws.ts):
+ * It runs in the project's own Vite, 5 to 8. Their dev endpoints, read from
+ * each one's dist (server/index.ts, ws.ts), are the same but where noted:
  *  - `/__open-in-editor?file=` (launch-editor-middleware) spawns $LAUNCH_EDITOR,
  *    $VISUAL, $EDITOR or a guessed editor on any existing host file: BLOCKED.
  *    The error overlay and the Svelte inspector link to it; in a preview there is no editor to open.
  *  - the HMR ping (`Accept: text/x-vite-ping`, answered 204, and the `vite-ping`
  *    websocket) touches nothing; the client needs it to reconnect: kept.
- *  - `/@vite/lazy?` and in-memory files exist only with `experimental.bundledDev`,
- *    the proxy only with `server.proxy`, devtools only with `devtools` and
- *    @vitejs/devtools installed: none is configured in a machine, so none is registered.
- *  - websocket events from the page: `vite:invoke` may only call `getBuiltins`
- *    (the client environment disables `fetchModule`), `vite:invalidate` re-runs HMR
- *    for one of the project's modules, `vite:forward-console` writes the page's
+ *  - the proxy exists only with `server.proxy`; in Vite 8, `/@vite/lazy?` and
+ *    in-memory files only with `experimental.bundledDev`, devtools only with
+ *    `devtools` and @vitejs/devtools installed: the machine turns each off over
+ *    the project's config (project-vite.ts), so none is registered.
+ *  - websocket events from the page: `vite:invoke` (6-8) may only call `getBuiltins`
+ *    (the client environment disables `fetchModule`), `vite:invalidate` (5-8) re-runs HMR
+ *    for one of the project's modules, `vite:forward-console` (8) writes the page's
  *    console errors to the server log when enabled: none acts on the host, kept.
  *    Their answers (a refused invoke carries a stack) are cleaned like errors.
  *  - files: `/@fs/<absolute path>`, root-relative paths (the `node_modules`
@@ -35,7 +38,7 @@ import type { Connect, FileSystemServeOptions, Plugin, ResolvedConfig, ViteDevSe
 export interface LockdownOptions {
   /** The project's work folder: Vite's root. */
   root: string;
-  /** Folders of the dependencies the project imports (the shared node_modules), as given or real. */
+  /** Folders of the dependencies the project imports (its node_modules, or the service's for a template), as given or real. */
   dependencyDirs: string[];
 }
 
@@ -76,35 +79,62 @@ export const SECRET_FILE_DENY = [
 
 /**
  * The Vite plugin. Its middlewares are added in the `configureServer` body, so
- * they run before all of Vite's own (after only Vite's request validation,
- * CORS and host checks); `enforce: 'pre'` puts them before other plugins' too.
+ * they run before all of Vite's own (in Vite 7 and 8 after its request
+ * validation, CORS and host checks, in 5 and 6 before them); it is the first
+ * plugin (see moveBeforeOtherPrePlugins), so they run before other plugins'
+ * too, and its load check before their loads.
  */
 export function viteLockdown(options: LockdownOptions): Plugin {
   let paths: Promise<LockdownPaths> | undefined;
   const lockdownPaths = () => (paths ??= resolveLockdownPaths(options));
-  return {
+  const plugin: Plugin = {
     name: 'velocity:lockdown',
     enforce: 'pre',
     apply: 'serve',
     configResolved(config) {
+      moveBeforeOtherPrePlugins(config.plugins as Plugin[], plugin);
       refuseResolvingOutside(config, async () => (await lockdownPaths()).allowedDirs);
     },
-    async configureServer(server) {
-      const { allowedDirs, hidePaths } = await lockdownPaths();
-      server.middlewares.use(hidePathsInErrorResponses(hidePaths));
-      server.middlewares.use(refuseHostEndpoints(server.config.base));
-      server.middlewares.use(refuseFilesOutside(server, allowedDirs));
-      hidePathsInHotPayloads(server, hidePaths);
+    configureServer: {
+      order: 'pre',
+      async handler(server) {
+        const { allowedDirs, hidePaths } = await lockdownPaths();
+        server.middlewares.use(hidePathsInErrorResponses(hidePaths));
+        server.middlewares.use(refuseHostEndpoints(server.config.base));
+        server.middlewares.use(refuseFilesOutside(server, allowedDirs));
+        hidePathsInHotPayloads(server, hidePaths);
+      },
     },
     // Anything resolved some other way (an import in the project's code, `/@id/`) is refused when loaded.
-    async load(id) {
-      const file = fileOfId(id);
-      if (!file) return null;
-      const real = realPathIfExists(file);
-      if (real && !isInsideAny(real, (await lockdownPaths()).allowedDirs)) throw new Error(`Not found: ${id}`);
-      return null;
+    load: {
+      order: 'pre',
+      async handler(id) {
+        const file = fileOfId(id);
+        if (!file) return null;
+        const real = realPathIfExists(file);
+        if (real && !isInsideAny(real, (await lockdownPaths()).allowedDirs)) throw new Error(`Not found: ${id}`);
+        return null;
+      },
     },
   };
+  return plugin;
+}
+
+/**
+ * Puts the plugin before the project's own `enforce: 'pre'` plugins, which
+ * Vite places first (its config file's plugins come before the inline
+ * config's): its middlewares and load check then run before any of theirs.
+ * Vite sorts each hook's plugins from this list after `configResolved`
+ * (Vite 5-8), so moving it here reorders every later hook.
+ */
+function moveBeforeOtherPrePlugins(plugins: Plugin[], plugin: Plugin): void {
+  const index = plugins.indexOf(plugin);
+  if (index < 0 || !Object.isExtensible(plugins)) return;
+  let first = index;
+  while (first > 0 && plugins[first - 1].enforce === 'pre') first--;
+  if (first === index) return;
+  plugins.splice(index, 1);
+  plugins.splice(first, 0, plugin);
 }
 
 /**
@@ -251,7 +281,7 @@ async function idFiles(specifier: string, server: ViteDevServer): Promise<string
   if (specifier.startsWith('__x00__')) return [];
   if (specifier.startsWith('/')) return rootRelativeFiles(specifier, server.config.root, server.config.publicDir);
   // What cannot be resolved is no file; Vite answers it (and the load hook still checks what it loads).
-  const resolved = await server.environments.client.pluginContainer.resolveId(specifier).catch(() => null);
+  const resolved = await clientPluginContainer(server).resolveId(specifier).catch(() => null);
   const file = resolved ? fileOfId(resolved.id) : undefined;
   return file ? [[file]] : [];
 }
@@ -311,7 +341,9 @@ function dropContentLength(headers: OutgoingHttpHeaders): void {
  * `server.ws` is the client environment's channel; both are wrapped if not).
  */
 function hidePathsInHotPayloads(server: ViteDevServer, hidePaths: (text: string) => string): void {
-  for (const channel of new Set([server.ws, server.environments.client.hot])) {
+  // Vite 5 has no environments: `server.ws` is its only channel to pages.
+  const clientHot = (server as Partial<ViteDevServer>).environments?.client?.hot;
+  for (const channel of new Set(clientHot ? [server.ws, clientHot] : [server.ws])) {
     const send = channel.send.bind(channel) as (...args: unknown[]) => void;
     channel.send = ((...args: unknown[]) => send(...args.map((arg) => hideInHotPayload(arg, hidePaths)))) as typeof channel.send;
   }
@@ -349,6 +381,11 @@ function hideInValue<T>(value: T, hidePaths: (text: string) => string, depth = 0
   if (depth > 8 || typeof value !== 'object' || value === null) return value;
   if (Array.isArray(value)) return value.map((item) => hideInValue(item, hidePaths, depth + 1)) as T;
   return Object.fromEntries(Object.entries(value).map(([key, item]) => [key, hideInValue(item, hidePaths, depth + 1)])) as T;
+}
+
+/** The client environment's plugin container (Vite 6-8), or the server's only one (Vite 5). */
+function clientPluginContainer(server: ViteDevServer): Pick<ViteDevServer['pluginContainer'], 'resolveId'> {
+  return (server as Partial<ViteDevServer>).environments?.client?.pluginContainer ?? server.pluginContainer;
 }
 
 function answerNotFound(res: ServerResponse): void {

@@ -1,6 +1,9 @@
 import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { linkNodeModules } from '../src/files';
 import { VITE_KEEP_ALIVE } from '../src/dev-server';
 
 /**
@@ -62,4 +65,33 @@ describe('memoizeIndexHtml (real Vite, in a child process)', () => {
 
 it('machine proxy → Vite: the proxy drops an idle connection well before Vite may close it', () => {
   expect(VITE_KEEP_ALIVE.serverMs - VITE_KEEP_ALIVE.clientIdleMs).toBeGreaterThanOrEqual(5_000);
+});
+
+describe('startDevServer on a project whose vite.config fails (in a child process)', () => {
+  const script = `
+    const { startDevServer } = require(${JSON.stringify(join(__dirname, '../src/dev-server'))});
+    startDevServer({ workDir: process.argv[1], templateType: 'react', nodeModulesRealDir: process.argv[2] }).then(
+      (dev) => dev.close().then(() => process.stdout.write('started')),
+      (error) => process.stdout.write(error.message));`;
+  let workDir: string;
+
+  beforeEach(() => {
+    workDir = mkdtempSync(join(tmpdir(), 'pc-broken-config-'));
+  });
+
+  afterEach(() => {
+    rmSync(workDir, { recursive: true, force: true });
+  });
+
+  it("fails naming the file and the project's error", async () => {
+    const repoNodeModules = join(__dirname, '../../../node_modules');
+    const nodeModulesRealDir = await linkNodeModules(workDir, repoNodeModules);
+    writeFileSync(join(workDir, 'index.html'), '<!doctype html><html><body></body></html>');
+    writeFileSync(join(workDir, 'vite.config.mjs'), "throw new Error('broken on purpose');\n");
+    const { stdout } = await promisify(execFile)(process.execPath, ['-r', '@swc-node/register', '-e', script, workDir, nodeModulesRealDir], {
+      cwd: join(__dirname, '../../..'),
+      timeout: 30_000,
+    });
+    expect(stdout).toMatch(/^Vite 8\.\d+\.\d+\S* could not start with the project's vite\.config\.mjs: .*broken on purpose/);
+  }, 40_000);
 });
