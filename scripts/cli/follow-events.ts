@@ -1,4 +1,4 @@
-import { TERMINAL_EVENTS, readSse, sessionEventSchema, type SessionEvent } from '@velocity/shared';
+import { SETTLED_EVENTS, readSse, sessionEventSchema, type SessionEvent } from '@velocity/shared';
 
 /** An answer of 400 and up: the api's message, and its status. */
 export class HttpError extends Error {
@@ -8,8 +8,9 @@ export class HttpError extends Error {
 }
 
 /**
- * Follows a session's events (SSE) to a terminal one, sending the token when
- * there is one. A broken connection is resumed with Last-Event-ID, as an
+ * Follows a session's events (SSE) until it is settled (`ready`, `failed`,
+ * `ended`), then closes the stream (the api keeps it open while the session
+ * lives), sending the token when there is one. A broken connection is resumed with Last-Event-ID, as an
  * EventSource does, so nothing is missed; an answer of 4xx ends it at once.
  */
 export async function followEvents(options: {
@@ -37,7 +38,7 @@ export async function followEvents(options: {
         lastId = frame.id ?? lastId;
         failures = 0;
         options.onEvent(event);
-        if (TERMINAL_EVENTS.includes(event.type)) return event;
+        if (SETTLED_EVENTS.includes(event.type)) return event;
       }
       lastProblem = 'the stream closed before a terminal event';
     } catch (err) {

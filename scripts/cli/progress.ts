@@ -1,4 +1,4 @@
-import { PROVISION_STEPS, type SessionEvent } from '@velocity/shared';
+import { PROVISION_STEPS, type Diagnostic, type SessionEvent } from '@velocity/shared';
 
 /**
  * How the command-line client shows a session starting. Three forms:
@@ -42,8 +42,8 @@ export function plainProgress(out: Write, now: () => number = Date.now): Progres
     project: (project) => out(`project ${project.id} created from the ${project.templateType} template\n`),
     session: ({ sessionId, projectId }) => out(`session ${sessionId} queued (project ${projectId})\n`),
     event: (event) => {
-      if (event.type === 'progress' && event.state === 'done') out(`${at()}  ✓ ${event.step} (${Math.round(event.ms ?? 0)} ms)\n`);
-      else if (event.type === 'ready') out(`${at()}  ready: ${event.previewUrl}\n${' '.repeat(9)}expires ${event.expiresAt}\n`);
+      if (event.type === 'progress' && event.state === 'done') out(`${at()}  ✓ ${event.step} (${Math.round(event.ms ?? 0)} ms${installed(event)})\n`);
+      else if (event.type === 'ready') out(`${at()}  ready: ${event.previewUrl}\n${' '.repeat(9)}expires ${event.expiresAt}\n${buildLines(event.diagnostics).map((l) => `${' '.repeat(9)}${l}\n`).join('')}`);
       else if (event.type === 'failed') out(`${at()}  ✗ ${event.step ?? 'failed'}: ${event.reason}\n`);
       else if (event.type === 'ending' || event.type === 'ended') out(`${at()}  ${event.type}: ${event.reason}\n`);
     },
@@ -54,6 +54,8 @@ export function plainProgress(out: Write, now: () => number = Date.now): Progres
 
 interface StepState {
   state: 'pending' | 'started' | 'done' | 'failed';
+  /** An install's packages and bytes so far, or in all. */
+  detail?: string;
   startedAt?: number;
   ms?: number;
   attempt?: number;
@@ -80,7 +82,7 @@ export function ttyProgress(out: Write, now: () => number = Date.now, frameMs = 
         s.state === 'done' ? `${Math.round(s.ms ?? 0)} ms` : s.state === 'started' ? seconds(now() - (s.startedAt ?? now())) : s.state === 'failed' ? 'failed' : '';
       const icon = s.state === 'done' ? '\x1b[32m✓\x1b[0m' : s.state === 'failed' ? '\x1b[31m✗\x1b[0m' : s.state === 'started' ? `\x1b[36m${SPINNER[frame % SPINNER.length]}\x1b[0m` : '\x1b[2m·\x1b[0m';
       const retry = s.attempt && s.attempt > 1 && s.state === 'started' ? ` (attempt ${s.attempt})` : '';
-      lines.push(`  ${icon} ${step.padEnd(16)} ${elapsed}${retry}`);
+      lines.push(`  ${icon} ${step.padEnd(20)} ${elapsed}${retry}${s.detail ?? ''}`);
     }
     const done = [...steps.values()].filter((s) => s.state === 'done').length;
     const filled = Math.round((done / steps.size) * BAR_WIDTH);
@@ -127,11 +129,12 @@ export function ttyProgress(out: Write, now: () => number = Date.now, frameMs = 
       if (event.type === 'progress') {
         const s = steps.get(event.step) ?? { state: 'pending' };
         if (event.state === 'started') Object.assign(s, { state: 'started', startedAt: now(), attempt: event.attempt });
-        else Object.assign(s, { state: 'done', ms: event.ms });
+        else if (event.state === 'running') Object.assign(s, { detail: installed(event) });
+        else Object.assign(s, { state: 'done', ms: event.ms, detail: installed(event) });
         steps.set(event.step, s);
       } else if (event.type === 'ready') {
         endedAt = now();
-        footer = [`\x1b[32mready\x1b[0m in ${seconds(endedAt - started)}: ${event.previewUrl}`, `expires ${new Date(event.expiresAt).toLocaleTimeString()}`];
+        footer = [`\x1b[32mready\x1b[0m in ${seconds(endedAt - started)}: ${event.previewUrl}`, `expires ${new Date(event.expiresAt).toLocaleTimeString()}`, ...buildLines(event.diagnostics)];
         stop();
         return;
       } else if (event.type === 'failed') {
@@ -151,4 +154,18 @@ export function ttyProgress(out: Write, now: () => number = Date.now, frameMs = 
     },
     close: stop,
   };
+}
+
+/** `, 120 packages, 31.2 MB (cached)` for an install's progress; '' for other steps. */
+export function installed(event: { packages?: number; bytes?: number; cached?: boolean }): string {
+  if (event.packages === undefined) return '';
+  const mb = event.bytes === undefined ? '' : `, ${(event.bytes / 1e6).toFixed(1)} MB`;
+  return `, ${event.packages} packages${mb}${event.cached ? ' (cached)' : ''}`;
+}
+
+/** What `ready` says of the build: nothing when it compiled, else a count and one line per diagnostic (`src/App.jsx:8:24 message`). */
+export function buildLines(diagnostics: Diagnostic[] | undefined): string[] {
+  if (!diagnostics?.length) return [];
+  const where = (d: Diagnostic) => (d.file ? `${d.file}${d.line ? `:${d.line}${d.column ? `:${d.column}` : ''}` : ''} ` : '');
+  return [`build: ${diagnostics.length} error${diagnostics.length === 1 ? '' : 's'} (the preview runs; fix and it updates)`, ...diagnostics.map((d) => `  ✗ ${where(d)}${d.message.split('\n', 1)[0]}`)];
 }

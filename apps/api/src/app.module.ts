@@ -12,6 +12,7 @@ import { GoneSessions } from './common/gone-sessions';
 import { HealthController } from './health.controller';
 import { MachineFilesController } from './machines/machine-files.controller';
 import { MachineActivityController } from './machines/machine-activity.controller';
+import { MachineDiagnosticsController } from './machines/machine-diagnostics.controller';
 import { MachineAccess } from './machines/machine-access';
 import { FileChangesController } from './machines/file-changes.controller';
 import { MachineSocket } from './machines/machine-socket';
@@ -19,6 +20,7 @@ import { ProjectsController } from './projects/projects.controller';
 import { ProjectsService } from './projects/projects.service';
 import { SessionsController } from './sessions/sessions.controller';
 import { SessionsService } from './sessions/sessions.service';
+import { SessionBuildStates } from './sessions/session-build-state';
 import { authProviders } from './auth/auth.guard';
 import { SessionQuotas } from './sessions/session-quotas';
 import { CONFIG, EVENT_LOG, LOGGER, STREAM_WATCHER, REDIS, SESSION_STORE } from './tokens';
@@ -50,7 +52,7 @@ export class AppModule {
         AdminModule.forRoot(config),
         MetricsModule.forRoot(config),
       ],
-      controllers: [RoutesController, ProjectsController, FileChangesController, SessionsController, MachineFilesController, MachineActivityController, HealthController],
+      controllers: [RoutesController, ProjectsController, FileChangesController, SessionsController, MachineFilesController, MachineActivityController, MachineDiagnosticsController, HealthController],
       providers: [
         { provide: CONFIG, useValue: config },
         { provide: LOGGER, useValue: logger },
@@ -68,6 +70,7 @@ export class AppModule {
         ...authProviders(config, logger),
         SessionQuotas,
         SessionsService,
+        SessionBuildStates,
         GoneSessions,
         SessionRoutes,
         MachineAccess,

@@ -2,7 +2,7 @@ import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { LocalMachineProvider, freePort, readSse, sessionEventSchema, type SessionEvent } from '@velocity/shared';
+import { LocalMachineProvider, SETTLED_EVENTS, freePort, readSse, sessionEventSchema, type SessionEvent } from '@velocity/shared';
 import { scratchDatabase, testQueuePrefix } from '../../../libs/shared/test/test-env';
 import { APPS, startApp, stopProcess, waitForHttp, type AppName } from '../../../scripts/services';
 
@@ -40,6 +40,9 @@ export async function startSystem(overrides: NodeJS.ProcessEnv = {}): Promise<Ru
     QUEUE_PREFIX: testQueuePrefix(),
     API_PORT: String(port),
     LOCAL_MACHINES_DIR: machinesDir,
+    DEPENDENCY_CACHE_DIR: process.env.VP_TEST_DEPENDENCIES_DIR ?? join(machinesDir, 'dependencies'),
+    // Tests never reach the public registry: a test that installs starts a registry of its own (test-registry.ts).
+    NPM_REGISTRY_URL: 'http://127.0.0.1:9/',
     PROVISIONER_METRICS_PORT: String(provisionerOpsPort),
     CLEANUP_METRICS_PORT: String(cleanupOpsPort),
     ...overrides,
@@ -74,7 +77,10 @@ export async function startSystem(overrides: NodeJS.ProcessEnv = {}): Promise<Ru
   return { baseUrl, previewUrlOf, env, machines, output, ops, processes: children, stop };
 }
 
-/** Reads a session's events until a terminal one; throws naming what it waited for on timeout. */
+/**
+ * Reads a session's events until it is settled (`ready`, `failed` or `ended`), then closes the stream (the api
+ * keeps it open while the session lives); throws naming what it waited for on timeout.
+ */
 export async function eventsUntilTerminal(
   baseUrl: string,
   sessionId: string,
@@ -91,13 +97,15 @@ export async function eventsUntilTerminal(
   const ids: string[] = [];
   try {
     for await (const frame of readSse(res.body)) {
-      events.push(sessionEventSchema.parse(JSON.parse(frame.data)));
+      const event = sessionEventSchema.parse(JSON.parse(frame.data));
+      events.push(event);
       ids.push(frame.id ?? '');
+      if (SETTLED_EVENTS.includes(event.type)) return { events, ids };
     }
   } catch (err) {
-    throw new Error(`Timed out after ${timeoutMs} ms waiting for a terminal event of session ${sessionId}; got: ${events.map((e) => e.type).join(', ')} (${(err as Error).message})`);
+    throw new Error(`Timed out after ${timeoutMs} ms waiting for ready, failed or ended of session ${sessionId}; got: ${events.map((e) => e.type).join(', ')} (${(err as Error).message})`);
   }
-  return { events, ids };
+  throw new Error(`The events of session ${sessionId} closed before ready, failed or ended; got: ${events.map((e) => e.type).join(', ')}`);
 }
 
 export async function postSession(baseUrl: string, body: unknown) {

@@ -6,16 +6,17 @@ import { errorMessage } from '../../../libs/shared/src/errors';
 import { unixSocketUrl } from '../../../libs/shared/src/http-client';
 import { ConfigError, loadConfig, type ContainerConfig } from './config';
 import { startDevServer, type DevServer } from './dev-server';
-import { fetchProjectFiles, linkNodeModules, syncProjectFiles, writeProjectFiles, type ProjectFile } from './files';
+import { fetchProjectFiles, linkNodeModules, syncProjectFiles, writeProjectFiles, writtenContents, type ProjectFile } from './files';
 import { createViteProxy } from './proxy';
 import { fileChangesUrlOf, LiveFiles } from './live-files';
 import { activitySettings, createActivityReporter, type ActivityReporter, type ActivityTracker } from './activity';
 import { createClaimHandler } from './pool-claim';
 import { templateFiles } from '../../../libs/shared/src/templates';
-import { safeRelativePath } from './path-safety';
 import { FlyReplay } from './fly-replay';
 import { createContainerServer, type ContainerServer } from './server';
 import { previewHostOf, rehearsePage, warmUp } from './warm-up';
+import { watchViteBuild } from './vite-build-watch';
+import { createDiagnosticsReporter, diagnosticsUrlOf, type DiagnosticsReporter } from './diagnostics-reporter';
 
 /**
  * The program inside each preview machine: listen at once (so /health answers 503
@@ -78,6 +79,7 @@ async function main(): Promise<void> {
     logger.info('stopping', { reason });
     setTimeout(() => process.exit(code), SHUTDOWN_GRACE_MS + 500).unref();
     session.activity?.stop();
+    session.diagnostics?.stop();
     await Promise.allSettled([session.liveFiles?.stop(), devServer?.close(), container.close()]);
     process.exit(code);
   };
@@ -91,7 +93,7 @@ async function main(): Promise<void> {
     // A pooled machine starts on its template's files, which are no project's data.
     const files = pooled ? templateFiles(config.templateType) : await fetchProjectFiles(config.filesUrl, config.machineToken);
     const nodeModulesRealDir = await loadFiles(config, container, logger, files);
-    if (pooled) startFiles = new Map(files.map((file) => [safeRelativePath(file.path), file.content]));
+    if (pooled) startFiles = writtenContents(files);
     if (!pooled) bindSession(session, config, container, logger, files);
     // A pooled machine reports healthy (joins the pool) only once its page was rehearsed.
     const rehearse = pooled ? () => rehearsePage(`${ownUrl}/`, previewHostOf(config.routeId)) : undefined;
@@ -113,6 +115,7 @@ interface SessionBinding {
   activity?: ActivityReporter;
   liveFiles?: LiveFiles;
   replay?: FlyReplay | null;
+  diagnostics?: DiagnosticsReporter;
 }
 
 /** Starts what serves one session: activity heartbeats, live file changes, fly-replay lookups. */
@@ -127,6 +130,9 @@ function bindSession(
 ): void {
   session.activity = createActivityReporter({ ...activitySettings(process.env, config.filesUrl), token: config.machineToken, logger });
   session.activity.start();
+  // Every change of the build state goes to the api, which streams it to the session's clients.
+  session.diagnostics = createDiagnosticsReporter({ url: diagnosticsUrlOf(process.env, config.filesUrl), token: config.machineToken, tracker: container.build, logger });
+  session.diagnostics.start();
   // With the session's machine token (a pooled machine gets it with its claim): the api answers route lookups to machines only.
   session.replay = FlyReplay.fromEnv(process.env, config.filesUrl, config.machineToken);
   // Live file changes from the api, applied to WORK_DIR (Vite turns them into HMR); off when FILES_URL gives no file-changes URL.
@@ -174,12 +180,21 @@ async function startVite(
     await devServer.close();
     return undefined;
   }
-  const warm = await warmUp(devServer.origin).catch((error) => ({ requests: 0, failed: [errorMessage(error)] }));
+  watchViteBuild(devServer.vite, container.build, { root: config.workDir, dependencyDirs: [nodeModulesRealDir], logger });
+  const warm = await warmUp(devServer.origin, undefined, { onModule: (path, status) => container.build.moduleRequestFinished(path, status) }).catch((error) => ({ requests: 0, failed: [errorMessage(error)] }));
   if (warm.failed.length > 0) logger.warn('first page load had failures', { failed: warm.failed });
   container.setProxy(createViteProxy(devServer.origin, config.routeId, logger));
   await rehearse?.().catch((error) => logger.warn('page rehearsal failed', { err: error }));
   container.health.devServerProbeUrl = `${devServer.origin}/@vite/client`;
-  logger.info('dev server ready', { port: devServer.port, ms: Date.now() - viteStart, warmUpRequests: warm.requests });
+  const { vite, configFile, ownDependencies } = devServer.toolchain;
+  logger.info('dev server ready', {
+    port: devServer.port,
+    ms: Date.now() - viteStart,
+    warmUpRequests: warm.requests,
+    vite: vite.version,
+    projectConfig: configFile !== undefined,
+    ownDependencies,
+  });
   return devServer;
 }
 

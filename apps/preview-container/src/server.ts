@@ -8,6 +8,14 @@ import { healthReport, type HealthState } from './health';
 import type { ViteProxy } from './proxy';
 import type { FlyReplay } from './fly-replay';
 import { routeRequest } from './session-routing';
+import {
+  BUILD_STATE_HEADER,
+  BUILD_STATE_PATH,
+  RUNTIME_ERRORS_PATH,
+  RUNTIME_REPORT_MAX_BYTES,
+  runtimeErrorReportSchema,
+} from '../../../libs/shared/src/diagnostics';
+import { BuildTracker } from './build-state';
 
 /**
  * The container's public HTTP server: the session routing by Host (see
@@ -19,6 +27,8 @@ import { routeRequest } from './session-routing';
 export interface ContainerServer {
   server: Server;
   health: HealthState;
+  /** The preview's build state (fed by Vite once it runs: vite-build-watch.ts), answered at BUILD_STATE_PATH. */
+  build: BuildTracker;
   setProxy(proxy: ViteProxy): void;
   listen(port: number, host: string): Promise<number>;
   /** Listens on a Unix socket at `path` that any local user may connect to (a file left there by an earlier server is replaced). */
@@ -36,8 +46,12 @@ export function createContainerServer(options: {
   replay?: Pick<FlyReplay, 'resolve'> | null;
   /** Requests the container itself answers on its control Host (a pooled machine's claim); true when handled. */
   control?: (req: IncomingMessage, res: ServerResponse) => Promise<boolean>;
+  /** The preview's build state (a new one by default): answered at BUILD_STATE_PATH, fed the page's runtime errors and module loads. */
+  build?: BuildTracker;
 }): ContainerServer {
   const { sessionId, routeId, logger, activity, replay, control } = options;
+  const build = options.build ?? new BuildTracker();
+  const runtimeReports = windowLimit(RUNTIME_REPORTS_PER_WINDOW, RUNTIME_REPORTS_WINDOW_MS);
   const health: HealthState = { filesLoaded: false };
   let proxy: ViteProxy | undefined;
   /** Upgraded (websocket) sockets: no longer tracked by the HTTP server, closed by hand. */
@@ -71,10 +85,51 @@ export function createContainerServer(options: {
       res.setHeader('retry-after', '1');
       return sendJson(res, 503, { error: 'Preview is starting', routeId });
     }
+    if (await handleDiagnostics(req, res, url, build)) return;
+    // A module the page asks for (a script or a stylesheet): whether it loaded is part of the build state.
+    if (isModuleLoad(req)) {
+      res.setHeader(BUILD_STATE_HEADER, build.current.state);
+      res.once('finish', () => build.moduleRequestFinished(url, res.statusCode));
+    }
     await proxy(req, res, (err?: unknown) => {
       if (err) logger.warn('proxy failed', { url, err });
       if (!res.headersSent) sendJson(res, 502, { error: 'Dev server unavailable' });
     });
+  }
+
+  /**
+   * The preview's own diagnostics endpoints, on its origin (the preview URL is their capability):
+   * its build state, and where its page reports runtime errors (bounded in size and rate: no token
+   * is needed, and all it can do is add runtime diagnostics to this one session). True when handled.
+   */
+  async function handleDiagnostics(req: IncomingMessage, res: ServerResponse, url: string, tracker: BuildTracker): Promise<boolean> {
+    const path = url.split('?', 1)[0];
+    if (path === BUILD_STATE_PATH) {
+      if (req.method !== 'GET' && req.method !== 'HEAD') return answer(res, 405, { error: 'GET only', field: 'method' }, { allow: 'GET, HEAD' });
+      sendJson(res, 200, tracker.current, { headOnly: req.method === 'HEAD' });
+      return true;
+    }
+    if (path !== RUNTIME_ERRORS_PATH) return false;
+    if (req.method !== 'POST') return answer(res, 405, { error: 'POST only', field: 'method' }, { allow: 'POST' });
+    if (!/^application\/json\s*(;|$)/i.test(req.headers['content-type'] ?? '')) return answer(res, 415, { error: 'content-type: must be application/json', field: 'content-type' });
+    if (!runtimeReports.take()) return answer(res, 429, { error: `At most ${RUNTIME_REPORTS_PER_WINDOW} reports every ${RUNTIME_REPORTS_WINDOW_MS / 1000} s`, field: 'body' }, { 'retry-after': '10' });
+    const body = await readBody(req, RUNTIME_REPORT_MAX_BYTES);
+    if (body === null) return answer(res, 413, { error: `body: larger than ${RUNTIME_REPORT_MAX_BYTES} bytes`, field: 'body' }, { connection: 'close' });
+    let json: unknown;
+    try {
+      json = JSON.parse(body);
+    } catch {
+      return answer(res, 400, { error: 'body: not valid JSON', field: 'body' });
+    }
+    const parsed = runtimeErrorReportSchema.safeParse(json);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0];
+      const field = (issue.code === 'unrecognized_keys' ? [...issue.path, issue.keys[0]] : issue.path).join('.') || 'body';
+      return answer(res, 400, { error: `${field}: ${issue.code === 'unrecognized_keys' ? 'unknown field' : issue.message}`, field });
+    }
+    tracker.runtimeErrors(parsed.data.errors);
+    res.writeHead(204, { 'cache-control': 'no-store', 'referrer-policy': 'no-referrer' }).end();
+    return true;
   }
 
   /** The machine's own endpoints, for the provider and the provisioner: never on a preview's origin. */
@@ -109,6 +164,7 @@ export function createContainerServer(options: {
   return {
     server,
     health,
+    build,
     setProxy(p) {
       proxy = p;
     },
@@ -141,4 +197,55 @@ export function createContainerServer(options: {
       });
     },
   };
+}
+
+/** Runtime-error reports a machine takes per window, from all of its page's tabs together. */
+const RUNTIME_REPORTS_PER_WINDOW = 30;
+const RUNTIME_REPORTS_WINDOW_MS = 10_000;
+
+/** A fixed-window counter: `take()` is false once `max` were taken in the current window. */
+function windowLimit(max: number, windowMs: number) {
+  let windowStart = 0;
+  let taken = 0;
+  return {
+    take(): boolean {
+      const now = Date.now();
+      if (now - windowStart >= windowMs) {
+        windowStart = now;
+        taken = 0;
+      }
+      return ++taken <= max;
+    },
+  };
+}
+
+/** A request the browser makes to load a module or a stylesheet (`Sec-Fetch-Dest`, which page scripts cannot set). */
+function isModuleLoad(req: IncomingMessage): boolean {
+  const dest = req.headers['sec-fetch-dest'];
+  return req.method === 'GET' && (dest === 'script' || dest === 'style');
+}
+
+/** The body as text, or null once it passes `maxBytes` (the rest is not read: the answer closes the connection). */
+function readBody(req: IncomingMessage, maxBytes: number): Promise<string | null> {
+  if (Number(req.headers['content-length'] ?? 0) > maxBytes) return Promise.resolve(null);
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size <= maxBytes) return void chunks.push(chunk);
+      req.off('data', onData);
+      req.pause();
+      resolve(null);
+    };
+    req.on('data', onData);
+    req.once('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    req.once('error', reject);
+  });
+}
+
+function answer(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): true {
+  for (const [name, value] of Object.entries(headers)) res.setHeader(name, value);
+  sendJson(res, status, body);
+  return true;
 }

@@ -1,5 +1,8 @@
 import { withTimeout } from '../../../libs/shared/src/errors';
 import { openHttp, readText } from '../../../libs/shared/src/http-client';
+import { moduleScripts, staticImports } from '../../../libs/shared/src/page-modules';
+
+export { moduleScripts, staticImports };
 
 /**
  * Loads the page once the way a browser starts to: index.html, its module scripts
@@ -15,7 +18,16 @@ export interface WarmUpResult {
 export async function warmUp(
   origin: string,
   timeoutMs = 60_000,
-  { maxDepth = 4, maxRequests = 100 }: { maxDepth?: number; maxRequests?: number } = {},
+  {
+    maxDepth = 4,
+    maxRequests = 100,
+    onModule,
+  }: {
+    maxDepth?: number;
+    maxRequests?: number;
+    /** Each module's answer (not the page's): a 404 is a module the page cannot load (BuildTracker.moduleRequestFinished). */
+    onModule?: (path: string, status: number) => void;
+  } = {},
 ): Promise<WarmUpResult> {
   const result: WarmUpResult = { requests: 0, failed: [] };
   const get = async (path: string): Promise<string | null> => {
@@ -23,6 +35,7 @@ export async function warmUp(
     try {
       const res = await fetch(origin + path, { headers: { accept: path === '/' ? 'text/html' : '*/*' } });
       const body = await res.text();
+      if (path !== '/') onModule?.(path, res.status);
       if (res.status !== 200) result.failed.push(`${path} ${res.status}`);
       return res.status === 200 ? body : null;
     } catch (error) {
@@ -76,19 +89,3 @@ export async function rehearsePage(pageUrl: string, host: string, times = 40, ti
 
 /** A Host header that names this machine's own preview origin (the machine knows no more of it than the first label). */
 export const previewHostOf = (routeId: string) => `${routeId}.localhost`;
-
-/** `src` of every `<script type="module" src="...">` in an HTML page. */
-export function moduleScripts(html: string): string[] {
-  const found: string[] = [];
-  for (const [tag] of html.matchAll(/<script\b[^>]*>/gi)) {
-    if (!/\btype\s*=\s*["']?module/i.test(tag)) continue;
-    const src = /\bsrc\s*=\s*["']([^"']+)["']/i.exec(tag)?.[1];
-    if (src) found.push(src);
-  }
-  return found;
-}
-
-/** Specifiers of static `import ... from "x"` and `import "x"` statements in a transformed module. */
-export function staticImports(code: string): string[] {
-  return [...code.matchAll(/\bimport\s+(?:[^'"`;]*?\s+from\s+)?["']([^"']+)["']/g)].map((m) => m[1]);
-}

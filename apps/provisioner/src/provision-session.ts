@@ -32,8 +32,9 @@ export class ProvisionSession {
       ctx.turn = await this.deps.turns?.take(job.requestedAt, signal);
       await runPipeline(ctx, PROVISION_PIPELINE);
       const session = ctx.session!;
-      await emit(ctx, { type: 'ready', previewUrl: session.previewUrl!, expiresAt: session.expiresAt!, pooled: Boolean(ctx.routeId && ctx.routeId !== session.id) });
-      logger.info('session ready', { previewUrl: session.previewUrl, ms: Date.now() - job.requestedAt });
+      const diagnostics = ctx.diagnostics ?? [];
+      await emit(ctx, { type: 'ready', previewUrl: session.previewUrl!, expiresAt: session.expiresAt!, pooled: Boolean(ctx.routeId && ctx.routeId !== session.id), diagnostics });
+      logger.info('session ready', { previewUrl: session.previewUrl, ms: Date.now() - job.requestedAt, diagnostics: diagnostics.length });
       this.deps.observer?.ready(Date.now() - job.requestedAt);
       return { status: 'ready', previewUrl: session.previewUrl! };
     } catch (err) {

@@ -3,6 +3,8 @@
 export * from './config';
 export * from './errors';
 export * from './events';
+export * from './diagnostics';
+export * from './page-modules';
 export * from './event-log';
 export * from './logger';
 export * from './machine-provider';
@@ -11,6 +13,7 @@ export * from './queues';
 export * from './session-state';
 export * from './session-store';
 export * from './templates';
+export * from './dependency-set';
 export * from './tiers';
 export * from './routes';
 export * from './preflight';

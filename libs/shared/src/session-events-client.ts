@@ -1,5 +1,5 @@
 import { TimeoutError, sleep } from './errors';
-import { TERMINAL_EVENTS, sessionEventSchema, type SessionEvent } from './events';
+import { SETTLED_EVENTS, sessionEventSchema, type SessionEvent } from './events';
 import { openHttp, readText } from './http-client';
 import { readSse, type SseFrame } from './sse-client';
 
@@ -22,9 +22,10 @@ export interface FollowResult {
 }
 
 /**
- * Follows a session's events to a terminal one, as a browser's EventSource
- * does: on a broken connection it reconnects (to the next api) with
- * Last-Event-ID and misses nothing.
+ * Follows a session's events until it is settled (`ready`, `failed` or
+ * `ended`: SETTLED_EVENTS), then closes the stream (which the api keeps open
+ * while the session lives), as a browser's EventSource does: on a broken
+ * connection it reconnects (to the next api) with Last-Event-ID and misses nothing.
  */
 export async function followSessionEvents({ baseUrls, sessionId, timeoutMs, onEvent, afterId }: FollowOptions): Promise<FollowResult> {
   const deadline = Date.now() + timeoutMs;
@@ -46,19 +47,19 @@ export async function followSessionEvents({ baseUrls, sessionId, timeoutMs, onEv
     result.reconnects++;
     await sleep(Math.min(1000, 100 * 2 ** Math.min(attempt, 4)));
   }
-  throw new TimeoutError(`a terminal event of session ${sessionId} (got: ${result.events.map((e) => e.type).join(', ') || 'nothing'})`, timeoutMs);
+  throw new TimeoutError(`ready, failed or ended of session ${sessionId} (got: ${result.events.map((e) => e.type).join(', ') || 'nothing'})`, timeoutMs);
 }
 
 class RetryableStreamError extends Error {}
 
-/** Adds each frame's event to `result` until a terminal one (true) or the end of the stream (false). */
+/** Adds each frame's event to `result` until one that settles the session (true: the caller closes the stream) or the end of the stream (false). */
 async function collectEvents(frames: AsyncIterable<SseFrame>, result: FollowResult, onEvent?: FollowOptions['onEvent']): Promise<boolean> {
   for await (const frame of frames) {
     const event = sessionEventSchema.parse(JSON.parse(frame.data));
     result.events.push(event);
     result.ids.push(frame.id ?? '');
     onEvent?.(event, frame.id ?? '');
-    if (TERMINAL_EVENTS.includes(event.type)) return true;
+    if (SETTLED_EVENTS.includes(event.type)) return true;
   }
   return false;
 }
@@ -82,9 +83,9 @@ export interface RequestSessionOptions {
 }
 
 /**
- * Asks for a session and follows its events to a terminal one in one request
- * (`POST /v1/sessions` with `Accept: text/event-stream`). A stream that breaks
- * before the end is resumed on the session's events URL with Last-Event-ID.
+ * Asks for a session and follows its events until it is settled, in one request
+ * (`POST /v1/sessions` with `Accept: text/event-stream`), then closes the stream. A stream that breaks
+ * before that is resumed on the session's events URL with Last-Event-ID.
  */
 export async function requestSession(options: RequestSessionOptions): Promise<FollowResult & { sessionId: string }> {
   const { baseUrls, projectId, tier, timeoutMs, onEvent } = options;

@@ -3,6 +3,7 @@ import {
   ApiBasicAuth,
   ApiBearerAuth,
   ApiBody,
+  ApiExtension,
   ApiHeader,
   ApiOperation,
   ApiParam,
@@ -63,8 +64,11 @@ export interface EndpointDoc {
   params?: Record<string, { schema: z.ZodType | SchemaObject; description?: string }>;
   /** Request headers the route reads (besides Authorization, which the security scheme covers). */
   headers?: { name: string; schema: z.ZodType; description: string }[];
-  /** The JSON body, by the zod schema that validates it; brings 400 (bad JSON), 413 and 415. */
-  body?: { schema: z.ZodType; description?: string; maxSize?: string };
+  /**
+   * The JSON body, by the zod schema that validates it; brings 400 (bad JSON), 413 and 415.
+   * `raw`: the route also takes any other media type as raw bytes (described by this text).
+   */
+  body?: { schema: z.ZodType; description?: string; maxSize?: string; raw?: string };
   /** Success answers by status. */
   ok: Record<number, SuccessDoc>;
   /** Error answers by status, besides those its auth and body bring (and 500, which every route may answer). */
@@ -90,10 +94,13 @@ const AUTH_ERRORS: Record<Auth, Record<number, ErrorDoc>> = {
   public: {},
 };
 
-const bodyErrors = (maxSize: string): Record<number, ErrorDoc> => ({
+/** Marks an operation whose body may also be raw bytes of any media type. */
+export const RAW_BODY_EXTENSION = 'x-raw-body';
+
+const bodyErrors = (maxSize: string, raw: boolean): Record<number, ErrorDoc> => ({
   400: '`body`: not valid JSON',
   413: `\`body\`: larger than ${maxSize}`,
-  415: '`content-type`: the body is not `application/json` (UTF-8)',
+  415: raw ? '`content-type`: a JSON body whose charset is not UTF-8' : '`content-type`: the body is not `application/json` (UTF-8)',
 });
 
 const SERVER_ERROR: Record<number, ErrorDoc> = { 500: 'An unexpected error (logged; the answer holds no internals)' };
@@ -137,6 +144,8 @@ export function ApiEndpoint(doc: EndpointDoc): MethodDecorator {
     decorators.push(ApiHeader({ name: header.name, required: false, description: header.description, schema: toOpenApi(header.schema) }));
   }
   if (doc.body) decorators.push(ApiBody({ required: true, description: doc.body.description, schema: toOpenApi(doc.body.schema, 'input') }));
+  // ApiBody gives one schema to every media type: the raw one is added to the document by withRawBodies (document.ts).
+  if (doc.body?.raw) decorators.push(ApiExtension(RAW_BODY_EXTENSION, { description: doc.body.raw }));
 
   for (const [status, ok] of Object.entries(doc.ok)) {
     decorators.push(
@@ -150,7 +159,7 @@ export function ApiEndpoint(doc: EndpointDoc): MethodDecorator {
     );
   }
 
-  const errors = mergeErrors(AUTH_ERRORS[doc.auth], doc.body ? bodyErrors(doc.body.maxSize ?? '64 kB') : {}, doc.errors ?? {}, SERVER_ERROR);
+  const errors = mergeErrors(AUTH_ERRORS[doc.auth], doc.body ? bodyErrors(doc.body.maxSize ?? '64 kB', Boolean(doc.body.raw)) : {}, doc.errors ?? {}, SERVER_ERROR);
   for (const [status, { description, headers }] of [...errors].sort(([a], [b]) => a - b)) {
     decorators.push(
       ApiResponse({

@@ -1,8 +1,8 @@
 import type { INestApplication } from '@nestjs/common';
-import { DocumentBuilder, SwaggerModule, type OpenAPIObject, type PathItemObject } from '@nestjs/swagger';
+import { DocumentBuilder, SwaggerModule, type OpenAPIObject, type OperationObject, type PathItemObject, type SchemaObject } from '@nestjs/swagger';
 import { sessionEventSchema } from '@velocity/shared';
 import { BULL_BOARD_ROUTE } from '../admin/admin.module';
-import { ref, RESPONSE_HEADERS, SCHEMAS, SECURITY } from './api-endpoint';
+import { RAW_BODY_EXTENSION, ref, RESPONSE_HEADERS, SCHEMAS, SECURITY } from './api-endpoint';
 import { apiErrorSchema, edgeErrorSchema, fileChangesEventSchema } from './schemas';
 import { toOpenApi } from './zod-schema';
 
@@ -19,7 +19,8 @@ const DESCRIPTION = [
   '',
   '**Errors** are JSON `ApiError`: `{ statusCode, error, message, field? }`, `field` naming the input at fault. ' +
     'Any request may also be answered `431` (request line and headers over 16 kB, `field: "headers"`), `400` (bytes that are not HTTP, `field: "request"`) ' +
-    'or `408`, before it reaches a route. A body on any `/v1` route must be `application/json` UTF-8 (else `415`), at most 64 kB (file writes: the file limit; else `413`).',
+    'or `408`, before it reaches a route. A body on any `/v1` route must be `application/json` UTF-8 (else `415`), at most 64 kB (file writes: the file limit; else `413`); ' +
+    'a file write may instead send the file\'s bytes as they are, with any other media type (`application/octet-stream`, `image/png`…).',
   '',
   '**Auth.** `/v1/sessions*` and `/v1/projects*`: a Supabase access token (`supabaseJwt`); with auth off (no SUPABASE_JWT_SECRET or SUPABASE_JWKS_URL) every request acts as one local user. ' +
     "`/v1/machines/*` and `/v1/routes/*`: a preview machine's own token (`machineToken`). `/metrics` and `/admin/queues`: operator credentials (`operatorBasic` or `operatorBearer`). " +
@@ -65,6 +66,7 @@ export function createOpenApiDocument(app: INestApplication): OpenAPIObject {
     operationIdFactory: (controller, method) => `${controller.replace(/Controller$/, '')}_${method}`,
   });
   withoutAuthorizationParams(document);
+  withRawBodies(document);
   document.paths = { ...document.paths, [PREVIEW_PATH]: previewEdgePath, [LEGACY_PREVIEW_PATH]: legacyPreviewPath, [BULL_BOARD_ROUTE]: bullBoardPath };
   return document;
 }
@@ -80,6 +82,22 @@ function withoutAuthorizationParams(document: OpenAPIObject): void {
       const operation = item[method];
       if (!operation?.parameters) continue;
       operation.parameters = operation.parameters.filter((p) => !('in' in p && p.in === 'header' && p.name.toLowerCase() === 'authorization'));
+    }
+  }
+}
+
+/** Operations marked by ApiEndpoint's `body.raw`: their body may also be bytes of any media type, shown as `application/octet-stream`. */
+function withRawBodies(document: OpenAPIObject): void {
+  for (const item of Object.values(document.paths)) {
+    for (const method of ['put', 'post', 'patch'] as const) {
+      const operation = item[method] as (OperationObject & { [RAW_BODY_EXTENSION]?: { description: string } }) | undefined;
+      const raw = operation?.[RAW_BODY_EXTENSION];
+      if (!raw || !operation?.requestBody || !('content' in operation.requestBody)) continue;
+      // OpenAPI 3.1: bytes are a string with a contentMediaType (3.0's `format: binary` is gone).
+      operation.requestBody.content['application/octet-stream'] = {
+        schema: { type: 'string', contentMediaType: 'application/octet-stream', description: raw.description } as SchemaObject,
+      };
+      delete operation[RAW_BODY_EXTENSION];
     }
   }
 }

@@ -5,7 +5,7 @@ import { METHOD_METADATA, PATH_METADATA, ROUTE_ARGS_METADATA } from '@nestjs/com
 import { RouteParamtypes } from '@nestjs/common/enums/route-paramtypes.enum';
 import { RequestMethod } from '@nestjs/common';
 import type { z } from 'zod';
-import { createRedis, sessionEventSchema, type Config, type Logger } from '@velocity/shared';
+import { buildStateSchema, createRedis, sessionEventSchema, type Config, type Logger } from '@velocity/shared';
 import { testConfig } from '../../../../libs/shared/test/test-env';
 import { stopProcess } from '../../../../scripts/services';
 import { startTestApi } from '../../../../libs/shared/test/test-api';
@@ -14,7 +14,7 @@ import { AppModule } from '../app.module';
 import { createSessionBody, extendSessionBody } from '../sessions/sessions.controller';
 import { createProjectBody, putFileBody } from '../projects/projects.controller';
 import { activityBody } from '../machines/machine-activity.controller';
-import { apiErrorSchema, healthSchema } from './schemas';
+import { apiErrorSchema, healthSchema, machineFilesSchema } from './schemas';
 import { toOpenApi } from './zod-schema';
 
 /**
@@ -187,7 +187,7 @@ describe('OpenAPI document and UI (/docs, /docs-json)', () => {
   it("has every Nest route of the app (read from the controllers' decorators), and nothing else besides the three added by hand", () => {
     // The walk found the app's controllers (a sanity check on it, not the list under test).
     expect(new Set(routes.map((r) => r.controller))).toEqual(
-      new Set(['RoutesController', 'ProjectsController', 'FileChangesController', 'SessionsController', 'MachineFilesController', 'MachineActivityController', 'HealthController', 'MetricsController']),
+      new Set(['RoutesController', 'ProjectsController', 'FileChangesController', 'SessionsController', 'MachineFilesController', 'MachineActivityController', 'MachineDiagnosticsController', 'HealthController', 'MetricsController']),
     );
     expect(routes.length).toBeGreaterThanOrEqual(18);
     const missing = routes.filter((route) => !operation(route)).map((r) => `${r.method.toUpperCase()} ${r.path} (${r.controller}.${r.handler})`);
@@ -231,6 +231,7 @@ describe('OpenAPI document and UI (/docs, /docs-json)', () => {
       ['post', '/v1/projects', createProjectBody],
       ['put', '/v1/projects/{id}/files/{path}', putFileBody],
       ['post', '/v1/machines/{sessionId}/activity', activityBody],
+      ['post', '/v1/machines/{sessionId}/diagnostics', buildStateSchema],
     ];
     // Each route that reads a @Body() is in the table (a new one must be added to it).
     expect(routes.filter((r) => r.takesBody).map((r) => `${r.method} ${r.path}`).sort()).toEqual(bodies.map(([m, p]) => `${m} ${p}`).sort());
@@ -262,6 +263,7 @@ describe('OpenAPI document and UI (/docs, /docs-json)', () => {
     expect(statuses('get', '/v1/machines/{sessionId}/files')).toEqual(expect.arrayContaining([200, 400, 401, 403, 404, 410]));
     expect(statuses('get', '/v1/machines/{sessionId}/file-changes')).toEqual(expect.arrayContaining([200, 400, 401, 403, 404, 410, 503]));
     expect(statuses('post', '/v1/machines/{sessionId}/activity')).toEqual(expect.arrayContaining([200, 400, 401, 403, 404, 409, 410]));
+    expect(statuses('post', '/v1/machines/{sessionId}/diagnostics')).toEqual(expect.arrayContaining([200, 400, 401, 403, 404, 410, 413, 415]));
     expect(statuses('get', '/v1/routes/{routeId}')).toEqual(expect.arrayContaining([200, 400, 401, 403, 404, 410]));
     // The route answer names the machine, never the session behind the route.
     const route = operation({ method: 'get', path: '/v1/routes/{routeId}' }).responses[200].content['application/json'].schema;
@@ -307,6 +309,21 @@ describe('OpenAPI document and UI (/docs, /docs-json)', () => {
     expect(operation({ method: 'get', path: '/p/{routeId}/{path}' }).security).toEqual([]);
   });
 
+  it('describes binary files: a file PUT takes raw bytes or JSON { content } / { base64 }; machines get { path, content, encoding? }', () => {
+    const body = operation({ method: 'put', path: '/v1/projects/{id}/files/{path}' }).requestBody;
+    expect(Object.keys(body.content).sort()).toEqual(['application/json', 'application/octet-stream']);
+    expect(body.content['application/octet-stream'].schema).toMatchObject({ type: 'string', contentMediaType: 'application/octet-stream' });
+    expect(Object.keys(body.content['application/json'].schema.properties).sort()).toEqual(['base64', 'content']);
+    // The extension that carried it into the document is gone.
+    expect(JSON.stringify(document.paths)).not.toContain('x-raw-body');
+
+    const files = operation({ method: 'get', path: '/v1/machines/{sessionId}/files' }).responses[200].content['application/json'].schema;
+    expect(files).toEqual(toOpenApi(machineFilesSchema, 'output'));
+    expect(files.properties.files.items.properties.encoding).toMatchObject({ const: 'base64' });
+    const list = operation({ method: 'get', path: '/v1/projects/{id}/files' }).responses[200].content['application/json'].schema;
+    expect(list.properties.files.items.required).toEqual(expect.arrayContaining(['path', 'bytes', 'binary', 'updatedAt']));
+  });
+
   it('describes the SSE endpoints as text/event-stream with the event schemas', () => {
     const events = operation({ method: 'get', path: '/v1/sessions/{id}/events' });
     expect(Object.keys(events.responses[200].content)).toEqual(['text/event-stream']);
@@ -315,7 +332,7 @@ describe('OpenAPI document and UI (/docs, /docs-json)', () => {
     const sessionEvent = document.components.schemas.SessionEvent;
     expect(sessionEvent).toEqual(toOpenApi(sessionEventSchema, 'output'));
     const types = (sessionEvent.anyOf ?? sessionEvent.oneOf).map((variant: Json) => variant.properties.type.const);
-    expect(types.sort()).toEqual(['ended', 'ending', 'failed', 'progress', 'queued', 'ready']);
+    expect(types.sort()).toEqual(['diagnostics', 'ended', 'ending', 'failed', 'progress', 'queued', 'ready']);
 
     const changes = operation({ method: 'get', path: '/v1/machines/{sessionId}/file-changes' });
     expect(Object.keys(changes.responses[200].content)).toEqual(['text/event-stream']);

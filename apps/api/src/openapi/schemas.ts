@@ -1,7 +1,9 @@
 import { z } from 'zod';
-import { endedEventSchema, fileChangeSchema, resyncEventSchema, sessionStatusSchema, tierSchema } from '@velocity/shared';
+import { endedEventSchema, fileChangeSchema, projectFileSchema, resyncEventSchema, sessionStatusSchema, tierSchema } from '@velocity/shared';
+import { buildStateSchema, buildStatusSchema } from '@velocity/shared';
 import type { HealthController } from '../health.controller';
 import type { MachineActivityController } from '../machines/machine-activity.controller';
+import type { MachineDiagnosticsController } from '../machines/machine-diagnostics.controller';
 import type { MachineFilesController } from '../machines/machine-files.controller';
 import type { RoutesController } from '../edge/routes.controller';
 import type { ProjectsService } from '../projects/projects.service';
@@ -57,6 +59,11 @@ export const sessionViewSchema = z.object({
   errorStep: z.string().nullable(),
   createdAt: timestamp,
   updatedAt: timestamp,
+  build: buildStateSchema
+    .nullable()
+    .describe(
+      "The preview's build state, as its events last said it (`ready`, then each `diagnostics` event): `errors` with every diagnostic, or `ok`; null until known",
+    ),
 });
 
 export const extendedSessionSchema = z.object({
@@ -74,21 +81,37 @@ export const stoppedSessionSchema = z.object({
 
 export const projectViewSchema = z.object({ id: uuid, name: z.string(), templateType: z.string(), createdAt: timestamp });
 
+const fileBytes = z.number().int().nonnegative().describe("The file's size in bytes: UTF-8 for text, the bytes themselves for a binary file");
+
 export const projectFileListSchema = z.object({
-  files: z.array(z.object({ path: z.string(), bytes: z.number().int().nonnegative(), updatedAt: timestamp })),
+  files: z.array(
+    z.object({
+      path: z.string(),
+      bytes: fileBytes,
+      binary: z.boolean().describe('Stored as bytes (written raw or as base64), not as text'),
+      updatedAt: timestamp,
+    }),
+  ),
 });
 
 export const writtenFileSchema = z.object({
   path: z.string().describe('The normal form of the path'),
-  bytes: z.number().int().nonnegative().describe("The file's size in UTF-8 bytes"),
+  bytes: fileBytes,
   created: z.boolean().describe('true (201) when the file is new, false (200) when it was replaced'),
   fileCount: z.number().int().nonnegative().describe("The project's number of files after the write"),
   projectBytes: z.number().int().nonnegative().describe("The project's total size after the write"),
 });
 
-export const machineFilesSchema = z.object({ files: z.array(z.object({ path: z.string(), content: z.string() })) });
+/** The files as a machine gets them: text `{ path, content }`, bytes `{ path, content: <base64>, encoding: "base64" }`. */
+export const machineFilesSchema = z.object({ files: z.array(projectFileSchema) });
 
 export const activityRecordedSchema = z.object({ sessionId: uuid, lastActivityAt: timestamp });
+
+export const diagnosticsRecordedSchema = z.object({
+  sessionId: uuid,
+  state: buildStatusSchema,
+  stored: z.boolean().describe('false when the state said nothing new (no event was added)'),
+});
 
 export const machineRouteSchema = z.object({
   routeId: uuid.describe('The id asked for (the id in the preview URL)'),
@@ -114,7 +137,7 @@ export const fileChangesEventSchema = z
   .union([fileChangeSchema, resyncEventSchema, endedEventSchema])
   .describe(
     '`event: resync` `{ cursor }`: load the whole file list (GET /v1/machines/:sessionId/files), then apply what follows; ' +
-      '`event: put` / `event: delete`: one FileChange, its stream id as the frame id (resume with Last-Event-ID); ' +
+      '`event: put` / `event: delete`: one FileChange, its stream id as the frame id (resume with Last-Event-ID); a `put` of a binary file has `encoding: "base64"` and its bytes in base64 as `content`; ' +
       '`event: ended` `{ reason }`: the session is over; the stream closes and must not be reopened.',
   );
 
@@ -138,6 +161,7 @@ export type ResponseSchemasMatchTheCode = AllTrue<[
   Describes<z.output<typeof writtenFileSchema>, Returned<ProjectsService['putFile']>>,
   Describes<z.output<typeof machineFilesSchema>, Returned<MachineFilesController['files']>>,
   Describes<z.output<typeof activityRecordedSchema>, Returned<MachineActivityController['activity']>>,
+  Describes<z.output<typeof diagnosticsRecordedSchema>, Returned<MachineDiagnosticsController['report']>>,
   Describes<z.output<typeof machineRouteSchema>, Returned<RoutesController['route']>>,
   // `status` and `app` are plain strings in the code ('ok', 'api').
   Describes<Omit<z.output<typeof healthSchema>, 'status' | 'app'>, Omit<ReturnType<HealthController['health']>, 'status' | 'app'>>,

@@ -1,7 +1,7 @@
-import type { PreviewSession } from '@velocity/shared';
+import type { BuildState, PreviewSession } from '@velocity/shared';
 
-/** A session as clients see it: no internal addresses. */
-export function sessionView(session: PreviewSession) {
+/** A session as clients see it: no internal addresses; `build`, its build state as its events last said it (null until known). */
+export function sessionView(session: PreviewSession, build: BuildState | null = null) {
   return {
     id: session.id,
     projectId: session.projectId,
@@ -14,5 +14,6 @@ export function sessionView(session: PreviewSession) {
     errorStep: session.errorStep,
     createdAt: session.createdAt,
     updatedAt: session.updatedAt,
+    build,
   };
 }

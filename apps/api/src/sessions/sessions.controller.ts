@@ -1,9 +1,10 @@
-import { Body, Controller, Delete, Get, HttpCode, Inject, Param, Post, Req, Res } from '@nestjs/common';
+import { BeforeApplicationShutdown, Body, Controller, Delete, Get, HttpCode, Inject, Param, Post, Req, Res } from '@nestjs/common';
 import { ApiTags } from '@nestjs/swagger';
 import type { Request, Response } from 'express';
 import { z } from 'zod';
 import { StreamWatcher, EventLog, tierSchema, type Config, type Logger, type SessionStore } from '@velocity/shared';
 import { parseOr400 } from '../common/validation';
+import { GoneSessions } from '../common/gone-sessions';
 import { CONFIG, EVENT_LOG, LOGGER, STREAM_WATCHER, SESSION_STORE } from '../tokens';
 import { SessionEventStream } from './session-event-stream';
 import { SessionsService } from './sessions.service';
@@ -24,7 +25,11 @@ const notFound = 'No such session (or another user\'s: answered alike)';
 
 @ApiTags('sessions')
 @Controller('v1/sessions')
-export class SessionsController {
+export class SessionsController implements BeforeApplicationShutdown {
+  /** Open event streams: they last as long as their sessions, so shutdown ends them (the HTTP server waits for open connections). */
+  private readonly streams = new Set<SessionEventStream>();
+  private shuttingDown = false;
+
   constructor(
     private readonly sessions: SessionsService,
     @Inject(CONFIG) private readonly config: Config,
@@ -32,6 +37,7 @@ export class SessionsController {
     @Inject(EVENT_LOG) private readonly events: EventLog,
     @Inject(STREAM_WATCHER) private readonly watcher: StreamWatcher,
     @Inject(LOGGER) private readonly logger: Logger,
+    private readonly gone: GoneSessions,
   ) {}
 
   /**
@@ -76,7 +82,7 @@ export class SessionsController {
       res.status(202).json(view);
       return;
     }
-    await this.eventStream(view.sessionId).pipe(req, res, '0', { status: 202, headers: { location: view.sessionUrl }, first: queued });
+    await this.follow(view.sessionId, (stream) => stream.pipe(req, res, '0', { status: 202, headers: { location: view.sessionUrl }, first: queued }));
   }
 
   @Get(':id')
@@ -84,20 +90,22 @@ export class SessionsController {
     summary: 'A session',
     auth: 'user',
     params: idParam,
-    ok: { 200: { description: 'The session (`previewUrl` once it is active)', schema: sessionViewSchema } },
+    ok: { 200: { description: 'The session (`previewUrl` once it is active; `build`, its build state, once known)', schema: sessionViewSchema } },
     errors: { 400: '`id`: not a uuid', 404: notFound },
   })
   get(@Param('id') id: string, @CurrentUser() user: AuthUser) {
     return this.sessions.get(user, parseOr400(sessionIdParam, id, 'id'));
   }
 
-  /** Server-Sent Events: progress, then `ready` with the URL or `failed` with the reason. */
+  /** Server-Sent Events while the session lives: progress, `ready` with the URL (or `failed` with the reason), then `diagnostics` as the build changes, until it ends. */
   @Get(':id/events')
   @ApiEndpoint({
     summary: "The session's events (Server-Sent Events)",
     description:
-      '`queued`, `progress` (each step `started`/`done`, with `ms`), then `ready { previewUrl, expiresAt }` or `failed { step, reason, retryable }`, after which the stream closes; ' +
-      '`ending` / `ended` for a session that ends while followed. Stored per session: a late client gets them all, and `Last-Event-ID` resumes after an id. ' +
+      '`queued`, `progress` (each step `started`/`done`, with `ms`), then `ready { previewUrl, expiresAt, diagnostics }` or `failed { step, reason, retryable }`. ' +
+      'After `ready` the stream stays open while the session lives: `diagnostics { state, diagnostics }` each time the build state changes (an edit breaks or fixes the build, the page throws), ' +
+      'then `ending` / `ended`; it closes after `failed` or `ended`. A client that waits only for the URL stops reading at `ready`. ' +
+      'Stored per session: a late client gets them all, and `Last-Event-ID` resumes after an id. ' +
       'A `: heartbeat` comment every 15 s. When the stored events have expired, one event is rebuilt from the session row.',
     auth: 'user',
     params: idParam,
@@ -115,15 +123,31 @@ export class SessionsController {
     const lastEventId = parseOr400(lastEventIdHeader, req.header('last-event-id') ?? undefined, 'Last-Event-ID') ?? '0';
     // The row is written before the first event, so a session without a row (or another user's) is not there.
     await this.sessions.owned(user, sessionId);
-    await this.eventStream(sessionId).pipe(req, res, lastEventId);
+    await this.follow(sessionId, (stream) => stream.pipe(req, res, lastEventId));
   }
 
-  private eventStream(sessionId: string): SessionEventStream {
-    return new SessionEventStream(
+  /** Runs one client's stream of a session's events, known to shutdown, woken when the session is announced gone. */
+  private async follow(sessionId: string, pipe: (stream: SessionEventStream) => Promise<void>): Promise<void> {
+    const gone = this.gone.watch(sessionId);
+    const stream = new SessionEventStream(
       sessionId,
-      { events: this.events, store: this.store, watcher: this.watcher, logger: this.logger.child({ sessionId }) },
+      { events: this.events, store: this.store, watcher: this.watcher, logger: this.logger.child({ sessionId }), gone: gone.signal },
       { heartbeatMs: Math.min(this.config.SSE_HEARTBEAT_MS, 15_000), retryMs: 2000 },
     );
+    this.streams.add(stream);
+    // Shutting down: it ends at once (a POST's after its first event); the client resumes elsewhere with Last-Event-ID.
+    if (this.shuttingDown) stream.shutdown();
+    try {
+      await pipe(stream);
+    } finally {
+      this.streams.delete(stream);
+      gone.release();
+    }
+  }
+
+  beforeApplicationShutdown(): void {
+    this.shuttingDown = true;
+    for (const stream of this.streams) stream.shutdown();
   }
 
   /** Moves `expires_at` later, up to the tier's maximum; 409 beyond it or when the session is not active. */

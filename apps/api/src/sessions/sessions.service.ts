@@ -22,6 +22,7 @@ import { currentRequestId } from '../common/request-context';
 import { sessionView } from './session.view';
 import { canReadProject, canSeeSession, tierAllows, type AuthUser } from '../auth/auth-user';
 import { SessionQuotas } from './session-quotas';
+import { SessionBuildStates } from './session-build-state';
 
 /** Session use cases of the api: it asks for sessions and reads them; it never provisions. */
 @Injectable()
@@ -82,7 +83,8 @@ export class SessionsService {
   }
 
   async get(user: AuthUser, sessionId: string) {
-    return sessionView(await this.owned(user, sessionId));
+    const session = await this.owned(user, sessionId);
+    return sessionView(session, await this.builds.current(sessionId));
   }
 
   /** The session when this user may see it; 404 alike for one that does not exist and another user's. */
@@ -99,6 +101,9 @@ export class SessionsService {
 
   /** Per-user limits, injected as a property too. */
   @Inject(SessionQuotas) private readonly quotas!: SessionQuotas;
+
+  /** Build states, read from the session's events. */
+  @Inject(SessionBuildStates) private readonly builds!: SessionBuildStates;
 
   /**
    * Moves an active session's `expires_at` `seconds` later, up to its tier's
