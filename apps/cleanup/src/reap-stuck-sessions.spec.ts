@@ -9,7 +9,7 @@ describe('ReapStuckSessions', () => {
   let h: Harness;
 
   beforeAll(async () => {
-    h = await createHarness({ PROVISION_DEADLINE_MS: 2_000, CLEANUP_BATCH_SIZE: 2 });
+    h = await createHarness({ PROVISION_DEADLINE_MS: 2_000, INSTALL_TIMEOUT_MS: 1_000, CLEANUP_BATCH_SIZE: 2 });
   });
 
   afterAll(async () => {

@@ -1,9 +1,9 @@
-import { machineOfSession, type PreviewSession } from '@velocity/shared';
+import { provisioningLimitMs, machineOfSession, type PreviewSession } from '@velocity/shared';
 import { SWEEP_CONCURRENCY, eachLimited, type CleanupDeps } from './cleanup-deps';
 
 export type ReapStuckSessionsDeps = Pick<CleanupDeps, 'store' | 'provider' | 'events' | 'logger' | 'config' | 'sessionsQueue'>;
 
-/** Time past PROVISION_DEADLINE_MS a session gets before it counts as stuck: the pipeline's own undo goes first. */
+/** Time past the provisioning limit (provisioningLimitMs) a session gets before it counts as stuck: the pipeline's own undo goes first. */
 export const STUCK_GRACE_MS = 15_000;
 
 /**
@@ -18,7 +18,7 @@ export class ReapStuckSessions {
 
   async execute(now = new Date()): Promise<{ reaped: number }> {
     const { store, config } = this.deps;
-    const createdBefore = new Date(now.getTime() - config.PROVISION_DEADLINE_MS - this.graceMs);
+    const createdBefore = new Date(now.getTime() - provisioningLimitMs(config) - this.graceMs);
     const tried = new Set<string>();
     let reaped = 0;
     for (;;) {

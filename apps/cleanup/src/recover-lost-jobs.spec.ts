@@ -9,7 +9,7 @@ describe('RecoverLostJobs', () => {
   let h: Harness;
 
   beforeAll(async () => {
-    h = await createHarness({ PROVISION_DEADLINE_MS: 30_000, CLEANUP_BATCH_SIZE: 2, PROVISION_ATTEMPTS: 4 });
+    h = await createHarness({ PROVISION_DEADLINE_MS: 30_000, INSTALL_TIMEOUT_MS: 1_000, CLEANUP_BATCH_SIZE: 2, PROVISION_ATTEMPTS: 4 });
   });
 
   afterAll(async () => {

@@ -1,4 +1,4 @@
-import { JobName, parseJob, type SessionCursor } from '@velocity/shared';
+import { provisioningLimitMs, JobName, parseJob, type SessionCursor } from '@velocity/shared';
 import type { CleanupDeps } from './cleanup-deps';
 
 export type RecoverLostJobsDeps = Pick<CleanupDeps, 'store' | 'logger' | 'config' | 'sessionsQueue'>;
@@ -14,7 +14,7 @@ export class RecoverLostJobs {
 
   async execute(now = new Date()): Promise<{ checked: number; requeued: number }> {
     const { store, config, sessionsQueue, logger } = this.deps;
-    const createdAfter = new Date(now.getTime() - config.PROVISION_DEADLINE_MS);
+    const createdAfter = new Date(now.getTime() - provisioningLimitMs(config));
     let cursor: SessionCursor | undefined;
     let checked = 0;
     let requeued = 0;

@@ -1,4 +1,4 @@
-import { DEMO_PROJECT_ID, requestSession } from '@velocity/shared';
+import { PROVISION_STEPS, DEMO_PROJECT_ID, requestSession } from '@velocity/shared';
 import { scratchDatabase, testQueuePrefix } from '../../../libs/shared/test/test-env';
 import { FaultCluster } from '../src/faults/cluster';
 import { runTrial } from '../src/faults/trial';
@@ -92,7 +92,7 @@ describe('provisioning under faults', () => {
     expect(result.events.at(-1)?.type).toBe('ready');
     // Resumed after the last id it had: nothing twice, nothing missed.
     expect(new Set(result.ids).size).toBe(result.ids.length);
-    expect(result.events.filter((e) => e.type === 'progress' && e.state === 'done')).toHaveLength(5);
+    expect(result.events.filter((e) => e.type === 'progress' && e.state === 'done')).toHaveLength(PROVISION_STEPS.length);
     await fetch(`${second}/v1/sessions/${result.sessionId}`, { method: 'DELETE' });
     await cluster.startApi(cluster.apiPorts[0]);
   }, 90_000);

@@ -55,7 +55,7 @@ describe('preview page', () => {
     await page.locator('#session').waitFor({ state: 'visible' });
 
     // Each step is listed, and shows its time once done.
-    await page.waitForFunction(() => document.querySelectorAll('#steps li[data-state="done"]').length === 5, undefined, { timeout: 60_000 });
+    await page.waitForFunction((count) => document.querySelectorAll('#steps li[data-state="done"]').length === count, PROVISION_STEPS.length, { timeout: 60_000 });
     const steps = await page.locator('#steps li').evaluateAll((items) =>
       items.map((li) => ({ step: li.getAttribute('data-step'), state: li.getAttribute('data-state'), time: li.querySelector('.time')?.textContent ?? '' })),
     );

@@ -1,4 +1,5 @@
 import { availableParallelism } from 'node:os';
+import { resolve } from 'node:path';
 import { Queue } from 'bullmq';
 import {
   EventLog,
@@ -19,6 +20,7 @@ import { startPoolRefills } from './pool/pool-worker';
 import { createProvisionWorker } from './provision-worker';
 import { startProvisionerOps } from './ops';
 import { Turns } from './turns';
+import { DependencyCache } from './dependencies/dependency-cache';
 
 /** The provisioner process: one BullMQ worker on the `sessions` queue. */
 async function main() {
@@ -43,8 +45,9 @@ async function main() {
   const pool = poolTargets.length > 0 ? new WarmPool(redis, config.QUEUE_PREFIX) : null;
   const changes = pool ? new FileChangeLog(eventsRedis, config.QUEUE_PREFIX, config.EVENT_STREAM_TTL_SECONDS) : null;
   const turns = new Turns(config.PROVISION_TURNS || availableParallelism());
+  const dependencies = new DependencyCache(resolve(config.DEPENDENCY_CACHE_DIR), config.NPM_REGISTRY_URL);
   const worker = createProvisionWorker(
-    { config, store, provider, events, cleanupQueue, logger, faults: faultsOf(config), observer: ops.observer, pool, changes, turns },
+    { config, store, provider, events, cleanupQueue, logger, faults: faultsOf(config), observer: ops.observer, pool, changes, turns, dependencies },
     redis,
     logger,
   );

@@ -1,15 +1,17 @@
-import { TimeoutError, errorMessage, sleep, type SessionEvent } from '@velocity/shared';
-import type { ProvisionContext, Step } from './provision-context';
+import { TimeoutError, errorMessage, provisioningLimitMs, sleep, type SessionEvent } from '@velocity/shared';
+import type { ProvisionContext, Step, StepDetail } from './provision-context';
 import { ensureProjectStep } from './steps/ensure-project.step';
 import { commitSessionStep } from './steps/commit-session.step';
 import { createMachineStep } from './steps/create-machine.step';
 import { verifyUrlStep } from './steps/verify-url.step';
+import { installDependenciesStep } from './steps/install-dependencies.step';
 import { activateStep } from './steps/activate.step';
 
 /** The provisioning steps, in the order the one rule demands. */
 export const PROVISION_PIPELINE: readonly Step[] = [
   ensureProjectStep,
   commitSessionStep,
+  installDependenciesStep,
   createMachineStep,
   verifyUrlStep,
   activateStep,
@@ -31,22 +33,28 @@ export class StepFailedError extends Error {
  * deadline, and stores a progress event before and after each one.
  */
 export async function runPipeline(ctx: ProvisionContext, steps: readonly Step[] = PROVISION_PIPELINE): Promise<void> {
-  const deadline = ctx.job.requestedAt + ctx.deps.config.PROVISION_DEADLINE_MS;
+  // One limit for every attempt, the same cleanup reaps by: room for a dependency install included.
+  const limitMs = provisioningLimitMs(ctx.deps.config);
+  const deadline = ctx.job.requestedAt + limitMs;
   for (const step of steps) {
     if (ctx.deps.faults?.stepDelayMs) await sleep(ctx.deps.faults.stepDelayMs, ctx.signal);
     const started = Date.now();
     await emit(ctx, { type: 'progress', step: step.name, state: 'started', attempt: ctx.attempt });
     const budget = Math.min(step.timeoutMs(ctx.deps.config), deadline - started);
+    let detail: StepDetail | void;
+    ctx.reportProgress = (progress) => void emit(ctx, { type: 'progress', step: step.name, state: 'running', ...progress, attempt: ctx.attempt });
     try {
-      if (budget <= 0) throw new TimeoutError('the provisioning deadline', ctx.deps.config.PROVISION_DEADLINE_MS);
-      await runStep(ctx, step, budget);
+      if (budget <= 0) throw new TimeoutError('the provisioning deadline', limitMs);
+      detail = await runStep(ctx, step, budget);
     } catch (err) {
       throw new StepFailedError(step.name, err);
+    } finally {
+      ctx.reportProgress = undefined;
     }
     const ms = Date.now() - started;
-    ctx.logger.info('step done', { step: step.name, ms, attempt: ctx.attempt });
+    ctx.logger.info('step done', { step: step.name, ms, attempt: ctx.attempt, ...detail });
     ctx.deps.observer?.stepDone(step.name, ms);
-    await emit(ctx, { type: 'progress', step: step.name, state: 'done', ms, attempt: ctx.attempt });
+    await emit(ctx, { type: 'progress', step: step.name, state: 'done', ms, ...detail, attempt: ctx.attempt });
   }
 }
 
@@ -54,7 +62,7 @@ export async function runPipeline(ctx: ProvisionContext, steps: readonly Step[] 
  * One step under its own abort signal: aborted when the job is (shutdown) or
  * when the step overruns its budget, so waits inside it end and say why.
  */
-async function runStep(ctx: ProvisionContext, step: Step, budgetMs: number): Promise<void> {
+async function runStep(ctx: ProvisionContext, step: Step, budgetMs: number): Promise<StepDetail | void> {
   const jobSignal = ctx.signal;
   const controller = new AbortController();
   const onJobAbort = () => controller.abort(jobSignal.reason);
@@ -63,7 +71,7 @@ async function runStep(ctx: ProvisionContext, step: Step, budgetMs: number): Pro
   const aborted = new Promise<never>((_, reject) => controller.signal.addEventListener('abort', () => reject(controller.signal.reason), { once: true }));
   ctx.signal = controller.signal;
   try {
-    await Promise.race([step.run(ctx, budgetMs), aborted]);
+    return await Promise.race([step.run(ctx, budgetMs), aborted]);
   } finally {
     clearTimeout(timer);
     jobSignal.removeEventListener('abort', onJobAbort);

@@ -1,6 +1,7 @@
 import type { Queue } from 'bullmq';
 import type {
   Config,
+  Diagnostic,
   EventLog,
   Faults,
   FileChangeLog,
@@ -16,6 +17,7 @@ import type {
   SessionStore,
 } from '@velocity/shared';
 import type { ProvisionObserver } from './provision-observer';
+import type { DependencyCache } from './dependencies/dependency-cache';
 import type { Turn, Turns } from './turns';
 
 /** What the steps use, handed in by the composition root (ports only, no adapters). */
@@ -37,6 +39,8 @@ export interface ProvisionDeps {
   changes?: FileChangeLog | null;
   /** Sessions run their steps in turns, oldest first; without it, all at once. */
   turns?: Turns | null;
+  /** Installed dependency sets; without it, a project with dependencies of its own fails at install-dependencies. */
+  dependencies?: DependencyCache | null;
   /** How long progress events wait to be stored with what follows; PROGRESS_COALESCE_MS by default. */
   progressCoalesceMs?: number;
 }
@@ -54,6 +58,8 @@ export interface ProvisionContext {
   /** The id in the preview URL: the session's own, or its pooled machine's. */
   routeId?: string;
   previewUrl?: string;
+  /** What the verified page's build reported (verify-url): `ready` carries it, empty when it compiled. */
+  diagnostics?: Diagnostic[];
   /** Progress events held back to be stored with what follows, in one round trip (pipeline.ts `emit`). */
   held?: SessionEvent[];
   /** Stores the held events when no other event comes soon. */
@@ -62,6 +68,17 @@ export interface ProvisionContext {
   flushing?: Promise<void>;
   /** This session's turn at running steps (ProvisionDeps.turns), while it holds one. */
   turn?: Turn;
+  /** Stores a `running` progress event of the current step (what a long step has done so far). */
+  reportProgress?: (progress: StepDetail) => void;
+  /** The project's installed dependencies (install-dependencies), when it has a set of its own. */
+  dependencies?: { key: string; dir: string };
+}
+
+/** What a step tells of its work, on its `done` (and `running`) progress events. */
+export interface StepDetail {
+  packages?: number;
+  bytes?: number;
+  cached?: boolean;
 }
 
 /**
@@ -90,7 +107,7 @@ export interface Step {
   /** How long the step may take, before the overall deadline cuts it shorter. */
   timeoutMs(config: Config): number;
   /** `budgetMs`: the time this run of the step has; a step that waits says what for when it runs out. */
-  run(ctx: ProvisionContext, budgetMs: number): Promise<void>;
+  run(ctx: ProvisionContext, budgetMs: number): Promise<StepDetail | void>;
 }
 
 /** Returns the value or throws: a step that needs an earlier step's result says which. */

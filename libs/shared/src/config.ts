@@ -77,7 +77,14 @@ export const configSchema = z.object({
   PROVISION_CONCURRENCY: duration(10),
   /** Sessions whose steps one provisioner runs at once; the others wait their turn, oldest first. 0: the CPU count. */
   PROVISION_TURNS: z.coerce.number().int().min(0).max(1000).default(0),
+  /** How long a session's provisioning may take, plus INSTALL_TIMEOUT_MS (room for a dependency install): see provisioningLimitMs. */
   PROVISION_DEADLINE_MS: duration(60_000),
+  /** How long installing a project's dependencies may take (a set installed before takes none). */
+  INSTALL_TIMEOUT_MS: duration(180_000),
+  /** Where installed dependency sets are kept, one folder per set (shared by every machine of this host). */
+  DEPENDENCY_CACHE_DIR: z.string().min(1).default('.velocity/dependencies'),
+  /** The npm registry projects' dependencies are installed from. */
+  NPM_REGISTRY_URL: z.string().url().default('https://registry.npmjs.org/'),
   MACHINE_START_TIMEOUT_MS: duration(30_000),
   VERIFY_TIMEOUT_MS: duration(30_000),
   PROVISION_ATTEMPTS: duration(3),
@@ -200,6 +207,11 @@ function requireSupabaseSettings(config: Config): void {
 }
 
 /** The api's base URL as browsers see it. */
+/** The longest a session may rightly be provisioning: the deadline plus a dependency install's own limit. */
+export function provisioningLimitMs(config: Pick<Config, 'PROVISION_DEADLINE_MS' | 'INSTALL_TIMEOUT_MS'>): number {
+  return config.PROVISION_DEADLINE_MS + config.INSTALL_TIMEOUT_MS;
+}
+
 export function publicUrl(config: Config): string {
   return (config.PUBLIC_URL ?? `http://${config.API_HOST}:${config.API_PORT}`).replace(/\/$/, '');
 }

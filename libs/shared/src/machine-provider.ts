@@ -14,6 +14,11 @@ export interface MachineSpec {
    * priority; it takes the normal one back when claimed).
    */
   background?: boolean;
+  /**
+   * The project's installed dependencies, when it has a set of its own (else the
+   * template's, the service's own): shown to the machine read-only.
+   */
+  dependencies?: { key: string; nodeModulesDir: string };
 }
 
 export type MachineState = 'starting' | 'started' | 'stopped' | 'destroyed' | 'failed';

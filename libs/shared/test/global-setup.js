@@ -31,8 +31,13 @@ module.exports = async function globalSetup() {
 
   // LOCAL_MACHINES_DIR of test configs: a test api makes its machine socket there, not in the repo's .velocity.
   const machinesDir = fs.mkdtempSync(path.join(os.tmpdir(), 'vp-test-machines-'));
-  globalThis[STATE] = { databaseUrl, queuePrefix, machinesDir, tornDown: false };
+  // Installed dependency sets, shared by every system of the run (a set is installed once per run);
+  // readable by the unprivileged user sandboxed machines run as.
+  const dependenciesDir = fs.mkdtempSync(path.join(os.tmpdir(), 'vp-test-dependencies-'));
+  fs.chmodSync(dependenciesDir, 0o755);
+  globalThis[STATE] = { databaseUrl, queuePrefix, machinesDir, dependenciesDir, tornDown: false };
   process.env.VP_TEST_DATABASE_URL = databaseUrl;
   process.env.VP_TEST_QUEUE_PREFIX = queuePrefix;
   process.env.VP_TEST_MACHINES_DIR = machinesDir;
+  process.env.VP_TEST_DEPENDENCIES_DIR = dependenciesDir;
 };

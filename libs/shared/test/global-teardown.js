@@ -44,6 +44,7 @@ module.exports = async function globalTeardown() {
 
   const errors = [];
   if (state.machinesDir) fs.rmSync(state.machinesDir, { recursive: true, force: true });
+  if (state.dependenciesDir) fs.rmSync(state.dependenciesDir, { recursive: true, force: true });
   await dropDatabase(state.databaseUrl).catch((error) => errors.push(error));
   await deleteRedisKeys(process.env.VP_TEST_REDIS_URL || 'redis://127.0.0.1:6379', state.queuePrefix).catch((error) =>
     errors.push(error),

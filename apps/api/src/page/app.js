@@ -149,6 +149,13 @@ function endView() {
 
 // --- events ---
 
+/** ` · 120 packages, 31.2 MB (cached)` for an install's progress; '' for other steps. */
+function installed(event) {
+  if (event.packages === undefined) return '';
+  const mb = event.bytes === undefined ? '' : `, ${(event.bytes / 1e6).toFixed(1)} MB`;
+  return ` · ${event.packages} packages${mb}${event.cached ? ' (cached)' : ''}`;
+}
+
 function onEvent(sessionId, event) {
   if (!session || session.id !== sessionId) return;
   session.t0 ??= event.at;
@@ -161,8 +168,13 @@ function onEvent(sessionId, event) {
       setStatus(event.step === 'create-machine' || event.step === 'verify-url' || event.step === 'activate' ? 'starting' : 'creating');
       const li = stepItem(event.step);
       li.dataset.state = event.state;
+      if (event.state === 'running') li.dataset.state = 'started';
       li.querySelector('.time').textContent =
-        event.state === 'done' ? `${Math.round(event.ms ?? 0)} ms · ${since}` : `started ${since}${event.attempt > 1 ? ` (attempt ${event.attempt})` : ''}`;
+        event.state === 'done'
+          ? `${Math.round(event.ms ?? 0)} ms${installed(event)} · ${since}`
+          : event.state === 'running'
+            ? `${installed(event).slice(3)} so far`
+            : `started ${since}${event.attempt > 1 ? ` (attempt ${event.attempt})` : ''}`;
       break;
     }
     case 'ready':

@@ -8,7 +8,9 @@ import { runTrial, type TrialRow } from './trial';
  * and a cleanup sweep every second to recover lost jobs and reap stuck sessions.
  */
 export const FAULT_ENV = {
-  PROVISION_DEADLINE_MS: '30000',
+  PROVISION_DEADLINE_MS: '25000',
+  // Fault sessions are of templates, which install nothing: the limit stays 30 s.
+  INSTALL_TIMEOUT_MS: '5000',
   MACHINE_START_TIMEOUT_MS: '15000',
   VERIFY_TIMEOUT_MS: '15000',
   PROVISION_ATTEMPTS: '5',

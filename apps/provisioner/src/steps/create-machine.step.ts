@@ -1,3 +1,4 @@
+import { join } from 'node:path';
 import { POOL_CLAIM_PATH, PermanentError, isCodeConfig, openHttp, readText, type Machine, type PoolClaim, type PooledMachine } from '@velocity/shared';
 import { sessionAccess, sessionMachineEnv } from '../machine-env';
 import { awayFromTurn, required, type ProvisionContext, type Step } from '../provision-context';
@@ -22,7 +23,8 @@ export const createMachineStep: Step = {
       }
     }
     await refuseUncontainedCode(ctx);
-    const pooled = await claimPooled(ctx);
+    // Pooled machines run the template's dependencies: a project with a set of its own starts cold.
+    const pooled = ctx.dependencies ? null : await claimPooled(ctx);
     const { machine, routeId } = pooled ?? { machine: await coldMachine(ctx, budgetMs), routeId: session.id };
     const recorded = await ctx.deps.store.transition(session.id, 'starting', { containerId: machine.id, containerUrl: machine.url, routeId });
     if (!recorded) throw new PermanentError(`Session ${session.id} could not record its machine (status changed)`);
@@ -65,6 +67,7 @@ async function coldMachine(ctx: ProvisionContext, budgetMs: number): Promise<Mac
     templateType: project.templateType,
     resourceLimits: session.resourceLimits,
     env: sessionMachineEnv(ctx.deps.config, provider, { sessionId: session.id, projectId: project.id, tier: session.tier, templateType: project.templateType }),
+    ...(ctx.dependencies ? { dependencies: { key: ctx.dependencies.key, nodeModulesDir: join(ctx.dependencies.dir, 'node_modules') } } : {}),
   };
   return awayFromTurn(ctx, async () => {
     const created = await provider.create(spec, ctx.signal);

@@ -125,6 +125,8 @@ export class FlyMachineProvider implements MachineProvider {
   }
 
   async create(spec: MachineSpec, signal?: AbortSignal): Promise<Machine> {
+    // A Fly machine sees no folder of the provisioner's host: a set of its own needs a volume or an image per set.
+    if (spec.dependencies) throw new PermanentError('This project has dependencies of its own, which Fly machines cannot use yet (only the template dependencies)');
     // One create at a time per session in this process; other processes are kept
     // off by the machine name, which Fly gives to one machine of the app only.
     const pending = this.creating.get(spec.sessionId);

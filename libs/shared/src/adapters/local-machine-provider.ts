@@ -99,7 +99,9 @@ export class LocalMachineProvider implements MachineProvider {
   constructor(options: LocalMachineProviderOptions) {
     this.dir = resolve(options.dir);
     // A small young generation keeps a preview machine's memory down; Vite does not need more.
-    this.command = options.command ?? [process.execPath, '--max-semi-space-size=2', '-r', '@swc-node/register', CONTAINER_ENTRY];
+    // The preload by its path: node resolves a bare name from the working folder, which the machine changes to the project's
+    // (and workers Vite starts inherit it).
+    this.command = options.command ?? [process.execPath, '--max-semi-space-size=2', '-r', require.resolve('@swc-node/register'), CONTAINER_ENTRY];
     this.user = machineUserOf({ uid: options.machineUid ?? NOBODY, gid: options.machineGid ?? NOBODY });
     this.bwrap = options.bubblewrap ?? findExecutable('bwrap');
     const setting = options.sandbox ?? 'auto';
@@ -253,7 +255,7 @@ export class LocalMachineProvider implements MachineProvider {
     const log = await open(join(sessionDir, 'container.log'), 'a', 0o600);
     const markers = [`--vp-machine=${spec.sessionId}`, port === undefined ? '--vp-socket' : `--vp-port=${port}`, `--vp-dir=${this.dir}`];
     // '--' ends node's own options, so the markers reach the program even after `node -e`.
-    const machine: MachineRun = { command: [...this.command, '--', ...markers], workDir, homeDir, env: spec.env, repoRoot: REPO_ROOT, user: this.user };
+    const machine: MachineRun = { command: [...this.command, '--', ...markers], workDir, homeDir, env: spec.env, repoRoot: REPO_ROOT, user: this.user, dependenciesDir: spec.dependencies?.nodeModulesDir };
     const launch = inBackground(port === undefined ? this.sandboxedLaunch(machine, runDir) : plainLaunch(machine, port), spec.background);
     const child = spawn(launch.file, launch.args, {
       cwd: launch.cwd,

@@ -50,6 +50,8 @@ export const SANDBOX_RUN_DIR = '/run/machine';
 export const MACHINE_SOCKET_NAME = 'http.sock';
 /** Where a sandboxed machine sees the folder of the api's socket for machines (MACHINE_API_SOCKET), read-only. */
 export const SANDBOX_API_DIR = '/run/vp-api';
+/** Where a sandbox shows the project's installed dependencies (read-only), when it has a set of its own. */
+export const SANDBOX_DEPENDENCIES_DIR = '/opt/dependencies/node_modules';
 /** Where the sandbox shows a node binary that is not in the system folders (nvm and the like). */
 const SANDBOX_NODE = '/opt/node/bin/node';
 const SANDBOX_PATH = '/usr/local/bin:/usr/bin:/bin';
@@ -108,6 +110,8 @@ export interface MachineRun {
   repoRoot: string;
   /** Set when it must run as another user than this process (this process is root). */
   user?: MachineUser;
+  /** The host folder of the project's installed dependencies (`node_modules`), when it has a set of its own. */
+  dependenciesDir?: string;
 }
 
 /** The host folders of a sandboxed machine's sockets. */
@@ -163,13 +167,18 @@ export function bubblewrapLaunch(bwrap: string, run: MachineRun, sockets: Sandbo
   const listen = { socket: join(SANDBOX_RUN_DIR, MACHINE_SOCKET_NAME) };
   return {
     file: bwrap,
-    args: [...bubblewrapArgs(layout, run.workDir, sockets), '--', ...run.command.map(layout.insidePath)],
+    args: [...bubblewrapArgs(layout, run.workDir, sockets, run.dependenciesDir), '--', ...run.command.map(layout.insidePath)],
     // bwrap runs as the machine's user, who may not enter the provider's folder.
     cwd: '/',
     // Given to bwrap, which hands it on: never as --setenv, which every user of the host reads in `ps`.
-    env: machineEnv(run.env, { path: SANDBOX_PATH, home: SANDBOX_HOME, workDir: SANDBOX_WORK_DIR, listen }),
+    env: machineEnv(dependenciesEnv(run.env, run.dependenciesDir && SANDBOX_DEPENDENCIES_DIR), { path: SANDBOX_PATH, home: SANDBOX_HOME, workDir: SANDBOX_WORK_DIR, listen }),
     user: run.user,
   };
+}
+
+/** The machine's own environment, told where its dependencies are (NODE_MODULES_DIR) when it has a set of its own. */
+function dependenciesEnv(env: Record<string, string>, nodeModulesDir: string | undefined): Record<string, string> {
+  return nodeModulesDir ? { ...env, NODE_MODULES_DIR: nodeModulesDir } : env;
 }
 
 /** A machine as a plain process (MACHINE_SANDBOX=none, or no bubblewrap) on a loopback port: the same allow-listed environment and user. */
@@ -179,7 +188,7 @@ export function plainLaunch(run: MachineRun, port: number): MachineLaunch {
     file,
     args,
     cwd: run.repoRoot,
-    env: machineEnv(run.env, { path: process.env.PATH ?? SANDBOX_PATH, home: run.homeDir, workDir: run.workDir, listen: { port } }),
+    env: machineEnv(dependenciesEnv(run.env, run.dependenciesDir), { path: process.env.PATH ?? SANDBOX_PATH, home: run.homeDir, workDir: run.workDir, listen: { port } }),
     user: run.user,
   };
 }
@@ -213,7 +222,7 @@ function inSystemDirs(path: string): boolean {
 }
 
 /** bwrap's options for a machine whose work folder is `workDir` (none: an empty tmpfs, for the probe). */
-function bubblewrapArgs(layout: SandboxLayout, workDir?: string, sockets?: SandboxSockets): string[] {
+function bubblewrapArgs(layout: SandboxLayout, workDir?: string, sockets?: SandboxSockets, dependenciesDir?: string): string[] {
   return [
     ...NAMESPACES,
     ...systemMounts(),
@@ -222,6 +231,7 @@ function bubblewrapArgs(layout: SandboxLayout, workDir?: string, sockets?: Sandb
     ...(sockets ? ['--bind', sockets.runDir, SANDBOX_RUN_DIR] : []),
     // Read-only: a machine may connect to the api's socket (a socket needs no write access to its mount), not replace it.
     ...(sockets?.apiDir ? ['--ro-bind', sockets.apiDir, SANDBOX_API_DIR] : []),
+    ...(dependenciesDir ? ['--ro-bind', dependenciesDir, SANDBOX_DEPENDENCIES_DIR] : []),
     ...['--tmpfs', '/tmp', '--tmpfs', SANDBOX_HOME],
     // /dev's device nodes (null, urandom…) stay writable; no other file can be made there.
     ...['--proc', '/proc', '--dev', '/dev', '--remount-ro', '/dev'],

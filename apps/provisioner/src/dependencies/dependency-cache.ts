@@ -1,0 +1,139 @@
+import { randomBytes } from 'node:crypto';
+import { mkdir, readFile, readdir, lstat, rename, rm, utimes, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { InstallSet } from '@velocity/shared';
+import { InstallError, npmInstall, type InstallProgress } from './npm-install';
+
+/** What the cache says of an installed set. */
+export interface InstalledSet {
+  key: string;
+  /** The folder holding the set's `node_modules`. */
+  dir: string;
+  packages: number;
+  bytes: number;
+  /** Install time, ms (of the install that filled the cache). */
+  ms: number;
+  /** True when this call installed nothing. */
+  cached: boolean;
+}
+
+export interface EnsureOptions {
+  signal: AbortSignal;
+  onProgress?: (progress: InstallProgress) => void;
+}
+
+/** The record written last into a set's folder: a folder without it is not a complete install. */
+const MANIFEST = 'velocity-install.json';
+/** Bytes on disk are measured at most this often while an install runs. */
+const MEASURE_EVERY_MS = 1_000;
+
+/**
+ * Installed dependency sets, one folder each under `root`, keyed by content
+ * (`InstallSet.key`): a set installed once is used by every later session, on
+ * any provisioner that shares the folder. An install goes into a folder of its
+ * own and is renamed into place when complete, so a reader never sees half an
+ * install and two installs of one set (here or elsewhere) cannot mix: the first
+ * rename wins, the other is discarded.
+ */
+export class DependencyCache {
+  private readonly running = new Map<string, Promise<InstalledSet>>();
+
+  constructor(
+    readonly root: string,
+    private readonly registry: string,
+  ) {}
+
+  dirOf(key: string): string {
+    return join(this.root, key);
+  }
+
+  /** The installed set, if the cache holds it complete. */
+  async get(key: string): Promise<InstalledSet | null> {
+    try {
+      const manifest = JSON.parse(await readFile(join(this.dirOf(key), MANIFEST), 'utf8')) as Omit<InstalledSet, 'dir' | 'cached'>;
+      // Its use is its age for eviction.
+      const now = new Date();
+      await utimes(join(this.dirOf(key), MANIFEST), now, now).catch(() => undefined);
+      return { ...manifest, key, dir: this.dirOf(key), cached: true };
+    } catch {
+      return null;
+    }
+  }
+
+  /** The set installed: from the cache, from an install in progress here, or installed now. */
+  async ensure(set: InstallSet, options: EnsureOptions): Promise<InstalledSet> {
+    const cached = await this.get(set.key);
+    if (cached) return cached;
+    let install = this.running.get(set.key);
+    if (!install) {
+      install = this.install(set, options).finally(() => this.running.delete(set.key));
+      this.running.set(set.key, install);
+    }
+    return install;
+  }
+
+  private async install(set: InstallSet, { signal, onProgress }: EnsureOptions): Promise<InstalledSet> {
+    const started = Date.now();
+    const staging = join(this.root, `.installing-${set.key}-${randomBytes(4).toString('hex')}`);
+    // Machines run as another, unprivileged user: they must be able to read the sets.
+    await mkdir(this.root, { recursive: true, mode: 0o755 });
+    await mkdir(staging, { mode: 0o755 });
+    let packages = 0;
+    let lastMeasure = 0;
+    const report = async () => {
+      lastMeasure = Date.now();
+      onProgress?.({ packages, bytes: await bytesIn(join(staging, 'node_modules')) });
+    };
+    try {
+      const added = await npmInstall(set, {
+        dir: staging,
+        registry: this.registry,
+        cacheDir: join(this.root, '.npm-cache'),
+        signal,
+        onPackage: (count) => {
+          packages = count;
+          if (Date.now() - lastMeasure >= MEASURE_EVERY_MS) void report().catch(() => undefined);
+        },
+      });
+      const bytes = await bytesIn(join(staging, 'node_modules'));
+      const manifest = { key: set.key, packages: Math.max(added, packages), bytes, ms: Date.now() - started };
+      onProgress?.({ packages: manifest.packages, bytes });
+      await writeFile(join(staging, MANIFEST), JSON.stringify(manifest));
+      await this.moveIntoPlace(staging, set.key);
+      // Another install of the set may have got there first: what is in place is what machines use.
+      const inPlace = await this.get(set.key);
+      return { ...(inPlace ?? { ...manifest, dir: this.dirOf(set.key) }), cached: false };
+    } catch (error) {
+      await rm(staging, { recursive: true, force: true });
+      throw error instanceof InstallError || signal.aborted ? error : new InstallError(`installing dependencies failed: ${(error as Error).message}`, undefined, true);
+    }
+  }
+
+  /** Renames the finished install into place; when another install got there first, keeps that one. */
+  private async moveIntoPlace(staging: string, key: string): Promise<void> {
+    try {
+      await rename(staging, this.dirOf(key));
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw error;
+      await rm(staging, { recursive: true, force: true });
+    }
+  }
+}
+
+/** Bytes of the files under `dir` (0 when it does not exist yet). */
+export async function bytesIn(dir: string): Promise<number> {
+  let total = 0;
+  let entries;
+  try {
+    entries = await readdir(dir, { withFileTypes: true });
+  } catch {
+    return 0;
+  }
+  for (const entry of entries) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) total += await bytesIn(path);
+    else if (entry.isFile()) total += (await lstat(path)).size;
+  }
+  return total;
+}
