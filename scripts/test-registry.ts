@@ -2,7 +2,7 @@
  * `npm run test-registry` (= `... scripts/test-registry.ts prepare`): fills the
  * test registry's storage (.velocity/test-registry/<hash>/storage) once, like
  * `npm ci`, from the public registry, so that tests install users' projects
- * from a local Verdaccio without network (apps/e2e/src/test-registry.ts).
+ * from a local Verdaccio without network (libs/shared/test/test-registry.ts).
  *
  * It runs Verdaccio with an uplink to registry.npmjs.org and installs every
  * fixture project and every create-vite template through it, each into a temp

@@ -95,7 +95,8 @@ describe('create-vite templates, installed and run as users upload them', () => 
     expect(images.length).toBeGreaterThan(0);
     expect(images.filter((img) => img.width === 0)).toEqual([]);
 
-    const file = (await createViteTemplateFiles(name)).find((f) => f.path.startsWith('src/') && f.content.toString('utf8').includes(`<h1>${HEADING}</h1>`));
+    // Lit's heading is slotted content of its element, in index.html.
+    const file = (await createViteTemplateFiles(name)).find((f) => (f.path.startsWith('src/') || f.path === 'index.html') && f.content.toString('utf8').includes(`<h1>${HEADING}</h1>`));
     if (!file) throw new Error(`${name} has no source file with its heading`);
     const heading = `Edited ${name}`;
     const put = await putProjectFile(system.baseUrl, preview.projectId, { path: file.path, content: Buffer.from(file.content.toString('utf8').replace(`<h1>${HEADING}</h1>`, `<h1>${heading}</h1>`)) });
