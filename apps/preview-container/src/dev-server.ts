@@ -2,7 +2,7 @@ import { realpathSync } from 'node:fs';
 import { basename, join, sep } from 'node:path';
 import { freePort } from '../../../libs/shared/src/net';
 import type { KeepAlive } from '../../../libs/shared/src/http-server';
-import type { InlineConfig, PluginOption, ViteDevServer } from 'vite';
+import type { InlineConfig, Plugin, PluginOption, ViteDevServer } from 'vite';
 import { defaultNodeModulesDir } from './config';
 import {
   applyMachineSettings,
@@ -29,6 +29,13 @@ export interface DevServerOptions {
   hmrClientPort?: number;
   /** The service's own node_modules (default: the one this program runs from), to tell a project's own dependencies from it. */
   serviceNodeModulesDir?: string;
+  /**
+   * Called with each Vite server as it is made, before it listens: at start, and again each time
+   * Vite restarts itself (an edit of the project's vite.config). What is hooked onto a server
+   * here survives a restart; what is hooked on after `startDevServer` would not (Vite copies the
+   * new server's parts over the old object).
+   */
+  onServer?: (server: ViteDevServer, lockdown: LockdownOptions) => void;
 }
 
 export interface DevServer {
@@ -126,11 +133,16 @@ export async function viteConfig(options: DevServerOptions, port: number, toolch
   const config: InlineConfig = {
     // Vite loads the project's file and merges this over it; the settings plugin has the last word over its plugins.
     configFile: configFile ?? false,
-    plugins: [viteLockdown(lockdown), ...(template?.plugins ?? []), machineSettingsPlugin(settings, vite.major)],
+    plugins: [viteLockdown(lockdown), ...(template?.plugins ?? []), machineSettingsPlugin(settings, vite.major), serverHooks(options, lockdown)],
     ...(template ? { optimizeDeps: template.optimizeDeps } : {}),
   };
   applyMachineSettings(config, settings, vite.major);
   return config;
+}
+
+/** Runs `onServer` on every server Vite makes, after the other plugins (the lockdown) set theirs up. */
+function serverHooks(options: DevServerOptions, lockdown: LockdownOptions): Plugin {
+  return { name: 'velocity:server-hooks', apply: 'serve', configureServer: (server) => options.onServer?.(server, lockdown) };
 }
 
 /** A machine without a config file of the project's: the template's plugins and pre-bundled dependencies. */

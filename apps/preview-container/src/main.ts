@@ -15,7 +15,7 @@ import { templateFiles } from '../../../libs/shared/src/templates';
 import { FlyReplay } from './fly-replay';
 import { createContainerServer, type ContainerServer } from './server';
 import { previewHostOf, rehearsePage, warmUp } from './warm-up';
-import { watchViteBuild } from './vite-build-watch';
+import { watchViteBuild, type ViteBuildWatch } from './vite-build-watch';
 import { createDiagnosticsReporter, diagnosticsUrlOf, type DiagnosticsReporter } from './diagnostics-reporter';
 
 /**
@@ -170,17 +170,22 @@ async function startVite(
   rehearse?: () => Promise<void>,
 ): Promise<DevServer | undefined> {
   const viteStart = Date.now();
+  let buildWatch: ViteBuildWatch | undefined;
   const devServer = await startDevServer({
     workDir: config.workDir,
     templateType: config.templateType,
     nodeModulesRealDir,
     hmrClientPort: config.hmrClientPort,
+    // On every server Vite makes: a restart (the project's vite.config edited) would drop hooks set on the first.
+    onServer: (server, lockdown) => {
+      buildWatch?.close();
+      buildWatch = watchViteBuild(server, container.build, { root: config.workDir, dependencyDirs: lockdown.dependencyDirs, logger });
+    },
   });
   if (stopping()) {
     await devServer.close();
     return undefined;
   }
-  watchViteBuild(devServer.vite, container.build, { root: config.workDir, dependencyDirs: [nodeModulesRealDir], logger });
   const warm = await warmUp(devServer.origin, undefined, { onModule: (path, status) => container.build.moduleRequestFinished(path, status) }).catch((error) => ({ requests: 0, failed: [errorMessage(error)] }));
   if (warm.failed.length > 0) logger.warn('first page load had failures', { failed: warm.failed });
   container.setProxy(createViteProxy(devServer.origin, config.routeId, logger));

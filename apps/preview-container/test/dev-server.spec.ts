@@ -95,3 +95,55 @@ describe('startDevServer on a project whose vite.config fails (in a child proces
     expect(stdout).toMatch(/^Vite 8\.\d+\.\d+\S* could not start with the project's vite\.config\.mjs: .*broken on purpose/);
   }, 40_000);
 });
+
+describe('startDevServer: what onServer hooks survives Vite restarting on a vite.config edit (in a child process)', () => {
+  // The hook wraps the page transform to add a marker; after the config edit, Vite restarts and the page must still carry it.
+  const script = `
+    const { writeFileSync } = require('node:fs');
+    const { join } = require('node:path');
+    const { startDevServer } = require(${JSON.stringify(join(__dirname, '../src/dev-server'))});
+    const [workDir, nodeModulesRealDir] = process.argv.slice(1);
+    const seen = { servers: 0, pages: [] };
+    const page = async (dev) => (await (await fetch(dev.origin + '/', { headers: { accept: 'text/html' } })).text()).includes('<!--hooked-->');
+    (async () => {
+      const dev = await startDevServer({
+        workDir, templateType: 'react', nodeModulesRealDir,
+        onServer: (server) => {
+          seen.servers += 1;
+          const transform = server.transformIndexHtml;
+          server.transformIndexHtml = async (...args) => (await transform.apply(server, args)) + '<!--hooked-->';
+        },
+      });
+      try {
+        seen.pages.push(await page(dev));
+        writeFileSync(join(workDir, 'vite.config.mjs'), "export default { define: { __EDITED__: 'true' } };\\n");
+        const until = Date.now() + 20000;
+        while (seen.servers < 2 && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+        // The restarted server answers once it listens again.
+        for (let i = 0; i < 100; i++) { try { seen.pages.push(await page(dev)); break; } catch { await new Promise((r) => setTimeout(r, 100)); } }
+      } finally {
+        await dev.close();
+      }
+      process.stdout.write(JSON.stringify(seen));
+    })().catch((e) => { console.error(e); process.exit(1); });`;
+  let workDir: string;
+
+  beforeEach(() => {
+    workDir = mkdtempSync(join(tmpdir(), 'pc-restart-'));
+  });
+
+  afterEach(() => {
+    rmSync(workDir, { recursive: true, force: true });
+  });
+
+  it('runs onServer on the first server and on the restarted one, so the page keeps what it added', async () => {
+    const nodeModulesRealDir = await linkNodeModules(workDir, join(__dirname, '../../../node_modules'));
+    writeFileSync(join(workDir, 'index.html'), '<!doctype html><html><head></head><body></body></html>');
+    writeFileSync(join(workDir, 'vite.config.mjs'), 'export default {};\n');
+    const { stdout } = await promisify(execFile)(process.execPath, ['-r', '@swc-node/register', '-e', script, workDir, nodeModulesRealDir], {
+      cwd: join(__dirname, '../../..'),
+      timeout: 40_000,
+    });
+    expect(JSON.parse(stdout)).toEqual({ servers: 2, pages: [true, true] });
+  }, 50_000);
+});
