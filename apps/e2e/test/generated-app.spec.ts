@@ -115,4 +115,20 @@ describe('a generated app with its own dependencies and config', () => {
     expect(installDone(second.events)).toMatchObject({ cached: true });
     expect(second.events.some((e) => e.type === 'progress' && e.state === 'running')).toBe(false);
   });
+
+  it("a project whose vite.config cannot load fails at once, with the config's own error", async () => {
+    const files = [
+      { path: 'index.html', content: Buffer.from('<!doctype html><html><body><script type="module" src="/src/main.js"></script></body></html>') },
+      { path: 'src/main.js', content: Buffer.from("document.body.append('hi');") },
+      { path: 'vite.config.js', content: Buffer.from("throw new Error('this config is broken on purpose');\n") },
+    ];
+    const brokenId = await uploadProject(system.baseUrl, 'broken config', 'vanilla-ts', files);
+    const created = await postSession(system.baseUrl, { projectId: brokenId });
+    const { events } = await eventsUntilTerminal(system.baseUrl, created.body.sessionId, 60_000);
+    const last = events.at(-1)!;
+    expect(last).toMatchObject({ type: 'failed', step: 'verify-url', retryable: false });
+    expect((last as { reason: string }).reason).toMatch(/^verify-url: The project's dev server could not start: Vite \S+ could not start with the project's vite\.config\.js: .*this config is broken on purpose/);
+    // One attempt, failed by the machine's answer (not a wait until the step's timeout, not retried).
+    expect(events.filter((e) => e.type === 'progress' && e.step === 'ensure-project' && e.state === 'started')).toHaveLength(1);
+  });
 });

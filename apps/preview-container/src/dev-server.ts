@@ -204,11 +204,19 @@ export async function startDevServer(options: DevServerOptions): Promise<DevServ
   throw lastError;
 }
 
+/** Vite could not start because of the project's own code (its config): the user's to fix, not the machine's. */
+export class ProjectStartError extends Error {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = 'ProjectStartError';
+  }
+}
+
 /** A start that failed on the project's config (a syntax error, a plugin it lacks) says so, naming the file. */
 function projectConfigError(toolchain: Toolchain, error: unknown): Error {
   const file = basename(toolchain.configFile ?? '');
   const reason = error instanceof Error ? error.message : String(error);
-  return new Error(`Vite ${toolchain.vite.version} could not start with the project's ${file}: ${reason}`, { cause: error });
+  return new ProjectStartError(`Vite ${toolchain.vite.version} could not start with the project's ${file}: ${reason}`, { cause: error });
 }
 
 /** The container's proxy's idle connections to Vite (see KeepAlive: the proxy drops them first). */

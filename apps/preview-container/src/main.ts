@@ -5,7 +5,7 @@ import { createLogger, type Logger } from '../../../libs/shared/src/logger';
 import { errorMessage } from '../../../libs/shared/src/errors';
 import { unixSocketUrl } from '../../../libs/shared/src/http-client';
 import { ConfigError, loadConfig, type ContainerConfig } from './config';
-import { startDevServer, type DevServer } from './dev-server';
+import { ProjectStartError, startDevServer, type DevServer } from './dev-server';
 import { fetchProjectFiles, linkNodeModules, syncProjectFiles, writeProjectFiles, writtenContents, type ProjectFile } from './files';
 import { createViteProxy } from './proxy';
 import { fileChangesUrlOf, LiveFiles } from './live-files';
@@ -99,6 +99,12 @@ async function main(): Promise<void> {
     const rehearse = pooled ? () => rehearsePage(`${ownUrl}/`, previewHostOf(config.routeId)) : undefined;
     if (!stopping) devServer = await startVite(config, container, logger, () => stopping, nodeModulesRealDir, rehearse);
   } catch (error) {
+    if (error instanceof ProjectStartError) {
+      // The project's code, not the machine: it keeps serving the reason, so its session fails with it at once.
+      logger.warn("the project's dev server could not start", { reason: error.message });
+      container.setStartFailure(error.message.split(config.workDir + '/').join(''));
+      return;
+    }
     logger.error('start failed', { err: error });
     await stop(1, 'start failed');
   }

@@ -10,6 +10,7 @@ import type { FlyReplay } from './fly-replay';
 import { routeRequest } from './session-routing';
 import {
   BUILD_STATE_HEADER,
+  START_FAILED_HEADER,
   BUILD_STATE_PATH,
   RUNTIME_ERRORS_PATH,
   RUNTIME_REPORT_MAX_BYTES,
@@ -30,6 +31,8 @@ export interface ContainerServer {
   /** The preview's build state (fed by Vite once it runs: vite-build-watch.ts), answered at BUILD_STATE_PATH. */
   build: BuildTracker;
   setProxy(proxy: ViteProxy): void;
+  /** The dev server could not start because of the project's code: its preview answers 500 with `reason` from now on. */
+  setStartFailure(reason: string): void;
   listen(port: number, host: string): Promise<number>;
   /** Listens on a Unix socket at `path` that any local user may connect to (a file left there by an earlier server is replaced). */
   listenOnSocket(path: string): Promise<void>;
@@ -54,6 +57,7 @@ export function createContainerServer(options: {
   const runtimeReports = windowLimit(RUNTIME_REPORTS_PER_WINDOW, RUNTIME_REPORTS_WINDOW_MS);
   const health: HealthState = { filesLoaded: false };
   let proxy: ViteProxy | undefined;
+  let startFailure: string | undefined;
   /** Upgraded (websocket) sockets: no longer tracked by the HTTP server, closed by hand. */
   const upgraded = new Set<Socket>();
 
@@ -81,6 +85,10 @@ export function createContainerServer(options: {
     }
     if (route.kind === 'not-found') return sendJson(res, 404, route.body);
     activity?.touch();
+    if (startFailure !== undefined) {
+      res.setHeader(START_FAILED_HEADER, '1');
+      return sendJson(res, 500, { error: "The project's dev server could not start", reason: startFailure, routeId });
+    }
     if (!proxy) {
       res.setHeader('retry-after', '1');
       return sendJson(res, 503, { error: 'Preview is starting', routeId });
@@ -165,6 +173,9 @@ export function createContainerServer(options: {
     server,
     health,
     build,
+    setStartFailure(reason) {
+      startFailure = reason;
+    },
     setProxy(p) {
       proxy = p;
     },

@@ -6,6 +6,7 @@ import { join, resolve } from 'node:path';
 import WebSocket from 'ws';
 import { FIXTURE_PROJECTS_DIR, runNpm, startTestRegistry, type RunningRegistry } from '../../../libs/shared/test/test-registry';
 import { linkNodeModules } from '../src/files';
+import { readyLineOf } from './ready-line';
 
 /**
  * The machine's dev server on a project that brings its own Vite (5, 6 and 7,
@@ -189,24 +190,7 @@ function get(port: number, path: string, headers: Record<string, string> = { acc
 /** Starts the child and resolves once its dev server listens. */
 function startServer(env: NodeJS.ProcessEnv): Promise<{ child: ChildProcess; ready: Ready }> {
   const child = spawn(process.execPath, ['-r', '@swc-node/register', '-e', childScript], { cwd: repoDir, env, stdio: ['pipe', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  return new Promise((resolveReady, reject) => {
-    const timer = setTimeout(() => reject(new Error(`dev server not listening within 60 s: ${stderr}`)), 60_000);
-    child.stderr!.on('data', (chunk) => (stderr += chunk));
-    child.stdout!.on('data', (chunk) => {
-      stdout += chunk;
-      const line = stdout.split('\n').find((l) => l.startsWith('READY '));
-      if (line) {
-        clearTimeout(timer);
-        resolveReady({ child, ready: JSON.parse(line.slice('READY '.length)) });
-      }
-    });
-    child.on('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`dev server process exited (${code}): ${stderr}`));
-    });
-  });
+  return readyLineOf<Ready>(child, 'dev server', 60_000).then((ready) => ({ child, ready }));
 }
 
 async function stopServer(child: ChildProcess): Promise<void> {

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import WebSocket from 'ws';
 import { linkNodeModules } from '../src/files';
+import { readyLineOf } from './ready-line';
 import { lockdownRewrites, pathHider, SECRET_FILE_DENY } from '../src/vite-lockdown';
 
 /**
@@ -139,24 +140,7 @@ function startServers(env: NodeJS.ProcessEnv): Promise<{ child: ChildProcess; re
     env,
     stdio: ['pipe', 'pipe', 'pipe'],
   });
-  let stdout = '';
-  let stderr = '';
-  return new Promise((resolveReady, reject) => {
-    const timer = setTimeout(() => reject(new Error(`servers not ready in 20 s: ${stderr}`)), 20_000);
-    child.stderr!.on('data', (chunk) => (stderr += chunk));
-    child.stdout!.on('data', (chunk) => {
-      stdout += chunk;
-      const line = stdout.split('\n').find((l) => l.startsWith('READY '));
-      if (line) {
-        clearTimeout(timer);
-        resolveReady({ child, ready: JSON.parse(line.slice('READY '.length)) });
-      }
-    });
-    child.on('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`server process exited (${code}): ${stderr}`));
-    });
-  });
+  return readyLineOf<Ready>(child, 'servers', 20_000).then((ready) => ({ child, ready }));
 }
 
 async function stopServers(child: ChildProcess): Promise<void> {

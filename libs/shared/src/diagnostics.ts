@@ -21,6 +21,12 @@ export const BUILD_STATE_PATH = '/__velocity/build-state';
  * need not ask for the state.
  */
 export const BUILD_STATE_HEADER = 'x-velocity-build';
+/**
+ * Set on a machine's answer when its dev server could not start because of the
+ * project's own code (its vite.config): the body's `reason` says why, and the
+ * session fails with it at once (the user fixes the project and starts again).
+ */
+export const START_FAILED_HEADER = 'x-velocity-start-failed';
 /** Largest runtime-error report a machine reads. */
 export const RUNTIME_REPORT_MAX_BYTES = 16 * 1024;
 

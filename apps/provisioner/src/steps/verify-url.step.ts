@@ -2,6 +2,8 @@ import {
   BUILD_STATE_HEADER,
   BUILD_STATE_PATH,
   DIAGNOSTIC_LIMITS,
+  PermanentError,
+  START_FAILED_HEADER,
   TimeoutError,
   buildStateSchema,
   clampDiagnostic,
@@ -35,6 +37,7 @@ export const verifyUrlStep: Step = {
     let last = 'no answer yet';
     while (Date.now() < deadline) {
       const probe = await probePage(url);
+      if (probe.startFailure !== undefined) throw new PermanentError(`The project's dev server could not start: ${probe.startFailure}`);
       if (probe.html !== undefined) {
         ctx.previewUrl = url;
         ctx.diagnostics = await pageDiagnostics(url, probe.html, Math.max(1, Math.min(WALK_TIMEOUT_MS, deadline - Date.now())), ctx.signal);
@@ -54,15 +57,27 @@ const WALK_TIMEOUT_MS = 10_000;
 const WALK_CONCURRENCY = 6;
 
 /** The page's HTML when the URL serves the app; otherwise what it did instead. */
-async function probePage(url: string): Promise<{ html?: string; problem: string }> {
+async function probePage(url: string): Promise<{ html?: string; problem: string; startFailure?: string }> {
   try {
     const res = await openHttp(url, { signal: AbortSignal.timeout(5000), headers: { accept: 'text/html' } });
     const body = await readText(res);
+    if (res.headers[START_FAILED_HEADER]) return { problem: 'the dev server could not start', startFailure: startFailureOf(body) };
     if (res.statusCode !== 200) return { problem: `status ${res.statusCode}: ${body.slice(0, 120)}` };
     return body.includes('/@vite/client') ? { html: body, problem: '' } : { problem: 'status 200 without the Vite client script' };
   } catch (err) {
     return { problem: (err as Error).message };
   }
+}
+
+/** The machine's reason in a start-failure answer (`{ reason }`), or its body as it is. */
+function startFailureOf(body: string): string {
+  try {
+    const reason = (JSON.parse(body) as { reason?: unknown }).reason;
+    if (typeof reason === 'string') return reason.slice(0, 2000);
+  } catch {
+    // not JSON: said as it is below
+  }
+  return body.slice(0, 2000);
 }
 
 /**
