@@ -9,10 +9,11 @@ import { cpuMeter, machineBusyMs, pidsByName, processTree, rssOf, treeCpuMs, tre
 import { renderTable, writeReport, type Results } from './lib/report';
 import { load } from './lib/routing';
 import { startBenchSystem, vitePortOf, type BenchSystem } from './lib/services';
+import { measureDependencies } from './lib/dependencies';
 import { median } from './lib/stats';
 
 /**
- * `npm run bench [-- --quick] [-- --only local|pool|noop] [-- --json FILE]` (FILE: every raw figure): time to ready, orchestration
+ * `npm run bench [-- --quick] [-- --only local|pool|noop|deps] [-- --json FILE]` (FILE: every raw figure): time to ready, orchestration
  * overhead, routing overhead, memory and "Session not found" count, against the
  * real services on this machine. Prints one table and writes it to docs/benchmarks.md.
  *
@@ -24,8 +25,8 @@ const ONLY = argValue('--only');
 
 /** Sizes of each part; `--quick` is for trying the benchmark out, not for figures. */
 const SIZE = QUICK
-  ? { seq: 3, waves: 1, wave: 5, noopSeq: 40, noopConc: 50, noopRun: 100, noopRuns: 1, routeS: 3, warmS: 1 }
-  : { seq: 10, waves: 2, wave: 20, noopSeq: 200, noopConc: 50, noopRun: 300, noopRuns: 3, routeS: 10, warmS: 2 };
+  ? { seq: 3, waves: 1, wave: 5, noopSeq: 40, noopConc: 50, noopRun: 100, noopRuns: 1, routeS: 3, warmS: 1, depsUncached: 1, depsCached: 3, depsTemplate: 3 }
+  : { seq: 10, waves: 2, wave: 20, noopSeq: 200, noopConc: 50, noopRun: 300, noopRuns: 3, routeS: 10, warmS: 2, depsUncached: 5, depsCached: 10, depsTemplate: 10 };
 
 const log = (msg: string) => process.stdout.write(`bench: ${msg}\n`);
 
@@ -60,6 +61,14 @@ async function main() {
     if (!ONLY || ONLY === 'local') results.local = await localSection(databaseUrl, `${prefix}-local`);
     if (!ONLY || ONLY === 'pool') results.pool = await poolSection(databaseUrl, `${prefix}-pool`);
     if (!ONLY || ONLY === 'noop') results.noop = await noopSection(databaseUrl, redisUrl, `${prefix}-noop`);
+    if (!ONLY || ONLY === 'deps') {
+      log('10. a generated app with its own dependencies (local test registry): uncached, cached, and the React template cold');
+      results.deps = await measureDependencies(
+        { databaseUrl, queuePrefix: `${prefix}-deps`, uncached: SIZE.depsUncached, cached: SIZE.depsCached, template: SIZE.depsTemplate },
+        retire,
+        log,
+      );
+    }
   } finally {
     await dropDatabase(databaseUrl).catch((err) => log(`could not drop ${databaseUrl}: ${(err as Error).message}`));
     const left = await deleteKeys(redisUrl, prefix);
