@@ -20,6 +20,9 @@ export const LOCKFILES: ReadonlyArray<{ file: string; manager: PackageManager }>
   { file: 'bun.lock', manager: 'bun' },
 ];
 
+/** The project files a dependency set is made of: the only ones the install step reads. */
+export const DEPENDENCY_FILES: readonly string[] = ['package.json', ...LOCKFILES.map(({ file }) => file)];
+
 /** The fields of package.json that decide what is installed; the rest (scripts, name...) does not. */
 const DEPENDENCY_FIELDS = ['dependencies', 'devDependencies', 'optionalDependencies'] as const;
 const RESOLUTION_FIELDS = ['overrides', 'resolutions', 'pnpm'] as const;

@@ -130,7 +130,8 @@ export interface SessionStore {
   ensureProject(project: { id: string; name: string; templateType: string }): Promise<Project>;
   /** Inserts the files only when the project has none; returns how many were inserted. */
   seedProjectFiles(projectId: string, files: ProjectFile[]): Promise<number>;
-  listProjectFiles(projectId: string): Promise<ProjectFile[]>;
+  /** The project's files, ordered by path; with `paths`, only those of them that exist. */
+  listProjectFiles(projectId: string, paths?: readonly string[]): Promise<ProjectFile[]>;
 
   /** Inserts the session row (with `session.status`) unless it exists; returns the row either way. */
   createSession(session: NewSession): Promise<PreviewSession>;

@@ -102,6 +102,15 @@ export function sessionStoreContract(name: string, makeStore: () => Promise<Sess
         ]);
       });
 
+      it('listProjectFiles with paths gives those of them that exist, with their content', async () => {
+        const project = await newProject();
+        await store.seedProjectFiles(project.id, files);
+        const wanted = ['src/main.tsx', 'package.json', 'package-lock.json'];
+        expect(await store.listProjectFiles(project.id, wanted)).toEqual(byPath(files.filter((f) => wanted.includes(f.path))));
+        expect(await store.listProjectFiles(project.id, [])).toEqual([]);
+        expect(await store.listProjectFiles(project.id, ['nope'])).toEqual([]);
+      });
+
       it('concurrent seeds insert the files exactly once', async () => {
         const project = await newProject();
         const results = await Promise.all(Array.from({ length: 5 }, () => store.seedProjectFiles(project.id, files)));

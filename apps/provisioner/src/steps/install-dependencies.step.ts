@@ -1,4 +1,4 @@
-import { PermanentError, dependencySetOf, fileBytes, serviceDependencies } from '@velocity/shared';
+import { DEPENDENCY_FILES, PermanentError, dependencySetOf, fileBytes, serviceDependencies } from '@velocity/shared';
 import { InstallError } from '../dependencies/npm-install';
 import { awayFromTurn, required, type Step } from '../provision-context';
 
@@ -13,8 +13,8 @@ export const installDependenciesStep: Step = {
   timeoutMs: (config) => config.INSTALL_TIMEOUT_MS,
   async run(ctx) {
     const project = required(ctx.project, 'the project');
-    // Root files only (package.json, a lockfile), as text: an upload of raw bytes is stored as binary.
-    const files = (await ctx.deps.store.listProjectFiles(project.id)).filter((file) => !file.path.includes('/')).map((file) => ({ path: file.path, content: fileBytes(file).toString('utf8') }));
+    // The files that decide the set, as text: an upload of raw bytes is stored as binary.
+    const files = (await ctx.deps.store.listProjectFiles(project.id, DEPENDENCY_FILES)).map((file) => ({ path: file.path, content: fileBytes(file).toString('utf8') }));
     const set = dependencySetOf(files, serviceDependencies());
     if (set.kind !== 'install') return;
     const cache = ctx.deps.dependencies;

@@ -92,12 +92,14 @@ export class PostgresSessionStore implements SessionStore {
     return rows[0].inserted;
   }
 
-  async listProjectFiles(projectId: string): Promise<ProjectFile[]> {
+  async listProjectFiles(projectId: string, paths?: readonly string[]): Promise<ProjectFile[]> {
     if (!isUuid(projectId)) return [];
-    const { rows } = await this.query<ProjectFileRow>(
-      'select file_path, content, content_bytes from project_files where project_id = $1 order by file_path collate "C"',
-      [projectId],
-    );
+    const { rows } = paths
+      ? await this.query<ProjectFileRow>(
+          'select file_path, content, content_bytes from project_files where project_id = $1 and file_path = any($2::text[]) order by file_path collate "C"',
+          [projectId, paths],
+        )
+      : await this.query<ProjectFileRow>('select file_path, content, content_bytes from project_files where project_id = $1 order by file_path collate "C"', [projectId]);
     return rows.map(toProjectFile);
   }
 

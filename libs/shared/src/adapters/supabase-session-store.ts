@@ -91,8 +91,16 @@ export class SupabaseSessionStore implements SessionStore {
     });
   }
 
-  async listProjectFiles(projectId: string): Promise<ProjectFile[]> {
+  async listProjectFiles(projectId: string, paths?: readonly string[]): Promise<ProjectFile[]> {
     if (!isUuid(projectId)) return [];
+    if (paths) {
+      if (paths.length === 0) return [];
+      const rows = await this.select<ProjectFileRow>(
+        'listProjectFiles',
+        this.client.from('project_files').select('file_path,content,content_bytes').eq('project_id', projectId).in('file_path', [...paths]),
+      );
+      return rows.map(toProjectFile).sort((a, b) => byCodePoint(a.path, b.path));
+    }
     // Paged: PostgREST caps the rows of one answer (Supabase's "max rows", 1000 by default).
     const files: ProjectFile[] = [];
     for (let from = 0; ; from += FILE_PAGE) {
