@@ -188,7 +188,7 @@ function onEvent(sessionId, event) {
       $('frame-box').hidden = false;
       $('stop').disabled = false;
       $('extend').disabled = false;
-      // The events stream closes after ready: the row says when the session ends on its own.
+      // The page stops following the events at ready (events.js); the row says when the session ends on its own.
       session.poll = setInterval(() => void refresh(sessionId), 5000);
       break;
     case 'failed':
