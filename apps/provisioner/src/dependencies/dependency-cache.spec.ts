@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { dependencySetOf, type InstallSet } from '@velocity/shared';
@@ -93,5 +93,40 @@ describe('DependencyCache (npm, a real registry run locally)', () => {
     expect(error).toBeInstanceOf(InstallError);
     expect((error as InstallError).retryable).toBe(true);
     expect((error as Error).message).toMatch(/ECONNREFUSED/);
+  });
+});
+
+describe('DependencyCache.evictUnused', () => {
+  let root: string;
+  beforeEach(() => {
+    root = mkdtempSync(join(tmpdir(), 'vp-deps-evict-'));
+  });
+  afterEach(() => rmSync(root, { recursive: true, force: true }));
+
+  /** A complete set (its manifest last used `ageMs` ago) or a leftover install folder. */
+  const make = (name: string, ageMs: number, manifest = true) => {
+    const dir = join(root, name);
+    mkdirSync(join(dir, 'node_modules'), { recursive: true });
+    const touched = join(dir, manifest ? 'velocity-install.json' : 'node_modules');
+    if (manifest) writeFileSync(touched, '{"key":"x","packages":1,"bytes":1,"ms":1}');
+    const at = new Date(Date.now() - ageMs);
+    utimesSync(manifest ? touched : dir, at, at);
+  };
+
+  it('removes sets unused for longer than it keeps them and dead installs; keeps the rest and what it does not know', async () => {
+    const hour = 3600_000;
+    make('a'.repeat(32), 40 * hour);
+    make('b'.repeat(32), 2 * hour);
+    make(`.installing-${'c'.repeat(32)}-0badf00d`, 40 * hour, false);
+    make(`.installing-${'d'.repeat(32)}-0badf00d`, 1 * hour, false);
+    mkdirSync(join(root, '.npm-cache'));
+    make('e'.repeat(32), 40 * hour, false); // no manifest: not a set this cache made
+    const cache = new DependencyCache(root, 'http://127.0.0.1:9/', 32 * hour);
+    expect((await cache.evictUnused()).sort()).toEqual([`.installing-${'c'.repeat(32)}-0badf00d`, 'a'.repeat(32)]);
+    expect(readdirSync(root).sort()).toEqual(['.installing-' + 'd'.repeat(32) + '-0badf00d', '.npm-cache', 'b'.repeat(32), 'e'.repeat(32)]);
+    // A use touches the set: read now, it is kept however old it was.
+    make('f'.repeat(32), 40 * hour);
+    expect(await cache.get('f'.repeat(32))).toMatchObject({ cached: true });
+    expect(await cache.evictUnused()).toEqual([]);
   });
 });

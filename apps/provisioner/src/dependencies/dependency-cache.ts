@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, readdir, lstat, rename, rm, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { InstallSet } from '@velocity/shared';
+import { TIER_LIMITS, type InstallSet } from '@velocity/shared';
 import { InstallError, npmInstall, type InstallProgress } from './npm-install';
 
 /** What the cache says of an installed set. */
@@ -24,6 +24,8 @@ export interface EnsureOptions {
 
 /** The record written last into a set's folder: a folder without it is not a complete install. */
 const MANIFEST = 'velocity-install.json';
+/** The longest a session lives (the pro tier's 8 hours), and a day more. */
+export const DEFAULT_KEEP_UNUSED_MS = Math.max(...Object.values(TIER_LIMITS).map((tier) => tier.maxDurationSeconds)) * 1000 + 24 * 3600 * 1000;
 /** Bytes on disk are measured at most this often while an install runs. */
 const MEASURE_EVERY_MS = 1_000;
 
@@ -41,6 +43,8 @@ export class DependencyCache {
   constructor(
     readonly root: string,
     private readonly registry: string,
+    /** A set unused this long is removed (no live machine can still use it: longer than any session lives). */
+    private readonly keepUnusedMs = DEFAULT_KEEP_UNUSED_MS,
   ) {}
 
   dirOf(key: string): string {
@@ -100,6 +104,7 @@ export class DependencyCache {
       onProgress?.({ packages: manifest.packages, bytes });
       await writeFile(join(staging, MANIFEST), JSON.stringify(manifest));
       await this.moveIntoPlace(staging, set.key);
+      await this.evictUnused().catch(() => undefined);
       // Another install of the set may have got there first: what is in place is what machines use.
       const inPlace = await this.get(set.key);
       return { ...(inPlace ?? { ...manifest, dir: this.dirOf(set.key) }), cached: false };
@@ -107,6 +112,28 @@ export class DependencyCache {
       await rm(staging, { recursive: true, force: true });
       throw error instanceof InstallError || signal.aborted ? error : new InstallError(`installing dependencies failed: ${(error as Error).message}`, undefined, true);
     }
+  }
+
+  /**
+   * Removes the sets not used for `keepUnusedMs` (each use touches its manifest) and
+   * installs left half done by a process that died; returns the folders removed.
+   */
+  async evictUnused(now = Date.now()): Promise<string[]> {
+    const removed: string[] = [];
+    for (const name of await readdir(this.root).catch(() => [] as string[])) {
+      const dir = join(this.root, name);
+      const last = name.startsWith('.installing-')
+        ? (await lstat(dir).catch(() => null))?.mtimeMs
+        : /^[0-9a-f]{32}$/.test(name)
+          ? (await lstat(join(dir, MANIFEST)).catch(() => null))?.mtimeMs
+          : undefined;
+      if (last === undefined || now - last < this.keepUnusedMs) continue;
+      // An install still running in this process is not left over.
+      if (name.startsWith('.installing-') && [...this.running.keys()].some((key) => name.startsWith(`.installing-${key}-`))) continue;
+      await rm(dir, { recursive: true, force: true });
+      removed.push(name);
+    }
+    return removed;
   }
 
   /** Renames the finished install into place; when another install got there first, keeps that one. */
