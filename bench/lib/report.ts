@@ -34,7 +34,7 @@ export interface Results {
     floorCounts: { sql: number; redis: number };
     concurrency: number;
   };
-  /** Issue 9: sessions from a warm pool sized for the wave, beside the cold path of the same run. */
+  /** Sessions from a warm pool sized for the wave, beside the cold path of the same run. */
   pool?: {
     waves: SessionRun[];
     size: number;

@@ -66,7 +66,7 @@ export class AppModule {
           useFactory: (redis: Redis) => new EventLog(redis, config.QUEUE_PREFIX, config.EVENT_STREAM_TTL_SECONDS),
         },
         { provide: APP_FILTER, useClass: ErrorFilter },
-        // Issue 6: Supabase JWT auth (a global guard for /v1/sessions* and /v1/projects*), per-user quotas.
+        // Supabase JWT auth (a global guard for /v1/sessions* and /v1/projects*), per-user quotas.
         ...authProviders(config, logger),
         SessionQuotas,
         SessionsService,

@@ -6,7 +6,7 @@ import { LocalMachineProvider } from '../src/adapters/local-machine-provider';
 import { resourceLimitsOf } from '../src/tiers';
 
 /**
- * Issue 6: a preview machine holds no credentials of the services. A real local
+ * A preview machine holds no credentials of the services. A real local
  * machine (a process that writes the environment it got, then serves /health)
  * started by a provisioner whose environment holds every kind of secret.
  */

@@ -5,7 +5,7 @@ import { DEMO_PROJECT_ID } from '../src/session-store';
 import { scratchDatabase } from './test-env';
 
 /**
- * Issue 6 in the database (20261125000300_security.sql), against real Postgres:
+ * Security in the database (20261125000300_security.sql), against real Postgres:
  * row level security as a Supabase client with a user's JWT meets it, and the
  * per-owner quota of live sessions under concurrent inserts.
  */

@@ -429,7 +429,7 @@ export function sessionStoreContract(name: string, makeStore: () => Promise<Sess
       });
     });
 
-    describe('cleanup queries (issue 5)', () => {
+    describe('cleanup queries', () => {
       /** An active session whose expires_at is `ttlSeconds` from now (negative: already past). */
       async function activeSession(ttlSeconds = 60, overrides: Partial<NewSession> = {}): Promise<PreviewSession> {
         const session = await newSession(overrides);
