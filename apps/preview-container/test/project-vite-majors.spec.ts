@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -6,7 +6,7 @@ import { join, resolve } from 'node:path';
 import WebSocket from 'ws';
 import { FIXTURE_PROJECTS_DIR, runNpm, startTestRegistry, type RunningRegistry } from '../../../libs/shared/test/test-registry';
 import { linkNodeModules } from '../src/files';
-import { readyLineOf } from './ready-line';
+import { startReadyChild, stopReadyChild } from './ready-line';
 
 /**
  * The machine's dev server on a project that brings its own Vite (5, 6 and 7,
@@ -189,18 +189,9 @@ function get(port: number, path: string, headers: Record<string, string> = { acc
 
 /** Starts the child and resolves once its dev server listens. */
 function startServer(env: NodeJS.ProcessEnv): Promise<{ child: ChildProcess; ready: Ready }> {
-  const child = spawn(process.execPath, ['-r', '@swc-node/register', '-e', childScript], { cwd: repoDir, env, stdio: ['pipe', 'pipe', 'pipe'] });
-  return readyLineOf<Ready>(child, 'dev server', 60_000).then((ready) => ({ child, ready }));
+  return startReadyChild<Ready>(childScript, { cwd: repoDir, env, what: 'dev server', timeoutMs: 60_000 });
 }
 
-async function stopServer(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((r) => child.once('exit', r));
-  child.stdin!.end(); // the child closes its server and exits
-  const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-  await exited;
-  clearTimeout(timer);
-}
 
 interface HmrSocket {
   socket: WebSocket;
@@ -281,7 +272,7 @@ describe.each(CASES)('the machine on a project with its own vite.config, Vite $m
   }, 90_000);
 
   afterAll(async () => {
-    if (child) await stopServer(child);
+    if (child) await stopReadyChild(child);
   });
 
   it(fixture ? "runs the project's own Vite, from its dependency folder" : "runs the service's Vite, from the service's node_modules", () => {

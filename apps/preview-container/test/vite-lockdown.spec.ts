@@ -1,11 +1,11 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import WebSocket from 'ws';
 import { linkNodeModules } from '../src/files';
-import { readyLineOf } from './ready-line';
+import { startReadyChild, stopReadyChild } from './ready-line';
 import { lockdownRewrites, pathHider, SECRET_FILE_DENY } from '../src/vite-lockdown';
 
 /**
@@ -135,22 +135,9 @@ async function waitFor(check: () => boolean, timeoutMs: number): Promise<boolean
 
 /** Starts the child and resolves with its ports once both servers listen. */
 function startServers(env: NodeJS.ProcessEnv): Promise<{ child: ChildProcess; ready: Ready }> {
-  const child = spawn(process.execPath, ['-r', '@swc-node/register', '-e', childScript], {
-    cwd: repoDir,
-    env,
-    stdio: ['pipe', 'pipe', 'pipe'],
-  });
-  return readyLineOf<Ready>(child, 'servers', 20_000).then((ready) => ({ child, ready }));
+  return startReadyChild<Ready>(childScript, { cwd: repoDir, env, what: 'servers', timeoutMs: 20_000 });
 }
 
-async function stopServers(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((r) => child.once('exit', r));
-  child.stdin!.end(); // the child closes both servers and exits
-  const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-  await exited;
-  clearTimeout(timer);
-}
 
 describe('pathHider', () => {
   const hide = pathHider(lockdownRewrites(['/tmp/p'], ['/srv/app/node_modules']));
@@ -229,7 +216,7 @@ describe('viteLockdown (real Vite, in a child process)', () => {
 
   afterAll(async () => {
     for (const socket of sockets) socket.terminate();
-    if (child) await stopServers(child);
+    if (child) await stopReadyChild(child);
     rmSync(projectDir, { recursive: true, force: true }); // removes the node_modules link, not its target
   });
 
