@@ -1,6 +1,7 @@
 import { chmodSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { uploadProject } from '../../libs/shared/test/projects';
 import { fixtureProjectFiles, startTestRegistry } from '../../libs/shared/test/test-registry';
 import { runSession, type SessionRun } from './client';
 import { startBenchSystem, type BenchSystem } from './services';
@@ -10,24 +11,6 @@ export interface DependencyRuns {
   uncached: SessionRun[];
   cached: SessionRun[];
   templateCold: SessionRun[];
-}
-
-/** Text files as JSON `{ content }`, anything else as raw bytes, as an IDE uploads them. */
-async function uploadProject(baseUrl: string, files: Array<{ path: string; content: Buffer }>): Promise<string> {
-  const res = await fetch(`${baseUrl}/v1/projects`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: 'bench generated app', templateType: 'react' }) });
-  if (res.status !== 201) throw new Error(`POST /v1/projects answered ${res.status}: ${await res.text()}`);
-  const { id } = (await res.json()) as { id: string };
-  for (const file of files) {
-    const text = file.content.toString('utf8');
-    const isText = Buffer.from(text, 'utf8').equals(file.content) && !text.includes('\0');
-    const put = await fetch(`${baseUrl}/v1/projects/${id}/files/${file.path.split('/').map(encodeURIComponent).join('/')}`, {
-      method: 'PUT',
-      headers: { 'content-type': isText ? 'application/json' : 'application/octet-stream' },
-      body: isText ? JSON.stringify({ content: text }) : new Uint8Array(file.content),
-    });
-    if (put.status !== 200 && put.status !== 201) throw new Error(`PUT ${file.path} answered ${put.status}: ${await put.text()}`);
-  }
-  return id;
 }
 
 /**
@@ -50,7 +33,7 @@ export async function measureDependencies(
     env: { MACHINE_PROVIDER: 'local', NPM_REGISTRY_URL: registry.url, DEPENDENCY_CACHE_DIR: cacheDir },
   });
   try {
-    const projectId = await uploadProject(sys.baseUrl, await fixtureProjectFiles('generated-app'));
+    const projectId = await uploadProject(sys.baseUrl, 'bench generated app', 'react', await fixtureProjectFiles('generated-app'));
     const run = async (what: string, projectId?: string) => {
       const r = await runSession(sys.baseUrl, { fetchUrl: true, timeoutMs: 300_000, projectId });
       log(`     ${what}: ready ${r.readyMs.toFixed(0)} ms (install ${(r.steps['install-dependencies'] ?? 0).toFixed(0)} ms)`);

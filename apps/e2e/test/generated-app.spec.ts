@@ -11,7 +11,7 @@
 import type { Browser } from 'playwright-core';
 import type { SessionEvent } from '@velocity/shared';
 import { launchBrowser, openWatched, until, type WatchedPage } from '../src/browser';
-import { putProjectFile, uploadProject } from '../src/projects';
+import { putProjectFile, uploadProject } from '../../../libs/shared/test/projects';
 import { eventsUntilTerminal, postSession, startSystem, type RunningSystem } from '../src/system';
 import { fixtureProjectFiles, startTestRegistry, type RunningRegistry } from '../../../libs/shared/test/test-registry';
 
