@@ -30,7 +30,7 @@ async function main() {
     try {
       const warm = new WarmPool(redis, prefix);
       const started = Date.now();
-      while ((await warm.size('react', 'free')) < n) {
+      while ((await warm.size({ templateType: 'react', tier: 'free' })) < n) {
         if (Date.now() - started > 300_000) throw new Error(`the pool did not reach ${n} machines in 300 s`);
         await new Promise((r) => setTimeout(r, 250));
       }

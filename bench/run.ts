@@ -25,8 +25,8 @@ const ONLY = argValue('--only');
 
 /** Sizes of each part; `--quick` is for trying the benchmark out, not for figures. */
 const SIZE = QUICK
-  ? { seq: 3, waves: 1, wave: 5, noopSeq: 40, noopConc: 50, noopRun: 100, noopRuns: 1, routeS: 3, warmS: 1, depsUncached: 1, depsCached: 3, depsTemplate: 3 }
-  : { seq: 10, waves: 2, wave: 20, noopSeq: 200, noopConc: 50, noopRun: 300, noopRuns: 3, routeS: 10, warmS: 2, depsUncached: 5, depsCached: 10, depsTemplate: 10 };
+  ? { seq: 3, waves: 1, wave: 5, noopSeq: 40, noopConc: 50, noopRun: 100, noopRuns: 1, routeS: 3, warmS: 1, depsUncached: 1, depsCached: 3, depsTemplate: 3, depsPooled: 3 }
+  : { seq: 10, waves: 2, wave: 20, noopSeq: 200, noopConc: 50, noopRun: 300, noopRuns: 3, routeS: 10, warmS: 2, depsUncached: 5, depsCached: 10, depsTemplate: 10, depsPooled: 10 };
 
 const log = (msg: string) => process.stdout.write(`bench: ${msg}\n`);
 
@@ -64,7 +64,7 @@ async function main() {
     if (!ONLY || ONLY === 'deps') {
       log('10. a generated app with its own dependencies (local test registry): uncached, cached, and the React template cold');
       results.deps = await measureDependencies(
-        { databaseUrl, queuePrefix: `${prefix}-deps`, uncached: SIZE.depsUncached, cached: SIZE.depsCached, template: SIZE.depsTemplate },
+        { databaseUrl, queuePrefix: `${prefix}-deps`, uncached: SIZE.depsUncached, cached: SIZE.depsCached, template: SIZE.depsTemplate, pooled: SIZE.depsPooled },
         retire,
         log,
       );
@@ -218,7 +218,7 @@ async function poolSection(databaseUrl: string, queuePrefix: string): Promise<No
   const warm = new WarmPool(redis, queuePrefix);
   const fill = async () => {
     const started = Date.now();
-    while ((await warm.size('react', 'free')) < size) {
+    while ((await warm.size({ templateType: 'react', tier: 'free' })) < size) {
       if (Date.now() - started > 300_000) throw new Error(`the pool did not reach ${size} machines in 300 s`);
       await new Promise((r) => setTimeout(r, 250));
     }

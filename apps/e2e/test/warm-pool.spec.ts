@@ -33,7 +33,7 @@ describe('warm pool', () => {
     const config = loadConfig(system.env);
     redis = new Redis(config.REDIS_URL);
     pool = new WarmPool(redis, config.QUEUE_PREFIX);
-    await until(async () => (await pool.size('react', 'free')) === 2, 'two pooled react machines', 90_000);
+    await until(async () => (await pool.size({ templateType: 'react', tier: 'free' })) === 2, 'two pooled react machines', 90_000);
   }, 120_000);
 
   afterAll(async () => {
@@ -71,7 +71,7 @@ describe('warm pool', () => {
     await until(async () => (await fetch(`${ready.previewUrl}src/App.jsx`).then((r) => r.text())).includes('Edited after the claim'), 'the edit served by the claimed machine', 15_000);
 
     // The pool refills to its size with a new machine; the claimed one is not in it.
-    await until(async () => (await pool.size('react', 'free')) === 2, 'the pool refilled', 90_000);
+    await until(async () => (await pool.size({ templateType: 'react', tier: 'free' })) === 2, 'the pool refilled', 90_000);
     expect((await pool.members()).map((m) => m.machineId)).not.toContain(claimed!.id);
 
     // Stopping the session destroys its machine: used machines are never returned.
@@ -81,7 +81,7 @@ describe('warm pool', () => {
   }, 180_000);
 
   it('keeps the machines the pool knows, and destroys one it does not as an orphan', async () => {
-    await until(async () => (await pool.size('react', 'free')) === 2, 'the pool full again', 90_000);
+    await until(async () => (await pool.size({ templateType: 'react', tier: 'free' })) === 2, 'the pool full again', 90_000);
     const members = await pool.members();
     expect(members.filter((m) => m.state === 'ready')).toHaveLength(2);
     // Several sweeps pass with a 1 s orphan grace: the pool's machines stay.
@@ -99,7 +99,7 @@ describe('warm pool', () => {
     // Three data files of 0.9 MB each (one file may be at most 1 MB): 2.7 MB in all.
     const data = Object.fromEntries(['a', 'b', 'c'].map((name) => [`public/${name}.txt`, name.repeat(900 * 1024)]));
     const project = await projectWith(api, { ...data, ...reactApp('Big project from the pool') });
-    await until(async () => (await pool.size('react', 'free')) >= 1, 'a pooled machine', 90_000);
+    await until(async () => (await pool.size({ templateType: 'react', tier: 'free' })) >= 1, 'a pooled machine', 90_000);
     const before = await filesRequests(api);
 
     const { sessionId, ready } = await pooledSession(api, project.id);

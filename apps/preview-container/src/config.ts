@@ -2,6 +2,7 @@ import { existsSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { z } from 'zod';
 import { TEMPLATE_TYPES } from '../../../libs/shared/src/templates';
+import { projectFileSchema, type ProjectFile } from '../../../libs/shared/src/session-store';
 
 /**
  * The container's configuration, read once from the environment at start.
@@ -36,6 +37,13 @@ export interface ContainerConfig {
    * and `sessionId`, `projectId`, `filesUrl` and `machineToken` are placeholders.
    */
   claimToken?: string;
+  /**
+   * Warm-pool machines of a dependency profile only: the files it starts on in
+   * place of its template's (the profile's package.json and config files).
+   */
+  startFiles?: ProjectFile[];
+  /** Packages to pre-bundle at start, beside what Vite finds itself (bare specifiers). */
+  optimizeDeps: string[];
 }
 
 export class ConfigError extends Error {
@@ -79,7 +87,33 @@ const schema = z.object({
   NODE_MODULES_DIR: absoluteDir
     .refine((p) => existsSync(p) && statSync(p).isDirectory(), 'must be an existing directory')
     .optional(),
+  START_FILES: z
+    .string()
+    .transform((value, ctx) => {
+      const parsed = z.array(projectFileSchema).safeParse(parseJson(Buffer.from(value, 'base64').toString('utf8')));
+      if (parsed.success) return parsed.data;
+      ctx.addIssue({ code: 'custom', message: 'must be base64 of a JSON array of project files' });
+      return z.NEVER;
+    })
+    .optional(),
+  OPTIMIZE_DEPS: z
+    .string()
+    .transform((value, ctx) => {
+      const parsed = z.array(z.string().regex(/^(@[a-z0-9][\w.-]*\/)?[a-z0-9][\w.-]*(\/[\w@-][\w.@-]*)*$/i)).max(200).safeParse(parseJson(value));
+      if (parsed.success) return parsed.data;
+      ctx.addIssue({ code: 'custom', message: 'must be a JSON array of package specifiers' });
+      return z.NEVER;
+    })
+    .optional(),
 });
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
 
 /** The node_modules folder this program itself resolves react from. */
 export function defaultNodeModulesDir(): string {
@@ -121,5 +155,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ContainerConfi
     hmrClientPort: e.HMR_CLIENT_PORT,
     nodeModulesDir: e.NODE_MODULES_DIR ?? defaultNodeModulesDir(),
     claimToken: e.POOL_CLAIM_TOKEN,
+    startFiles: e.POOL_CLAIM_TOKEN ? e.START_FILES : undefined,
+    optimizeDeps: e.OPTIMIZE_DEPS ?? [],
   };
 }

@@ -27,6 +27,8 @@ export interface DevServerOptions {
   /** Real path of the dependency folder linked as `<workDir>/node_modules`: the project's own, or the service's. */
   nodeModulesRealDir: string;
   hmrClientPort?: number;
+  /** Packages to pre-bundle at start beside what Vite finds (a pooled machine has no sources to find them in). */
+  optimizeDeps?: string[];
   /** The service's own node_modules (default: the one this program runs from), to tell a project's own dependencies from it. */
   serviceNodeModulesDir?: string;
   /**
@@ -134,10 +136,16 @@ export async function viteConfig(options: DevServerOptions, port: number, toolch
     // Vite loads the project's file and merges this over it; the settings plugin has the last word over its plugins.
     configFile: configFile ?? false,
     plugins: [viteLockdown(lockdown), ...(template?.plugins ?? []), machineSettingsPlugin(settings, vite.major), serverHooks(options, lockdown)],
-    ...(template ? { optimizeDeps: template.optimizeDeps } : {}),
+    ...optimizeDepsOf(template?.optimizeDeps?.include ?? [], options.optimizeDeps ?? []),
   };
   applyMachineSettings(config, settings, vite.major);
   return config;
+}
+
+/** Vite merges these with the project's own `optimizeDeps.include`. */
+function optimizeDepsOf(...lists: string[][]): Pick<InlineConfig, 'optimizeDeps'> {
+  const include = [...new Set(lists.flat())];
+  return include.length > 0 ? { optimizeDeps: { include } } : {};
 }
 
 /** Runs `onServer` on every server Vite makes, after the other plugins (the lockdown) set theirs up. */

@@ -14,6 +14,8 @@ export interface HealthReport {
   data: Check;
   session: Check;
   sessionId: string;
+  /** Why the project's dev server could not start, when it could not. */
+  startFailure?: string;
 }
 
 export interface HealthState {
@@ -26,6 +28,8 @@ export interface HealthState {
   devServerProbeUrl?: string;
   /** Why the last live file change could not be applied; unset once one is. */
   dataError?: string;
+  /** Why the project's dev server could not start (its config): the machine will not serve it. */
+  startFailure?: string;
   /** Set when the api says the session has ended (`ended` event or 410 on the file-changes stream). */
   sessionEnded?: boolean;
 }
@@ -35,7 +39,7 @@ export async function healthReport(sessionId: string, state: HealthState, probeT
   const session: Check = state.sessionEnded ? 'failing' : 'ok';
   const devServer: Check = state.devServerProbeUrl && (await probe(state.devServerProbeUrl, probeTimeoutMs)) ? 'ok' : 'failing';
   const status = data === 'ok' && devServer === 'ok' && session === 'ok' ? 'ok' : 'failing';
-  return { status, devServer, data, session, sessionId };
+  return { status, devServer, data, session, sessionId, ...(state.startFailure !== undefined ? { startFailure: state.startFailure } : {}) };
 }
 
 /** True when a GET of `url` answers 200 within `timeoutMs`. */

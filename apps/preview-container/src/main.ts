@@ -14,7 +14,7 @@ import { createClaimHandler } from './pool-claim';
 import { templateFiles } from '../../../libs/shared/src/templates';
 import { FlyReplay } from './fly-replay';
 import { createContainerServer, type ContainerServer } from './server';
-import { previewHostOf, rehearsePage, warmUp } from './warm-up';
+import { previewHostOf, rehearsePage, warmDependencies, warmUp } from './warm-up';
 import { watchViteBuild, type ViteBuildWatch } from './vite-build-watch';
 import { createDiagnosticsReporter, diagnosticsUrlOf, type DiagnosticsReporter } from './diagnostics-reporter';
 
@@ -90,13 +90,13 @@ async function main(): Promise<void> {
   logger.info('listening', { ...(config.listenSocket ? { socket: config.listenSocket } : { host: config.host, url: ownUrl }), routeId: config.routeId, pooled });
 
   try {
-    // A pooled machine starts on its template's files, which are no project's data.
-    const files = pooled ? templateFiles(config.templateType) : await fetchProjectFiles(config.filesUrl, config.machineToken);
+    // A pooled machine starts on its template's files, which are no project's data, or on its dependency profile's config files.
+    const files = pooled ? (config.startFiles ?? templateFiles(config.templateType)) : await fetchProjectFiles(config.filesUrl, config.machineToken);
     const nodeModulesRealDir = await loadFiles(config, container, logger, files);
     if (pooled) startFiles = writtenContents(files);
     if (!pooled) bindSession(session, config, container, logger, files);
-    // A pooled machine reports healthy (joins the pool) only once its page was rehearsed.
-    const rehearse = pooled ? () => rehearsePage(`${ownUrl}/`, previewHostOf(config.routeId)) : undefined;
+    // A pooled machine reports healthy (joins the pool) only once its page was rehearsed; a profile's machine has no page yet.
+    const rehearse = pooled && !config.startFiles ? () => rehearsePage(`${ownUrl}/`, previewHostOf(config.routeId)) : undefined;
     if (!stopping) devServer = await startVite(config, container, logger, () => stopping, nodeModulesRealDir, rehearse);
   } catch (error) {
     if (error instanceof ProjectStartError) {
@@ -182,6 +182,7 @@ async function startVite(
     templateType: config.templateType,
     nodeModulesRealDir,
     hmrClientPort: config.hmrClientPort,
+    optimizeDeps: config.optimizeDeps,
     // On every server Vite makes: a restart (the project's vite.config edited) would drop hooks set on the first.
     onServer: (server, lockdown) => {
       buildWatch?.close();
@@ -192,7 +193,10 @@ async function startVite(
     await devServer.close();
     return undefined;
   }
-  const warm = await warmUp(devServer.origin, undefined, { onModule: (path, status) => container.build.moduleRequestFinished(path, status) }).catch((error) => ({ requests: 0, failed: [errorMessage(error)] }));
+  // A profile's pooled machine has no page yet: it pre-bundles the packages its projects import instead.
+  const warm = config.startFiles
+    ? await warmDependencies(devServer.origin, config.optimizeDeps)
+    : await warmUp(devServer.origin, undefined, { onModule: (path, status) => container.build.moduleRequestFinished(path, status) }).catch((error) => ({ requests: 0, failed: [errorMessage(error)] }));
   if (warm.failed.length > 0) logger.warn('first page load had failures', { failed: warm.failed });
   container.setProxy(createViteProxy(devServer.origin, config.routeId, logger));
   await rehearse?.().catch((error) => logger.warn('page rehearsal failed', { err: error }));

@@ -175,6 +175,7 @@ export function createContainerServer(options: {
     build,
     setStartFailure(reason) {
       startFailure = reason;
+      health.startFailure = reason;
     },
     setProxy(p) {
       proxy = p;

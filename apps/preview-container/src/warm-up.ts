@@ -89,3 +89,26 @@ export async function rehearsePage(pageUrl: string, host: string, times = 40, ti
 
 /** A Host header that names this machine's own preview origin (the machine knows no more of it than the first label). */
 export const previewHostOf = (routeId: string) => `${routeId}.localhost`;
+
+/**
+ * Asks Vite for each package as a page would import it (`/@id/<specifier>`),
+ * which waits until the optimiser has pre-bundled it: a pooled machine does
+ * this before it joins the pool, so a claim finds the bundles made.
+ */
+export async function warmDependencies(origin: string, specifiers: readonly string[], timeoutMs = 60_000): Promise<WarmUpResult> {
+  const result: WarmUpResult = { requests: 0, failed: [] };
+  await withTimeout(
+    Promise.all(
+      specifiers.map(async (specifier) => {
+        result.requests++;
+        const res = await fetch(`${origin}/@id/${specifier}`).catch((error: Error) => error);
+        if (res instanceof Error) return void result.failed.push(`${specifier} ${res.message}`);
+        await res.arrayBuffer();
+        if (res.status !== 200) result.failed.push(`${specifier} ${res.status}`);
+      }),
+    ),
+    timeoutMs,
+    'the pre-bundling of the packages a pooled machine was started for',
+  ).catch((error: Error) => result.failed.push(error.message));
+  return result;
+}

@@ -23,6 +23,8 @@ describe('loadConfig', () => {
       routeId: valid.SESSION_ID,
       hmrClientPort: undefined,
       nodeModulesDir: defaultNodeModulesDir(),
+      startFiles: undefined,
+      optimizeDeps: [],
     });
     expect(defaultNodeModulesDir()).toMatch(/node_modules$/);
   });
@@ -30,6 +32,16 @@ describe('loadConfig', () => {
   it('reads the optional variables', () => {
     const config = loadConfig({ ...valid, HOST: '0.0.0.0', HMR_CLIENT_PORT: '8080', NODE_MODULES_DIR: defaultNodeModulesDir() });
     expect(config).toMatchObject({ host: '0.0.0.0', hmrClientPort: 8080 });
+  });
+
+  it("reads a dependency profile's start files (pooled machines only) and the packages to pre-bundle", () => {
+    const files = [{ path: 'vite.config.ts', content: 'export default {}' }];
+    const pooled = { ...valid, POOL_CLAIM_TOKEN: 'c'.repeat(32), ROUTE_ID: valid.SESSION_ID };
+    const env = { START_FILES: Buffer.from(JSON.stringify(files)).toString('base64'), OPTIMIZE_DEPS: '["react-dom/client","@scope/pkg"]' };
+    expect(loadConfig({ ...pooled, ...env })).toMatchObject({ startFiles: files, optimizeDeps: ['react-dom/client', '@scope/pkg'] });
+    expect(loadConfig({ ...valid, ...env }).startFiles).toBeUndefined();
+    expect(() => loadConfig({ ...pooled, START_FILES: 'not base64 json' })).toThrow('Invalid environment: START_FILES must be base64 of a JSON array of project files');
+    expect(() => loadConfig({ ...valid, OPTIMIZE_DEPS: '["../escape"]' })).toThrow('Invalid environment: OPTIMIZE_DEPS must be a JSON array of package specifiers');
   });
 
   it('listens on LISTEN_SOCKET instead of a port (a sandboxed machine has no network), and needs one of them', () => {

@@ -12,6 +12,7 @@ import {
   createSessionStore,
   faultsOf,
   loadConfig,
+  parseDependencyPool,
   parseWarmPool,
   WarmPool,
 } from '@velocity/shared';
@@ -42,7 +43,8 @@ async function main() {
   const events = new EventLog(eventsRedis, config.QUEUE_PREFIX, config.EVENT_STREAM_TTL_SECONDS);
   const ops = await startProvisionerOps(config, { redis, store }, logger);
   const poolTargets = parseWarmPool(config.WARM_POOL);
-  const pool = poolTargets.length > 0 ? new WarmPool(redis, config.QUEUE_PREFIX) : null;
+  const dependencyPool = parseDependencyPool(config.DEPENDENCY_POOL);
+  const pool = poolTargets.length > 0 || dependencyPool.sets > 0 ? new WarmPool(redis, config.QUEUE_PREFIX) : null;
   const changes = pool ? new FileChangeLog(eventsRedis, config.QUEUE_PREFIX, config.EVENT_STREAM_TTL_SECONDS) : null;
   const turns = new Turns(config.PROVISION_TURNS || availableParallelism());
   const dependencies = new DependencyCache(resolve(config.DEPENDENCY_CACHE_DIR), config.NPM_REGISTRY_URL);
@@ -57,7 +59,7 @@ async function main() {
   const workerName = `provisioner-${process.pid}`;
   const sessionsQueue = new Queue(QueueName.Sessions, { connection: redis, prefix: config.QUEUE_PREFIX });
   const provisioning = async () => Object.values(await sessionsQueue.getJobCounts('active', 'waiting', 'prioritized')).some((n) => n > 0);
-  const poolDeps = pool ? { config, provider, pool, targets: poolTargets, redis, logger, workerName, provisioning } : null;
+  const poolDeps = pool ? { config, provider, pool, targets: poolTargets, dependencyPool, redis, logger, workerName, provisioning } : null;
   const refills = poolDeps ? await startPoolRefills(new RefillPool(poolDeps), config, redis, logger) : null;
   // A Redis that restarted lost the refill schedule with everything else.
   if (refills) redis.on('ready', () => void refills.reschedule().catch((err) => logger.error('could not schedule pool refills', { err })));
@@ -67,6 +69,7 @@ async function main() {
     turns: turns.slots,
     provider: provider.name,
     warmPool: config.WARM_POOL ?? null,
+    dependencyPool: config.DEPENDENCY_POOL ?? null,
   });
 
   const shutdown = async (signal: string) => {

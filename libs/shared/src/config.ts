@@ -99,6 +99,13 @@ export const configSchema = z.object({
   SHUTDOWN_GRACE_MS: duration(10_000),
   /** Warm pool of pre-started machines: `react:2-4,vue/pro:0-2` (template[/tier]:min-max). Empty: no pool. */
   WARM_POOL: z.string().optional(),
+  /**
+   * Warm pool for projects with dependencies of their own: `<sets>x<machines>`, e.g. `4x1`,
+   * machines kept ready for each of the most recently used dependency sets (with their config files). Empty: none.
+   */
+  DEPENDENCY_POOL: z.string().regex(/^\d+x\d+$/, 'must look like 4x1 (<sets>x<machines per set>)').optional(),
+  /** A dependency set unused this long leaves the warm pool (its machines are destroyed). */
+  DEPENDENCY_POOL_IDLE_MS: duration(30 * 60_000),
   /** How often the pool is topped up to its minimum. */
   POOL_REFILL_EVERY_MS: duration(2_000),
   /** The most machines (pooled and in use) the pool may bring the provider to. */

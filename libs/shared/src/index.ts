@@ -40,3 +40,4 @@ export * from './operator-auth';
 export * from './readiness';
 export * from './metrics';
 export * from './ops-server';
+export * from './dependency-pool';

@@ -4,6 +4,7 @@ import { ConfigError } from './config';
 import { TEMPLATE_TYPES } from './templates';
 import { projectFileSchema } from './session-store';
 import { tierSchema, type Tier } from './queues';
+import { dependencyProfileSchema, type DependencyProfile } from './dependency-pool';
 
 /** A pre-started preview machine waiting for a session (or still starting). */
 export interface PooledMachine {
@@ -15,6 +16,8 @@ export interface PooledMachine {
   claimToken: string;
   templateType: string;
   tier: Tier;
+  /** Key of the dependency profile it started on (dependency-pool.ts); none for a template machine. */
+  profile?: string;
   /** Worker that started it: on shutdown each drains its own. */
   startedBy: string;
   state: 'starting' | 'ready';
@@ -44,13 +47,20 @@ export const poolClaimSchema = z
   .refine((claim) => (claim.files === undefined) === (claim.filesCursor === undefined), { message: 'files and filesCursor come together', path: ['filesCursor'] });
 export type PoolClaim = z.infer<typeof poolClaimSchema>;
 
-/** One pool: a template and tier, with its size bounds. */
+/** One pool: a template and tier (and a dependency profile, or none), with its size bounds. */
 export interface PoolTarget {
   templateType: string;
   tier: Tier;
   min: number;
   max: number;
+  profile?: DependencyProfile;
 }
+
+/** Which pool a machine is in: template machines by template and tier, the others by profile. */
+export type PoolKind = Pick<PooledMachine, 'templateType' | 'tier' | 'profile'>;
+
+/** Profiles remembered at most, the most recently used first (each holds a few KB of config files). */
+const PROFILES_KEPT = 64;
 
 /** A machine that has been starting longer than this is not the pool's any more (its starter died). */
 export const POOL_START_TIMEOUT_MS = 120_000;
@@ -80,6 +90,7 @@ const pooledSchema = z.object({
   claimToken: z.string(),
   templateType: z.string(),
   tier: tierSchema,
+  profile: z.string().optional(),
   startedBy: z.string(),
   state: z.enum(['starting', 'ready']),
   since: z.number(),
@@ -116,8 +127,16 @@ return value`;
 export class WarmPool {
   constructor(private readonly redis: Redis, private readonly prefix: string) {}
 
-  private readyKey(templateType: string, tier: Tier): string {
-    return `${this.prefix}:pool:ready:${templateType}:${tier}`;
+  private readyKey(kind: PoolKind): string {
+    return kind.profile ? `${this.prefix}:pool:ready:profile:${kind.profile}` : `${this.prefix}:pool:ready:${kind.templateType}:${kind.tier}`;
+  }
+
+  private get profilesKey(): string {
+    return `${this.prefix}:pool:profiles`;
+  }
+
+  private get profilesUsedKey(): string {
+    return `${this.prefix}:pool:profiles:used`;
   }
 
   private get membersKey(): string {
@@ -134,19 +153,49 @@ export class WarmPool {
 
   async ready(machine: Omit<PooledMachine, 'state' | 'since'>): Promise<void> {
     const entry = JSON.stringify({ ...machine, state: 'ready', since: Date.now() });
-    await this.redis.multi().hset(this.membersKey, machine.machineId, entry).rpush(this.readyKey(machine.templateType, machine.tier), entry).exec();
+    await this.redis.multi().hset(this.membersKey, machine.machineId, entry).rpush(this.readyKey(machine), entry).exec();
   }
 
-  /** Takes a ready machine of this template and tier, or null; counts the hit or miss. */
-  async claim(templateType: string, tier: Tier): Promise<PooledMachine | null> {
-    const value = (await this.redis.eval(CLAIM_SCRIPT, 2, this.readyKey(templateType, tier), this.membersKey)) as string | null;
-    await this.redis.incr(this.statKey(value ? 'hits' : 'misses', templateType));
+  /** Takes a ready machine of this kind (template and tier, or profile), or null; counts the hit or miss. */
+  async claim(kind: PoolKind): Promise<PooledMachine | null> {
+    const value = (await this.redis.eval(CLAIM_SCRIPT, 2, this.readyKey(kind), this.membersKey)) as string | null;
+    await this.redis.incr(this.statKey(value ? 'hits' : 'misses', kind.templateType));
     return value ? pooledSchema.parse(JSON.parse(value)) : null;
   }
 
   /** Forgets a machine (destroyed, failed to start, or drained): from the registry and, when ready, from its list. */
-  async remove(machine: Pick<PooledMachine, 'machineId' | 'templateType' | 'tier'>): Promise<void> {
-    await this.redis.eval(REMOVE_SCRIPT, 2, this.membersKey, this.readyKey(machine.templateType, machine.tier), machine.machineId);
+  async remove(machine: PoolKind & Pick<PooledMachine, 'machineId'>): Promise<void> {
+    await this.redis.eval(REMOVE_SCRIPT, 2, this.membersKey, this.readyKey(machine), machine.machineId);
+  }
+
+  /** Notes that a session used this profile now: the pool keeps machines of the most recent ones. */
+  async profileUsed(profile: DependencyProfile, now = Date.now()): Promise<void> {
+    await this.redis.multi().hset(this.profilesKey, profile.key, JSON.stringify(profile)).zadd(this.profilesUsedKey, now, profile.key).exec();
+  }
+
+  /**
+   * The `limit` most recently used profiles, used within `idleMs`; profiles
+   * idle longer, or beyond the most recent PROFILES_KEPT, are forgotten.
+   */
+  async recentProfiles(limit: number, idleMs: number, now = Date.now()): Promise<DependencyProfile[]> {
+    const stale = [
+      ...(await this.redis.zrangebyscore(this.profilesUsedKey, '-inf', `(${now - idleMs}`)),
+      ...(await this.redis.zrevrange(this.profilesUsedKey, PROFILES_KEPT, -1)),
+    ];
+    if (stale.length > 0) await this.forgetProfiles(stale);
+    if (limit <= 0) return [];
+    const keys = await this.redis.zrevrange(this.profilesUsedKey, 0, limit - 1);
+    if (keys.length === 0) return [];
+    const values = await this.redis.hmget(this.profilesKey, ...keys);
+    return values.flatMap((value) => {
+      const parsed = value ? dependencyProfileSchema.safeParse(JSON.parse(value)) : null;
+      return parsed?.success ? [parsed.data] : [];
+    });
+  }
+
+  /** Forgets profiles (their machines could not start, or they went idle). */
+  async forgetProfiles(keys: string[]): Promise<void> {
+    if (keys.length > 0) await this.redis.multi().zrem(this.profilesUsedKey, ...keys).hdel(this.profilesKey, ...keys).exec();
   }
 
   async members(): Promise<PooledMachine[]> {
@@ -162,8 +211,8 @@ export class WarmPool {
     return entry.state === 'ready' || now - entry.since < POOL_START_TIMEOUT_MS;
   }
 
-  async size(templateType: string, tier: Tier): Promise<number> {
-    return this.redis.llen(this.readyKey(templateType, tier));
+  async size(kind: PoolKind): Promise<number> {
+    return this.redis.llen(this.readyKey(kind));
   }
 
   async stats(templateType: string): Promise<{ hits: number; misses: number }> {

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { ConfigError } from '../src/config';
 import { createRedis } from '../src/redis';
 import { WarmPool, parseWarmPool, poolClaimSchema, type PooledMachine } from '../src/warm-pool';
+import { dependencyProfileOf } from '../src/dependency-pool';
 import { testQueuePrefix, testRedisUrl } from './test-env';
 
 describe('parseWarmPool', () => {
@@ -54,12 +55,12 @@ describe('WarmPool', () => {
     const pool = new WarmPool(redis, testQueuePrefix());
     const machines = Array.from({ length: 10 }, () => machine());
     for (const m of machines) await pool.ready(m);
-    const claims = await Promise.all(Array.from({ length: 50 }, () => pool.claim('react', 'free')));
+    const claims = await Promise.all(Array.from({ length: 50 }, () => pool.claim({ templateType: 'react', tier: 'free' })));
     const won = claims.filter((c): c is PooledMachine => c !== null);
     expect(won).toHaveLength(10);
     expect(new Set(won.map((c) => c.machineId)).size).toBe(10);
     expect(won.map((c) => c.machineId).sort()).toEqual(machines.map((m) => m.machineId).sort());
-    expect(await pool.size('react', 'free')).toBe(0);
+    expect(await pool.size({ templateType: 'react', tier: 'free' })).toBe(0);
     // A claimed machine is the session's now: the pool no longer answers for it.
     expect(await pool.knows(won[0].machineId)).toBe(false);
     expect(await pool.stats('react')).toEqual({ hits: 10, misses: 40 });
@@ -68,9 +69,9 @@ describe('WarmPool', () => {
   it('claims only the same template and tier', async () => {
     const pool = new WarmPool(redis, testQueuePrefix());
     await pool.ready(machine('vue'));
-    expect(await pool.claim('react', 'free')).toBeNull();
-    expect(await pool.claim('vue', 'pro')).toBeNull();
-    expect((await pool.claim('vue', 'free'))?.templateType).toBe('vue');
+    expect(await pool.claim({ templateType: 'react', tier: 'free' })).toBeNull();
+    expect(await pool.claim({ templateType: 'vue', tier: 'pro' })).toBeNull();
+    expect((await pool.claim({ templateType: 'vue', tier: 'free' }))?.templateType).toBe('vue');
   });
 
   it('knows starting and ready machines, and forgets removed ones', async () => {
@@ -85,7 +86,7 @@ describe('WarmPool', () => {
     expect(await pool.knows(starting.machineId, Date.now() + 10 * 60_000)).toBe(false);
     await pool.remove(ready);
     expect(await pool.knows(ready.machineId)).toBe(false);
-    expect(await pool.size('react', 'free')).toBe(0);
+    expect(await pool.size({ templateType: 'react', tier: 'free' })).toBe(0);
     expect((await pool.members()).map((m) => m.machineId)).toEqual([starting.machineId]);
   });
 
@@ -96,7 +97,47 @@ describe('WarmPool', () => {
     const written = { ...rest, machineId, url };
     await pool.ready(written);
     await pool.remove(written);
-    expect(await pool.size('react', 'free')).toBe(0);
-    expect(await pool.claim('react', 'free')).toBeNull();
+    expect(await pool.size({ templateType: 'react', tier: 'free' })).toBe(0);
+    expect(await pool.claim({ templateType: 'react', tier: 'free' })).toBeNull();
+  });
+
+  describe('dependency profiles', () => {
+    const profile = (name: string) =>
+      dependencyProfileOf({
+        templateType: 'react',
+        tier: 'free',
+        dependencies: { key: 'a'.repeat(32), nodeModulesDir: '/deps/node_modules' },
+        files: [{ path: 'vite.config.ts', content: `export default { /* ${name} */ }` }],
+      })!;
+
+    it("keeps a profile's machines apart from the template's and from other profiles'", async () => {
+      const pool = new WarmPool(redis, testQueuePrefix());
+      const [mine, other] = [profile('mine'), profile('other')];
+      await pool.ready({ ...machine(), profile: mine.key });
+      expect(await pool.claim({ templateType: 'react', tier: 'free' })).toBeNull();
+      expect(await pool.claim({ templateType: 'react', tier: 'free', profile: other.key })).toBeNull();
+      expect((await pool.claim({ templateType: 'react', tier: 'free', profile: mine.key }))?.profile).toBe(mine.key);
+      expect(await pool.size({ templateType: 'react', tier: 'free', profile: mine.key })).toBe(0);
+    });
+
+    it('lists the most recently used profiles first, at most `limit`, and forgets idle ones', async () => {
+      const pool = new WarmPool(redis, testQueuePrefix());
+      const [a, b, c] = [profile('a'), profile('b'), profile('c')];
+      const now = Date.now();
+      await pool.profileUsed(a, now - 60_000);
+      await pool.profileUsed(b, now - 1_000);
+      await pool.profileUsed(c, now - 2_000);
+      expect((await pool.recentProfiles(2, 3_600_000, now)).map((p) => p.key)).toEqual([b.key, c.key]);
+      // Used again: first now.
+      await pool.profileUsed(a, now);
+      expect((await pool.recentProfiles(1, 3_600_000, now)).map((p) => p.key)).toEqual([a.key]);
+      // Idle for longer than 1.5 s: b and c are forgotten for good.
+      expect((await pool.recentProfiles(10, 1_500, now + 1_000)).map((p) => p.key)).toEqual([a.key]);
+      expect((await pool.recentProfiles(10, 3_600_000, now)).map((p) => p.key)).toEqual([a.key]);
+      const [stored] = await pool.recentProfiles(1, 3_600_000, now);
+      expect(stored).toEqual(a);
+      await pool.forgetProfiles([a.key]);
+      expect(await pool.recentProfiles(10, 3_600_000, now)).toEqual([]);
+    });
   });
 });

@@ -1,12 +1,16 @@
 import { randomBytes, randomUUID } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import {
   POOL_START_TIMEOUT_MS,
+  profileMachineEnv,
   requestText,
   resourceLimitsOf,
   sleep,
   type Config,
   type Logger,
+  type DependencyPoolSize,
   type MachineProvider,
+  type MachineSpec,
   type PoolTarget,
   type PooledMachine,
   type WarmPool,
@@ -19,6 +23,8 @@ export interface RefillPoolDeps {
   provider: MachineProvider;
   pool: WarmPool;
   targets: PoolTarget[];
+  /** Machines kept for the most recently used dependency profiles (see dependency-pool.ts); none without. */
+  dependencyPool?: DependencyPoolSize;
   /** For the refill lock: one refill at a time across provisioners, so no pool goes above its max. */
   redis: Redis;
   logger: Logger;
@@ -42,8 +48,10 @@ const YIELD_POLL_MS = 100;
 
 /**
  * Tops each pool up to its minimum: starts machines on their template (no
- * project's data), waits until Vite serves, then lists them as ready. Never
- * above a pool's max, nor the provider above the machine budget.
+ * project's data) or on a recently used dependency profile (a set and the
+ * config files its projects share), waits until Vite serves, then lists them
+ * as ready. Never above a pool's max, nor the provider above the machine
+ * budget. Machines of profiles no longer among the recent ones are destroyed.
  */
 export class RefillPool {
   constructor(private readonly deps: RefillPoolDeps) {}
@@ -55,11 +63,12 @@ export class RefillPool {
     try {
       // Even counting the machines (the provider lists them all) waits for a quiet moment.
       await this.yieldToSessions();
-      const members = await this.deps.pool.members();
+      const targets = [...this.deps.targets, ...(await this.profileTargets())];
+      const members = await this.retireStaleProfiles(targets);
       let budget = config.MACHINE_BUDGET - (await this.deps.provider.list()).length;
       const wanted: PoolTarget[] = [];
-      for (const target of this.deps.targets) {
-        const have = members.filter((m) => m.templateType === target.templateType && m.tier === target.tier).length;
+      for (const target of targets) {
+        const have = members.filter((m) => isOfTarget(m, target)).length;
         const want = Math.min(Math.max(0, target.min - have), target.max - have, budget);
         budget -= Math.max(0, want);
         for (let i = 0; i < want; i++) wanted.push(target);
@@ -78,6 +87,31 @@ export class RefillPool {
     }
   }
 
+  /** One pool per recently used dependency profile whose set is still installed. */
+  private async profileTargets(): Promise<PoolTarget[]> {
+    const size = this.deps.dependencyPool;
+    if (!size || size.sets === 0 || size.machinesPerSet === 0) return [];
+    const profiles = await this.deps.pool.recentProfiles(size.sets, this.deps.config.DEPENDENCY_POOL_IDLE_MS);
+    const gone = profiles.filter((profile) => !existsSync(profile.dependencies.nodeModulesDir));
+    await this.deps.pool.forgetProfiles(gone.map((profile) => profile.key));
+    return profiles
+      .filter((profile) => !gone.includes(profile))
+      .map((profile) => ({ templateType: profile.templateType, tier: profile.tier, min: size.machinesPerSet, max: size.machinesPerSet, profile }));
+  }
+
+  /** Destroys the ready machines of profiles that are no longer pooled; returns the members left. */
+  private async retireStaleProfiles(targets: PoolTarget[]): Promise<PooledMachine[]> {
+    const members = await this.deps.pool.members();
+    const pooled = new Set(targets.flatMap((target) => (target.profile ? [target.profile.key] : [])));
+    const stale = members.filter((m) => m.profile && m.state === 'ready' && !pooled.has(m.profile));
+    for (const machine of stale) {
+      await this.deps.pool.remove(machine);
+      await this.deps.provider.destroy(machine.machineId).catch(() => undefined);
+    }
+    if (stale.length > 0) this.deps.logger.info('pooled machines of unused dependency sets destroyed', { destroyed: stale.length });
+    return members.filter((m) => !stale.includes(m));
+  }
+
   private async yieldToSessions(): Promise<void> {
     const { provisioning } = this.deps;
     if (!provisioning) return;
@@ -89,17 +123,20 @@ export class RefillPool {
     const { provider, pool, config, logger } = this.deps;
     const routeId = randomUUID();
     const claimToken = randomBytes(24).toString('hex');
-    const base = { routeId, claimToken, templateType: target.templateType, tier: target.tier, startedBy: this.deps.workerName };
+    const { profile } = target;
+    const base = { routeId, claimToken, templateType: target.templateType, tier: target.tier, startedBy: this.deps.workerName, ...(profile ? { profile: profile.key } : {}) };
     let machine: Omit<PooledMachine, 'state' | 'since'> | null = null;
     try {
-      const created = await provider.create({
+      const spec: MachineSpec = {
         sessionId: routeId,
         projectId: NIL_UUID,
         templateType: target.templateType,
         resourceLimits: resourceLimitsOf(target.tier),
         background: true,
-        env: pooledMachineEnv(config, { routeId, templateType: target.templateType, claimToken }),
-      });
+        env: { ...pooledMachineEnv(config, { routeId, templateType: target.templateType, claimToken }), ...(profile ? profileMachineEnv(profile) : {}) },
+        ...(profile ? { dependencies: profile.dependencies } : {}),
+      };
+      const created = await provider.create(spec);
       machine = { ...base, machineId: created.id, url: created.url };
       await pool.starting(machine);
       const started = await provider.waitStarted(created, config.MACHINE_START_TIMEOUT_MS);
@@ -107,7 +144,9 @@ export class RefillPool {
       await pool.ready(machine);
       return true;
     } catch (err) {
-      logger.warn('pooled machine did not start', { routeId, err: err as Error });
+      logger.warn('pooled machine did not start', { routeId, profile: profile?.key, err: err as Error });
+      // A profile whose machine cannot start (its config needs a source file) is not tried again until a session uses it.
+      if (profile) await pool.forgetProfiles([profile.key]).catch(() => undefined);
       if (machine) {
         await pool.remove(machine).catch(() => undefined);
         await provider.destroy(machine.machineId).catch(() => undefined);
@@ -124,9 +163,24 @@ async function waitServing(url: string, timeoutMs: number): Promise<void> {
     // Node's HTTP client: a sandboxed machine is on a Unix socket (`http://unix:<socket>:`).
     const res = await requestText(`${url}/health`, { signal: AbortSignal.timeout(2000) }).catch(() => null);
     if (res?.status === 200) return;
+    const startFailure = res ? startFailureOf(res.body) : undefined;
+    if (startFailure) throw new Error(`The dev server could not start: ${startFailure}`);
     await sleep(100);
   }
   throw new Error(`Timed out after ${timeoutMs} ms waiting for ${url}/health to answer 200`);
+}
+
+function startFailureOf(body: string): string | undefined {
+  try {
+    const reason = (JSON.parse(body) as { startFailure?: unknown }).startFailure;
+    return typeof reason === 'string' ? reason : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function isOfTarget(machine: PooledMachine, target: PoolTarget): boolean {
+  return target.profile ? machine.profile === target.profile.key : !machine.profile && machine.templateType === target.templateType && machine.tier === target.tier;
 }
 
 /** On shutdown: the unclaimed machines this worker started leave the pool and are destroyed. */

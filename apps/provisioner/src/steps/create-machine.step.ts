@@ -1,12 +1,26 @@
 import { join } from 'node:path';
-import { POOL_CLAIM_PATH, PermanentError, isCodeConfig, openHttp, readText, type Machine, type PoolClaim, type PooledMachine } from '@velocity/shared';
+import {
+  POOL_CLAIM_PATH,
+  PermanentError,
+  dependencyProfileOf,
+  isCodeConfig,
+  openHttp,
+  parseDependencyPool,
+  readText,
+  type Machine,
+  type PoolClaim,
+  type PoolKind,
+  type PooledMachine,
+} from '@velocity/shared';
 import { sessionAccess, sessionMachineEnv } from '../machine-env';
 import { awayFromTurn, required, type ProvisionContext, type Step } from '../provision-context';
 
 /**
  * The machine exists, has started, and is recorded on the row (status
  * `starting`) with the route id of its URL. A pre-started machine from the warm
- * pool is claimed when one fits; otherwise one is made for the session.
+ * pool is claimed when one fits (of the project's template, or, for a project
+ * with dependencies of its own, of its dependency profile); otherwise one is
+ * made for the session.
  */
 export const createMachineStep: Step = {
   name: 'create-machine',
@@ -23,8 +37,7 @@ export const createMachineStep: Step = {
       }
     }
     await refuseUncontainedCode(ctx);
-    // Pooled machines run the template's dependencies: a project with a set of its own starts cold.
-    const pooled = ctx.dependencies ? null : await claimPooled(ctx);
+    const pooled = await claimPooled(ctx);
     const { machine, routeId } = pooled ?? { machine: await coldMachine(ctx, budgetMs), routeId: session.id };
     const recorded = await ctx.deps.store.transition(session.id, 'starting', { containerId: machine.id, containerUrl: machine.url, routeId });
     if (!recorded) throw new PermanentError(`Session ${session.id} could not record its machine (status changed)`);
@@ -86,6 +99,8 @@ async function claimPooled(ctx: ProvisionContext): Promise<{ machine: Machine; r
   if (!pool) return null;
   const session = required(ctx.session, 'the session row');
   const project = required(ctx.project, 'the project');
+  const kind = await poolKindOf(ctx);
+  if (!kind) return null;
   const started = Date.now();
   // Read alongside the claim (wasted on a miss, which takes a second anyway). A failed read is no
   // reason to lose the popped machine: it is then claimed without files and fetches them itself.
@@ -93,7 +108,7 @@ async function claimPooled(ctx: ProvisionContext): Promise<{ machine: Machine; r
     ctx.logger.warn('could not read the files for the claim; the machine will fetch them', { err });
     return {};
   });
-  const [entry, snapshot] = await Promise.all([pool.claim(project.templateType, session.tier), snapshotOrNone]);
+  const [entry, snapshot] = await Promise.all([pool.claim(kind), snapshotOrNone]);
   if (!entry) return null;
   const access = sessionAccess(ctx.deps.config, ctx.deps.provider, { sessionId: session.id, projectId: project.id, tier: session.tier });
   try {
@@ -111,6 +126,27 @@ async function claimPooled(ctx: ProvisionContext): Promise<{ machine: Machine; r
   ctx.deps.observer?.poolClaimed?.(project.templateType, Date.now() - started);
   ctx.logger.info('pooled machine claimed', { machineId: entry.machineId, routeId: entry.routeId, ms: Date.now() - started, filesSent: Boolean(snapshot.files) });
   return { machine: { id: entry.machineId, sessionId: entry.routeId, state: 'started', url: entry.url }, routeId: entry.routeId };
+}
+
+/**
+ * The pool a session's machine may come from: its template's, or, with a
+ * dependency set of its own, its dependency profile's, which is noted as used
+ * (the pool keeps machines for recently used profiles); null when none is pooled.
+ */
+async function poolKindOf(ctx: ProvisionContext): Promise<PoolKind | null> {
+  const session = required(ctx.session, 'the session row');
+  const project = required(ctx.project, 'the project');
+  if (!ctx.dependencies) return { templateType: project.templateType, tier: session.tier };
+  if (parseDependencyPool(ctx.deps.config.DEPENDENCY_POOL).sets === 0) return null;
+  const profile = dependencyProfileOf({
+    templateType: project.templateType,
+    tier: session.tier,
+    dependencies: { key: ctx.dependencies.key, nodeModulesDir: join(ctx.dependencies.dir, 'node_modules') },
+    files: await ctx.deps.store.listProjectFiles(project.id),
+  });
+  if (!profile) return null;
+  await ctx.deps.pool?.profileUsed(profile);
+  return { templateType: profile.templateType, tier: profile.tier, profile: profile.key };
 }
 
 /** Above this, the claim leaves the files out and the machine fetches them itself. */
