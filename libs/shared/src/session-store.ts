@@ -11,6 +11,8 @@ export interface Project {
   templateType: string;
   ownerId: string | null;
   createdAt: string;
+  /** Its last change: created, or a file written or removed. */
+  updatedAt: string;
 }
 
 /** Standard base64 (RFC 4648, `+/`, padded): what Node and Postgres' decode() both read byte for byte. */
@@ -196,6 +198,13 @@ export interface SessionStore {
   /** Whether the project has any file: the provisioner seeds a template only into an empty project. */
   hasProjectFiles(projectId: string): Promise<boolean>;
 
+  // --- listings for clients, a page at a time ---
+
+  /** Projects, most recently changed first; `ownerId` null: every owner's. */
+  listProjects(query: ListQuery & { except?: string }): Promise<Page<Project>>;
+  /** Sessions, newest first; `liveOnly`: not ended, not error. */
+  listSessions(query: ListQuery & { liveOnly: boolean }): Promise<Page<PreviewSession>>;
+
   // --- metrics ---
 
   /**
@@ -221,6 +230,24 @@ export interface SessionStore {
    * `maxLive` null: no limit.
    */
   createSessionWithinQuota(session: NewOwnedSession, maxLive: number | null): Promise<CreateSessionWithinQuotaResult>;
+}
+
+/** Where a page of a listing ended (its last row's sort time, to the microsecond, and id): the next page starts below it. */
+export interface PageCursor {
+  at: string;
+  id: string;
+}
+
+export interface ListQuery {
+  ownerId: string | null;
+  limit: number;
+  before?: PageCursor;
+}
+
+export interface Page<T> {
+  items: T[];
+  /** Where the next page starts; null on the last page. */
+  next: PageCursor | null;
 }
 
 /** Where a page of `listProvisioningSessions` ended: pass it to get the next page. */

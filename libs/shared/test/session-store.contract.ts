@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { NewSession, PreviewSession, ProjectFile, SessionStore } from '../src/session-store';
+import type { NewSession, Page, PageCursor, PreviewSession, ProjectFile, SessionStore } from '../src/session-store';
 
 /**
  * The behaviour every SessionStore adapter must have. Run it from an adapter's
@@ -50,7 +50,7 @@ export function sessionStoreContract(name: string, makeStore: () => Promise<Sess
         const id = randomUUID();
         const before = Date.now();
         const project = await store.ensureProject({ id, name: 'My app', templateType: 'vue' });
-        expect(project).toEqual({ id, name: 'My app', templateType: 'vue', ownerId: null, createdAt: expect.any(String) });
+        expect(project).toEqual({ id, name: 'My app', templateType: 'vue', ownerId: null, createdAt: expect.any(String), updatedAt: expect.any(String) });
         expect(Math.abs(ms(project.createdAt) - before)).toBeLessThan(60_000);
         expect(await store.getProject(id)).toEqual(project);
       });
@@ -77,6 +77,56 @@ export function sessionStoreContract(name: string, makeStore: () => Promise<Sess
         expect(await store.getProject('not-a-uuid')).toBeNull();
         expect(await store.getProject('')).toBeNull();
         expect(await store.getProject("1' or '1'='1")).toBeNull();
+      });
+    });
+
+    describe('listings', () => {
+      /** Every page of a listing, following `next`. */
+      async function allPages<T>(list: (before?: PageCursor) => Promise<Page<T>>): Promise<T[][]> {
+        const pages: T[][] = [];
+        let before: PageCursor | undefined;
+        do {
+          const page = await list(before);
+          pages.push(page.items);
+          before = page.next ?? undefined;
+        } while (before);
+        return pages;
+      }
+
+      it("listProjects pages through one owner's projects, most recently changed first, each once", async () => {
+        const ownerId = randomUUID();
+        const made = [];
+        for (let i = 0; i < 5; i++) made.push(await store.createProject({ name: `p${i}`, templateType: 'react', ownerId }));
+        await store.createProject({ name: 'someone else', templateType: 'react', ownerId: randomUUID() });
+        // A file written to the oldest makes it the most recently changed.
+        await store.putProjectFile(made[0].id, { path: 'a.txt', content: 'a' }, { maxFiles: 10, maxFileBytes: 100, maxProjectBytes: 1000 });
+        const pages = await allPages((before) => store.listProjects({ ownerId, limit: 2, before }));
+        expect(pages.map((page) => page.length)).toEqual([2, 2, 1]);
+        expect(pages.flat().map((p) => p.name)).toEqual(['p0', 'p4', 'p3', 'p2', 'p1']);
+        const all = pages.flat();
+        expect(Date.parse(all[0].updatedAt)).toBeGreaterThanOrEqual(Date.parse(all[1].updatedAt));
+        const without = await store.listProjects({ ownerId, limit: 10, except: made[0].id });
+        expect(without).toEqual({ items: all.slice(1), next: null });
+      });
+
+      it("listSessions pages through one owner's sessions, newest first; liveOnly leaves out ended and failed ones", async () => {
+        const ownerId = randomUUID();
+        const project = await store.createProject({ name: 'listed', templateType: 'react', ownerId });
+        const ids: string[] = [];
+        for (let i = 0; i < 4; i++) {
+          const id = randomUUID();
+          const created = await store.createSessionWithinQuota({ id, projectId: project.id, ownerId, tier: 'free', resourceLimits: { cpus: 1, memoryMb: 512 } }, null);
+          expect(created.outcome).toBe('created');
+          ids.push(id);
+        }
+        await store.createSessionWithinQuota({ id: randomUUID(), projectId: project.id, ownerId: randomUUID(), tier: 'free', resourceLimits: { cpus: 1, memoryMb: 512 } }, null);
+        expect(await store.transition(ids[1], 'error', { errorMessage: 'failed on purpose' })).not.toBeNull();
+        const all = await allPages((before) => store.listSessions({ ownerId, liveOnly: false, limit: 3, before }));
+        expect(all.map((page) => page.length)).toEqual([3, 1]);
+        expect(all.flat().map((s) => s.id)).toEqual([...ids].reverse());
+        const live = await store.listSessions({ ownerId, liveOnly: true, limit: 10 });
+        expect(live.items.map((s) => s.id)).toEqual([ids[3], ids[2], ids[0]]);
+        expect(live.next).toBeNull();
       });
     });
 

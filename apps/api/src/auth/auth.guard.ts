@@ -13,6 +13,7 @@ import { APP_GUARD, Reflector } from '@nestjs/core';
 import type { Request } from 'express';
 import type { Config, Logger } from '@velocity/shared';
 import { ApiException } from '../common/api-exception';
+import { ACCEPTED_QUERY } from '../openapi/api-endpoint';
 import { authSettingsOf, type AuthSettings } from './auth-settings';
 import { LOCAL_USER, type AuthUser } from './auth-user';
 import { TokenError, TokenVerifier } from './token-verifier';
@@ -71,7 +72,7 @@ function unauthorized(reason: string, invalidToken = true): ApiException {
 /**
  * Global guard: every route of a /v1/sessions or /v1/projects controller (or one
  * marked @RequireUser()) needs a user, put on the request for @CurrentUser(). Those
- * routes take no query parameters: any is refused naming it. Machine routes keep
+ * routes take only the query parameters their ApiEndpoint declares: any other is refused naming it. Machine routes keep
  * their machine tokens, previews (their own origins) never reach Nest, /health stays open.
  */
 @Injectable()
@@ -85,7 +86,8 @@ export class AuthGuard implements CanActivate {
     if (context.getType() !== 'http' || !this.requiresUser(context)) return true;
     const req = context.switchToHttp().getRequest<UserRequest>();
     req.user = await this.auth.userOf(req.headers.authorization);
-    const unknown = Object.keys(req.query ?? {})[0];
+    const accepted = this.reflector.get<string[] | undefined>(ACCEPTED_QUERY, context.getHandler()) ?? [];
+    const unknown = Object.keys(req.query ?? {}).find((name) => !accepted.includes(name));
     if (unknown !== undefined) {
       const name = unknown.slice(0, 64);
       throw new BadRequestException({ statusCode: 400, error: 'Bad Request', message: `query.${name}: unknown query parameter`, field: `query.${name}` });

@@ -188,6 +188,46 @@ describe('api with Supabase auth', () => {
     expect((await newSession(await testUser(TEST_JWT_SECRET), DEMO_PROJECT_ID)).status).toBe(202);
   });
 
+  it("lists a user's own projects and sessions a page at a time, newest first, never another user's", async () => {
+    const [me, other] = [await testUser(TEST_JWT_SECRET, 'pro'), await testUser(TEST_JWT_SECRET, 'pro')];
+    const mine = [await newProject(me), await newProject(me), await newProject(me)];
+    await newProject(other);
+    // A file written to the first makes it the most recently changed.
+    expect((await send('PUT', `/v1/projects/${mine[0]}/files/a.txt`, me, { content: 'a' })).status).toBe(201);
+    const first = await send('GET', '/v1/projects?limit=2', me);
+    expect(first.status).toBe(200);
+    expect(first.body.projects.map((p: { id: string }) => p.id)).toEqual([mine[0], mine[2]]);
+    expect(first.body.projects[0]).toEqual({ id: mine[0], name: 'mine', templateType: 'react', createdAt: expect.any(String), updatedAt: expect.any(String) });
+    const second = await send('GET', `/v1/projects?limit=2&cursor=${first.body.nextCursor}`, me);
+    expect(second.body).toEqual({ projects: [expect.objectContaining({ id: mine[1] })], nextCursor: null });
+
+    const sessions = [(await newSession(me, mine[0])).body.sessionId, (await newSession(me, mine[1])).body.sessionId];
+    await newSession(other, DEMO_PROJECT_ID);
+    expect((await send('DELETE', `/v1/sessions/${sessions[0]}`, me)).status).toBe(202);
+    const live = await send('GET', '/v1/sessions', me);
+    expect(live.body).toEqual({ sessions: [expect.objectContaining({ id: sessions[1], projectId: mine[1], status: 'queued' })], nextCursor: null });
+    const all = await send('GET', '/v1/sessions?status=all&limit=1', me);
+    expect(all.body.sessions.map((s: { id: string }) => s.id)).toEqual([sessions[1]]);
+    const rest = await send('GET', `/v1/sessions?status=all&limit=1&cursor=${all.body.nextCursor}`, me);
+    expect(rest.body).toEqual({ sessions: [expect.objectContaining({ id: sessions[0] })], nextCursor: null });
+  });
+
+  it('refuses a bad listing query, naming the parameter', async () => {
+    const user = await testUser(TEST_JWT_SECRET);
+    for (const [path, field] of [
+      ['/v1/projects?limit=0', 'limit'],
+      ['/v1/projects?limit=101', 'limit'],
+      ['/v1/projects?limit=two', 'limit'],
+      ['/v1/projects?cursor=bm90IGEgY3Vyc29y', 'cursor'],
+      ['/v1/sessions?status=dead', 'status'],
+      ['/v1/sessions?limit=5&limit=6', 'limit'],
+      ['/v1/sessions?page=2', 'query.page'],
+    ]) {
+      const res = await send('GET', path, user);
+      expect({ path, status: res.status, field: res.body.field }).toEqual({ path, status: 400, field });
+    }
+  });
+
   it('refuses query parameters, wrong content types and oversized bodies on these routes, naming the field', async () => {
     const user = await testUser(TEST_JWT_SECRET);
     expect((await send('GET', `/v1/sessions/${randomUUID()}?debug=1`, user)).body).toMatchObject({ statusCode: 400, field: 'query.debug' });

@@ -1,4 +1,4 @@
-import { applyDecorators } from '@nestjs/common';
+import { applyDecorators, SetMetadata } from '@nestjs/common';
 import {
   ApiBasicAuth,
   ApiBearerAuth,
@@ -7,6 +7,7 @@ import {
   ApiHeader,
   ApiOperation,
   ApiParam,
+  ApiQuery,
   ApiResponse,
   type HeadersObject,
   type ReferenceObject,
@@ -25,6 +26,9 @@ export const SECURITY = {
   operatorBasic: 'operatorBasic',
   operatorBearer: 'operatorBearer',
 } as const;
+
+/** Metadata: the query parameters a route accepts (the AuthGuard refuses any other). */
+export const ACCEPTED_QUERY = 'velocity:accepted-query';
 
 /** Names of the document's shared schemas (components.schemas). */
 export const SCHEMAS = {
@@ -62,6 +66,8 @@ export interface EndpointDoc {
   auth: Auth;
   /** Path parameters, each by the zod schema that validates it (or, for one checked by other code, a schema object). */
   params?: Record<string, { schema: z.ZodType | SchemaObject; description?: string }>;
+  /** Query parameters, each by the zod schema that validates it: the only ones the route accepts (any other is a 400). */
+  query?: Record<string, { schema: z.ZodType; description: string }>;
   /** Request headers the route reads (besides Authorization, which the security scheme covers). */
   headers?: { name: string; schema: z.ZodType; description: string }[];
   /**
@@ -78,7 +84,7 @@ export interface EndpointDoc {
 /** The errors every route of a kind of auth may answer, before any of its own. */
 const AUTH_ERRORS: Record<Auth, Record<number, ErrorDoc>> = {
   user: {
-    400: '`query.<name>`: these routes take no query parameters',
+    400: '`query.<name>`: a query parameter the route does not take',
     401: {
       description:
         '`authorization`: no bearer token, or one that is not a valid Supabase access token (bad signature, expired, wrong `aud` or `role`, an algorithm other than HS256/RS256/ES256)',
@@ -140,6 +146,10 @@ export function ApiEndpoint(doc: EndpointDoc): MethodDecorator {
     const schema = isZod(param.schema) ? toOpenApi(param.schema) : param.schema;
     decorators.push(ApiParam({ name, required: true, description: param.description, schema }));
   }
+  for (const [name, param] of Object.entries(doc.query ?? {})) {
+    decorators.push(ApiQuery({ name, required: false, description: param.description, schema: toOpenApi(param.schema, 'input') }));
+  }
+  decorators.push(SetMetadata(ACCEPTED_QUERY, Object.keys(doc.query ?? {})));
   for (const header of doc.headers ?? []) {
     decorators.push(ApiHeader({ name: header.name, required: false, description: header.description, schema: toOpenApi(header.schema) }));
   }

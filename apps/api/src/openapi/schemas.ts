@@ -66,6 +66,11 @@ export const sessionViewSchema = z.object({
     ),
 });
 
+export const sessionListSchema = z.object({
+  sessions: z.array(sessionViewSchema.extend({ build: sessionViewSchema.shape.build.describe('Not read for a listing (null): GET the session for it') })),
+  nextCursor: z.string().nullable().describe('Pass as `cursor` for the next page; null on the last page'),
+});
+
 export const extendedSessionSchema = z.object({
   sessionId: uuid,
   status: sessionStatusSchema,
@@ -79,7 +84,10 @@ export const stoppedSessionSchema = z.object({
   stop: z.enum(['cancelled', 'ending']).describe('`cancelled`: it was still provisioning (it fails as cancelled); `ending`: it was active and is being ended'),
 });
 
-export const projectViewSchema = z.object({ id: uuid, name: z.string(), templateType: z.string(), createdAt: timestamp });
+export const projectViewSchema = z.object({ id: uuid, name: z.string(), templateType: z.string(), createdAt: timestamp, updatedAt: timestamp.describe('Its last change: created, or a file written or removed') });
+
+const nextCursor = z.string().nullable().describe('Pass as `cursor` for the next page; null on the last page');
+export const projectListSchema = z.object({ projects: z.array(projectViewSchema), nextCursor });
 
 const fileBytes = z.number().int().nonnegative().describe("The file's size in bytes: UTF-8 for text, the bytes themselves for a binary file");
 
@@ -156,6 +164,8 @@ export type ResponseSchemasMatchTheCode = AllTrue<[
   Describes<z.output<typeof extendedSessionSchema>, Returned<SessionsService['extend']>>,
   Describes<z.output<typeof stoppedSessionSchema>, Returned<SessionsService['stop']>>,
   Describes<z.output<typeof projectViewSchema>, Returned<ProjectsService['get']>>,
+  Describes<z.output<typeof projectListSchema>, Returned<ProjectsService['list']>>,
+  Describes<z.output<typeof sessionListSchema>, Returned<SessionsService['list']>>,
   Describes<z.output<typeof projectViewSchema>, Returned<ProjectsService['create']>>,
   Describes<z.output<typeof projectFileListSchema>, Returned<ProjectsService['listFiles']>>,
   Describes<z.output<typeof writtenFileSchema>, Returned<ProjectsService['putFile']>>,

@@ -1,4 +1,4 @@
-import { BadRequestException, Body, Controller, Delete, Get, HttpCode, Param, Post, Put, Req, Res } from '@nestjs/common';
+import { BadRequestException, Body, Controller, Delete, Get, HttpCode, Param, Post, Put, Query, Req, Res } from '@nestjs/common';
 import { ApiTags } from '@nestjs/swagger';
 import type { Request, Response } from 'express';
 import { z } from 'zod';
@@ -16,7 +16,8 @@ import { ProjectsService, validPath } from './projects.service';
 import { CurrentUser } from '../auth/auth.guard';
 import type { AuthUser } from '../auth/auth-user';
 import { ApiEndpoint } from '../openapi/api-endpoint';
-import { projectFileListSchema, projectViewSchema, writtenFileSchema } from '../openapi/schemas';
+import { projectFileListSchema, projectListSchema, projectViewSchema, writtenFileSchema } from '../openapi/schemas';
+import { listQueryShape, parseListQuery } from '../common/listing';
 
 /** A UTF-16 surrogate without its pair: not a character, and Postgres would store U+FFFD instead. */
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
@@ -61,6 +62,11 @@ export const putFileBody = z
     }
   });
 export const projectIdParam = z.string().uuid();
+export const listProjectsQuery = z.object(listQueryShape).strict();
+const listProjectsQueryDoc = {
+  limit: { schema: listQueryShape.limit, description: 'Projects on a page, 1-100 (default 20)' },
+  cursor: { schema: z.string(), description: '`nextCursor` of the page before' },
+};
 
 const idParam = { id: { schema: projectIdParam, description: 'The project id' } };
 /** The file path: the rest of the URL, checked by the shared path rules (libs/shared file-paths), not a zod schema. */
@@ -81,6 +87,7 @@ const publishFailed = 'The change was saved, but running previews could not be t
  * - `POST /v1/projects` `{ name, templateType? }` → 201 the project. It has no files
  *   until its first preview, which seeds it from its template; a project whose
  *   files were all put by the client before that keeps just those.
+ * - `GET /v1/projects?limit=&cursor=` → `{ projects, nextCursor }`: the user's projects, most recently changed first.
  * - `GET /v1/projects/:id` → the project.
  * - `GET /v1/projects/:id/files` → `{ files: [{ path, bytes, binary, updatedAt }] }` (`bytes`: real bytes).
  * - `PUT /v1/projects/:id/files/<path>` with JSON `{ "content": string }` (text) or
@@ -111,6 +118,19 @@ export class ProjectsController {
   create(@Body() body: unknown, @CurrentUser() user: AuthUser) {
     const { name, templateType } = parseOr400(createProjectBody, body ?? {});
     return this.projects.create(user, name, templateType);
+  }
+
+  @Get()
+  @ApiEndpoint({
+    summary: "The user's projects, most recently changed first, a page at a time",
+    description: 'Each page holds at most `limit` projects; `nextCursor` (null on the last page) asks for the next. The demo project is not listed. With auth off, every project.',
+    auth: 'user',
+    query: listProjectsQueryDoc,
+    ok: { 200: { description: 'A page of projects', schema: projectListSchema } },
+    errors: { 400: '`limit`: not 1-100; `cursor`: not a cursor this api gave' },
+  })
+  list(@Query() query: unknown, @CurrentUser() user: AuthUser) {
+    return this.projects.list(user, parseListQuery(listProjectsQuery, query));
   }
 
   @Get(':id')

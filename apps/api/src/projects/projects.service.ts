@@ -8,11 +8,13 @@ import {
   ServiceUnavailableException,
 } from '@nestjs/common';
 import {
+  DEMO_PROJECT_ID,
   checkFilePath,
   fileByteLength,
   FileChangeLog,
   type Config,
   type Logger,
+  type PageCursor,
   type Project,
   type ProjectFileContent,
   type ProjectFileLimits,
@@ -21,10 +23,11 @@ import {
 } from '@velocity/shared';
 import { CONFIG, LOGGER, SESSION_STORE } from '../tokens';
 import { canReadProject, isDemoProject, type AuthUser } from '../auth/auth-user';
+import { pageView } from '../common/listing';
 
 /** A project as clients see it. */
 export function projectView(project: Project) {
-  return { id: project.id, name: project.name, templateType: project.templateType, createdAt: project.createdAt };
+  return { id: project.id, name: project.name, templateType: project.templateType, createdAt: project.createdAt, updatedAt: project.updatedAt };
 }
 
 const badRequest = (field: string, message: string) =>
@@ -61,6 +64,12 @@ export class ProjectsService {
   /** A new project with no files; its first preview seeds it from its template (unless files were put before). */
   async create(user: AuthUser, name: string, templateType: TemplateType) {
     return projectView(await this.store.createProject({ name, templateType, ownerId: user.id }));
+  }
+
+  /** The user's own projects (with auth off, every project), most recently changed first; the demo project is not listed. */
+  async list(user: AuthUser, query: { limit: number; cursor?: PageCursor }) {
+    const page = await this.store.listProjects({ ownerId: user.local ? null : user.id, except: DEMO_PROJECT_ID, limit: query.limit, before: query.cursor });
+    return pageView('projects', page, projectView);
   }
 
   async get(user: AuthUser, projectId: string) {

@@ -63,7 +63,7 @@ describe('projects api', () => {
     it.each(['react', 'vue', 'svelte', 'vanilla-ts'])('creates a %s project (201) that GET returns', async (templateType) => {
       const created = await send('POST', '/v1/projects', { name: '  My app  ', templateType });
       expect(created.status).toBe(201);
-      expect(created.body).toEqual({ id: expect.stringMatching(/^[0-9a-f-]{36}$/), name: 'My app', templateType, createdAt: expect.any(String) });
+      expect(created.body).toEqual({ id: expect.stringMatching(/^[0-9a-f-]{36}$/), name: 'My app', templateType, createdAt: expect.any(String), updatedAt: expect.any(String) });
       const read = await send('GET', `/v1/projects/${created.body.id}`);
       expect(read).toEqual({ status: 200, body: created.body });
       expect(await send('GET', `/v1/projects/${created.body.id}/files`)).toEqual({ status: 200, body: { files: [] } });

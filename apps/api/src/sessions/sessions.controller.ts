@@ -1,4 +1,4 @@
-import { BeforeApplicationShutdown, Body, Controller, Delete, Get, HttpCode, Inject, Param, Post, Req, Res } from '@nestjs/common';
+import { BeforeApplicationShutdown, Body, Controller, Delete, Get, HttpCode, Inject, Param, Post, Query, Req, Res } from '@nestjs/common';
 import { ApiTags } from '@nestjs/swagger';
 import type { Request, Response } from 'express';
 import { z } from 'zod';
@@ -11,10 +11,12 @@ import { SessionsService } from './sessions.service';
 import { CurrentUser } from '../auth/auth.guard';
 import type { AuthUser } from '../auth/auth-user';
 import { ApiEndpoint, ref, SCHEMAS } from '../openapi/api-endpoint';
-import { createdSessionSchema, extendedSessionSchema, sessionViewSchema, stoppedSessionSchema } from '../openapi/schemas';
+import { createdSessionSchema, extendedSessionSchema, sessionListSchema, sessionViewSchema, stoppedSessionSchema } from '../openapi/schemas';
+import { listQueryShape, parseListQuery } from '../common/listing';
 
 export const createSessionBody = z.object({ projectId: z.string().uuid(), tier: tierSchema.default('free') }).strict();
 export const sessionIdParam = z.string().uuid();
+export const listSessionsQuery = z.object({ status: z.enum(['live', 'all'], 'must be live or all').default('live'), ...listQueryShape }).strict();
 /** At most a week in one call; the tier's maximum session length is the real bound. */
 export const extendSessionBody = z.object({ seconds: z.number().int().positive().max(7 * 24 * 3600) }).strict();
 // At most 19 digits a part: every such number fits the 64 bits of a Redis stream id.
@@ -83,6 +85,23 @@ export class SessionsController implements BeforeApplicationShutdown {
       return;
     }
     await this.follow(view.sessionId, (stream) => stream.pipe(req, res, '0', { status: 202, headers: { location: view.sessionUrl }, first: queued }));
+  }
+
+  @Get()
+  @ApiEndpoint({
+    summary: "The user's sessions, newest first, a page at a time",
+    description: '`status=live` (the default): those not ended and not failed; `all`: every one. `nextCursor` (null on the last page) asks for the next page. With auth off, every session.',
+    auth: 'user',
+    query: {
+      status: { schema: listSessionsQuery.shape.status, description: '`live` (default) or `all`' },
+      limit: { schema: listQueryShape.limit, description: 'Sessions on a page, 1-100 (default 20)' },
+      cursor: { schema: z.string(), description: '`nextCursor` of the page before' },
+    },
+    ok: { 200: { description: 'A page of sessions', schema: sessionListSchema } },
+    errors: { 400: '`status`: not live or all; `limit`: not 1-100; `cursor`: not a cursor this api gave' },
+  })
+  list(@Query() query: unknown, @CurrentUser() user: AuthUser) {
+    return this.sessions.list(user, parseListQuery(listSessionsQuery, query));
   }
 
   @Get(':id')

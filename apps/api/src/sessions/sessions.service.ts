@@ -14,12 +14,14 @@ import {
   TIER_LIMITS,
   expiryJobId,
   type Config,
+  type PageCursor,
   type SessionStore,
   type Tier,
 } from '@velocity/shared';
 import { CONFIG, EVENT_LOG, SESSION_STORE } from '../tokens';
 import { currentRequestId } from '../common/request-context';
 import { sessionView } from './session.view';
+import { pageView } from '../common/listing';
 import { canReadProject, canSeeSession, tierAllows, type AuthUser } from '../auth/auth-user';
 import { SessionQuotas } from './session-quotas';
 import { SessionBuildStates } from './session-build-state';
@@ -80,6 +82,12 @@ export class SessionsService {
     const view = { sessionId, status: 'queued' as const, eventsUrl: `/v1/sessions/${sessionId}/events`, sessionUrl: `/v1/sessions/${sessionId}` };
     // The first event as stored: a stream that answers this request starts with it, without reading it back.
     return { view, queued: { id: queuedId, event: queued } };
+  }
+
+  /** The user's sessions (with auth off, every one), newest first; `live`: not ended, not failed. */
+  async list(user: AuthUser, query: { status: 'live' | 'all'; limit: number; cursor?: PageCursor }) {
+    const page = await this.store.listSessions({ ownerId: user.local ? null : user.id, liveOnly: query.status === 'live', limit: query.limit, before: query.cursor });
+    return pageView('sessions', page, (session) => sessionView(session));
   }
 
   async get(user: AuthUser, sessionId: string) {

@@ -15,6 +15,8 @@ import type {
   PutProjectFileResult,
   SessionPatch,
   SessionStore,
+  ListQuery,
+  Page,
 } from '../session-store';
 import { fileByteLength } from '../session-store';
 import type { Tier } from '../queues';
@@ -25,6 +27,7 @@ import {
   toProject,
   toProjectFile,
   toSession,
+  pageOf,
   type ProjectFileRow,
   type ProjectRow,
   type SessionRow,
@@ -266,6 +269,28 @@ export class PostgresSessionStore implements SessionStore {
     if (ids.length === 0) return [];
     const { rows } = await this.query<SessionRow>('select * from preview_sessions where route_id = any ($1::uuid[])', [ids]);
     return rows.map(toSession);
+  }
+
+  async listProjects(query: ListQuery & { except?: string }): Promise<Page<Project>> {
+    const { rows } = await this.query<{ row: ProjectRow & { cursor_at: string } }>('select vp_list_projects($1, $2, $3, $4, $5) as row', [
+      query.ownerId,
+      query.except ?? null,
+      query.limit + 1,
+      query.before?.at ?? null,
+      query.before?.id ?? null,
+    ]);
+    return pageOf(rows.map((r) => r.row), query.limit, toProject);
+  }
+
+  async listSessions(query: ListQuery & { liveOnly: boolean }): Promise<Page<PreviewSession>> {
+    const { rows } = await this.query<{ row: SessionRow & { cursor_at: string } }>('select vp_list_sessions($1, $2, $3, $4, $5) as row', [
+      query.ownerId,
+      query.liveOnly,
+      query.limit + 1,
+      query.before?.at ?? null,
+      query.before?.id ?? null,
+    ]);
+    return pageOf(rows.map((r) => r.row), query.limit, toSession);
   }
 
   async hasProjectFiles(projectId: string): Promise<boolean> {

@@ -1,5 +1,5 @@
 import type { SessionStatus } from '../session-state';
-import type { PreviewSession, Project, ProjectFile, ResourceLimits, SessionPatch } from '../session-store';
+import type { Page, PreviewSession, Project, ProjectFile, ResourceLimits, SessionPatch } from '../session-store';
 import type { Tier } from '../queues';
 
 /**
@@ -58,7 +58,15 @@ export function toProject(row: ProjectRow): Project {
     templateType: row.template_type,
     ownerId: row.owner_id,
     createdAt: iso(row.created_at)!,
+    updatedAt: iso(row.updated_at)!,
   };
+}
+
+/** A page from the rows of a `vp_list_*` function, asked for one row more than the page holds (to tell whether another follows). */
+export function pageOf<Row extends { id: string; cursor_at: string }, T>(rows: Row[], limit: number, to: (row: Row) => T): Page<T> {
+  const items = rows.slice(0, limit);
+  const last = items.at(-1);
+  return { items: items.map(to), next: rows.length > limit && last ? { at: last.cursor_at, id: last.id } : null };
 }
 
 export function toSession(row: SessionRow): PreviewSession {

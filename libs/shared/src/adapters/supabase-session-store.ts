@@ -15,6 +15,8 @@ import type {
   SessionCursor,
   SessionPatch,
   SessionStore,
+  ListQuery,
+  Page,
 } from '../session-store';
 import { fileByteLength } from '../session-store';
 import type { Tier } from '../queues';
@@ -25,6 +27,7 @@ import {
   toProject,
   toProjectFile,
   toSession,
+  pageOf,
   type ProjectFileRow,
   type ProjectRow,
   type SessionRow,
@@ -295,6 +298,28 @@ export class SupabaseSessionStore implements SessionStore {
       p_project_id: projectId,
     });
     return rows.map((row) => ({ path: row.path, bytes: Number(row.bytes), binary: row.is_binary, updatedAt: iso(row.updated_at)! }));
+  }
+
+  async listProjects(query: ListQuery & { except?: string }): Promise<Page<Project>> {
+    const rows = await this.rpc<(ProjectRow & { cursor_at: string })[]>('vp_list_projects', {
+      p_owner_id: query.ownerId,
+      p_except_id: query.except ?? null,
+      p_limit: query.limit + 1,
+      p_before_at: query.before?.at ?? null,
+      p_before_id: query.before?.id ?? null,
+    });
+    return pageOf(rows, query.limit, toProject);
+  }
+
+  async listSessions(query: ListQuery & { liveOnly: boolean }): Promise<Page<PreviewSession>> {
+    const rows = await this.rpc<(SessionRow & { cursor_at: string })[]>('vp_list_sessions', {
+      p_owner_id: query.ownerId,
+      p_live_only: query.liveOnly,
+      p_limit: query.limit + 1,
+      p_before_at: query.before?.at ?? null,
+      p_before_id: query.before?.id ?? null,
+    });
+    return pageOf(rows, query.limit, toSession);
   }
 
   async hasProjectFiles(projectId: string): Promise<boolean> {
