@@ -6,7 +6,9 @@
  *
  * It runs Verdaccio with an uplink to registry.npmjs.org and installs every
  * fixture project and every create-vite template through it, each into a temp
- * folder with a temp npm cache (the host's cache would skip Verdaccio). npm
+ * folder with a temp npm cache (the host's cache would skip Verdaccio); a
+ * project with a pnpm, yarn or bun lockfile is installed by the provisioner's
+ * own installer for it, which fetches exactly what the lockfile names. npm
  * asks for the packument of every optional dependency, other platforms' too,
  * so Verdaccio stores those as well. Then it trims the packuments to the
  * versions used (trimPackuments) and, before marking the storage complete,
@@ -17,6 +19,8 @@ import { createHash } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
+import { dependencySetOf, lockedPackagesOf, type InstallSet } from '@velocity/shared';
+import { installDependencies, managerCacheOf } from '../apps/provisioner/src/dependencies/installers';
 import {
   CREATE_VITE_TEMPLATES,
   CREATE_VITE_VERSION,
@@ -116,6 +120,15 @@ async function installAll(targets: Target[], registry: string, root: string, cac
       const project = join(root, target.name, 'project');
       const files = await target.files();
       writeProjectFiles(project, files);
+      const managed = managedSetOf(files);
+      if (managed) {
+        const result = await installWithManager(managed, project, registry, cache);
+        if (result.error) failures.push(`${managed.manager} install ${target.name}: ${result.error}`);
+        else log(`  ${managed.manager} install ${target.name}: ${seconds(result.ms)}`);
+        results.set(target.name, { lock: lockOf(managed), installed: {} });
+        rmSync(join(root, target.name), { recursive: true, force: true });
+        continue;
+      }
       const args = mode === 'resolve' ? ['install', '--package-lock-only'] : files.some((f) => f.path === 'package-lock.json') ? ['ci'] : ['install'];
       const command = `npm ${args.join(' ')} ${target.name}`;
       const result = await runNpm(args, { cwd: project, registry, cache });
@@ -138,6 +151,38 @@ async function installAll(targets: Target[], registry: string, root: string, cac
   if (failures.length > 0) throw new Error(`${failures.length} of ${targets.length} failed ${how}:\n${failures.join('\n\n')}`);
   log(`${mode === 'resolve' ? 'resolved' : 'installed'} ${targets.length} projects ${how} in ${seconds(Date.now() - started)}`);
   return results;
+}
+
+/** The set of a project whose lockfile another package manager than npm reads, or undefined. */
+function managedSetOf(files: ProjectFile[]): InstallSet | undefined {
+  const set = dependencySetOf(
+    files.map((file) => ({ path: file.path, content: file.content.toString('utf8') })),
+    () => undefined,
+  );
+  return set.kind === 'install' && set.manager !== 'npm' ? set : undefined;
+}
+
+/**
+ * Installs a set as the provisioner does (its frozen install fetches what the
+ * lockfile names and nothing else), in the project's folder, with this
+ * registry and a cache of this run. Offline, the same install from a new cache
+ * is the proof that the storage holds all of it.
+ */
+async function installWithManager(set: InstallSet, project: string, registry: string, cache: string): Promise<{ ms: number; error?: string }> {
+  const started = Date.now();
+  const dir = join(project, '..', 'installed');
+  mkdirSync(dir, { recursive: true });
+  try {
+    await installDependencies(set, { dir, registry, cacheDir: `${cache}-${managerCacheOf(set).slice(1)}`, signal: AbortSignal.timeout(300_000) });
+    return { ms: Date.now() - started };
+  } catch (error) {
+    return { ms: Date.now() - started, error: (error as Error).message };
+  }
+}
+
+/** A lockfile's packages as npm's lockfile names them, for trimPackuments. */
+function lockOf(set: InstallSet): Lock {
+  return Object.fromEntries(lockedPackagesOf(set.lockfile!.file, set.lockfile!.content).map((locked) => [locked.entry, { name: locked.name, version: locked.version }]));
 }
 
 /** Offline resolution gave every installed version, and the offline registry serves every installed tarball intact. */

@@ -1,5 +1,7 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { PermanentError } from './errors';
-import { checkRegistrySpec, dependencySetOf, type InstalledVersion } from './dependency-set';
+import { checkRegistrySpec, dependencySetOf, lockedPackagesOf, type InstalledVersion } from './dependency-set';
 
 const builtin: InstalledVersion = (name) => ({ react: '19.2.0', 'react-dom': '19.2.0', vite: '8.3.8', '@vitejs/plugin-react': '6.3.0' })[name];
 const pkg = (json: object) => ({ path: 'package.json', content: JSON.stringify(json) });
@@ -64,6 +66,72 @@ describe('dependencySetOf', () => {
     expect(refusal(() => dependencySetOf([{ path: 'package.json', content: '{ "dependencies": ' }], builtin))).toMatch(/^package\.json is not valid JSON/);
     expect(refusal(() => dependencySetOf([pkg({ dependencies: { react: 19 } })], builtin))).toMatch(/^package\.json: dependencies\.react /);
     expect(refusal(() => dependencySetOf([pkg({ workspaces: ['a'] })], builtin))).toMatch(/workspaces/);
+  });
+});
+
+describe('lockfiles other than npm\'s', () => {
+  const set = (lockfile: string, content: string) => dependencySetOf([pkg({ dependencies: { a: '^1.0.0' } }), { path: lockfile, content }], builtin);
+  const refused = (lockfile: string, content: string) => refusal(() => set(lockfile, content));
+  const yarnEntry = (key: string, resolved?: string) => `${key}:\n  version "1.0.0"\n${resolved ? `  resolved "${resolved}"\n` : ''}  integrity sha512-x==\n`;
+  const berryEntry = (key: string, resolution: string) => `__metadata:\n  version: 8\n  cacheKey: 10c0\n\n"${key}":\n  version: 1.0.0\n  resolution: "${resolution}"\n  languageName: node\n  linkType: hard\n`;
+  const bunLock = (entry: unknown[]) => `{\n  "lockfileVersion": 1,\n  "workspaces": { "": { "name": "p", "dependencies": { "a": "^1.0.0", }, }, },\n  "packages": {\n    "a": ${JSON.stringify(entry)},\n  }\n}\n`;
+
+  it('reads each manager\'s committed fixture: every entry from a registry, the locked version not the range\'s newest', async () => {
+    const fixtures = join(__dirname, '..', 'test', 'fixtures', 'projects');
+    for (const [fixture, lockfile, version] of [['pnpm-lockfile', 'pnpm-lock.yaml', '5.0.9'], ['yarn-lockfile', 'yarn.lock', '5.0.8'], ['yarn-berry-lockfile', 'yarn.lock', '5.0.6'], ['bun-lockfile', 'bun.lock', '5.0.7']]) {
+      const content = readFileSync(join(fixtures, fixture, lockfile), 'utf8');
+      expect(set(lockfile, content)).toMatchObject({ kind: 'install', lockfile: { file: lockfile } });
+      const locked = lockedPackagesOf(lockfile, content);
+      expect(locked.filter((entry) => entry.notFromRegistry !== undefined)).toEqual([]);
+      expect(locked.find((entry) => entry.name === 'nanoid' && entry.version.startsWith('5.'))?.version).toBe(version);
+    }
+  });
+
+  it('pnpm-lock.yaml: refuses links, folders, git and tarball URLs, naming the entry', () => {
+    const importer = (version: string) => `lockfileVersion: '9.0'\nimporters:\n  .:\n    dependencies:\n      a:\n        specifier: ^1.0.0\n        version: ${version}\n`;
+    expect(refused('pnpm-lock.yaml', importer('link:../a'))).toBe('pnpm-lock.yaml: "a@link:../a" is not from a registry (link:../a): only registry packages are installed in a preview');
+    expect(refused('pnpm-lock.yaml', importer('file:../a'))).toMatch(/^pnpm-lock\.yaml: "a@file:\.\.\/a"/);
+    const packages = (resolution: string) => `lockfileVersion: '9.0'\npackages:\n  a@1.0.0:\n    resolution: ${resolution}\n`;
+    expect(refused('pnpm-lock.yaml', packages('{tarball: https://example.com/a.tgz}'))).toMatch(/^pnpm-lock\.yaml: "a@1\.0\.0" is not from a registry \(https:\/\/example\.com\/a\.tgz\)/);
+    expect(refused('pnpm-lock.yaml', packages('{commit: abc, repo: https://github.com/u/a, type: git}'))).toMatch(/"a@1\.0\.0" is not from a registry \(git https:\/\/github\.com\/u\/a\)/);
+    expect(refused('pnpm-lock.yaml', packages('{directory: ../a, type: directory}'))).toMatch(/\(folder \.\.\/a\)/);
+    expect(refused('pnpm-lock.yaml', `lockfileVersion: '9.0'\nimporters:\n  .: {}\n  packages/b: {}\n`)).toMatch(/"packages\/b" is not from a registry \(a workspace package\)/);
+    expect(set('pnpm-lock.yaml', packages('{integrity: sha512-x==}'))).toMatchObject({ manager: 'pnpm' });
+    expect(refused('pnpm-lock.yaml', 'a: [')).toMatch(/^pnpm-lock\.yaml is not valid YAML/);
+  });
+
+  it('yarn.lock (yarn 1): refuses what is not a registry tarball, and file:, link:, portal:, patch:, git and URL patterns', () => {
+    const registry = 'https://registry.yarnpkg.com/a/-/a-1.0.0.tgz#abc';
+    expect(set('yarn.lock', yarnEntry('a@^1.0.0', registry))).toMatchObject({ manager: 'yarn' });
+    expect(set('yarn.lock', yarnEntry('"@s/a@^1.0.0", "@s/a@^1.0.1"', 'https://registry.npmjs.org/@s/a/-/a-1.0.0.tgz'))).toMatchObject({ manager: 'yarn' });
+    expect(refused('yarn.lock', yarnEntry('a@^1.0.0', 'https://codeload.github.com/u/a/tar.gz/abc'))).toBe(
+      'yarn.lock: "a@^1.0.0" is not from a registry (https://codeload.github.com/u/a/tar.gz/abc): only registry packages are installed in a preview',
+    );
+    expect(refused('yarn.lock', yarnEntry('"a@file:../a"', 'file:../a'))).toMatch(/"a@file:\.\.\/a" is not from a registry \(file:\.\.\/a\)/);
+    expect(refused('yarn.lock', yarnEntry('"a@link:../a"'))).toMatch(/\(link:\.\.\/a\)/);
+    expect(refused('yarn.lock', yarnEntry('"a@git+https://github.com/u/a.git"', 'git+https://github.com/u/a.git#abc'))).toMatch(/\(git\+https:/);
+    expect(refused('yarn.lock', yarnEntry('"a@https://example.com/a/-/a-1.0.0.tgz"', 'https://example.com/a/-/a-1.0.0.tgz'))).toMatch(/\(https:\/\/example\.com/);
+    expect(refused('yarn.lock', yarnEntry('a@^1.0.0', 'https://registry.yarnpkg.com/b/-/b-1.0.0.tgz'))).toMatch(/\(https:\/\/registry\.yarnpkg\.com\/b\//);
+    for (const spec of ['portal:../a', 'patch:a@1.0.0#./a.patch']) expect(refused('yarn.lock', yarnEntry(`"a@${spec}"`, registry))).toContain(`(${spec})`);
+  });
+
+  it('yarn.lock (yarn 2+): registry resolutions and yarn\'s built-in patches pass; portals, links, files, user patches, git, workspaces do not', () => {
+    expect(set('yarn.lock', berryEntry('a@npm:^1.0.0', 'a@npm:1.0.0'))).toMatchObject({ manager: 'yarn' });
+    const builtinPatch = 'typescript@patch:typescript@npm%3A5.9.3#optional!builtin<compat/typescript>::version=5.9.3&hash=5786d5';
+    expect(set('yarn.lock', berryEntry('typescript@patch:typescript@npm%3A^5.9.3#optional!builtin<compat/typescript>', builtinPatch))).toMatchObject({ manager: 'yarn' });
+    for (const resolution of ['a@portal:../a::locator=p%40workspace%3A.', 'a@link:../a::locator=p%40workspace%3A.', 'a@file:../a#../a::hash=1&locator=p%40workspace%3A.', 'a@patch:a@npm%3A1.0.0#~/.yarn/patches/a.patch::version=1.0.0&hash=1', 'a@https://github.com/u/a.git#commit=abc', 'a@npm:1.0.0::__archiveUrl=https%3A%2F%2Fexample.com%2Fa.tgz']) {
+      expect(refused('yarn.lock', berryEntry('a@x', resolution))).toBe(`yarn.lock: "a@x" is not from a registry (${resolution.slice(2)}): only registry packages are installed in a preview`);
+    }
+    expect(refused('yarn.lock', berryEntry('b@workspace:packages/b', 'b@workspace:packages/b'))).toMatch(/\(a workspace package\)/);
+  });
+
+  it('bun.lock: registry versions pass (any registry: the install uses the configured one); folders, links, git, URLs and workspaces do not', () => {
+    expect(set('bun.lock', bunLock(['a@1.0.0', '', {}, 'sha512-x==']))).toMatchObject({ manager: 'bun' });
+    expect(set('bun.lock', bunLock(['a@1.0.0', 'https://npm.example.com/', {}, 'sha512-x==']))).toMatchObject({ manager: 'bun' });
+    for (const version of ['file:../a', 'link:a', 'github:u/a#abc', 'git+https://github.com/u/a.git#abc', 'https://example.com/a.tgz', 'workspace:packages/a']) {
+      expect(refused('bun.lock', bunLock([`a@${version}`, {}]))).toBe(`bun.lock: "a" is not from a registry (${version}): only registry packages are installed in a preview`);
+    }
+    expect(refused('bun.lock', '{ "packages": ')).toMatch(/^bun\.lock is not valid JSON/);
   });
 });
 

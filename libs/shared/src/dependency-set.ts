@@ -4,6 +4,9 @@ import { dirname, join } from 'node:path';
 import { satisfies, validRange } from 'semver';
 import { z } from 'zod';
 import { PermanentError } from './errors';
+import { isRegistrySpec, lockedPackagesOf } from './lockfiles';
+
+export * from './lockfiles';
 
 /**
  * What a project installs: its package.json's dependencies and its lockfile.
@@ -102,7 +105,7 @@ export function dependencySetOf(files: readonly SetFile[], builtin: InstalledVer
   const direct = directDependencies(packageJson);
   const lock = LOCKFILES.find(({ file }) => byPath.has(file));
   const lockfile = lock ? { file: lock.file, content: byPath.get(lock.file)! } : undefined;
-  if (lockfile?.file === 'package-lock.json') checkNpmLockfile(lockfile.content);
+  if (lockfile) checkLockfile(lockfile.file, lockfile.content);
   if (!lockfile && !hasResolutions(packageJson) && direct.every(([name, spec]) => isSatisfied(builtin(name), spec))) return { kind: 'builtin' };
   const installed: PackageJsonDependencies = pick(packageJson);
   const key = createHash('sha256')
@@ -133,27 +136,20 @@ function parsePackageJson(raw: string): PackageJsonDependencies {
 
 /** Only what a registry serves: a version, a range, a dist-tag, or an `npm:` alias of those. */
 export function checkRegistrySpec(field: string, name: string, spec: string): void {
-  const target = spec.startsWith('npm:') ? spec.slice(spec.lastIndexOf('@') > 4 ? spec.lastIndexOf('@') + 1 : spec.length) : spec;
-  const isTag = /^[a-z][a-z0-9._-]*$/i.test(target) && !/^(file|link|git|github|http|https|workspace|portal|patch)$/i.test(target);
-  if (target === '' || validRange(target) !== null || isTag) return;
+  if (isRegistrySpec(spec)) return;
   throw new PermanentError(
     `package.json: ${field}.${name} is "${spec}": only registry versions are installed in a preview (no file:, link:, git or URL dependencies)`,
   );
 }
 
-/** A package-lock.json whose packages all come from a registry (npm fetches them from the configured one). */
-function checkNpmLockfile(raw: string): void {
-  let lock: { packages?: Record<string, { link?: boolean; resolved?: string }> };
-  try {
-    lock = JSON.parse(raw);
-  } catch (error) {
-    throw new PermanentError(`package-lock.json is not valid JSON: ${(error as Error).message}`);
-  }
-  for (const [path, entry] of Object.entries(lock.packages ?? {})) {
-    if (path === '') continue;
-    if (entry.link || (entry.resolved !== undefined && !/^https?:\/\//.test(entry.resolved))) {
-      throw new PermanentError(`package-lock.json: "${path}" is not from a registry (${entry.resolved ?? 'a link'}): only registry packages are installed in a preview`);
-    }
+/**
+ * A lockfile whose packages all come from a registry (the installer fetches
+ * them from the configured one), checked before anything is installed.
+ */
+function checkLockfile(file: string, content: string): void {
+  const outside = lockedPackagesOf(file, content).find((locked) => locked.notFromRegistry !== undefined);
+  if (outside) {
+    throw new PermanentError(`${file}: "${outside.entry}" is not from a registry (${outside.notFromRegistry}): only registry packages are installed in a preview`);
   }
 }
 

@@ -5,6 +5,7 @@ import { readFile, readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative, sep } from 'node:path';
 import { gunzipSync } from 'node:zlib';
+import { DEPENDENCY_FILES } from '../src/dependency-set';
 
 /**
  * A real npm registry for tests: Verdaccio serving, without uplinks, a storage
@@ -34,7 +35,7 @@ export const EXPECTED_INSTALL_FAILURES: Record<string, RegExp> = {
 /** Written last by prepare: its presence means the storage is complete. */
 const MARKER = 'prepared.json';
 /** Bump when prepare changes what it puts in storage. */
-const RECIPE = 'test-registry/2';
+const RECIPE = 'test-registry/3';
 const PREPARE_HINT = 'run `npm run test-registry` (prepare) first';
 
 const VERDACCIO_DIR = dirname(require.resolve('verdaccio/package.json', { paths: [REPO_ROOT] }));
@@ -59,16 +60,16 @@ export function fixtureProjectNames(): string[] {
 
 /**
  * Where prepare puts this set of fixtures' registry. Keyed by what decides the
- * storage's content (the fixtures' package.json and lockfiles, create-vite's and
- * Verdaccio's versions), not by their source files: editing an app's code needs
- * no new prepare, editing its dependencies does.
+ * storage's content (the fixtures' package.json and lockfiles, of every package
+ * manager, create-vite's and Verdaccio's versions), not by their source files:
+ * editing an app's code needs no new prepare, editing its dependencies does.
  */
 export function testRegistryDir(): string {
   const hash = createHash('sha256');
   const verdaccioVersion = JSON.parse(readFileSync(join(VERDACCIO_DIR, 'package.json'), 'utf8')).version;
   hash.update(`${RECIPE}\0create-vite@${CREATE_VITE_VERSION}\0verdaccio@${verdaccioVersion}\0`);
   for (const name of fixtureProjectNames()) {
-    for (const file of ['package.json', 'package-lock.json']) {
+    for (const file of DEPENDENCY_FILES) {
       const path = join(FIXTURE_PROJECTS_DIR, name, file);
       if (existsSync(path)) hash.update(`${name}/${file}\0`).update(readFileSync(path)).update('\0');
     }

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { dependencySetOf, type InstallSet } from '@velocity/shared';
 import { fixtureProjectFiles, startTestRegistry, type RunningRegistry } from '../../../../libs/shared/test/test-registry';
 import { DependencyCache } from './dependency-cache';
-import { InstallError } from './npm-install';
+import { InstallError } from './installers';
 
 jest.setTimeout(180_000);
 

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, readdir, lstat, rename, rm, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { TIER_LIMITS, type InstallSet } from '@velocity/shared';
-import { InstallError, npmInstall, type InstallProgress } from './npm-install';
+import { InstallError, installDependencies, managerCacheOf, type InstallProgress } from './installers';
 
 /** What the cache says of an installed set. */
 export interface InstalledSet {
@@ -89,10 +89,10 @@ export class DependencyCache {
       onProgress?.({ packages, bytes: await bytesIn(join(staging, 'node_modules')) });
     };
     try {
-      const added = await npmInstall(set, {
+      const added = await installDependencies(set, {
         dir: staging,
         registry: this.registry,
-        cacheDir: join(this.root, '.npm-cache'),
+        cacheDir: join(this.root, managerCacheOf(set)),
         signal,
         onPackage: (count) => {
           packages = count;

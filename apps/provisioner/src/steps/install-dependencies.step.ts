@@ -1,5 +1,5 @@
 import { DEPENDENCY_FILES, PermanentError, dependencySetOf, fileBytes, serviceDependencies } from '@velocity/shared';
-import { InstallError } from '../dependencies/npm-install';
+import { InstallError } from '../dependencies/installers';
 import { awayFromTurn, required, type Step } from '../provision-context';
 
 /**
@@ -19,7 +19,7 @@ export const installDependenciesStep: Step = {
     if (set.kind !== 'install') return;
     const cache = ctx.deps.dependencies;
     if (!cache) throw new PermanentError('This project has dependencies of its own, and this provisioner installs none');
-    // An install is npm's work and the registry's: the session's turn goes to others meanwhile.
+    // An install is the package manager's work and the registry's: the session's turn goes to others meanwhile.
     const installed = await awayFromTurn(ctx, () =>
       cache.ensure(set, { signal: ctx.signal, onProgress: (progress) => ctx.reportProgress?.(progress) }).catch((error: unknown) => {
         if (error instanceof InstallError && !error.retryable) throw new PermanentError(`Installing ${set.direct.length} dependencies failed: ${error.message}`);

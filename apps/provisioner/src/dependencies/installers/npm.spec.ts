@@ -1,4 +1,4 @@
-import { installErrorOf } from './npm-install';
+import { installErrorOf } from './npm';
 
 // npm 11's own `npm error` lines (captured from real installs), without the "npm error " prefix.
 describe('installErrorOf', () => {
