@@ -42,7 +42,8 @@ export async function measureDependencies(
     const projectId = await uploadProject(sys.baseUrl, 'bench generated app', 'react', await fixtureProjectFiles('generated-app'));
     const run = async (what: string, projectId?: string) => {
       const r = await runSession(sys.baseUrl, { fetchUrl: true, timeoutMs: 300_000, projectId });
-      log(`     ${what}: ready ${r.readyMs.toFixed(0)} ms (install ${(r.steps['install-dependencies'] ?? 0).toFixed(0)} ms)`);
+      const steps = Object.entries(r.steps).map(([step, ms]) => `${step} ${ms}`).join(', ');
+      log(`     ${what}: ready ${r.readyMs.toFixed(0)} ms (queue ${r.queueWaitMs} ms, ${steps})`);
       await retire(sys, [r.sessionId]);
       return r;
     };
@@ -89,7 +90,8 @@ async function measurePooled(
     const projectId = await uploadProject(sys.baseUrl, 'bench generated app, pooled', 'react', await fixtureProjectFiles('generated-app'));
     const run = async (what: string) => {
       const r = await runSession(sys.baseUrl, { fetchUrl: true, timeoutMs: 300_000, projectId });
-      log(`     ${what}: ready ${r.readyMs.toFixed(0)} ms (pooled: ${Boolean(r.pooled)})`);
+      const steps = Object.entries(r.steps).map(([step, ms]) => `${step} ${ms}`).join(', ');
+      log(`     ${what}: ready ${r.readyMs.toFixed(0)} ms (pooled: ${Boolean(r.pooled)}; queue ${r.queueWaitMs} ms, ${steps})`);
       await retire(sys, [r.sessionId]);
       return r;
     };

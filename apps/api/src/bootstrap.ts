@@ -41,7 +41,9 @@ export async function createApi(config: Config, logger: Logger): Promise<NestExp
   // The OpenAPI UI at /docs and document at /docs-json (public; plain Express routes, ahead of the body parser and Nest's routes).
   setupOpenApi(app);
   // Room for the largest file a PUT may carry, JSON-escaped (or base64); a raw body is the file itself.
-  app.use(...jsonBody(`${Math.ceil(config.MAX_FILE_BYTES * 1.5) + 64 * 1024}b`, config.MAX_FILE_BYTES));
+  // JSON escapes and base64 make a body up to about 1.5 times the bytes it carries.
+  const jsonLimitFor = (bytes: number) => `${Math.ceil(bytes * 1.5) + 64 * 1024}b`;
+  app.use(...jsonBody({ fileLimit: jsonLimitFor(config.MAX_FILE_BYTES), rawFileLimit: config.MAX_FILE_BYTES, changeLimit: jsonLimitFor(config.MAX_PROJECT_BYTES) }));
   app.enableShutdownHooks();
   (app.getHttpServer() as Server).on('upgrade', edge.upgrade);
   // Requests Node's parser refuses (oversized headers or URL, invalid bytes) get a JSON error too.

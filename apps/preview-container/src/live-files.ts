@@ -200,19 +200,18 @@ export class LiveFiles extends EventEmitter {
   }
 
   private async apply(change: FileChange): Promise<void> {
+    const writes = change.type === 'put' ? [change] : change.type === 'batch' ? change.write : [];
+    const removals = change.type === 'delete' ? [change.path] : change.type === 'batch' ? change.delete : [];
     await this.guard(async () => {
-      const path = safeRelativePath(change.path);
-      if (change.type === 'put') {
-        const file = { path, content: change.content, encoding: change.encoding };
-        const hash = digest(file);
-        if (this.known.get(path) === hash) return;
-        await writeProjectFiles(this.options.workDir, [file]);
-        this.known.set(path, hash);
-      } else {
-        await this.remove(path);
-      }
+      // Written together before any is reported: Vite sees the change whole, never half of a batch.
+      const changed = writes
+        .map((file) => ({ path: safeRelativePath(file.path), content: file.content, encoding: file.encoding }))
+        .filter((file) => this.known.get(file.path) !== digest(file));
+      if (changed.length > 0) await writeProjectFiles(this.options.workDir, changed);
+      for (const file of changed) this.known.set(file.path, digest(file));
+      for (const path of removals) await this.remove(safeRelativePath(path));
     });
-    this.options.logger.info('file change applied', { type: change.type, path: change.path });
+    this.options.logger.info('file change applied', change.type === 'batch' ? { type: change.type, written: writes.length, removed: removals.length } : { type: change.type, path: change.path });
     this.emit('applied', change);
   }
 

@@ -140,6 +140,21 @@ describe('live files', () => {
     expect((await healthReport('x', health)).data).toBe('ok');
   });
 
+  it('applies a PATCH as one change: every file written and removed before it reports', async () => {
+    const { live, workDir, projectId } = await startLiveFiles();
+    const applied = once<{ type: string }>(live, 'applied');
+    const write = Array.from({ length: 30 }, (_, i) => ({ path: `src/parts/p${i}.js`, content: `export const p${i} = ${i};\n` }));
+    const res = await fetch(`${base}/v1/projects/${projectId}/files`, {
+      method: 'PATCH',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ write, delete: ['src/App.css'] }),
+    });
+    expect(res.status).toBe(200);
+    expect(await applied).toMatchObject({ type: 'batch' });
+    for (const file of write) expect(readFileSync(join(workDir, file.path), 'utf8')).toBe(file.content);
+    expect(existsSync(join(workDir, 'src/App.css'))).toBe(false);
+  });
+
   it('writes binary files byte for byte: from the first load (no rewrite on resync) and from a raw PUT', async () => {
     const png = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==', 'base64');
     const everyByte = Buffer.from(Array.from({ length: 256 }, (_, i) => i));

@@ -1,6 +1,6 @@
 import type Redis from 'ioredis';
 import { z } from 'zod';
-import { checkFileEncoding, projectFileShape } from './session-store';
+import { checkFileEncoding, projectFileSchema, projectFileShape } from './session-store';
 
 /**
  * Live file changes: every write to a project's files, after it committed, is
@@ -15,10 +15,15 @@ import { checkFileEncoding, projectFileShape } from './session-store';
  */
 const base = { projectId: z.string().uuid(), at: z.number().int() };
 
-/** A `put` carries the file in its wire shape (a ProjectFile: text, or base64 with `encoding`). */
+/**
+ * A `put` carries the file in its wire shape (a ProjectFile: text, or base64 with
+ * `encoding`); a `batch` carries every file of one all-or-nothing change, which
+ * a machine applies at once (all written, then reported).
+ */
 export const fileChangeSchema = z.discriminatedUnion('type', [
   z.object({ ...base, type: z.literal('put'), ...projectFileShape }).superRefine(checkFileEncoding),
   z.object({ ...base, type: z.literal('delete'), path: z.string().min(1) }),
+  z.object({ ...base, type: z.literal('batch'), write: z.array(projectFileSchema), delete: z.array(z.string().min(1)) }),
 ]);
 export type FileChange = z.infer<typeof fileChangeSchema>;
 
@@ -31,7 +36,7 @@ export interface StoredFileChange {
 /**
  * The SSE events of the file-changes stream, by name:
  * - `resync` `{ cursor }`: load the whole file list now; changes after `cursor` follow.
- * - `put` / `delete`: a FileChange, with the stream id as the event id.
+ * - `put` / `delete` / `batch`: a FileChange, with the stream id as the event id.
  * - `ended` `{ reason }`: the session is over; the stream closes and must not be reopened.
  */
 export const FILE_CHANGE_EVENTS = { Resync: 'resync', Ended: 'ended' } as const;

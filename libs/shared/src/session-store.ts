@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import type { SessionStatus } from './session-state';
 import type { Tier } from './queues';
@@ -189,10 +190,12 @@ export interface SessionStore {
 
   /** Creates a project with a new id and no files (the provisioner seeds a project that has none from its template). */
   createProject(project: { name: string; templateType: string; ownerId?: string | null }): Promise<Project>;
-  /** Upserts one file (path already normalised), checking the limits under the project's lock, in one transaction. */
-  putProjectFile(projectId: string, file: ProjectFile, limits: ProjectFileLimits): Promise<PutProjectFileResult>;
-  /** Removes one file; false when the project has no file at that path. */
-  deleteProjectFile(projectId: string, path: string): Promise<boolean>;
+  /**
+   * Writes and removes files of a project together, all or nothing, in one
+   * transaction under the project's lock: each path's precondition
+   * (`expected`), the limits on the result, then the change (see FilesChange).
+   */
+  applyProjectFiles(projectId: string, change: FilesChange, limits: ProjectFileLimits): Promise<ApplyFilesResult>;
   /** The project's files without their content, ordered by path; [] for an unknown project. */
   listProjectFilePaths(projectId: string): Promise<ProjectFileInfo[]>;
   /** Whether the project has any file: the provisioner seeds a template only into an empty project. */
@@ -269,12 +272,35 @@ export interface ProjectFileLimits {
   maxProjectBytes: number;
 }
 
-/** What `putProjectFile` did; sizes are real bytes (UTF-8 for text, decoded for binary), counts and totals are the project's after the write (or as refused). */
-export interface PutProjectFileResult {
-  outcome: 'created' | 'updated' | 'no-project' | 'too-many-files' | 'file-too-large' | 'project-too-large';
+/** A change to a project's files (paths already normalised, each at most once). */
+export interface FilesChange {
+  write: ProjectFile[];
+  delete: string[];
+  /** Per path, the ETag its file must have now (If-Match), or `*`: it must exist. */
+  expected?: Record<string, string>;
+}
+
+/** A file as written: its real bytes and its ETag (the hex SHA-256 of its bytes). */
+export interface WrittenFile {
+  path: string;
+  created: boolean;
   fileBytes: number;
-  fileCount: number;
-  projectBytes: number;
+  etag: string;
+}
+
+/** What `applyProjectFiles` did, or the first reason it changed nothing; sizes are real bytes, counts the project's after the change. */
+export type ApplyFilesResult =
+  | { outcome: 'applied'; fileCount: number; projectBytes: number; written: WrittenFile[]; deleted: string[] }
+  | { outcome: 'no-project' }
+  | { outcome: 'file-too-large'; path: string; fileBytes: number }
+  | { outcome: 'precondition-failed'; path: string; etag: string | null }
+  | { outcome: 'no-file'; path: string }
+  | { outcome: 'too-many-files'; fileCount: number }
+  | { outcome: 'project-too-large'; projectBytes: number };
+
+/** A file's ETag as the store computes it: the hex SHA-256 of its bytes (a text file's as UTF-8). */
+export function fileEtag(file: ProjectFileContent): string {
+  return createHash('sha256').update(fileBytes(file)).digest('hex');
 }
 
 /** A project file without its content. */

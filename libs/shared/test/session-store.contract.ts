@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import type { NewSession, Page, PageCursor, PreviewSession, ProjectFile, SessionStore } from '../src/session-store';
+import { createHash } from 'node:crypto';
+import { fileEtag, type NewSession, type Page, type PageCursor, type PreviewSession, type ProjectFile, type ProjectFileLimits, type SessionStore } from '../src/session-store';
 
 /**
  * The behaviour every SessionStore adapter must have. Run it from an adapter's
@@ -25,6 +26,14 @@ export function sessionStoreContract(name: string, makeStore: () => Promise<Sess
       { path: 'index.html', content: '<div id="root"></div>' },
       { path: 'src/App.tsx', content: 'export default () => "héllo ✓";\n' },
     ];
+    /** One file written, as a single-file PUT does: `created` or `updated` with its sizes and ETag, or the store's reason it was not. */
+    async function putFile(projectId: string, file: ProjectFile, limits: ProjectFileLimits) {
+      const result = await store.applyProjectFiles(projectId, { write: [file], delete: [] }, limits);
+      if (result.outcome !== 'applied') return result;
+      const [written] = result.written;
+      return { outcome: written.created ? 'created' : 'updated', fileBytes: written.fileBytes, fileCount: result.fileCount, projectBytes: result.projectBytes, etag: written.etag };
+    }
+
     const byPath = (list: ProjectFile[]) => [...list].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
 
     async function newProject() {
@@ -99,7 +108,7 @@ export function sessionStoreContract(name: string, makeStore: () => Promise<Sess
         for (let i = 0; i < 5; i++) made.push(await store.createProject({ name: `p${i}`, templateType: 'react', ownerId }));
         await store.createProject({ name: 'someone else', templateType: 'react', ownerId: randomUUID() });
         // A file written to the oldest makes it the most recently changed.
-        await store.putProjectFile(made[0].id, { path: 'a.txt', content: 'a' }, { maxFiles: 10, maxFileBytes: 100, maxProjectBytes: 1000 });
+        await putFile(made[0].id, { path: 'a.txt', content: 'a' }, { maxFiles: 10, maxFileBytes: 100, maxProjectBytes: 1000 });
         const pages = await allPages((before) => store.listProjects({ ownerId, limit: 2, before }));
         expect(pages.map((page) => page.length)).toEqual([2, 2, 1]);
         expect(pages.flat().map((p) => p.name)).toEqual(['p0', 'p4', 'p3', 'p2', 'p1']);
@@ -206,15 +215,16 @@ export function sessionStoreContract(name: string, makeStore: () => Promise<Sess
       const binary = (path: string, bytes: Buffer): ProjectFile => ({ path, content: bytes.toString('base64'), encoding: 'base64' });
       const roomy = { maxFiles: 10, maxFileBytes: 10_000, maxProjectBytes: 100_000 };
 
-      it('putProjectFile stores bytes 0..255 and listProjectFiles gives them back exactly, beside text', async () => {
+      it('a write stores bytes 0..255 and listProjectFiles gives them back exactly, beside text', async () => {
         const project = await newProject();
-        expect(await store.putProjectFile(project.id, binary('img/all.bin', everyByte), roomy)).toEqual({
+        expect(await putFile(project.id, binary('img/all.bin', everyByte), roomy)).toEqual({
           outcome: 'created',
           fileBytes: 256,
           fileCount: 1,
           projectBytes: 256,
+          etag: createHash('sha256').update(everyByte).digest('hex'),
         });
-        expect(await store.putProjectFile(project.id, { path: 'a.txt', content: 'é' }, roomy)).toMatchObject({ outcome: 'created', fileBytes: 2, projectBytes: 258 });
+        expect(await putFile(project.id, { path: 'a.txt', content: 'é' }, roomy)).toMatchObject({ outcome: 'created', fileBytes: 2, projectBytes: 258 });
         const listed = await store.listProjectFiles(project.id);
         expect(listed).toEqual([{ path: 'a.txt', content: 'é' }, binary('img/all.bin', everyByte)]);
         expect(Buffer.from(listed[1].content, 'base64').equals(everyByte)).toBe(true);
@@ -227,12 +237,12 @@ export function sessionStoreContract(name: string, makeStore: () => Promise<Sess
 
       it('a path may change from text to bytes and back; an empty binary file stays binary', async () => {
         const project = await newProject();
-        await store.putProjectFile(project.id, { path: 'f', content: 'text' }, roomy);
-        expect(await store.putProjectFile(project.id, binary('f', Buffer.from([0, 1])), roomy)).toMatchObject({ outcome: 'updated', fileBytes: 2, projectBytes: 2 });
+        await putFile(project.id, { path: 'f', content: 'text' }, roomy);
+        expect(await putFile(project.id, binary('f', Buffer.from([0, 1])), roomy)).toMatchObject({ outcome: 'updated', fileBytes: 2, projectBytes: 2 });
         expect(await store.listProjectFiles(project.id)).toEqual([binary('f', Buffer.from([0, 1]))]);
-        expect(await store.putProjectFile(project.id, { path: 'f', content: 'back' }, roomy)).toMatchObject({ outcome: 'updated', fileBytes: 4, projectBytes: 4 });
+        expect(await putFile(project.id, { path: 'f', content: 'back' }, roomy)).toMatchObject({ outcome: 'updated', fileBytes: 4, projectBytes: 4 });
         expect(await store.listProjectFiles(project.id)).toEqual([{ path: 'f', content: 'back' }]);
-        await store.putProjectFile(project.id, binary('empty', Buffer.alloc(0)), roomy);
+        await putFile(project.id, binary('empty', Buffer.alloc(0)), roomy);
         expect((await store.listProjectFiles(project.id))[0]).toEqual({ path: 'empty', content: '', encoding: 'base64' });
         expect((await store.listProjectFilePaths(project.id))[0]).toMatchObject({ path: 'empty', bytes: 0, binary: true });
       });
@@ -248,22 +258,80 @@ export function sessionStoreContract(name: string, makeStore: () => Promise<Sess
         const project = await newProject();
         // 256 bytes are 344 base64 characters.
         const limits = { maxFiles: 5, maxFileBytes: 256, maxProjectBytes: 300 };
-        expect(await store.putProjectFile(project.id, binary('a.bin', everyByte), limits)).toMatchObject({ outcome: 'created', fileBytes: 256, projectBytes: 256 });
-        expect(await store.putProjectFile(project.id, binary('b.bin', Buffer.alloc(257)), limits)).toMatchObject({ outcome: 'file-too-large', fileBytes: 257 });
-        expect(await store.putProjectFile(project.id, binary('b.bin', Buffer.alloc(45)), limits)).toMatchObject({ outcome: 'project-too-large', projectBytes: 301 });
-        expect(await store.putProjectFile(project.id, binary('b.bin', Buffer.alloc(44)), limits)).toMatchObject({ outcome: 'created', fileBytes: 44, projectBytes: 300 });
+        expect(await putFile(project.id, binary('a.bin', everyByte), limits)).toMatchObject({ outcome: 'created', fileBytes: 256, projectBytes: 256 });
+        expect(await putFile(project.id, binary('b.bin', Buffer.alloc(257)), limits)).toMatchObject({ outcome: 'file-too-large', fileBytes: 257 });
+        expect(await putFile(project.id, binary('b.bin', Buffer.alloc(45)), limits)).toMatchObject({ outcome: 'project-too-large', projectBytes: 301 });
+        expect(await putFile(project.id, binary('b.bin', Buffer.alloc(44)), limits)).toMatchObject({ outcome: 'created', fileBytes: 44, projectBytes: 300 });
         // Replacing a binary file counts its old bytes out.
-        expect(await store.putProjectFile(project.id, { path: 'a.bin', content: 'x'.repeat(200) }, limits)).toMatchObject({ outcome: 'updated', projectBytes: 244 });
+        expect(await putFile(project.id, { path: 'a.bin', content: 'x'.repeat(200) }, limits)).toMatchObject({ outcome: 'updated', projectBytes: 244 });
         expect(await store.listProjectFilePaths(project.id)).toEqual([
           { path: 'a.bin', bytes: 200, binary: false, updatedAt: expect.any(String) },
           { path: 'b.bin', bytes: 44, binary: true, updatedAt: expect.any(String) },
         ]);
       });
 
-      it('putProjectFile refuses content that is not base64 for a binary file, and writes nothing', async () => {
+      it('a write refuses content that is not base64 for a binary file, and writes nothing', async () => {
         const project = await newProject();
-        await expect(store.putProjectFile(project.id, { path: 'x.bin', content: 'not base64!', encoding: 'base64' }, roomy)).rejects.toThrow(/base64/);
+        await expect(putFile(project.id, { path: 'x.bin', content: 'not base64!', encoding: 'base64' }, roomy)).rejects.toThrow(/base64/);
         expect(await store.listProjectFiles(project.id)).toEqual([]);
+      });
+    });
+
+    describe('changes of several files', () => {
+      const limits = { maxFiles: 4, maxFileBytes: 100, maxProjectBytes: 200 };
+
+      it('writes and removes files together, with each ETag the hex SHA-256 of the bytes', async () => {
+        const project = await newProject();
+        await putFile(project.id, { path: 'old.txt', content: 'old' }, limits);
+        const result = await store.applyProjectFiles(
+          project.id,
+          { write: [{ path: 'b.txt', content: 'é' }, { path: 'a.bin', content: Buffer.from([0, 255]).toString('base64'), encoding: 'base64' }], delete: ['old.txt'] },
+          limits,
+        );
+        expect(result).toEqual({
+          outcome: 'applied',
+          fileCount: 2,
+          projectBytes: 4,
+          written: [
+            { path: 'a.bin', created: true, fileBytes: 2, etag: fileEtag({ content: Buffer.from([0, 255]).toString('base64'), encoding: 'base64' }) },
+            { path: 'b.txt', created: true, fileBytes: 2, etag: fileEtag({ content: 'é' }) },
+          ],
+          deleted: ['old.txt'],
+        });
+        expect((await store.listProjectFiles(project.id)).map((f) => f.path)).toEqual(['a.bin', 'b.txt']);
+      });
+
+      it('changes nothing when one part fails: a precondition, a missing file to remove, a limit', async () => {
+        const project = await newProject();
+        const first = await putFile(project.id, { path: 'a.txt', content: 'a' }, limits);
+        const etag = (first as { etag: string }).etag;
+        const before = await store.listProjectFiles(project.id);
+        const attempts: [Parameters<SessionStore['applyProjectFiles']>[1], object][] = [
+          [{ write: [{ path: 'a.txt', content: 'b' }, { path: 'n.txt', content: 'n' }], delete: [], expected: { 'a.txt': 'f'.repeat(64) } }, { outcome: 'precondition-failed', path: 'a.txt', etag }],
+          [{ write: [{ path: 'n.txt', content: 'n' }], delete: [], expected: { 'n.txt': '*' } }, { outcome: 'precondition-failed', path: 'n.txt', etag: null }],
+          [{ write: [{ path: 'n.txt', content: 'n' }], delete: ['gone.txt'] }, { outcome: 'no-file', path: 'gone.txt' }],
+          [{ write: ['1', '2', '3', '4'].map((n) => ({ path: `${n}.txt`, content: n })), delete: [] }, { outcome: 'too-many-files', fileCount: 1 }],
+          [{ write: [{ path: 'n.txt', content: 'x'.repeat(100) }, { path: 'm.txt', content: 'x'.repeat(100) }], delete: [] }, { outcome: 'project-too-large', projectBytes: 201 }],
+          [{ write: [{ path: 'n.txt', content: 'x'.repeat(101) }], delete: [] }, { outcome: 'file-too-large', path: 'n.txt', fileBytes: 101 }],
+        ];
+        for (const [change, outcome] of attempts) {
+          expect(await store.applyProjectFiles(project.id, change, limits)).toEqual(outcome);
+          expect(await store.listProjectFiles(project.id)).toEqual(before);
+        }
+        // The right ETag (and `*` for a file that exists) lets the change through; removing files makes room.
+        const ok = await store.applyProjectFiles(project.id, { write: [{ path: 'a.txt', content: 'b' }], delete: [], expected: { 'a.txt': etag } }, limits);
+        expect(ok).toMatchObject({ outcome: 'applied', written: [{ path: 'a.txt', created: false, etag: fileEtag({ content: 'b' }) }] });
+        expect(await store.applyProjectFiles(project.id, { write: [], delete: ['a.txt'], expected: { 'a.txt': '*' } }, limits)).toMatchObject({ outcome: 'applied', fileCount: 0 });
+      });
+
+      it('of two changes expecting one ETag, exactly one is applied', async () => {
+        const project = await newProject();
+        const { etag } = (await putFile(project.id, { path: 'a.txt', content: 'a' }, limits)) as { etag: string };
+        const results = await Promise.all(
+          ['x', 'y', 'z'].map((content) => store.applyProjectFiles(project.id, { write: [{ path: 'a.txt', content }], delete: [], expected: { 'a.txt': etag } }, limits)),
+        );
+        expect(results.filter((r) => r.outcome === 'applied')).toHaveLength(1);
+        expect(results.filter((r) => r.outcome === 'precondition-failed')).toHaveLength(2);
       });
     });
 

@@ -154,29 +154,29 @@ describe('SupabaseSessionStore: requests in PostgREST’s documented format', ()
       expect({ method: req.method, path: req.path, body: req.body }).toEqual({ method: 'POST', path: '/rest/v1/rpc/vp_count_live_sessions', body: {} });
     });
 
-    it('project files: put, delete and list paths by RPC', async () => {
+    it('project files: a change and the list of paths, by RPC', async () => {
       const project = await newProject();
       const limits = { maxFiles: 10, maxFileBytes: 1000, maxProjectBytes: 5000 };
-      const put = await oneRequest(() => store.putProjectFile(project.id, { path: 'src/a.js', content: 'a' }, limits));
-      expect(put.path).toBe('/rest/v1/rpc/vp_put_project_file');
-      expect(put.body).toEqual({
+      // Bytes travel as base64 text: JSON has no bytes, and PostgREST would read a bytea argument only as `\x<hex>`.
+      const change = await oneRequest(() =>
+        store.applyProjectFiles(project.id, { write: [{ path: 'src/a.js', content: 'a' }, { path: 'a.png', content: 'iVBORw==', encoding: 'base64' }], delete: [], expected: { 'src/a.js': '*' } }, limits),
+      );
+      expect(change.path).toBe('/rest/v1/rpc/vp_apply_project_files');
+      expect(change.body).toEqual({
         p_project_id: project.id,
-        p_path: 'src/a.js',
-        p_content: 'a',
+        p_writes: [
+          { path: 'src/a.js', content: 'a' },
+          { path: 'a.png', content: 'iVBORw==', encoding: 'base64' },
+        ],
+        p_deletes: [],
+        p_expected: { 'src/a.js': '*' },
         p_max_files: 10,
         p_max_file_bytes: 1000,
         p_max_project_bytes: 5000,
-        p_encoding: 'utf8',
       });
-      // Bytes travel as base64 text: JSON has no bytes, and PostgREST would read a bytea argument only as `\x<hex>`.
-      const bytes = await oneRequest(() => store.putProjectFile(project.id, { path: 'a.png', content: 'iVBORw==', encoding: 'base64' }, limits));
-      expect(bytes.body).toMatchObject({ p_path: 'a.png', p_content: 'iVBORw==', p_encoding: 'base64' });
       const list = await oneRequest(() => store.listProjectFilePaths(project.id));
       expect(list.path).toBe('/rest/v1/rpc/vp_list_project_file_paths');
       expect(list.body).toEqual({ p_project_id: project.id });
-      const del = await oneRequest(() => store.deleteProjectFile(project.id, 'src/a.js'));
-      expect(del.path).toBe('/rest/v1/rpc/vp_delete_project_file');
-      expect(del.body).toEqual({ p_project_id: project.id, p_path: 'src/a.js' });
     });
   });
 
@@ -277,16 +277,17 @@ describe('SupabaseSessionStore: requests in PostgREST’s documented format', ()
     const project = await store.createProject({ name: 'Parity', templateType: 'react' });
     const limits = { maxFiles: 2, maxFileBytes: 10, maxProjectBytes: 15 };
     expect(await store.hasProjectFiles(project.id)).toBe(false);
-    expect(await store.putProjectFile(project.id, { path: 'z.txt', content: 'zz' }, limits)).toEqual({ outcome: 'created', fileBytes: 2, fileCount: 1, projectBytes: 2 });
-    expect(await store.putProjectFile(project.id, { path: 'é.txt', content: 'ééé' }, limits)).toMatchObject({ outcome: 'created', fileBytes: 6, fileCount: 2 });
-    expect(await store.putProjectFile(project.id, { path: 'c.txt', content: 'c' }, limits)).toMatchObject({ outcome: 'too-many-files' });
-    expect(await store.putProjectFile(project.id, { path: 'z.txt', content: '01234567890' }, limits)).toMatchObject({ outcome: 'file-too-large' });
-    expect(await store.putProjectFile(randomUUID(), { path: 'a', content: 'a' }, limits)).toMatchObject({ outcome: 'no-project' });
+    const put = (projectId: string, file: { path: string; content: string }) => store.applyProjectFiles(projectId, { write: [file], delete: [] }, limits);
+    expect(await put(project.id, { path: 'z.txt', content: 'zz' })).toMatchObject({ outcome: 'applied', fileCount: 1, projectBytes: 2, written: [{ path: 'z.txt', created: true, fileBytes: 2 }] });
+    expect(await put(project.id, { path: 'é.txt', content: 'ééé' })).toMatchObject({ outcome: 'applied', fileCount: 2, written: [{ fileBytes: 6 }] });
+    expect(await put(project.id, { path: 'c.txt', content: 'c' })).toMatchObject({ outcome: 'too-many-files' });
+    expect(await put(project.id, { path: 'z.txt', content: '01234567890' })).toMatchObject({ outcome: 'file-too-large' });
+    expect(await put(randomUUID(), { path: 'a', content: 'a' })).toMatchObject({ outcome: 'no-project' });
     expect(await store.hasProjectFiles(project.id)).toBe(true);
     expect(await store.listProjectFilePaths(project.id)).toEqual(await postgres.listProjectFilePaths(project.id));
     expect(await store.listProjectFiles(project.id)).toEqual(await postgres.listProjectFiles(project.id));
-    expect(await store.deleteProjectFile(project.id, 'z.txt')).toBe(true);
-    expect(await store.deleteProjectFile(project.id, 'z.txt')).toBe(false);
+    expect(await store.applyProjectFiles(project.id, { write: [], delete: ['z.txt'] }, limits)).toMatchObject({ outcome: 'applied', deleted: ['z.txt'] });
+    expect(await store.applyProjectFiles(project.id, { write: [], delete: ['z.txt'] }, limits)).toEqual({ outcome: 'no-file', path: 'z.txt' });
     expect(await store.listProjectFilePaths(project.id)).toEqual(await postgres.listProjectFilePaths(project.id));
 
     const session = await newSession();

@@ -1,9 +1,11 @@
+import { isUtf8 } from 'node:buffer';
 import { json, raw, type NextFunction, type Request, type RequestHandler, type Response } from 'express';
 
 type ErrorHandler = (err: unknown, req: Request, res: Response, next: NextFunction) => void;
 
-/** The only requests that carry large bodies: file writes, `PUT /v1/projects/:id/files/<path>`. */
+/** The only requests that carry large bodies: file writes, `PUT /v1/projects/:id/files/<path>`, and `PATCH /v1/projects/:id/files`. */
 const FILE_WRITE = /^\/v1\/projects\/[^/]+\/files\//i;
+const FILES_CHANGE = /^\/v1\/projects\/[^/]+\/files\/?$/i;
 /** Every other body is a few fields. */
 export const SMALL_BODY_LIMIT = '64kb';
 
@@ -14,9 +16,15 @@ export const SMALL_BODY_LIMIT = '64kb';
  * - malformed JSON: 400 naming `body`;
  * - larger than the limit (`fileLimit` for file writes, `rawFileLimit` for their raw bodies, 64 kB elsewhere): 413 naming `body`.
  */
-export function jsonBody(fileLimit: string, rawFileLimit: number): [RequestHandler, RequestHandler, ErrorHandler] {
-  const large = json({ limit: fileLimit });
-  const small = json({ limit: SMALL_BODY_LIMIT });
+export function jsonBody(limits: { fileLimit: string; rawFileLimit: number; changeLimit: string }): [RequestHandler, RequestHandler, ErrorHandler] {
+  const { fileLimit, rawFileLimit, changeLimit } = limits;
+  // JSON is UTF-8 (RFC 8259): bytes that are not are refused, where the parser would put U+FFFD in their place unsaid.
+  const verify = (_req: unknown, _res: unknown, buffer: Buffer) => {
+    if (!isUtf8(buffer)) throw Object.assign(new Error('not valid UTF-8'), { status: 400, type: 'entity.not.utf8' });
+  };
+  const large = json({ limit: fileLimit, verify });
+  const change = json({ limit: changeLimit, verify });
+  const small = json({ limit: SMALL_BODY_LIMIT, verify });
   // Any media type: an image/png body is stored as sent.
   const bytes = raw({ type: () => true, limit: rawFileLimit });
   const isFileWrite = (req: Request) => req.method === 'PUT' && FILE_WRITE.test(req.path);
@@ -39,7 +47,8 @@ export function jsonBody(fileLimit: string, rawFileLimit: number): [RequestHandl
     });
   };
 
-  const parse: RequestHandler = (req, res, next) => (isRawFileWrite(req) ? bytes : isFileWrite(req) ? large : small)(req, res, next);
+  const isFilesChange = (req: Request) => req.method === 'PATCH' && FILES_CHANGE.test(req.path);
+  const parse: RequestHandler = (req, res, next) => (isRawFileWrite(req) ? bytes : isFileWrite(req) ? large : isFilesChange(req) ? change : small)(req, res, next);
 
   const onError: ErrorHandler = (err, req, res, next) => {
     const { type, status, message } = (err ?? {}) as { type?: string; status?: number; message?: string };
@@ -48,11 +57,18 @@ export function jsonBody(fileLimit: string, rawFileLimit: number): [RequestHandl
     const fromParser = type?.startsWith('entity.') || type?.startsWith('request.') || type === 'charset.unsupported' || type === 'encoding.unsupported';
     if (!fromParser && !(type === undefined && status !== undefined && status >= 400 && status < 500)) return next(err);
     const statusCode = status && status >= 400 && status < 500 ? status : 400;
-    const limit = isRawFileWrite(req) ? `${rawFileLimit} bytes, the most a file may have (MAX_FILE_BYTES)` : isFileWrite(req) ? fileLimit : SMALL_BODY_LIMIT;
+    const limit = isRawFileWrite(req)
+      ? `${rawFileLimit} bytes, the most a file may have (MAX_FILE_BYTES)`
+      : isFileWrite(req)
+        ? fileLimit
+        : isFilesChange(req)
+          ? `${changeLimit}, for a project of MAX_PROJECT_BYTES`
+          : SMALL_BODY_LIMIT;
     const reason =
       type === 'entity.too.large' ? `larger than ${limit}` : type === 'entity.parse.failed' ? `not valid JSON (${message})` : type ? message : `could not be read (${message})`;
     const error = statusCode === 413 ? 'Payload Too Large' : statusCode === 415 ? 'Unsupported Media Type' : 'Bad Request';
-    const field = type === 'encoding.unsupported' ? 'content-encoding' : statusCode === 415 ? 'content-type' : 'body';
+    // Bad UTF-8 can only be inside a string; in a file write, the text is `content`.
+    const field = type === 'encoding.unsupported' ? 'content-encoding' : statusCode === 415 ? 'content-type' : type === 'entity.not.utf8' && isFileWrite(req) ? 'content' : 'body';
     res.status(statusCode).json({ statusCode, error, message: `${field}: ${reason}`, field });
   };
   return [requireJson, parse, onError];

@@ -141,15 +141,15 @@ describe('file changes stream', () => {
     const resync = await stream.next();
     expect(resync).toEqual({ id: '0-0', event: 'resync', data: JSON.stringify({ cursor: '0-0' }) });
 
-    expect(await putFile(projectId, 'src/App.jsx', 'one')).toBe(201);
-    expect(await putFile(projectId, 'src/App.jsx', 'two\n"quoted"')).toBe(200);
-    expect(await deleteFile(projectId, 'src/App.jsx')).toBe(204);
+    expect(await putFile(projectId, 'src/Note.jsx', 'one')).toBe(201);
+    expect(await putFile(projectId, 'src/Note.jsx', 'two\n"quoted"')).toBe(200);
+    expect(await deleteFile(projectId, 'src/Note.jsx')).toBe(204);
     const frames = [await stream.next(), await stream.next(), await stream.next()];
     expect(frames.map((f) => f?.event)).toEqual(['put', 'put', 'delete']);
     expect(frames.map((f) => JSON.parse(f!.data))).toEqual([
-      { type: 'put', projectId, path: 'src/App.jsx', content: 'one', at: expect.any(Number) },
-      { type: 'put', projectId, path: 'src/App.jsx', content: 'two\n"quoted"', at: expect.any(Number) },
-      { type: 'delete', projectId, path: 'src/App.jsx', at: expect.any(Number) },
+      { type: 'put', projectId, path: 'src/Note.jsx', content: 'one', at: expect.any(Number) },
+      { type: 'put', projectId, path: 'src/Note.jsx', content: 'two\n"quoted"', at: expect.any(Number) },
+      { type: 'delete', projectId, path: 'src/Note.jsx', at: expect.any(Number) },
     ]);
     const ids = frames.map((f) => f!.id!);
     expect(ids.every((id) => /^\d+-\d+$/.test(id))).toBe(true);

@@ -12,7 +12,7 @@ import { startTestApi } from '../../../../libs/shared/test/test-api';
 import { freePort } from '../../../e2e/src/system';
 import { AppModule } from '../app.module';
 import { createSessionBody, extendSessionBody } from '../sessions/sessions.controller';
-import { createProjectBody, putFileBody } from '../projects/projects.controller';
+import { createProjectBody, patchFilesBody, putFileBody } from '../projects/projects.controller';
 import { activityBody } from '../machines/machine-activity.controller';
 import { apiErrorSchema, healthSchema, machineFilesSchema } from './schemas';
 import { toOpenApi } from './zod-schema';
@@ -230,6 +230,7 @@ describe('OpenAPI document and UI (/docs, /docs-json)', () => {
       ['post', '/v1/sessions/{id}/extend', extendSessionBody],
       ['post', '/v1/projects', createProjectBody],
       ['put', '/v1/projects/{id}/files/{path}', putFileBody],
+      ['patch', '/v1/projects/{id}/files', patchFilesBody],
       ['post', '/v1/machines/{sessionId}/activity', activityBody],
       ['post', '/v1/machines/{sessionId}/diagnostics', buildStateSchema],
     ];

@@ -108,6 +108,14 @@ export const writtenFileSchema = z.object({
   created: z.boolean().describe('true (201) when the file is new, false (200) when it was replaced'),
   fileCount: z.number().int().nonnegative().describe("The project's number of files after the write"),
   projectBytes: z.number().int().nonnegative().describe("The project's total size after the write"),
+  etag: z.string().describe('The strong ETag of the file as written (also the `ETag` header): send it as `If-Match` with the next write'),
+});
+
+export const appliedFilesSchema = z.object({
+  written: z.array(writtenFileSchema.pick({ path: true, bytes: true, created: true, etag: true })).describe('Each file written, by path'),
+  deleted: z.array(z.string()).describe('Each path removed'),
+  fileCount: z.number().int().nonnegative().describe("The project's number of files after the change"),
+  projectBytes: z.number().int().nonnegative().describe("The project's total size after the change"),
 });
 
 /** The files as a machine gets them: text `{ path, content }`, bytes `{ path, content: <base64>, encoding: "base64" }`. */
@@ -169,6 +177,7 @@ export type ResponseSchemasMatchTheCode = AllTrue<[
   Describes<z.output<typeof projectViewSchema>, Returned<ProjectsService['create']>>,
   Describes<z.output<typeof projectFileListSchema>, Returned<ProjectsService['listFiles']>>,
   Describes<z.output<typeof writtenFileSchema>, Returned<ProjectsService['putFile']>>,
+  Describes<z.output<typeof appliedFilesSchema>, Returned<ProjectsService['applyFiles']>>,
   Describes<z.output<typeof machineFilesSchema>, Returned<MachineFilesController['files']>>,
   Describes<z.output<typeof activityRecordedSchema>, Returned<MachineActivityController['activity']>>,
   Describes<z.output<typeof diagnosticsRecordedSchema>, Returned<MachineDiagnosticsController['report']>>,

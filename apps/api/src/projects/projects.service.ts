@@ -11,6 +11,9 @@ import {
   DEMO_PROJECT_ID,
   checkFilePath,
   fileByteLength,
+  fileBytes,
+  fileEtag,
+  type FilesChange,
   FileChangeLog,
   type Config,
   type Logger,
@@ -20,10 +23,12 @@ import {
   type ProjectFileLimits,
   type SessionStore,
   type TemplateType,
+  templateFiles,
 } from '@velocity/shared';
 import { CONFIG, LOGGER, SESSION_STORE } from '../tokens';
 import { canReadProject, isDemoProject, type AuthUser } from '../auth/auth-user';
 import { pageView } from '../common/listing';
+import { ApiException } from '../common/api-exception';
 
 /** A project as clients see it. */
 export function projectView(project: Project) {
@@ -33,8 +38,76 @@ export function projectView(project: Project) {
 const badRequest = (field: string, message: string) =>
   new BadRequestException({ statusCode: 400, error: 'Bad Request', message: `${field}: ${message}`, field });
 
-const tooLarge = (message: string) =>
-  new HttpException({ statusCode: 413, error: 'Payload Too Large', message: `content: ${message}`, field: 'content' }, 413);
+const tooLarge = (field: string, message: string) =>
+  new HttpException({ statusCode: 413, error: 'Payload Too Large', message: `${field}: ${message}`, field }, 413);
+
+const noSuchFile = (path: string, field: string) =>
+  new NotFoundException({ statusCode: 404, error: 'Not Found', message: `${field}: the project has no file ${JSON.stringify(path)}`, field });
+
+/** 412, answered with the file's current ETag (in the body and the ETag header; null when there is no such file). */
+const preconditionFailed = (path: string, etag: string | null, field: string) =>
+  new ApiException(
+    {
+      statusCode: 412,
+      error: 'Precondition Failed',
+      message: `${field}: ${etag ? `${JSON.stringify(path)} has changed; its ETag is now ${quoteEtag(etag)}` : `the project has no file ${JSON.stringify(path)}`}`,
+      field,
+      path,
+      etag: etag ? quoteEtag(etag) : null,
+    },
+    etag ? { etag: quoteEtag(etag) } : {},
+  );
+
+/** Strong ETags: the hex SHA-256 of the bytes, quoted (RFC 9110 8.8.3). */
+export const quoteEtag = (hex: string) => `"${hex}"`;
+/** An If-Match value as the store compares it: `*`, or the hex inside the quotes (a weak `W/` tag never matches: RFC 9110 13.1.1). */
+export const unquoteEtag = (tag: string) => (tag.trim() === '*' ? '*' : (/^"([0-9a-f]{64})"$/.exec(tag.trim())?.[1] ?? 'no-such-etag'));
+
+/** Where each kind of failure points in a request: the single-file routes' fields, or a batch's entries. */
+interface FieldNames {
+  content: (path: string) => string;
+  path: (path: string) => string;
+  ifMatch: (path: string) => string;
+  newPath: string;
+  project: string;
+}
+
+const SINGLE_FILE_FIELDS: FieldNames = { content: () => 'content', path: () => 'path', ifMatch: () => 'If-Match', newPath: 'path', project: 'content' };
+
+function batchFields(written: string[], removed: string[]): FieldNames {
+  const writeIndex = (path: string) => written.indexOf(path);
+  const entry = (path: string) => (writeIndex(path) >= 0 ? `write.${writeIndex(path)}` : `delete.${removed.indexOf(path)}`);
+  return {
+    content: (path) => `${entry(path)}.content`,
+    path: (path) => entry(path),
+    ifMatch: (path) => `${entry(path)}.ifMatch`,
+    newPath: 'write',
+    project: 'write',
+  };
+}
+
+/** A single-file request's If-Match header as the store's expectation. */
+function expectation(path: string, ifMatch: string | undefined): Pick<FilesChange, 'expected'> {
+  return ifMatch === undefined ? {} : { expected: { [path]: unquoteEtag(ifMatch) } };
+}
+
+function firstDuplicate(paths: string[]): { path: string; field: (batch: FilesBatch) => string } | null {
+  const seen = new Set<string>();
+  for (let i = 0; i < paths.length; i++) {
+    if (seen.has(paths[i])) {
+      const index = i;
+      return { path: paths[i], field: (batch) => (index < batch.write.length ? `write.${index}.path` : `delete.${index - batch.write.length}`) };
+    }
+    seen.add(paths[i]);
+  }
+  return null;
+}
+
+/** A PATCH of a project's files, as the controller parsed it. */
+export interface FilesBatch {
+  write: { path: string; file: ProjectFileContent; ifMatch?: string }[];
+  delete: { path: string; ifMatch?: string }[];
+}
 
 const projectNotFound = (projectId: string) =>
   new NotFoundException({ statusCode: 404, error: 'Not Found', message: `Project ${projectId} does not exist`, field: 'id' });
@@ -61,9 +134,11 @@ export class ProjectsService {
     };
   }
 
-  /** A new project with no files; its first preview seeds it from its template (unless files were put before). */
+  /** A new project holding its template's files (its first preview would seed them, should this fail after the project is made). */
   async create(user: AuthUser, name: string, templateType: TemplateType) {
-    return projectView(await this.store.createProject({ name, templateType, ownerId: user.id }));
+    const project = await this.store.createProject({ name, templateType, ownerId: user.id });
+    await this.store.seedProjectFiles(project.id, templateFiles(templateType));
+    return projectView(project);
   }
 
   /** The user's own projects (with auth off, every project), most recently changed first; the demo project is not listed. */
@@ -100,44 +175,83 @@ export class ProjectsService {
     return project;
   }
 
-  /**
-   * Upserts one file, text or bytes (its content checked by the body schema): the
-   * path by the shared rules (400 naming `path`), the size in real bytes by the
-   * limits (413 naming `content` for sizes, 400 `path` for too many files), all
-   * checked again in the database under the project's lock.
-   */
-  async putFile(user: AuthUser, projectId: string, rawPath: string, data: ProjectFileContent) {
+  /** One file's bytes and ETag; 404 naming `path` when the project has no such file. */
+  async readFile(user: AuthUser, projectId: string, rawPath: string) {
     const path = validPath(rawPath);
-    const bytes = fileByteLength(data);
-    if (bytes > this.config.MAX_FILE_BYTES) {
-      throw tooLarge(`${bytes} bytes is more than the ${this.config.MAX_FILE_BYTES} bytes a file may have (MAX_FILE_BYTES)`);
+    await this.readable(user, projectId);
+    const [file] = await this.store.listProjectFiles(projectId, [path]);
+    if (!file) throw noSuchFile(path, 'path');
+    return { path, bytes: fileBytes(file), etag: fileEtag(file) };
+  }
+
+  /**
+   * Upserts one file, text or bytes (its content checked by the body schema); with
+   * `ifMatch`, only while the file's ETag is that (or, `*`, while it exists).
+   */
+  async putFile(user: AuthUser, projectId: string, rawPath: string, data: ProjectFileContent, ifMatch?: string) {
+    const path = validPath(rawPath);
+    const file = { ...data, path };
+    const applied = await this.apply(user, projectId, { write: [file], delete: [], ...expectation(path, ifMatch) }, SINGLE_FILE_FIELDS);
+    await this.publish(projectId, { type: 'put', projectId, ...file, at: Date.now() });
+    const [written] = applied.written;
+    return { path, bytes: written.fileBytes, created: written.created, fileCount: applied.fileCount, projectBytes: applied.projectBytes, etag: quoteEtag(written.etag) };
+  }
+
+  async deleteFile(user: AuthUser, projectId: string, rawPath: string, ifMatch?: string) {
+    const path = validPath(rawPath);
+    await this.apply(user, projectId, { write: [], delete: [path], ...expectation(path, ifMatch) }, SINGLE_FILE_FIELDS);
+    await this.publish(projectId, { type: 'delete', projectId, path, at: Date.now() });
+  }
+
+  /**
+   * Writes and removes files together, all or nothing; the project's running
+   * previews get the change as one. Each entry may carry `ifMatch`.
+   */
+  async applyFiles(user: AuthUser, projectId: string, batch: FilesBatch) {
+    const write = batch.write.map((entry, i) => ({ ...entry.file, path: validPath(entry.path, `write.${i}.path`) }));
+    const remove = batch.delete.map((entry, i) => validPath(entry.path, `delete.${i}`));
+    const duplicate = firstDuplicate([...write.map((f) => f.path), ...remove]);
+    if (duplicate) throw badRequest(duplicate.field(batch), `${JSON.stringify(duplicate.path)} appears more than once in the change`);
+    const expected = Object.fromEntries(
+      [...batch.write.map((e, i) => [write[i].path, e.ifMatch] as const), ...batch.delete.map((e, i) => [remove[i], e.ifMatch] as const)]
+        .filter((pair): pair is readonly [string, string] => pair[1] !== undefined)
+        .map(([path, tag]) => [path, unquoteEtag(tag)]),
+    );
+    const fields = batchFields(write.map((f) => f.path), remove);
+    const applied = await this.apply(user, projectId, { write, delete: remove, expected }, fields);
+    await this.publish(projectId, { type: 'batch', projectId, write, delete: remove, at: Date.now() });
+    return {
+      written: applied.written.map((f) => ({ path: f.path, bytes: f.fileBytes, created: f.created, etag: quoteEtag(f.etag) })),
+      deleted: applied.deleted,
+      fileCount: applied.fileCount,
+      projectBytes: applied.projectBytes,
+    };
+  }
+
+  /** The change applied in the store, or the HTTP error that says why not (naming the field through `fields`). */
+  private async apply(user: AuthUser, projectId: string, change: FilesChange, fields: FieldNames) {
+    for (const file of change.write) {
+      const bytes = fileByteLength(file);
+      if (bytes > this.config.MAX_FILE_BYTES) throw tooLarge(fields.content(file.path), `${bytes} bytes is more than the ${this.config.MAX_FILE_BYTES} bytes a file may have (MAX_FILE_BYTES)`);
     }
     await this.writable(user, projectId);
-    const file = { ...data, path };
-    const result = await this.store.putProjectFile(projectId, file, this.limits);
+    const result = await this.store.applyProjectFiles(projectId, change, this.limits);
     switch (result.outcome) {
+      case 'applied':
+        return result;
       case 'no-project':
         throw projectNotFound(projectId);
       case 'file-too-large':
-        throw tooLarge(`${result.fileBytes} bytes is more than the ${this.config.MAX_FILE_BYTES} bytes a file may have (MAX_FILE_BYTES)`);
+        throw tooLarge(fields.content(result.path), `${result.fileBytes} bytes is more than the ${this.config.MAX_FILE_BYTES} bytes a file may have (MAX_FILE_BYTES)`);
       case 'project-too-large':
-        throw tooLarge(
-          `the project would hold ${result.projectBytes} bytes, more than its limit of ${this.config.MAX_PROJECT_BYTES} bytes (MAX_PROJECT_BYTES)`,
-        );
+        throw tooLarge(fields.project, `the project would hold ${result.projectBytes} bytes, more than its limit of ${this.config.MAX_PROJECT_BYTES} bytes (MAX_PROJECT_BYTES)`);
       case 'too-many-files':
-        throw badRequest('path', `the project already has ${result.fileCount} files, its limit (MAX_PROJECT_FILES); a new path cannot be added`);
+        throw badRequest(fields.newPath, `the project already has ${result.fileCount} files, its limit (MAX_PROJECT_FILES); a new path cannot be added`);
+      case 'no-file':
+        throw noSuchFile(result.path, fields.path(result.path));
+      case 'precondition-failed':
+        throw preconditionFailed(result.path, result.etag, fields.ifMatch(result.path));
     }
-    await this.publish(projectId, { type: 'put', projectId, ...file, at: Date.now() });
-    return { path, bytes: result.fileBytes, created: result.outcome === 'created', fileCount: result.fileCount, projectBytes: result.projectBytes };
-  }
-
-  async deleteFile(user: AuthUser, projectId: string, rawPath: string) {
-    const path = validPath(rawPath);
-    await this.writable(user, projectId);
-    if (!(await this.store.deleteProjectFile(projectId, path))) {
-      throw new NotFoundException({ statusCode: 404, error: 'Not Found', message: `path: the project has no file ${JSON.stringify(path)}`, field: 'path' });
-    }
-    await this.publish(projectId, { type: 'delete', projectId, path, at: Date.now() });
   }
 
   /** After the commit: tell the running previews. A failure here answers 503 so the client retries (the write is idempotent). */
@@ -145,7 +259,7 @@ export class ProjectsService {
     try {
       await this.changes.append(change);
     } catch (err) {
-      this.logger.error('file change saved but not published', { projectId, path: change.path, err: err as Error });
+      this.logger.error('file change saved but not published', { projectId, type: change.type, err: err as Error });
       throw new ServiceUnavailableException({
         statusCode: 503,
         error: 'Service Unavailable',
@@ -156,8 +270,8 @@ export class ProjectsService {
 }
 
 /** The normal form of a file path from a request; 400 naming `path` when the shared rules refuse it. */
-export function validPath(raw: string): string {
+export function validPath(raw: string, field = 'path'): string {
   const checked = checkFilePath(raw);
-  if (checked.reason !== null) throw badRequest('path', checked.reason);
+  if (checked.reason !== null) throw badRequest(field, checked.reason);
   return checked.path;
 }

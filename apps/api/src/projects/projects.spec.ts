@@ -1,11 +1,16 @@
 import type { ChildProcess } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
-import { request } from 'node:http';
-import { createMachineToken, createRedis, FileChangeLog, PostgresSessionStore, type Config } from '@velocity/shared';
+import { createHash, randomUUID } from 'node:crypto';
+import { request, type IncomingHttpHeaders } from 'node:http';
+import { createMachineToken, createRedis, FileChangeLog, PostgresSessionStore, templateFiles, type Config } from '@velocity/shared';
 import { testConfig } from '../../../../libs/shared/test/test-env';
 import { stopProcess } from '../../../../scripts/services';
 import { startTestApi } from '../../../../libs/shared/test/test-api';
 import { freePort } from '../../../e2e/src/system';
+import { rawRequest } from '../../../e2e/src/raw-http';
+
+/** The strong ETag of these bytes as the api answers it. */
+const etagOf = (bytes: string | Buffer) => `"${createHash('sha256').update(bytes).digest('hex')}"`;
+const byCodePoint = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 
 /**
  * The projects api as a real api process (Nest's bullmq module is ESM-only, so it
@@ -57,7 +62,8 @@ describe('projects api', () => {
       req.end(payload);
     });
   const put = (projectId: string, path: string, content: unknown) => send('PUT', `/v1/projects/${projectId}/files/${path}`, { content });
-  const newProject = async (templateType = 'react') => (await send('POST', '/v1/projects', { name: 'spec project', templateType })).body.id as string;
+  /** A project without files (POST would give it its template's, past this spec's small limits). */
+  const newProject = async (templateType = 'react') => (await store.createProject({ name: 'spec project', templateType })).id;
 
   describe('POST /v1/projects and GET /v1/projects/:id', () => {
     it.each(['react', 'vue', 'svelte', 'vanilla-ts'])('creates a %s project (201) that GET returns', async (templateType) => {
@@ -66,7 +72,9 @@ describe('projects api', () => {
       expect(created.body).toEqual({ id: expect.stringMatching(/^[0-9a-f-]{36}$/), name: 'My app', templateType, createdAt: expect.any(String), updatedAt: expect.any(String) });
       const read = await send('GET', `/v1/projects/${created.body.id}`);
       expect(read).toEqual({ status: 200, body: created.body });
-      expect(await send('GET', `/v1/projects/${created.body.id}/files`)).toEqual({ status: 200, body: { files: [] } });
+      // It holds its template's files from the start (more than this spec's limits allow a client to write).
+      const listed = await send('GET', `/v1/projects/${created.body.id}/files`);
+      expect(listed.body.files.map((f: { path: string }) => f.path)).toEqual(templateFiles(templateType).map((f) => f.path).sort(byCodePoint));
     });
 
     it('defaults templateType to react', async () => {
@@ -105,9 +113,9 @@ describe('projects api', () => {
     it('creates (201), replaces (200), lists and deletes (204) files; each change goes to the project stream', async () => {
       const id = await newProject();
       const first = await put(id, 'src/App.jsx', 'export default 1;');
-      expect(first).toEqual({ status: 201, body: { path: 'src/App.jsx', bytes: 17, created: true, fileCount: 1, projectBytes: 17 } });
+      expect(first).toEqual({ status: 201, body: { path: 'src/App.jsx', bytes: 17, created: true, fileCount: 1, projectBytes: 17, etag: etagOf('export default 1;') } });
       const second = await put(id, 'src/App.jsx', 'export default 22;');
-      expect(second).toEqual({ status: 200, body: { path: 'src/App.jsx', bytes: 18, created: false, fileCount: 1, projectBytes: 18 } });
+      expect(second).toEqual({ status: 200, body: { path: 'src/App.jsx', bytes: 18, created: false, fileCount: 1, projectBytes: 18, etag: etagOf('export default 22;') } });
       // `./` is dropped and percent-encoding decoded: the stored path is the normal form.
       expect((await put(id, './src/deep/n%C3%A9sted%20file.css', '€')).body).toMatchObject({ path: 'src/deep/nésted file.css', bytes: 3 });
 
@@ -221,7 +229,7 @@ describe('projects api', () => {
       expect(PNG.subarray(0, 8).toString('hex')).toBe('89504e470d0a1a0a');
       const id = await newProject();
       const res = await send('PUT', `/v1/projects/${id}/files/src/assets/hero.png`, PNG, { 'content-type': 'application/octet-stream' });
-      expect(res).toEqual({ status: 201, body: { path: 'src/assets/hero.png', bytes: PNG.length, created: true, fileCount: 1, projectBytes: PNG.length } });
+      expect(res).toEqual({ status: 201, body: { path: 'src/assets/hero.png', bytes: PNG.length, created: true, fileCount: 1, projectBytes: PNG.length, etag: etagOf(PNG) } });
       expect((await put(id, 'src/App.jsx', 'import hero from "./assets/hero.png";')).status).toBe(201);
 
       const listed = (await send('GET', `/v1/projects/${id}/files`)).body.files;
@@ -288,6 +296,120 @@ describe('projects api', () => {
     });
   });
 
+  describe('reading files back, ETags, changes of several files', () => {
+    /** GET of a file: its bytes as sent, and its headers. */
+    const getFile = (projectId: string, path: string, headers: Record<string, string> = {}) =>
+      new Promise<{ status: number; headers: IncomingHttpHeaders; bytes: Buffer }>((resolve, reject) => {
+        const { hostname, port } = new URL(base);
+        request({ host: hostname, port, path: `/v1/projects/${projectId}/files/${path}`, headers }, (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (chunk: Buffer) => chunks.push(chunk));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, bytes: Buffer.concat(chunks) }));
+        })
+          .on('error', reject)
+          .end();
+      });
+
+    it('answers a file with its bytes, a type from its name and the ETag its write answered; 304 for a current If-None-Match', async () => {
+      const id = await newProject();
+      const png = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0, 255, 1, 2]);
+      const written = await send('PUT', `/v1/projects/${id}/files/img/logo.png`, png, { 'content-type': 'image/png' });
+      expect(written.status).toBe(201);
+      const read = await getFile(id, 'img/logo.png');
+      expect(read.status).toBe(200);
+      expect(read.bytes.equals(png)).toBe(true);
+      expect(read.headers).toMatchObject({ 'content-type': 'image/png', etag: written.body.etag, 'x-content-type-options': 'nosniff' });
+      // A page uploaded to a project never runs on the api's origin.
+      expect(read.headers['content-security-policy']).toMatch(/sandbox/);
+      expect((await put(id, 'src/App.tsx', 'export const é = 1;\n')).status).toBe(201);
+      const source = await getFile(id, 'src/App.tsx');
+      expect(source.bytes.toString('utf8')).toBe('export const é = 1;\n');
+      expect(source.headers['content-type']).toBe('text/typescript; charset=utf-8');
+      expect((await getFile(id, 'img/logo.png', { 'if-none-match': written.body.etag })).status).toBe(304);
+      expect((await send('GET', `/v1/projects/${id}/files/nope.txt`)).body).toMatchObject({ statusCode: 404, field: 'path' });
+      expect((await send('GET', `/v1/projects/${id}/files/a/%2e%2e/b`)).body).toMatchObject({ statusCode: 400, field: 'path' });
+    });
+
+    it('writes only while If-Match is the current ETag; a stale one answers 412 with the current ETag and changes nothing', async () => {
+      const id = await newProject();
+      const first = await put(id, 'a.txt', 'one');
+      const second = await send('PUT', `/v1/projects/${id}/files/a.txt`, { content: 'two' }, { 'if-match': first.body.etag });
+      expect(second.status).toBe(200);
+      const stale = await rawRequest(base, 'PUT', `/v1/projects/${id}/files/a.txt`, {
+        headers: { 'content-type': 'application/json', 'if-match': first.body.etag },
+        body: JSON.stringify({ content: 'three' }),
+      });
+      expect(stale.status).toBe(412);
+      expect(stale.body).toMatchObject({ statusCode: 412, field: 'If-Match', etag: second.body.etag });
+      expect(stale.headers.etag).toBe(second.body.etag);
+      expect((await getFile(id, 'a.txt')).bytes.toString()).toBe('two');
+      // `*`: only while it exists; a new path with an If-Match fails.
+      expect((await send('PUT', `/v1/projects/${id}/files/a.txt`, { content: 'four' }, { 'if-match': '*' })).status).toBe(200);
+      expect((await send('PUT', `/v1/projects/${id}/files/new.txt`, { content: 'x' }, { 'if-match': '*' })).body).toMatchObject({ statusCode: 412, etag: null });
+      expect((await send('PUT', `/v1/projects/${id}/files/a.txt`, { content: 'x' }, { 'if-match': 'W/"abc"' })).body).toMatchObject({ statusCode: 400, field: 'If-Match' });
+      expect((await send('DELETE', `/v1/projects/${id}/files/a.txt`, undefined, { 'if-match': first.body.etag })).status).toBe(412);
+      expect((await send('DELETE', `/v1/projects/${id}/files/a.txt`, undefined, { 'if-match': etagOf('four') })).status).toBe(204);
+      expect((await changes.read(id)).map((c) => c.change.type)).toEqual(['put', 'put', 'put', 'delete']);
+    });
+
+    it('PATCH writes and removes files together, as one change on the stream', async () => {
+      const id = await newProject();
+      await put(id, 'old.txt', 'old');
+      const res = await send('PATCH', `/v1/projects/${id}/files`, {
+        write: [{ path: 'src/a.js', content: 'export const a = 1;' }, { path: 'b.bin', base64: Buffer.from([0, 1]).toString('base64') }],
+        delete: ['old.txt'],
+      });
+      expect(res).toEqual({
+        status: 200,
+        body: {
+          written: [
+            { path: 'b.bin', bytes: 2, created: true, etag: etagOf(Buffer.from([0, 1])) },
+            { path: 'src/a.js', bytes: 19, created: true, etag: etagOf('export const a = 1;') },
+          ],
+          deleted: ['old.txt'],
+          fileCount: 2,
+          projectBytes: 21,
+        },
+      });
+      const stream = await changes.read(id);
+      expect(stream.map((c) => c.change.type)).toEqual(['put', 'batch']);
+      expect(stream[1].change).toMatchObject({ type: 'batch', delete: ['old.txt'], write: [{ path: 'src/a.js' }, { path: 'b.bin', encoding: 'base64' }] });
+    });
+
+    it('PATCH is all or nothing, naming the entry at fault', async () => {
+      const id = await newProject();
+      const { body: a } = await put(id, 'a.txt', 'a');
+      const cases: [unknown, number, string][] = [
+        [{ write: [{ path: 'ok.txt', content: 'x' }, { path: '../x', content: 'x' }] }, 400, 'write.1.path'],
+        [{ write: [{ path: 'ok.txt', content: 'x' }], delete: ['missing.txt'] }, 404, 'delete.0'],
+        [{ write: [{ path: 'ok.txt', content: 'x' }, { path: './ok.txt', content: 'y' }] }, 400, 'write.1.path'],
+        [{ write: [{ path: 'big.txt', content: 'x'.repeat(101) }] }, 413, 'write.0.content'],
+        [{ write: [{ path: 'n1.txt', content: 'x' }, { path: 'n2.txt', content: 'x' }, { path: 'n3.txt', content: 'x' }] }, 400, 'write'],
+        [{ write: [{ path: 'a.txt', content: 'b', ifMatch: etagOf('not a') }] }, 412, 'write.0.ifMatch'],
+        [{ write: [{ path: 'a.txt' }] }, 400, 'write.0.content'],
+        [{}, 400, 'write'],
+        [{ write: [], delete: [], extra: 1 }, 400, 'extra'],
+      ];
+      for (const [body, status, field] of cases) {
+        const res = await send('PATCH', `/v1/projects/${id}/files`, body);
+        expect({ body, status: res.status, field: res.body.field }).toEqual({ body, status, field });
+      }
+      expect((await send('GET', `/v1/projects/${id}/files`)).body.files.map((f: { path: string }) => f.path)).toEqual(['a.txt']);
+      expect((await changes.read(id)).map((c) => c.change.type)).toEqual(['put']);
+      // With the right ETag it goes through.
+      expect((await send('PATCH', `/v1/projects/${id}/files`, { write: [{ path: 'a.txt', content: 'b', ifMatch: a.etag }], delete: [] })).status).toBe(200);
+    });
+
+    it('refuses text that is not valid UTF-8 inside JSON, naming content, rather than storing U+FFFD', async () => {
+      const id = await newProject();
+      const body = Buffer.concat([Buffer.from('{"content":"a'), Buffer.from([0xed, 0xa0, 0x80]), Buffer.from('"}')]);
+      const res = await rawRequest(base, 'PUT', `/v1/projects/${id}/files/bad.txt`, { headers: { 'content-type': 'application/json' }, body });
+      expect(res.status).toBe(400);
+      expect(res.body).toMatchObject({ statusCode: 400, field: 'content', message: expect.stringContaining('UTF-8') });
+      expect((await send('GET', `/v1/projects/${id}/files`)).body.files).toEqual([]);
+    });
+  });
+
   describe('limits', () => {
     it('answers 413 naming content for a file over MAX_FILE_BYTES, counting UTF-8 bytes', async () => {
       const id = await newProject();
@@ -323,7 +445,7 @@ describe('projects api', () => {
       expect((await put(id, '2.txt', 'changed')).status).toBe(200);
       expect((await send('DELETE', `/v1/projects/${id}/files/1.txt`)).status).toBe(204);
       expect((await put(id, '4.txt', 'x')).status).toBe(201);
-      const kinds = (await changes.read(id)).map((s) => `${s.change.type} ${s.change.path}`);
+      const kinds = (await changes.read(id)).map((s) => `${s.change.type} ${s.change.type === 'batch' ? '' : s.change.path}`);
       expect(kinds).toEqual(['put 1.txt', 'put 2.txt', 'put 3.txt', 'put 2.txt', 'delete 1.txt', 'put 4.txt']);
     });
 

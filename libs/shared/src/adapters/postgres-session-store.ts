@@ -12,13 +12,13 @@ import type {
   ProjectFile,
   ProjectFileInfo,
   ProjectFileLimits,
-  PutProjectFileResult,
+  ApplyFilesResult,
+  FilesChange,
   SessionPatch,
   SessionStore,
   ListQuery,
   Page,
 } from '../session-store';
-import { fileByteLength } from '../session-store';
 import type { Tier } from '../queues';
 import {
   iso,
@@ -230,20 +230,18 @@ export class PostgresSessionStore implements SessionStore {
     return toProject(rows[0]);
   }
 
-  async putProjectFile(projectId: string, file: ProjectFile, limits: ProjectFileLimits): Promise<PutProjectFileResult> {
-    if (!isUuid(projectId)) return { outcome: 'no-project', fileBytes: fileByteLength(file), fileCount: 0, projectBytes: 0 };
-    const { rows } = await this.query<{ outcome: PutProjectFileResult['outcome']; file_bytes: string; file_count: number; project_bytes: string }>(
-      'select * from vp_put_project_file($1, $2, $3, $4, $5, $6, $7)',
-      [projectId, file.path, file.content, limits.maxFiles, limits.maxFileBytes, limits.maxProjectBytes, file.encoding ?? 'utf8'],
-    );
-    const row = rows[0];
-    return { outcome: row.outcome, fileBytes: Number(row.file_bytes), fileCount: row.file_count, projectBytes: Number(row.project_bytes) };
-  }
-
-  async deleteProjectFile(projectId: string, path: string): Promise<boolean> {
-    if (!isUuid(projectId)) return false;
-    const { rows } = await this.query<{ deleted: boolean }>('select vp_delete_project_file($1, $2) as deleted', [projectId, path]);
-    return rows[0].deleted;
+  async applyProjectFiles(projectId: string, change: FilesChange, limits: ProjectFileLimits): Promise<ApplyFilesResult> {
+    if (!isUuid(projectId)) return { outcome: 'no-project' };
+    const { rows } = await this.query<{ result: ApplyFilesResult }>('select vp_apply_project_files($1, $2, $3, $4, $5, $6, $7) as result', [
+      projectId,
+      JSON.stringify(change.write.map(toFileJson)),
+      JSON.stringify(change.delete),
+      JSON.stringify(change.expected ?? {}),
+      limits.maxFiles,
+      limits.maxFileBytes,
+      limits.maxProjectBytes,
+    ]);
+    return rows[0].result;
   }
 
   async listProjectFilePaths(projectId: string): Promise<ProjectFileInfo[]> {

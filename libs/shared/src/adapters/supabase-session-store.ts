@@ -11,14 +11,14 @@ import type {
   ProjectFile,
   ProjectFileInfo,
   ProjectFileLimits,
-  PutProjectFileResult,
+  ApplyFilesResult,
+  FilesChange,
   SessionCursor,
   SessionPatch,
   SessionStore,
   ListQuery,
   Page,
 } from '../session-store';
-import { fileByteLength } from '../session-store';
 import type { Tier } from '../queues';
 import {
   iso,
@@ -269,27 +269,17 @@ export class SupabaseSessionStore implements SessionStore {
     return toProject(rows[0]);
   }
 
-  async putProjectFile(projectId: string, file: ProjectFile, limits: ProjectFileLimits): Promise<PutProjectFileResult> {
-    if (!isUuid(projectId)) return { outcome: 'no-project', fileBytes: fileByteLength(file), fileCount: 0, projectBytes: 0 };
-    const rows = await this.rpc<{ outcome: PutProjectFileResult['outcome']; file_bytes: number; file_count: number; project_bytes: number }[]>(
-      'vp_put_project_file',
-      {
-        p_project_id: projectId,
-        p_path: file.path,
-        p_content: file.content,
-        p_max_files: limits.maxFiles,
-        p_max_file_bytes: limits.maxFileBytes,
-        p_max_project_bytes: limits.maxProjectBytes,
-        p_encoding: file.encoding ?? 'utf8',
-      },
-    );
-    const row = rows[0];
-    return { outcome: row.outcome, fileBytes: Number(row.file_bytes), fileCount: Number(row.file_count), projectBytes: Number(row.project_bytes) };
-  }
-
-  async deleteProjectFile(projectId: string, path: string): Promise<boolean> {
-    if (!isUuid(projectId)) return false;
-    return this.rpc<boolean>('vp_delete_project_file', { p_project_id: projectId, p_path: path });
+  async applyProjectFiles(projectId: string, change: FilesChange, limits: ProjectFileLimits): Promise<ApplyFilesResult> {
+    if (!isUuid(projectId)) return { outcome: 'no-project' };
+    return this.rpc<ApplyFilesResult>('vp_apply_project_files', {
+      p_project_id: projectId,
+      p_writes: change.write.map(toFileJson),
+      p_deletes: change.delete,
+      p_expected: change.expected ?? {},
+      p_max_files: limits.maxFiles,
+      p_max_file_bytes: limits.maxFileBytes,
+      p_max_project_bytes: limits.maxProjectBytes,
+    });
   }
 
   async listProjectFilePaths(projectId: string): Promise<ProjectFileInfo[]> {
