@@ -6,6 +6,7 @@
  * no failed request) and keeps the page's state (a hot update, not a reload).
  * The files read back as written, with the ETags the PATCH answered.
  */
+import { createHash } from 'node:crypto';
 import type { Browser } from 'playwright-core';
 import { launchBrowser, openWatched, until, type WatchedPage } from '../src/browser';
 import { eventsUntilTerminal, postSession, startSystem, type RunningSystem } from '../src/system';
@@ -73,9 +74,24 @@ describe('a change of many files to a running preview', () => {
     expect(watched.errors).toEqual([]);
     expect(watched.failures).toEqual([]);
 
+    // Every part edited at once: one hot update for the page, not 30 rounds (each part's change reaches the page through
+    // App.jsx, the React refresh boundary that imports them all, so the one message re-imports App.jsx once).
+    const before = watched.hmrMessages.length;
+    const edited = parts.map((part, i) => ({ path: part.path, content: part.content.replace(`= ${i}`, `= ${i * 2}`) }));
+    expect((await fetch(`${api}/v1/projects/${project.id}/files`, { method: 'PATCH', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ write: edited }) })).status).toBe(200);
+    await until('the page to show the doubled sum', async () => (await page.getByTestId('total').textContent().catch(() => null)) === String(sum * 2), 20_000);
+    const messages = watched.hmrMessages.slice(before).filter((m) => m.type === 'update' || m.type === 'full-reload');
+    expect(messages).toHaveLength(1);
+    expect(messages[0].type).toBe('update');
+    expect((messages[0].updates as { path: string }[]).map((u) => u.path)).toEqual(['/src/App.jsx']);
+    expect(await page.getByRole('button', { name: /count is/ }).textContent()).toMatch(/count is 1/);
+    expect(watched.reloads).toBe(0);
+    expect(watched.errors).toEqual([]);
+
     // Read back byte for byte, under the ETags the PATCH answered.
     const p7 = await fetch(`${api}/v1/projects/${project.id}/files/src/parts/p7.jsx`);
-    expect(await p7.text()).toBe(parts[7].content);
-    expect(p7.headers.get('etag')).toBe(applied.written.find((f: { path: string }) => f.path === 'src/parts/p7.jsx').etag);
+    expect(await p7.text()).toBe(edited[7].content);
+    expect(p7.headers.get('etag')).toBe(`"${createHash('sha256').update(edited[7].content).digest('hex')}"`);
+    expect(applied.written.find((f: { path: string }) => f.path === 'src/parts/p0.jsx').etag).toBe(`"${createHash('sha256').update(parts[0].content).digest('hex')}"`);
   });
 });

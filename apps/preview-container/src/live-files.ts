@@ -41,6 +41,8 @@ export interface LiveFilesOptions {
   backoff?: { initialMs: number; maxMs: number };
   /** With no byte (change or heartbeat) for this long, the connection counts as dead. */
   idleTimeoutMs?: number;
+  /** Runs the writes of a change of several files so the page gets them as one hot update (hmr-batch.ts); by default, as they are. */
+  asOneUpdate?: (paths: string[], write: () => Promise<void>) => Promise<void>;
 }
 
 /** Environment of live files: FILE_CHANGES_URL, by default FILES_URL's `/files` replaced by `/file-changes`; null when neither gives one. */
@@ -203,13 +205,20 @@ export class LiveFiles extends EventEmitter {
     const writes = change.type === 'put' ? [change] : change.type === 'batch' ? change.write : [];
     const removals = change.type === 'delete' ? [change.path] : change.type === 'batch' ? change.delete : [];
     await this.guard(async () => {
-      // Written together before any is reported: Vite sees the change whole, never half of a batch.
+      // A path that is not safe fails here, inside the guard: reported on health, then a resync.
       const changed = writes
         .map((file) => ({ path: safeRelativePath(file.path), content: file.content, encoding: file.encoding }))
         .filter((file) => this.known.get(file.path) !== digest(file));
-      if (changed.length > 0) await writeProjectFiles(this.options.workDir, changed);
-      for (const file of changed) this.known.set(file.path, digest(file));
-      for (const path of removals) await this.remove(safeRelativePath(path));
+      const removed = removals.map(safeRelativePath);
+      // Written together before any is reported: Vite sees the change whole, never half of a batch.
+      const write = async () => {
+        if (changed.length > 0) await writeProjectFiles(this.options.workDir, changed);
+        for (const file of changed) this.known.set(file.path, digest(file));
+        for (const path of removed) await this.remove(path);
+      };
+      const paths = [...changed.map((file) => file.path), ...removed];
+      const together = change.type === 'batch' && paths.length > 1 ? this.options.asOneUpdate : undefined;
+      await (together ? together(paths, write) : write());
     });
     this.options.logger.info('file change applied', change.type === 'batch' ? { type: change.type, written: writes.length, removed: removals.length } : { type: change.type, path: change.path });
     this.emit('applied', change);

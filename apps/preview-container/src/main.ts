@@ -16,6 +16,8 @@ import { FlyReplay } from './fly-replay';
 import { createContainerServer, type ContainerServer } from './server';
 import { previewHostOf, rehearsePage, warmDependencies, warmUp } from './warm-up';
 import { watchViteBuild, type ViteBuildWatch } from './vite-build-watch';
+import { asOneHotUpdate } from './hmr-batch';
+import type { ViteDevServer } from 'vite';
 import { createDiagnosticsReporter, diagnosticsUrlOf, type DiagnosticsReporter } from './diagnostics-reporter';
 
 /**
@@ -40,7 +42,7 @@ async function main(): Promise<void> {
   const pooled = config.claimToken !== undefined;
   let logger = createLogger('preview-container').child(pooled ? { routeId: config.sessionId } : { sessionId: config.sessionId });
   // What belongs to a session (heartbeats, live files, fly-replay) starts at once, or, on a pooled machine, when it is claimed.
-  const session: SessionBinding = {};
+  const session: SessionBinding = { currentVite: () => devServer?.vite };
   const activity: ActivityTracker = {
     touch: () => session.activity?.touch(),
     connectionOpened: () => session.activity?.connectionOpened(),
@@ -118,6 +120,8 @@ async function listen(config: ContainerConfig, container: ContainerServer): Prom
 }
 
 interface SessionBinding {
+  /** The dev server's Vite once it runs (a restart keeps the object). */
+  currentVite: () => ViteDevServer | undefined;
   activity?: ActivityReporter;
   liveFiles?: LiveFiles;
   replay?: FlyReplay | null;
@@ -151,6 +155,10 @@ function bindSession(
     loadSnapshot: () => fetchProjectFiles(config.filesUrl, config.machineToken),
     health: container.health,
     logger,
+    asOneUpdate: (paths, write) => {
+      const vite = session.currentVite();
+      return vite ? asOneHotUpdate(vite, config.workDir, paths, write) : write();
+    },
   });
   // From here on, every change to the project's files reaches WORK_DIR (from the cursor, or after a resync that covers what changed since the load).
   session.liveFiles.seed(files, filesCursor);
