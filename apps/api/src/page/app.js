@@ -1,33 +1,52 @@
-// The preview page: pick a project (or a template), press Preview, watch the steps
-// arrive over SSE, then use the preview in the frame; extend or stop it.
+// The preview page: pick a project (yours, the demo one, or a new one from a
+// template), press Preview, watch the steps arrive over SSE, then use the preview
+// in the frame with its build errors beside it; extend or stop it.
+//
+// One live session per page: Preview while one is live stops it first
+// (DELETE /v1/sessions/:id), then starts the new one. When a session ends
+// (stopped, expired, idle, failed) the frame is removed and the page says why.
 
 import { ApiError, call, getToken, setToken } from './api.js';
 import { followEvents } from './events.js';
 
 const $ = (id) => document.getElementById(id);
-/** Projects this browser created, for deployments whose api lists none. */
-const CREATED_KEY = 'velocity-preview.created-projects';
 const EXTEND_SECONDS = 300;
+/** Projects asked for per page of GET /v1/projects. */
+const PAGE_SIZE = 20;
+/** Earlier versions kept the projects made in this browser here; the api lists them now. */
+const OLD_CREATED_KEY = 'velocity-preview.created-projects';
 
 let config = { demoProjectId: '', templates: [], steps: [] };
-/** The session on screen: { id, stream, t0, previewUrl, expiresAt, status, poll, ended } */
+/**
+ * The session on screen:
+ * { id, stream, t0, status, previewUrl, expiresAt, poll, stopping, over }.
+ * `over`: it ended or failed (or the page stopped it to start another); nothing of it is live.
+ */
 let session = null;
 /** Whether the user chose in the project list (else the demo project stays selected as the list fills). */
 let picked = false;
+/** The user's projects listed so far, and the cursor of the next page (null: no more). */
+let projects = [];
+let nextCursor = null;
+/** Each list load, so that an older answer never overwrites a newer one. */
+let listing = 0;
+let starting = false;
 
 init().catch((err) => showError(err.message));
 
 async function init() {
+  localStorage.removeItem(OLD_CREATED_KEY);
   config = await call('GET', '/ui/config.json');
   $('token').value = getToken();
   $('token').addEventListener('change', () => {
     setToken($('token').value.trim());
     void loadProjects();
   });
-  $('template-list').replaceChildren(
-    ...config.templates.map((template) => option(`template:${template}`, `New ${template} project`)),
-  );
+  $('demo-list').replaceChildren(option(config.demoProjectId, 'Demo project (react)'));
+  $('template-list').replaceChildren(...config.templates.map((template) => option(`template:${template}`, `New ${template} project`)));
+  $('project').value = config.demoProjectId;
   $('project').addEventListener('change', () => (picked = true));
+  $('more-projects').addEventListener('click', () => void loadProjects({ more: true }));
   $('start-form').addEventListener('submit', (e) => {
     e.preventDefault();
     void startPreview();
@@ -45,53 +64,59 @@ function option(value, text) {
   return el;
 }
 
-function remembered() {
-  try {
-    return JSON.parse(localStorage.getItem(CREATED_KEY) ?? '[]');
-  } catch {
-    return [];
-  }
-}
+// --- the project list ---
 
-function remember(project) {
-  const list = remembered().filter((p) => p.id !== project.id);
-  localStorage.setItem(CREATED_KEY, JSON.stringify([{ id: project.id, name: project.name, templateType: project.templateType }, ...list].slice(0, 20)));
-}
-
-/** The demo project, the user's projects (GET /v1/projects, where the api has it) and those made here. */
-async function loadProjects(select) {
-  const projects = [{ id: config.demoProjectId, name: 'Demo project', templateType: 'react' }];
+/**
+ * The user's projects from GET /v1/projects, most recently updated first: the
+ * first page, or (`more`) the next one appended. `select` is selected after.
+ */
+async function loadProjects({ more = false, select } = {}) {
+  const load = ++listing;
   const note = $('projects-note');
-  note.hidden = true;
+  const button = $('more-projects');
+  button.disabled = true;
+  const query = new URLSearchParams({ limit: String(PAGE_SIZE) });
+  if (more && nextCursor) query.set('cursor', nextCursor);
   try {
-    const listed = await call('GET', '/v1/projects');
-    const items = Array.isArray(listed) ? listed : Array.isArray(listed?.projects) ? listed.projects : [];
-    projects.push(...items);
+    const page = await call('GET', `/v1/projects?${query}`);
+    if (load !== listing) return;
+    const items = (Array.isArray(page?.projects) ? page.projects : []).filter((p) => p && p.id && p.id !== config.demoProjectId);
+    const seen = new Set(more ? projects.map((p) => p.id) : []);
+    projects = [...(more ? projects : []), ...items.filter((p) => !seen.has(p.id) && seen.add(p.id))];
+    nextCursor = typeof page?.nextCursor === 'string' && page.nextCursor ? page.nextCursor : null;
+    note.textContent = projects.length === 0 ? 'You have no projects yet: pick a template to make one.' : '';
   } catch (err) {
-    // An api without a project list answers 404: the page still knows the ones it made.
-    if (!(err instanceof ApiError && (err.status === 404 || err.status === 405))) {
-      note.textContent = `Could not list your projects: ${err.message}`;
-      note.hidden = false;
+    if (load !== listing) return;
+    if (!more) {
+      projects = [];
+      nextCursor = null;
     }
+    note.textContent = `Could not list your projects: ${err.message}`;
   }
-  projects.push(...remembered());
-  const seen = new Set();
-  const unique = projects.filter((p) => p && p.id && !seen.has(p.id) && seen.add(p.id));
-  const current = select ?? (picked ? $('project').value : config.demoProjectId);
+  const current = select ?? $('project').value;
   $('project-list').replaceChildren(
-    ...unique.map((p) => option(p.id, `${p.name}${p.templateType ? ` (${p.templateType})` : ''}${p.id === config.demoProjectId ? '' : ` · ${p.id.slice(0, 8)}`}`)),
+    ...projects.map((p) => option(p.id, `${p.name}${p.templateType ? ` (${p.templateType})` : ''} · ${p.id.slice(0, 8)}`)),
   );
-  if (current && [...$('project').options].some((o) => o.value === current)) $('project').value = current;
+  $('project').value = [...$('project').options].some((o) => o.value === current) ? current : config.demoProjectId;
+  button.hidden = !nextCursor;
+  button.disabled = false;
 }
 
 // --- starting ---
 
 async function startPreview() {
+  if (starting) return;
+  starting = true;
   clearError();
-  endView();
   const button = $('preview');
   button.disabled = true;
   try {
+    // One live session per page: the one on screen is stopped before another starts.
+    if (session && !session.over) {
+      const previous = session.id;
+      if (!(await stopSession({ replacing: true }))) return;
+      say(`Stopped session ${previous.slice(0, 8)} to start a new one.`);
+    }
     let projectId = $('project-id').value.trim();
     if (!projectId) {
       const choice = $('project').value;
@@ -99,8 +124,8 @@ async function startPreview() {
         const templateType = choice.slice('template:'.length);
         const name = `${templateType} project ${new Date().toLocaleTimeString()}`;
         const project = await call('POST', '/v1/projects', { name, templateType });
-        remember(project);
-        await loadProjects(project.id);
+        picked = true;
+        await loadProjects({ select: project.id });
         projectId = project.id;
       } else {
         projectId = choice;
@@ -108,43 +133,32 @@ async function startPreview() {
     }
     const created = await call('POST', '/v1/sessions', { projectId });
     showSession(created.sessionId);
-    session.stream = followEvents(created.eventsUrl ?? `/v1/sessions/${created.sessionId}/events`, {
-      onEvent: (event) => onEvent(created.sessionId, event),
-      onError: (message) => sessionProblem(created.sessionId, message),
+    const sessionId = created.sessionId;
+    session.stream = followEvents(created.eventsUrl ?? `/v1/sessions/${sessionId}/events`, {
+      onEvent: (event) => onEvent(sessionId, event),
+      onError: (message) => streamLost(sessionId, message),
     });
   } catch (err) {
     showError(err.message);
   } finally {
+    starting = false;
     button.disabled = false;
   }
 }
 
 function showSession(sessionId) {
-  session = { id: sessionId, stream: null, t0: null, previewUrl: null, expiresAt: null, poll: null, ended: false };
+  session = { id: sessionId, stream: null, t0: null, status: 'queued', previewUrl: null, expiresAt: null, poll: null, stopping: false, over: false };
   $('session').hidden = false;
   $('session-id').textContent = sessionId;
   $('ready').hidden = true;
-  $('frame-box').hidden = true;
-  $('frame').removeAttribute('src');
+  $('ended').hidden = true;
+  removeFrame();
+  renderBuild(null);
   setStatus('queued');
-  $('steps').replaceChildren(
-    ...config.steps.map((step) => {
-      const li = document.createElement('li');
-      li.dataset.step = step;
-      li.dataset.state = 'pending';
-      li.innerHTML = '<span class="icon" aria-hidden="true"></span><span class="name"></span><span class="time"></span>';
-      li.querySelector('.name').textContent = step;
-      return li;
-    }),
-  );
-}
-
-/** Drops the session on screen (its stream and polling), leaving the view as it is. */
-function endView() {
-  if (!session) return;
-  session.stream?.close();
-  clearInterval(session.poll);
-  session = null;
+  say('Queued: waiting for a provisioner.');
+  $('stop').disabled = false; // a session being provisioned can be stopped too (it is cancelled)
+  $('extend').disabled = true;
+  $('steps').replaceChildren(...config.steps.map((step) => stepItem(step, false)));
 }
 
 // --- events ---
@@ -157,97 +171,173 @@ function installed(event) {
 }
 
 function onEvent(sessionId, event) {
-  if (!session || session.id !== sessionId) return;
+  if (!session || session.id !== sessionId || session.over) return;
   session.t0 ??= event.at;
   const since = `+${((event.at - session.t0) / 1000).toFixed(2)}s`;
   switch (event.type) {
     case 'queued':
-      setStatus('queued');
       break;
     case 'progress': {
-      setStatus(event.step === 'create-machine' || event.step === 'verify-url' || event.step === 'activate' ? 'starting' : 'creating');
+      if (!session.stopping) setStatus(event.step === 'create-machine' || event.step === 'verify-url' || event.step === 'activate' ? 'starting' : 'creating');
       const li = stepItem(event.step);
-      li.dataset.state = event.state;
-      if (event.state === 'running') li.dataset.state = 'started';
+      li.dataset.state = event.state === 'running' ? 'started' : event.state;
       li.querySelector('.time').textContent =
         event.state === 'done'
           ? `${Math.round(event.ms ?? 0)} ms${installed(event)} · ${since}`
           : event.state === 'running'
             ? `${installed(event).slice(3)} so far`
             : `started ${since}${event.attempt > 1 ? ` (attempt ${event.attempt})` : ''}`;
+      if (event.state === 'started' && !session.stopping) say(`Starting: ${event.step}…`);
       break;
     }
     case 'ready':
-      setStatus('active');
       session.previewUrl = event.previewUrl;
       setExpiry(event.expiresAt);
+      if (session.stopping) break; // stopped as it became ready: its `ended` follows
+      setStatus('active');
       $('preview-url').href = event.previewUrl;
       $('preview-url').textContent = event.previewUrl;
       $('ready').hidden = false;
-      $('frame').src = event.previewUrl;
-      $('frame-box').hidden = false;
-      $('stop').disabled = false;
+      showFrame(event.previewUrl);
       $('extend').disabled = false;
-      // The page stops following the events at ready (events.js); the row says when the session ends on its own.
-      session.poll = setInterval(() => void refresh(sessionId), 5000);
+      say(`Ready: the preview is live${event.pooled ? ' (from the warm pool)' : ''}.`);
+      if (Array.isArray(event.diagnostics)) renderBuild({ state: event.diagnostics.length ? 'errors' : 'ok', diagnostics: event.diagnostics });
+      else void refresh(sessionId); // an api that puts no diagnostics on ready: the row has the build state
       break;
-    case 'failed':
-      setStatus('error');
+    case 'diagnostics':
+      renderBuild(event);
+      break;
+    case 'failed': {
       if (event.step) {
         const li = stepItem(event.step);
         li.dataset.state = 'failed';
         li.querySelector('.time').textContent = `failed ${since}`;
       }
-      showError(`Preview failed${event.step ? ` at ${event.step}` : ''}: ${event.reason}${event.retryable ? ' (temporary: try again)' : ''}`);
-      sessionOver();
+      onFailed(event.step, event.reason, event.retryable);
       break;
+    }
     case 'ending':
       setStatus('ending');
+      removeFrame();
+      $('stop').disabled = true;
+      $('extend').disabled = true;
+      say(`Ending: ${endedBecause(event.reason)}`);
       break;
     case 'ended':
-      onEnded(event.reason);
+      onOver('ended', 'Preview ended', endedBecause(event.reason));
       break;
   }
 }
 
-function stepItem(step) {
-  let li = $('steps').querySelector(`li[data-step="${CSS.escape(step)}"]`);
+/** Why a session ended, in words, from the reason its `ending`/`ended` events carry. */
+function endedBecause(reason) {
+  switch (reason) {
+    case 'stopped':
+      return 'It was stopped.';
+    case 'expired':
+      return 'It reached its expiry time.';
+    case 'idle':
+      return 'It was idle too long (nothing used it), so it was stopped.';
+    case 'ended':
+    case undefined:
+    case '':
+      return 'It has ended.';
+    default:
+      return `It ended: ${reason}.`;
+  }
+}
+
+/** It failed, or (stopped while it was being provisioned) was cancelled. */
+function onFailed(step, reason, retryable) {
+  if (session?.stopping && /^cancelled/.test(reason)) onOver('cancelled', 'Preview stopped', 'It was stopped before it was ready.');
+  else onOver('error', 'Preview failed', `${failure(step, reason)}${retryable ? ' (temporary: try again)' : ''}`);
+}
+
+/** `Step verify-url failed: <reason>` (a reason that starts with its step's name loses it), or the reason alone. */
+function failure(step, reason) {
+  if (!step) return reason;
+  const own = reason.startsWith(`${step}: `) ? reason.slice(step.length + 2) : reason;
+  return `Step ${step} failed: ${own}`;
+}
+
+function stepItem(step, find = true) {
+  let li = find ? $('steps').querySelector(`li[data-step="${CSS.escape(step)}"]`) : null;
   if (!li) {
     li = document.createElement('li');
     li.dataset.step = step;
+    li.dataset.state = 'pending';
     li.innerHTML = '<span class="icon" aria-hidden="true"></span><span class="name"></span><span class="time"></span>';
     li.querySelector('.name').textContent = step;
-    $('steps').append(li);
+    if (find) $('steps').append(li);
   }
   return li;
 }
 
-function sessionProblem(sessionId, message) {
-  if (!session || session.id !== sessionId) return;
-  showError(message);
+/** The events stream could not be read any more: say so, and follow the session's row instead. */
+function streamLost(sessionId, message) {
+  if (!session || session.id !== sessionId || session.over) return;
+  showError(`${message}; following the session's state instead`);
+  clearInterval(session.poll);
+  session.poll = setInterval(() => void refresh(sessionId), session.stopping ? 1000 : 5000);
 }
 
 // --- stop, extend, the row ---
 
-async function stopSession() {
-  if (!session) return;
-  const sessionId = session.id;
+/**
+ * Stops the live session (DELETE /v1/sessions/:id). Its `ended` (or, when it was
+ * still provisioning, `failed` "cancelled") then arrives on its events. With
+ * `replacing`, the page lets it go at once (another takes its place). Resolves
+ * to false when it could not be stopped (the error is shown; it stays live).
+ */
+async function stopSession({ replacing = false } = {}) {
+  const current = session;
+  if (!current || current.over) return true;
+  if (current.stopping) {
+    // Its stop was accepted already: being replaced, it is let go without asking again.
+    if (replacing) letGo(current);
+    return true;
+  }
+  const before = current.status;
+  current.stopping = true;
   $('stop').disabled = true;
   $('extend').disabled = true;
+  // The preview is gone from the page at once: nothing of it runs on while its machine stops.
+  removeFrame();
+  setStatus('ending');
+  say('Stopping…');
   try {
-    const stopped = await call('DELETE', `/v1/sessions/${sessionId}`);
-    setStatus(stopped.status === 'error' ? 'error' : 'ending');
-    clearInterval(session.poll);
-    session.poll = setInterval(() => void refresh(sessionId), 500);
+    await call('DELETE', `/v1/sessions/${current.id}`);
   } catch (err) {
-    showError(err.message);
-    $('stop').disabled = false;
-    $('extend').disabled = false;
+    // 409: it had already ended or failed on its own; its events say how.
+    if (!(err instanceof ApiError && err.status === 409)) {
+      current.stopping = false;
+      showError(`Could not stop session ${current.id}: ${err.message}`);
+      if (session === current && !current.over) {
+        setStatus(before);
+        say('');
+        $('stop').disabled = false;
+        if (before === 'active' && current.previewUrl) {
+          showFrame(current.previewUrl);
+          $('extend').disabled = false;
+        }
+      }
+      return false;
+    }
   }
+  if (replacing) letGo(current);
+  return true;
+}
+
+/** Lets a stopped session go without waiting for its end: another takes its place. */
+function letGo(current) {
+  if (session === current) onOver('ended', 'Preview ended', 'It was stopped to start a new one.');
+  current.over = true;
+  current.stream?.close();
+  clearInterval(current.poll);
 }
 
 async function extendSession() {
-  if (!session) return;
+  if (!session || session.over) return;
   $('extend').disabled = true;
   try {
     const extended = await call('POST', `/v1/sessions/${session.id}/extend`, { seconds: EXTEND_SECONDS });
@@ -256,49 +346,135 @@ async function extendSession() {
   } catch (err) {
     showError(err.message);
   } finally {
-    if (session && !session.ended) $('extend').disabled = false;
+    if (session && !session.over && !session.stopping && session.status === 'active') $('extend').disabled = false;
   }
 }
 
-/** Reads the row: shows the status, and the end when it came. */
+/** Reads the row (GET /v1/sessions/:id): its build state, expiry and end, for when the events cannot say. */
 async function refresh(sessionId) {
   try {
     const row = await call('GET', `/v1/sessions/${sessionId}`);
-    if (!session || session.id !== sessionId || session.ended) return;
+    if (!session || session.id !== sessionId || session.over) return;
     if (row.expiresAt) setExpiry(row.expiresAt);
-    if (row.status === 'ended') onEnded('ended');
+    if (row.build) renderBuild(row.build);
+    if (row.status === 'ended') onOver('ended', 'Preview ended', endedBecause(session.stopping ? 'stopped' : 'ended'));
     else if (row.status === 'error') {
-      setStatus('error');
-      if (row.errorMessage) showError(`Session ended with an error: ${row.errorMessage}`);
-      sessionOver();
-    } else setStatus(row.status);
+      onFailed(row.errorStep, row.errorMessage ?? 'unknown error', false);
+    }
   } catch (err) {
-    if (session && session.id === sessionId) showError(err.message);
+    if (session && session.id === sessionId && !session.over) showError(err.message);
   }
 }
 
-function onEnded(reason) {
-  setStatus('ended');
-  $('status').title = reason ?? '';
-  sessionOver();
-  // The frame shows what its URL answers now: 410, the session has ended.
-  if (session?.previewUrl) $('frame').src = session.previewUrl;
-}
-
-function sessionOver() {
+/** The session is over: no frame, the reason in its place, nothing more to follow. */
+function onOver(status, title, reason) {
   if (!session) return;
-  session.ended = true;
+  session.over = true;
   session.stream?.close();
   clearInterval(session.poll);
+  setStatus(status);
   $('stop').disabled = true;
   $('extend').disabled = true;
+  removeFrame();
+  $('ready').hidden = true; // its URL answers nothing any more
+  // A step still under way when it ended will not finish.
+  for (const li of $('steps').querySelectorAll('li[data-state="started"]')) {
+    li.dataset.state = 'stopped';
+    li.querySelector('.time').textContent += ' · not finished';
+  }
+  $('ended-title').textContent = title;
+  $('ended-reason').textContent = reason;
+  $('ended').hidden = false;
+  $('ended').dataset.status = status;
+  say(`${title}. ${reason}`);
+  renderExpiry();
+}
+
+// --- the frame and the build ---
+
+/** A new frame for the preview (a fresh element: nothing of an earlier preview comes back). */
+function showFrame(url) {
+  const frame = document.createElement('iframe');
+  frame.id = 'frame';
+  frame.title = 'Preview of your project';
+  frame.src = url;
+  $('frame-slot').replaceChildren(frame);
+  $('ended').hidden = true;
+  $('frame-box').hidden = false;
+}
+
+/** Removes the frame: the preview's document is unloaded and nothing of it keeps running. */
+function removeFrame() {
+  $('frame-slot').replaceChildren();
+  $('frame-box').hidden = true;
+}
+
+/** The build state beside the frame: `{ state, diagnostics }` (a `diagnostics` event, `ready`'s, or the row's `build`); null when not known. */
+function renderBuild(build) {
+  const state = $('build-state');
+  const list = Array.isArray(build?.diagnostics) ? build.diagnostics : [];
+  if (!build) {
+    state.dataset.state = '';
+    state.textContent = 'Waiting for the build…';
+  } else if (list.length === 0) {
+    state.dataset.state = 'ok';
+    state.textContent = 'No errors: the build is clean.';
+  } else {
+    state.dataset.state = 'errors';
+    state.textContent = `${list.length} error${list.length === 1 ? '' : 's'}`;
+  }
+  $('diagnostic-list').replaceChildren(...list.map(diagnosticItem));
+}
+
+/** `src/App.jsx:8:20 — message (plugin)`, the whole message and the code frame under it (Details). */
+function diagnosticItem(diagnostic) {
+  const li = document.createElement('li');
+  li.dataset.kind = diagnostic.kind ?? 'build';
+  const where = document.createElement('code');
+  where.className = 'where';
+  where.textContent = diagnostic.file
+    ? `${diagnostic.file}${diagnostic.line ? `:${diagnostic.line}${diagnostic.column ? `:${diagnostic.column}` : ''}` : ''}`
+    : diagnostic.kind === 'runtime'
+      ? 'runtime error'
+      : 'build error';
+  const text = String(diagnostic.message ?? '');
+  const lines = text.split('\n').map((line) => line.trim()).filter(Boolean);
+  // The line that says what is wrong, not a heading such as "Transform failed with 1 error:".
+  const headline = lines.find((line) => !line.endsWith(':')) ?? lines[0] ?? '';
+  const message = document.createElement('span');
+  message.className = 'message';
+  message.textContent = headline;
+  li.append(where, ' — ', message);
+  if (diagnostic.plugin) {
+    const plugin = document.createElement('span');
+    plugin.className = 'plugin';
+    plugin.textContent = ` (${diagnostic.plugin})`;
+    li.append(plugin);
+  }
+  const more = [lines.length > 1 ? text.trim() : '', diagnostic.frame?.trim()].filter(Boolean).join('\n\n');
+  if (more) {
+    const details = document.createElement('details');
+    const summary = document.createElement('summary');
+    summary.textContent = 'Details';
+    const pre = document.createElement('pre');
+    pre.textContent = more;
+    details.append(summary, pre);
+    li.append(details);
+  }
+  return li;
 }
 
 // --- view helpers ---
 
 function setStatus(status) {
+  if (session) session.status = status;
   $('status').dataset.status = status;
   $('status').textContent = status;
+}
+
+/** The session's state in words, in the page's live region. */
+function say(text) {
+  $('status-text').textContent = text;
 }
 
 function setExpiry(iso) {
@@ -312,7 +488,7 @@ function renderExpiry() {
   if (!session?.expiresAt) return;
   const at = new Date(session.expiresAt);
   const left = Math.max(0, Math.round((at.getTime() - Date.now()) / 1000));
-  const inText = session.ended ? '' : ` (in ${Math.floor(left / 60)} min ${String(left % 60).padStart(2, '0')} s)`;
+  const inText = session.over ? '' : ` (in ${Math.floor(left / 60)} min ${String(left % 60).padStart(2, '0')} s)`;
   $('expires').textContent = `at ${at.toLocaleTimeString()}${inText}`;
 }
 

@@ -1,12 +1,15 @@
-// A session's events over Server-Sent Events. Without a token the browser's own
-// EventSource reads them (it reconnects with Last-Event-ID by itself). An
-// EventSource cannot send an Authorization header, so with a token the same
-// stream is read with fetch, reconnecting with Last-Event-ID the same way.
+// A session's events over Server-Sent Events, for as long as the session lives:
+// the steps, `ready`, then `diagnostics` each time the build changes, until
+// `ended` or `failed` (the api closes the stream after either). Without a token
+// the browser's own EventSource reads them (it reconnects with Last-Event-ID by
+// itself). An EventSource cannot send an Authorization header, so with a token
+// the same stream is read with fetch, reconnecting with Last-Event-ID the same way.
 
 import { getToken } from './api.js';
 
-export const EVENT_TYPES = ['queued', 'progress', 'ready', 'failed', 'ending', 'ended'];
-const TERMINAL = new Set(['ready', 'failed', 'ended']);
+export const EVENT_TYPES = ['queued', 'progress', 'ready', 'diagnostics', 'failed', 'ending', 'ended'];
+/** After one of these the session is over: nothing more comes (libs/shared TERMINAL_EVENTS). */
+const TERMINAL = new Set(['failed', 'ended']);
 
 /**
  * Follows `url` until a terminal event (or `close()`): `onEvent(event)` for each,

@@ -5,9 +5,10 @@ import { DEMO_PROJECT_ID, PROVISION_STEPS, TEMPLATE_TYPES } from '@velocity/shar
 
 /**
  * The preview page at `/`: plain HTML, CSS and ES modules from this folder, no
- * build step. It talks to the api like any client (POST /v1/projects,
- * POST /v1/sessions, the SSE events, extend and stop). Mounted in front of Nest's
- * routes and body parser (see bootstrap.ts); every other path goes on.
+ * build step. It talks to the api like any client (GET and POST /v1/projects,
+ * POST /v1/sessions, the SSE events with the build's diagnostics, extend and
+ * DELETE to stop). Mounted in front of Nest's routes and body parser (see
+ * bootstrap.ts); every other path goes on.
  */
 const ASSETS: Record<string, { file: string; type: string }> = {
   '/': { file: 'index.html', type: 'text/html; charset=utf-8' },
