@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-// `npx velocity-preview start [projectId] [options]`: the command-line client
-// (scripts/preview.ts), run through @swc-node/register like every script here.
+// `npx velocity-preview <command> [options]` (start, stop, extend, list, logs, help):
+// the command-line client (scripts/preview.ts), run through @swc-node/register like every script here.
 'use strict';
 const path = require('node:path');
 

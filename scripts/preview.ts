@@ -1,177 +1,121 @@
 import { parseArgs } from 'node:util';
-import { DEMO_PROJECT_ID, loadConfig, publicUrl } from '@velocity/shared';
-import { HttpError, followEvents, messageOf } from './cli/follow-events';
-import { jsonProgress, plainProgress, ttyProgress, type Progress } from './cli/progress';
+import { loadDotEnv } from '@velocity/shared';
+import { ApiError, BadApiUrl, apiOf } from './cli/api';
+import { COMMANDS, COMMON_OPTIONS, Shown, UsageError, commandHelp, generalHelp, type Context } from './cli/commands';
 
 /**
- * The command-line client: starts a preview, shows its steps as they stream in,
- * prints the URL.
+ * The command-line client: start, stop, extend, list and follow previews.
  *
- *   npm run preview -- [projectId] [--api <url>] [--template <type>] [--json]
- *   npx velocity-preview start [projectId] [same options]
+ *   npx velocity-preview <command> [options]
+ *   npm run preview -- <command> [options]
  *
- * Exit status: 0 once the preview is ready; 1 when it failed (the reason on
- * stderr, or as a JSON line with --json); 2 for a wrong command line.
- * VP_TOKEN, when set, is sent as the bearer token (not needed while auth is off).
+ * `help` (and no arguments) lists the commands; each has `--help`. Exit status:
+ * 0 done (help asked for included); 1 failed, the reason as one line on stderr
+ * (a JSON line on stdout with --json); 2 a wrong command line, with the usage on
+ * stderr. A closed stdout (`| head -5`) ends it quietly with 0, Ctrl-C with 130.
+ * The api's address and token come from the environment, as the services read
+ * theirs (see cli/api.ts).
  */
-const USAGE = `Usage: velocity-preview start [projectId] [options]
-       npm run preview -- [projectId] [options]
+const PROGRAM = 'velocity-preview';
 
-Starts a preview of a project (the demo project when none is given), shows its
-steps as they happen and prints its URL.
-
-Options:
-  --api <url>         the api's base URL (default: VP_API_URL, else PUBLIC_URL or http://API_HOST:API_PORT)
-  --template <type>   create a new project from a template first (react, vue, svelte, vanilla-ts)
-  --name <name>       the new project's name (with --template)
-  --tier <tier>       free (default) or pro
-  --json              one JSON object per line: the project, the session, then every event
-  --timeout <s>       give up after this many seconds (default 120)
-  -h, --help          this text
-
-Environment: VP_TOKEN, a Supabase access token, sent as "Authorization: Bearer" when set.
-Exit status: 0 ready, 1 failed (with the reason), 2 wrong usage.`;
-
-class UsageError extends Error {}
-
-interface Options {
-  api: string;
-  projectId: string | null;
-  template: string | null;
-  name: string | null;
-  tier: string | null;
-  json: boolean;
-  timeoutMs: number;
-}
-
-function parse(argv: string[]): Options | 'help' {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: argv,
-      allowPositionals: true,
-      options: {
-        api: { type: 'string' },
-        template: { type: 'string' },
-        name: { type: 'string' },
-        tier: { type: 'string' },
-        json: { type: 'boolean', default: false },
-        timeout: { type: 'string' },
-        help: { type: 'boolean', short: 'h', default: false },
-      },
-    });
-  } catch (err) {
-    throw new UsageError((err as Error).message);
-  }
-  const { values, positionals } = parsed;
-  if (values.help) return 'help';
-  const words = [...positionals];
-  // `velocity-preview start <projectId>`: the verb is optional for `npm run preview`.
-  if (words[0] === 'start') words.shift();
-  if (words.length > 1) throw new UsageError(`expected at most one project id, got: ${words.join(' ')}`);
-  const projectId = words[0] ?? null;
-  if (projectId && values.template) throw new UsageError('give a project id or --template, not both');
-  const timeout = values.timeout === undefined ? 120 : Number(values.timeout);
-  if (!Number.isFinite(timeout) || timeout <= 0) throw new UsageError(`--timeout must be a positive number of seconds, got ${values.timeout}`);
-  const api = (values.api ?? process.env.VP_API_URL ?? publicUrl(loadConfig())).replace(/\/+$/, '');
-  try {
-    new URL(api);
-  } catch {
-    throw new UsageError(`--api must be a URL, got ${api}`);
-  }
-  return {
-    api,
-    projectId,
-    template: values.template ?? null,
-    name: values.name ?? null,
-    tier: values.tier ?? null,
-    json: values.json ?? false,
-    timeoutMs: timeout * 1000,
-  };
-}
-
-async function post(url: string, headers: Record<string, string>, body: unknown): Promise<unknown> {
-  let res: Response;
-  try {
-    res = await fetch(url, { method: 'POST', headers: { ...headers, 'content-type': 'application/json' }, body: JSON.stringify(body) });
-  } catch (err) {
-    const cause = (err as { cause?: { code?: string; message?: string } }).cause;
-    throw new Error(`cannot reach the api at ${new URL(url).origin} (${cause?.code ?? cause?.message ?? (err as Error).message}); is it running? (npm start)`);
-  }
-  if (!res.ok) throw new HttpError(res.status, `POST ${new URL(url).pathname} answered ${res.status}: ${await messageOf(res)}`);
-  return res.json();
-}
-
-async function run(options: Options, progress: Progress): Promise<number> {
-  const headers: Record<string, string> = process.env.VP_TOKEN ? { authorization: `Bearer ${process.env.VP_TOKEN}` } : {};
-  let projectId = options.projectId ?? DEMO_PROJECT_ID;
-  if (options.template) {
-    const project = (await post(`${options.api}/v1/projects`, headers, {
-      name: options.name ?? `${options.template} project`,
-      templateType: options.template,
-    })) as { id: string; name: string; templateType: string };
-    progress.project(project);
-    projectId = project.id;
-  }
-  const created = (await post(`${options.api}/v1/sessions`, headers, { projectId, ...(options.tier ? { tier: options.tier } : {}) })) as { sessionId: string };
-  progress.session({ sessionId: created.sessionId, projectId });
-  const last = await followEvents({
-    baseUrl: options.api,
-    sessionId: created.sessionId,
-    headers,
-    timeoutMs: options.timeoutMs,
-    onEvent: (event) => progress.event(event),
+/** Quiet ends: the reader of stdout went away (exit 0), or Ctrl-C / SIGTERM (130 / 143). Whatever is followed ends with the process. */
+function endQuietlyOnClosedPipesAndSignals(): { onInterrupt: (fn: () => void) => void } {
+  const hooks: Array<() => void> = [];
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE' || err.code === 'ERR_STREAM_DESTROYED') process.exit(0);
+    process.stderr.write(`${PROGRAM}: cannot write the output: ${err.message}\n`);
+    process.exit(1);
   });
-  progress.close();
-  if (last.type === 'ready') return 0;
-  if (last.type === 'failed') throw new SessionFailed(`failed${last.step ? ` at ${last.step}` : ''}: ${last.reason}`);
-  throw new SessionFailed(`the session ${last.type} before it was ready`);
+  // Nowhere left to say anything: errors on stderr are dropped.
+  process.stderr.on('error', () => undefined);
+  const onSignal = (code: number) => () => {
+    for (const hook of hooks) {
+      try {
+        hook();
+      } catch {
+        // The process ends anyway.
+      }
+    }
+    process.exit(code);
+  };
+  process.once('SIGINT', onSignal(130));
+  process.once('SIGTERM', onSignal(143));
+  return { onInterrupt: (fn) => void hooks.push(fn) };
 }
 
-/** The session's own failure: already shown by the progress display. */
-class SessionFailed extends Error {}
+function usageError(prefix: string, message: string, usage: string): number {
+  process.stderr.write(`${prefix}: ${message}\n\n${usage}`);
+  return 2;
+}
 
-async function main(): Promise<number> {
-  let options: Options | 'help';
-  try {
-    options = parse(process.argv.slice(2));
-  } catch (err) {
-    if (!(err instanceof UsageError)) throw err;
-    process.stderr.write(`preview: ${err.message}\n\n${USAGE}\n`);
-    return 2;
-  }
-  if (options === 'help') {
-    process.stdout.write(`${USAGE}\n`);
+async function main(argv: string[]): Promise<number> {
+  // As the services read it: a variable already set wins.
+  loadDotEnv();
+  const signals = endQuietlyOnClosedPipesAndSignals();
+  const out = (text: string) => void process.stdout.write(text);
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h') {
+    out(generalHelp());
     return 0;
   }
-  const out = (text: string) => void process.stdout.write(text);
-  const tty = !options.json && process.stdout.isTTY === true;
-  const progress = options.json ? jsonProgress(out) : tty ? ttyProgress(out) : plainProgress(out);
-  const onSignal = () => {
-    progress.close();
-    process.exit(130);
-  };
-  process.once('SIGINT', onSignal);
+  if (name === 'help') {
+    if (rest.length === 0) out(generalHelp());
+    else if (rest.length === 1 && Object.hasOwn(COMMANDS, rest[0])) out(commandHelp(rest[0]));
+    else return usageError(PROGRAM, `no such command: ${rest.join(' ')}`, generalHelp());
+    return 0;
+  }
+  if (!Object.hasOwn(COMMANDS, name)) {
+    const hint = /^[0-9a-f]{8}-/i.test(name) ? ` (to start a preview of a project: ${PROGRAM} start ${name})` : name.startsWith('-') ? ' (the command comes first)' : '';
+    return usageError(PROGRAM, `unknown command '${name}'${hint}`, generalHelp());
+  }
+  const command = COMMANDS[name];
+  let values: Record<string, string | boolean | undefined>;
+  let positionals: string[];
+  let ctx: Context;
   try {
-    return await run(options, progress);
+    const options = Object.fromEntries(
+      Object.entries({ ...command.options, ...COMMON_OPTIONS }).map(([option, o]) => [option, { type: o.type, ...(o.short ? { short: o.short } : {}) }]),
+    );
+    ({ values, positionals } = parseArgs({ args: rest, allowPositionals: true, strict: true, options }));
+    if (values.help) {
+      out(commandHelp(name));
+      return 0;
+    }
+    const [min, max] = command.positionals;
+    const args = command.synopsis.split(' ').slice(1).join(' ');
+    if (positionals.length < min) throw new UsageError(`expected ${args}`);
+    if (positionals.length > max) throw new UsageError(max === 0 ? `takes no arguments, got: ${positionals.join(' ')}` : `expected ${args}, got: ${positionals.join(' ')}`);
+    const json = values.json === true;
+    ctx = { api: apiOf(values.api as string | undefined), out, json, tty: !json && process.stdout.isTTY === true, onInterrupt: signals.onInterrupt };
   } catch (err) {
-    const message = (err as Error).message;
-    if (!(err instanceof SessionFailed)) progress.error(message, err instanceof HttpError ? err.status : undefined);
-    progress.close();
-    // The reason on stderr too, unless the live display or the JSON lines already carry it.
-    if (!tty && !options.json) process.stderr.write(`preview: ${message}\n`);
+    if (err instanceof UsageError || err instanceof BadApiUrl || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+      return usageError(name, (err as Error).message, commandHelp(name));
+    }
+    // A bad setting in the environment (loadConfig names it).
+    process.stderr.write(`${name}: ${(err as Error).message}\n`);
     return 1;
-  } finally {
-    process.removeListener('SIGINT', onSignal);
+  }
+  try {
+    return await command.run(values, positionals, ctx);
+  } catch (err) {
+    if (err instanceof UsageError) return usageError(name, err.message, commandHelp(name));
+    if (err instanceof Shown) return 1;
+    const message = err instanceof Error ? err.message : String(err);
+    if (ctx.json) {
+      out(`${JSON.stringify(err instanceof ApiError ? { type: 'error', status: err.status, message: err.apiMessage, ...(err.field ? { field: err.field } : {}) } : { type: 'error', message })}\n`);
+    } else {
+      process.stderr.write(`${name}: ${message}\n`);
+    }
+    return 1;
   }
 }
 
-main().then(
+main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;
   },
   (err) => {
-    process.stderr.write(`preview: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.stderr.write(`${PROGRAM}: ${err instanceof Error ? err.message : String(err)}\n`);
     process.exitCode = 1;
   },
 );

@@ -1,4 +1,4 @@
-import { DEMO_PROJECT_ID, LocalMachineProvider, START_REDIS_HINT, assertServicesReachable, loadConfig, pingRedis, publicUrl, type Config } from '@velocity/shared';
+import { DEMO_PROJECT_ID, LocalMachineProvider, START_REDIS_HINT, assertServicesReachable, loadConfig, loadDotEnv, pingRedis, publicUrl, type Config } from '@velocity/shared';
 import { startEmbeddedPostgres, type EmbeddedPostgres } from './embedded-postgres';
 import { migrate } from './migrate';
 import { APPS, startApp, stopProcess, waitForHttp } from './services';
@@ -11,6 +11,8 @@ import { APPS, startApp, stopProcess, waitForHttp } from './services';
 let embedded: EmbeddedPostgres | null = null;
 
 async function main() {
+  const dotEnv = loadDotEnv();
+  if (dotEnv) console.log(`start: read ${dotEnv}`);
   const env: NodeJS.ProcessEnv = { ...process.env };
   if (!env.DATABASE_URL) {
     const settings = loadConfig(env);
@@ -62,7 +64,7 @@ async function main() {
   console.log(
     [
       `start: Velocity Preview is up at ${base}`,
-      `start: start a preview of the demo project with: npm run preview -- ${DEMO_PROJECT_ID}`,
+      `start: start a preview of the demo project with: npx velocity-preview start ${DEMO_PROJECT_ID} (velocity-preview help: the other commands)`,
       `start: or: curl -s -X POST ${base}/v1/sessions -H 'content-type: application/json' -d '{"projectId":"${DEMO_PROJECT_ID}"}'`,
     ].join('\n'),
   );

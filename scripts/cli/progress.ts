@@ -169,3 +169,31 @@ export function buildLines(diagnostics: Diagnostic[] | undefined): string[] {
   const where = (d: Diagnostic) => (d.file ? `${d.file}${d.line ? `:${d.line}${d.column ? `:${d.column}` : ''}` : ''} ` : '');
   return [`build: ${diagnostics.length} error${diagnostics.length === 1 ? '' : 's'} (the preview runs; fix and it updates)`, ...diagnostics.map((d) => `  ✗ ${where(d)}${d.message.split('\n', 1)[0]}`)];
 }
+
+/**
+ * One event as `logs` prints it: the time it happened (UTC), then what it says;
+ * `ready` and `diagnostics` add a line per build error under it.
+ */
+export function logLines(event: SessionEvent): string {
+  const at = new Date(event.at).toISOString();
+  const indent = (lines: string[]) => lines.map((line) => `${' '.repeat(at.length + 2)}${line}\n`).join('');
+  switch (event.type) {
+    case 'queued':
+      return `${at}  queued\n`;
+    case 'progress': {
+      const attempt = event.attempt > 1 ? ` (attempt ${event.attempt})` : '';
+      if (event.state === 'started') return `${at}  ${event.step} started${attempt}\n`;
+      if (event.state === 'running') return `${at}  ${event.step} running${installed(event)}\n`;
+      return `${at}  ✓ ${event.step} (${Math.round(event.ms ?? 0)} ms${installed(event)})${attempt}\n`;
+    }
+    case 'ready':
+      return `${at}  ready: ${event.previewUrl} (expires ${event.expiresAt}${event.pooled ? ', warm pool' : ''})\n${indent(buildLines(event.diagnostics))}`;
+    case 'failed':
+      return `${at}  ✗ failed${event.step ? ` at ${event.step}` : ''}: ${event.reason}${event.retryable ? ' (retryable)' : ''}\n`;
+    case 'diagnostics':
+      return event.diagnostics.length === 0 ? `${at}  build: ok\n` : `${at}  ${buildLines(event.diagnostics)[0]}\n${indent(buildLines(event.diagnostics).slice(1))}`;
+    case 'ending':
+    case 'ended':
+      return `${at}  ${event.type}: ${event.reason}\n`;
+  }
+}

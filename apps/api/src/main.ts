@@ -1,4 +1,4 @@
-import { assertServicesReachable, createLogger, loadConfig, machineApiSocketOf, publicUrl } from '@velocity/shared';
+import { assertServicesReachable, createLogger, loadConfig, loadDotEnv, machineApiSocketOf, publicUrl } from '@velocity/shared';
 import type { RequestListener } from 'node:http';
 import { createApi } from './bootstrap';
 import { requestLogFields } from './common/request-context';
@@ -6,6 +6,7 @@ import { MachineSocket } from './machines/machine-socket';
 
 /** The api process: HTTP API, session events, the local preview edge, and (local machines) the machine routes on a Unix socket. */
 async function main() {
+  loadDotEnv();
   const config = loadConfig();
   // Each line written while a request is handled carries its request id.
   const logger = createLogger('api', config.LOG_LEVEL, {}, undefined, requestLogFields);

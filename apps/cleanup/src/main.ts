@@ -9,6 +9,7 @@ import {
   createRedis,
   createSessionStore,
   loadConfig,
+  loadDotEnv,
 } from '@velocity/shared';
 import type { CleanupDeps } from './cleanup-deps';
 import { createCleanupWorker, scheduleSweep } from './cleanup-worker';
@@ -20,6 +21,7 @@ import { startCleanupOps } from './ops';
  * stuck sessions, lost provisioning jobs, orphaned machines).
  */
 async function main() {
+  loadDotEnv();
   const config = loadConfig();
   const logger = createLogger('cleanup', config.LOG_LEVEL);
   await assertServicesReachable(config);

@@ -12,6 +12,7 @@ import {
   createSessionStore,
   faultsOf,
   loadConfig,
+  loadDotEnv,
   parseDependencyPool,
   parseWarmPool,
   WarmPool,
@@ -25,6 +26,7 @@ import { DependencyCache } from './dependencies/dependency-cache';
 
 /** The provisioner process: one BullMQ worker on the `sessions` queue. */
 async function main() {
+  loadDotEnv();
   const config = loadConfig();
   const logger = createLogger('provisioner', config.LOG_LEVEL);
   await assertServicesReachable(config);

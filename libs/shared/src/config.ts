@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { z } from 'zod';
 
@@ -165,6 +166,18 @@ export const configSchema = z.object({
 });
 
 export type Config = z.infer<typeof configSchema>;
+
+/**
+ * Reads `.env` in the working folder into process.env, when there is one (Node's
+ * own parser); a variable already in the environment keeps its value. Entry
+ * points call it once, before loadConfig: the services, `npm start` and the CLI.
+ */
+export function loadDotEnv(dir = process.cwd()): string | null {
+  const file = join(dir, '.env');
+  if (!existsSync(file)) return null;
+  process.loadEnvFile(file);
+  return file;
+}
 
 export class ConfigError extends Error {
   constructor(readonly variable: string, detail: string) {
