@@ -42,15 +42,20 @@ as $$
   limit p_limit;
 $$;
 
--- On Supabase, as for the other vp_* functions: only the service role may call them.
-do $$
+-- On Supabase only the service role may call a vp_* function (as 20261125000310 set for those before it);
+-- later migrations call this for the functions they add.
+create or replace function public.vp_restrict_to_service_role(p_functions regprocedure[])
+returns void
+language plpgsql
+set search_path = public, pg_temp
+as $$
 declare
   f regprocedure;
 begin
   if not exists (select 1 from pg_roles where rolname = 'service_role') then
     return;
   end if;
-  foreach f in array array['public.vp_list_projects(uuid, uuid, integer, timestamptz, uuid)'::regprocedure, 'public.vp_list_sessions(uuid, boolean, integer, timestamptz, uuid)'::regprocedure]
+  foreach f in array p_functions
   loop
     execute format('revoke execute on function %s from public', f);
     if exists (select 1 from pg_roles where rolname = 'anon') then
@@ -63,3 +68,9 @@ begin
   end loop;
 end;
 $$;
+
+select public.vp_restrict_to_service_role(array[
+  'public.vp_restrict_to_service_role(regprocedure[])'::regprocedure,
+  'public.vp_list_projects(uuid, uuid, integer, timestamptz, uuid)'::regprocedure,
+  'public.vp_list_sessions(uuid, boolean, integer, timestamptz, uuid)'::regprocedure
+]);

@@ -124,23 +124,7 @@ $$;
 drop function if exists public.vp_put_project_file(uuid, text, text, integer, bigint, bigint, text);
 drop function if exists public.vp_delete_project_file(uuid, text);
 
-do $$
-declare
-  f regprocedure;
-begin
-  if not exists (select 1 from pg_roles where rolname = 'service_role') then
-    return;
-  end if;
-  foreach f in array array['public.vp_file_etag(text, bytea)'::regprocedure, 'public.vp_apply_project_files(uuid, jsonb, jsonb, jsonb, integer, bigint, bigint)'::regprocedure]
-  loop
-    execute format('revoke execute on function %s from public', f);
-    if exists (select 1 from pg_roles where rolname = 'anon') then
-      execute format('revoke execute on function %s from anon', f);
-    end if;
-    if exists (select 1 from pg_roles where rolname = 'authenticated') then
-      execute format('revoke execute on function %s from authenticated', f);
-    end if;
-    execute format('grant execute on function %s to service_role', f);
-  end loop;
-end;
-$$;
+select public.vp_restrict_to_service_role(array[
+  'public.vp_file_etag(text, bytea)'::regprocedure,
+  'public.vp_apply_project_files(uuid, jsonb, jsonb, jsonb, integer, bigint, bigint)'::regprocedure
+]);

@@ -200,7 +200,7 @@ export async function badInputCases(f: BadInputFixture): Promise<BadCase[]> {
     ['POST /v1/sessions', 'single quotes', `{'projectId': '${a.projectId}'}`, 400, 'body'],
     ['POST /v1/sessions', 'NaN', '{"projectId": NaN}', 400, 'body'],
     ['POST /v1/sessions', 'trailing garbage', `{"projectId":"${a.projectId}"} x`, 400, 'body'],
-    ['POST /v1/sessions', 'invalid UTF-8', Buffer.concat([Buffer.from('{"projectId":"'), Buffer.from([0xc3, 0x28]), Buffer.from('"}')]), 400, 'projectId'],
+    ['POST /v1/sessions', 'invalid UTF-8', Buffer.concat([Buffer.from('{"projectId":"'), Buffer.from([0xc3, 0x28]), Buffer.from('"}')]), 400, 'body'],
     ['POST /v1/sessions', '5000 levels deep', `{"projectId":${'['.repeat(5000)}${']'.repeat(5000)}}`, 400, 'projectId'],
     ['POST /v1/sessions', '70 kB', body({ projectId: a.projectId, pad: 'x'.repeat(70_000) }), 413, 'body'],
     ['POST /v1/sessions', '2 MB', body({ projectId: 'x'.repeat(2_000_000) }), 413, 'body'],

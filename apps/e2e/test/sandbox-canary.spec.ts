@@ -14,7 +14,8 @@ import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
-import { createProject, putFile, startPreview, until } from '../src/browser';
+import { putFile, startPreview, until } from '../src/browser';
+import { uploadProject } from '../../../libs/shared/test/projects';
 import { startSystem, type RunningSystem } from '../src/system';
 
 jest.setTimeout(120_000);
@@ -90,8 +91,6 @@ describe('a project whose config files go after the service’s secrets, preview
     expect(system.output.provisioner.join('\n')).toContain('machine isolation: sandbox');
     const listenerPort = (listener.address() as AddressInfo).port;
     const hostPaths = [repoCanary, machinesCanary, join(REPO_ROOT, '.env'), join(REPO_ROOT, 'package.json'), '/etc/shadow', '/root/.bash_history'];
-    const created = await createProject(system.baseUrl, 'attacker', 'vanilla-ts');
-    const projectId = created.body.id;
     const files: Record<string, string> = {
       'index.html': '<!doctype html><html><body><h1>hi</h1><script type="module" src="/src/main.js"></script></body></html>',
       'src/main.js': "import './style.css';\n",
@@ -99,7 +98,8 @@ describe('a project whose config files go after the service’s secrets, preview
       'postcss.config.js': `${collector(listenerPort, hostPaths)}\nmodule.exports = { plugins: [] };\n`,
       'vite.config.js': `${collector(listenerPort, hostPaths)}\nmodule.exports = {};\n`,
     };
-    for (const [path, content] of Object.entries(files)) expect([200, 201]).toContain((await putFile(system.baseUrl, projectId, path, content)).status);
+    // Exactly these files (no package.json: its configs are CommonJS).
+    const projectId = await uploadProject(system.baseUrl, 'attacker', 'vanilla-ts', Object.entries(files).map(([path, content]) => ({ path, content: Buffer.from(content) })));
 
     const preview = await startPreview(system.baseUrl, projectId);
     // The stylesheet went through PostCSS: the config ran.

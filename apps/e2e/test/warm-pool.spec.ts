@@ -4,6 +4,7 @@ import { Redis } from 'ioredis';
 import { samples } from '../../../libs/shared/test/prometheus';
 import { WarmPool, loadConfig, sleep, type SessionEvent } from '@velocity/shared';
 import { eventsUntilTerminal, postSession, startSystem, type RunningSystem } from '../src/system';
+import { uploadProject } from '../../../libs/shared/test/projects';
 
 /**
  * The warm pool for real: pre-started preview machines on their template,
@@ -110,15 +111,10 @@ describe('warm pool', () => {
   }, 120_000);
 });
 
-/** A new React project holding exactly these files (each PUT creates one). */
+/** A new React project holding exactly these files. */
 async function projectWith(api: string, files: Record<string, string>): Promise<{ id: string }> {
-  const project = await fetch(`${api}/v1/projects`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ name: 'pool test', templateType: 'react' }),
-  }).then((r) => r.json());
-  for (const [path, content] of Object.entries(files)) expect(await putFile(api, project.id, path, content)).toBe(201);
-  return project;
+  const id = await uploadProject(api, 'pool test', 'react', Object.entries(files).map(([path, content]) => ({ path, content: Buffer.from(content) })));
+  return { id };
 }
 
 const putFile = (api: string, projectId: string, path: string, content: string) =>

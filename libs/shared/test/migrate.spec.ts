@@ -127,7 +127,7 @@ describe('migrations', () => {
     );
     // Later migrations add theirs: every SQL function the adapters call by name exists.
     expect(functions.map((f) => f.proname)).toEqual(
-      expect.arrayContaining(['vp_put_project_file', 'vp_delete_project_file', 'vp_extend_session', 'vp_set_activated_at']),
+      expect.arrayContaining(['vp_apply_project_files', 'vp_list_projects', 'vp_list_sessions', 'vp_extend_session', 'vp_set_activated_at']),
     );
   });
 
@@ -156,11 +156,12 @@ describe('migrations', () => {
     });
 
     it('applies only the new ones, in name order, and skips other files', async () => {
-      await writeFile(path.join(dir, '20261127000000_second.sql'), 'alter table public.notes add column body text;');
-      await writeFile(path.join(dir, '20261126000000_first.sql'), 'create table if not exists public.notes (id int primary key);');
+      // Versions after every shipped one, as a new migration's would be.
+      await writeFile(path.join(dir, '20991127000000_second.sql'), 'alter table public.notes add column body text;');
+      await writeFile(path.join(dir, '20991126000000_first.sql'), 'create table if not exists public.notes (id int primary key);');
       await writeFile(path.join(dir, 'README.md'), 'not a migration');
       await writeFile(path.join(dir, 'seed.sql'), 'select 1;');
-      expect(await applyMigrations(url, dir)).toEqual(['20261126000000', '20261127000000']);
+      expect(await applyMigrations(url, dir)).toEqual(['20991126000000', '20991127000000']);
       expect(await applyMigrations(url, dir)).toEqual([]);
       const names = await query<{ name: string }>(url, 'select name from supabase_migrations.schema_migrations order by version');
       const shipped = (await readdir(DEFAULT_MIGRATIONS_DIR)).filter((f) => /^\d+_.+\.sql$/.test(f)).sort();

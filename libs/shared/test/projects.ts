@@ -21,7 +21,11 @@ export async function putProjectFile(baseUrl: string, projectId: string, file: F
   return { status: res.status, body: await res.text() };
 }
 
-/** A project made through the api holding exactly `files` (uploaded file by file, a few at a time). */
+/**
+ * A project made through the api holding exactly `files`: uploaded file by file,
+ * a few at a time, then the template files it was created with that `files`
+ * does not name removed, in one change.
+ */
 export async function uploadProject(baseUrl: string, name: string, templateType: string, files: FixtureFile[]): Promise<string> {
   const res = await fetch(`${baseUrl}/v1/projects`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name, templateType }) });
   if (res.status !== 201) throw new Error(`POST /v1/projects answered ${res.status}: ${await res.text()}`);
@@ -35,5 +39,12 @@ export async function uploadProject(baseUrl: string, name: string, templateType:
       }
     }),
   );
+  const wanted = new Set(files.map((file) => file.path));
+  const listed = (await (await fetch(`${baseUrl}/v1/projects/${projectId}/files`)).json()) as { files: { path: string }[] };
+  const leftover = listed.files.map((file) => file.path).filter((path) => !wanted.has(path));
+  if (leftover.length > 0) {
+    const removed = await fetch(`${baseUrl}/v1/projects/${projectId}/files`, { method: 'PATCH', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ delete: leftover }) });
+    if (removed.status !== 200) throw new Error(`PATCH (removing the template's files) answered ${removed.status}: ${await removed.text()}`);
+  }
   return projectId;
 }

@@ -145,6 +145,17 @@ describe('security migration', () => {
       await expect(
         as('authenticated', user(alice), `select * from vp_transition_session($1, array['active'], 'ended', '{}'::jsonb)`, [ids.bobSession]),
       ).rejects.toMatchObject({ code: '42501' });
+      // The functions later migrations add are the service role's only, too.
+      for (const [sql, params] of [
+        [`select vp_apply_project_files($1, '[{"path":"x.js","content":"x"}]'::jsonb, '[]'::jsonb, '{}'::jsonb, 10, 100, 1000)`, [ids.bobProject]],
+        [`select vp_list_projects($1, null, 10, null, null)`, [bob]],
+        [`select vp_list_sessions(null, false, 10, null, null)`, []],
+        [`select vp_restrict_to_service_role(array[]::regprocedure[])`, []],
+      ] as const) {
+        await expect(as('authenticated', user(alice), sql, [...params])).rejects.toMatchObject({ code: '42501' });
+        await expect(as('anon', null, sql, [...params])).rejects.toMatchObject({ code: '42501' });
+      }
+      expect((await as('service_role', null, `select vp_list_projects($1, null, 10, null, null) as p`, [bob])).rows).toHaveLength(1);
       const { rows } = await pool.query('select name from projects where id = any($1::uuid[]) order by name', [[ids.aliceProject, ids.bobProject]]);
       expect(rows.map((r) => r.name)).toEqual(['alice', 'bob']);
       expect((await pool.query('select count(*)::int as n from project_files where project_id = $1', [ids.bobProject])).rows[0].n).toBe(1);

@@ -2,7 +2,8 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { dependencySetOf, type InstallSet } from '@velocity/shared';
-import { fixtureProjectFiles, startTestRegistry, type RunningRegistry } from '../../../../libs/shared/test/test-registry';
+import { fixtureProjectFiles } from '../../../../libs/shared/test/test-registry';
+import { useRegistryAndFolder } from '../../../../libs/shared/test/registry-hooks';
 import { DependencyCache } from './dependency-cache';
 import { InstallError } from './installers';
 
@@ -19,44 +20,32 @@ async function setOf(fixture: string): Promise<InstallSet> {
 const signal = () => AbortSignal.timeout(150_000);
 
 describe('DependencyCache (npm, a real registry run locally)', () => {
-  let registry: RunningRegistry;
-  let root: string;
-
-  beforeAll(async () => {
-    registry = await startTestRegistry();
-  });
-  afterAll(async () => {
-    await registry?.stop();
-  });
-  beforeEach(() => {
-    root = mkdtempSync(join(tmpdir(), 'vp-deps-spec-'));
-  });
-  afterEach(() => root && rmSync(root, { recursive: true, force: true }));
+  const env = useRegistryAndFolder('vp-deps-spec-');
 
   it('installs a set once, as declared, with progress; the second ask installs nothing', async () => {
-    const cache = new DependencyCache(root, registry.url);
+    const cache = new DependencyCache(env.root, env.registry.url);
     const set = await setOf('vite-5');
     const progress: Array<{ packages: number; bytes: number }> = [];
     const first = await cache.ensure(set, { signal: signal(), onProgress: (p) => progress.push(p) });
-    expect(first).toMatchObject({ key: set.key, dir: join(root, set.key), cached: false });
+    expect(first).toMatchObject({ key: set.key, dir: join(env.root, set.key), cached: false });
     expect(first.packages).toBeGreaterThan(5);
     expect(first.bytes).toBeGreaterThan(1_000_000);
     expect(progress.at(-1)).toEqual({ packages: first.packages, bytes: first.bytes });
     // The range says ^5: the registry's latest 5.x, not the service's own Vite 8.
     expect(JSON.parse(readFileSync(join(first.dir, 'node_modules', 'vite', 'package.json'), 'utf8')).version).toMatch(/^5\./);
     // No half install is left beside it, and no install script ran (esbuild's would write its binary path).
-    expect(readdirSync(root).filter((name) => name.startsWith('.installing-'))).toEqual([]);
+    expect(readdirSync(env.root).filter((name) => name.startsWith('.installing-'))).toEqual([]);
 
     const again = await cache.ensure(set, { signal: signal(), onProgress: (p) => progress.push(p) });
     expect(again).toMatchObject({ key: set.key, dir: first.dir, cached: true, packages: first.packages, bytes: first.bytes });
     // Another cache on the same folder (another provisioner) finds it too.
-    expect(await new DependencyCache(root, registry.url).get(set.key)).toMatchObject({ cached: true, packages: first.packages });
+    expect(await new DependencyCache(env.root, env.registry.url).get(set.key)).toMatchObject({ cached: true, packages: first.packages });
   });
 
   it('installs exactly the lockfile\'s versions with npm ci', async () => {
     const set = await setOf('npm-lockfile');
     expect(set.lockfile?.file).toBe('package-lock.json');
-    const installed = await new DependencyCache(root, registry.url).ensure(set, { signal: signal() });
+    const installed = await new DependencyCache(env.root, env.registry.url).ensure(set, { signal: signal() });
     const lock = JSON.parse(set.lockfile!.content) as { packages: Record<string, { version?: string }> };
     const locked = Object.entries(lock.packages).filter(([path]) => path.startsWith('node_modules/') && !path.includes('/node_modules/', 1));
     expect(locked.length).toBeGreaterThan(0);
@@ -68,15 +57,15 @@ describe('DependencyCache (npm, a real registry run locally)', () => {
   });
 
   it('two asks for one set at once share one install', async () => {
-    const cache = new DependencyCache(root, registry.url);
+    const cache = new DependencyCache(env.root, env.registry.url);
     const set = await setOf('vite-6');
     const [a, b] = await Promise.all([cache.ensure(set, { signal: signal() }), cache.ensure(set, { signal: signal() })]);
     expect(a).toBe(b);
-    expect(readdirSync(root).filter((name) => !name.startsWith('.'))).toEqual([set.key]);
+    expect(readdirSync(env.root).filter((name) => !name.startsWith('.'))).toEqual([set.key]);
   });
 
   it('names the missing package and the registry\'s message, and leaves nothing behind', async () => {
-    const cache = new DependencyCache(root, registry.url);
+    const cache = new DependencyCache(env.root, env.registry.url);
     const set = await setOf('missing-package');
     const error = await cache.ensure(set, { signal: signal() }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(InstallError);
@@ -84,11 +73,11 @@ describe('DependencyCache (npm, a real registry run locally)', () => {
     expect((error as Error).message).toMatch(/velocity-no-such-package-9d1c/);
     expect((error as Error).message).toMatch(/E404/);
     expect(await cache.get(set.key)).toBeNull();
-    expect(readdirSync(root).filter((name) => name !== '.npm-cache')).toEqual([]);
+    expect(readdirSync(env.root).filter((name) => name !== '.npm-cache')).toEqual([]);
   });
 
   it('a registry that does not answer is a failure worth retrying', async () => {
-    const cache = new DependencyCache(root, 'http://127.0.0.1:9/');
+    const cache = new DependencyCache(env.root, 'http://127.0.0.1:9/');
     const error = await cache.ensure(await setOf('vite-7'), { signal: signal() }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(InstallError);
     expect((error as InstallError).retryable).toBe(true);

@@ -1,10 +1,10 @@
-import { existsSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { isAbsolute, join } from 'node:path';
 import { createRequire } from 'node:module';
 import { maxSatisfying } from 'semver';
 import { dependencySetOf, lockedPackagesOf, type InstallSet } from '@velocity/shared';
-import { fixtureProjectFiles, startTestRegistry, type RunningRegistry } from '../../../../../libs/shared/test/test-registry';
+import { fixtureProjectFiles } from '../../../../../libs/shared/test/test-registry';
+import { useRegistryAndFolder } from '../../../../../libs/shared/test/registry-hooks';
 import { DependencyCache } from '../dependency-cache';
 import { InstallError } from './index';
 import { yarnBerryEnvironment } from './yarn-berry';
@@ -46,30 +46,18 @@ function topLevelPackages(nodeModules: string): Array<{ name: string; version: s
 }
 
 describe.each(FIXTURES)('$fixture (a real registry run locally)', ({ fixture, lockfile, nanoid, ...layout }) => {
-  let registry: RunningRegistry;
-  let root: string;
-
-  beforeAll(async () => {
-    registry = await startTestRegistry();
-  });
-  afterAll(async () => {
-    await registry?.stop();
-  });
-  beforeEach(() => {
-    root = mkdtempSync(join(tmpdir(), 'vp-installers-spec-'));
-  });
-  afterEach(() => root && rmSync(root, { recursive: true, force: true }));
+  const env = useRegistryAndFolder('vp-installers-spec-');
 
   it('installs exactly the locked versions, not the newest the ranges accept, with progress, and works renamed into place', async () => {
     const set = await setOf(fixture);
     expect(set.lockfile?.file).toBe(lockfile);
     const progress: Array<{ packages: number; bytes: number }> = [];
-    const installed = await new DependencyCache(root, registry.url).ensure(set, { signal: signal(), onProgress: (p) => progress.push(p) });
-    expect(installed).toMatchObject({ key: set.key, dir: join(root, set.key), cached: false });
+    const installed = await new DependencyCache(env.root, env.registry.url).ensure(set, { signal: signal(), onProgress: (p) => progress.push(p) });
+    expect(installed).toMatchObject({ key: set.key, dir: join(env.root, set.key), cached: false });
     const nodeModules = join(installed.dir, 'node_modules');
 
     // The registry has a newer 5.x: the lockfile's is the one installed.
-    const packument = (await (await fetch(new URL('nanoid', registry.url))).json()) as { versions: Record<string, unknown> };
+    const packument = (await (await fetch(new URL('nanoid', env.registry.url))).json()) as { versions: Record<string, unknown> };
     expect(maxSatisfying(Object.keys(packument.versions), '^5.0.0')).not.toBe(nanoid);
     expect(versionIn(join(nodeModules, 'nanoid'))).toBe(nanoid);
     const locked = lockedPackagesOf(lockfile, set.lockfile!.content);
@@ -97,18 +85,18 @@ describe.each(FIXTURES)('$fixture (a real registry run locally)', ({ fixture, lo
 
   it('says the lockfile is not up to date with package.json, naming the dependency, before fetching anything', async () => {
     const set = await setOf(fixture, (path, content) => (path === 'package.json' ? content.replace('"nanoid": "^5.0.0"', '"nanoid": "^4.0.0"') : content));
-    const error = await new DependencyCache(root, registry.url).ensure(set, { signal: signal() }).catch((e: unknown) => e);
+    const error = await new DependencyCache(env.root, env.registry.url).ensure(set, { signal: signal() }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(InstallError);
     expect((error as InstallError).retryable).toBe(false);
     expect((error as Error).message).toMatch(new RegExp(`^${lockfile.replace('.', '\\.')} is not up to date with package\\.json: .*nanoid`));
     expect((error as Error).message).toMatch(/\^4\.0\.0/);
-    expect(readdirSync(root).filter((name) => name.startsWith('.installing-') || !name.startsWith('.'))).toEqual([]);
+    expect(readdirSync(env.root).filter((name) => name.startsWith('.installing-') || !name.startsWith('.'))).toEqual([]);
   });
 
   it('names the package the registry does not have, with the registry\'s answer', async () => {
     const missing = '5.0.99';
     const set = await setOf(fixture, (path, content) => (path === lockfile ? content.replace(new RegExp(`(?<![\\d.])${nanoid.replace(/\./g, '\\.')}(?!\\d)`, 'g'), missing) : content));
-    const error = await new DependencyCache(root, registry.url).ensure(set, { signal: signal() }).catch((e: unknown) => e);
+    const error = await new DependencyCache(env.root, env.registry.url).ensure(set, { signal: signal() }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(InstallError);
     expect((error as InstallError).retryable).toBe(false);
     expect((error as Error).message).toMatch(/nanoid(@npm:|@|\/-\/nanoid-)5\.0\.99/);
@@ -117,30 +105,19 @@ describe.each(FIXTURES)('$fixture (a real registry run locally)', ({ fixture, lo
 });
 
 describe('lockfiles of older versions of the package managers', () => {
-  let registry: RunningRegistry;
-  let root: string;
-  beforeAll(async () => {
-    registry = await startTestRegistry();
-  });
-  afterAll(async () => {
-    await registry?.stop();
-  });
-  beforeEach(() => {
-    root = mkdtempSync(join(tmpdir(), 'vp-installers-spec-'));
-  });
-  afterEach(() => root && rmSync(root, { recursive: true, force: true }));
+  const env = useRegistryAndFolder('vp-installers-spec-');
 
   it('yarn 2+: a lockfile in an older yarn\'s format is rewritten by this yarn, its versions kept', async () => {
     // yarn 4.0 wrote format 8 and checksums without their cache key; yarn 4.18 writes format 10.
     const set = await setOf('yarn-berry-lockfile', (path, content) => (path === 'yarn.lock' ? content.replace('  version: 10\n', '  version: 8\n').replace('checksum: 10c0/', 'checksum: ') : content));
     expect(set.lockfile!.content).toMatch(/^ {2}version: 8$/m);
-    const installed = await new DependencyCache(root, registry.url).ensure(set, { signal: signal() });
+    const installed = await new DependencyCache(env.root, env.registry.url).ensure(set, { signal: signal() });
     expect(versionIn(join(installed.dir, 'node_modules', 'nanoid'))).toBe('5.0.6');
   });
 
   it('pnpm: a lockfile older than pnpm 9\'s is refused, saying which pnpm to write it with', async () => {
     const set = await setOf('pnpm-lockfile', (path, content) => (path === 'pnpm-lock.yaml' ? content.replace("lockfileVersion: '9.0'", "lockfileVersion: '6.0'") : content));
-    const error = await new DependencyCache(root, registry.url).ensure(set, { signal: signal() }).catch((e: unknown) => e);
+    const error = await new DependencyCache(env.root, env.registry.url).ensure(set, { signal: signal() }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(InstallError);
     expect((error as Error).message).toMatch(/^pnpm-lock\.yaml is lockfileVersion 6\.0, which pnpm 10\.\d+\.\d+ does not read: write it again with pnpm 9 or later$/);
   });
