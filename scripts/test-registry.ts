@@ -18,14 +18,13 @@
 import { createHash } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, relative } from 'node:path';
+import { join } from 'node:path';
 import { dependencySetOf, lockedPackagesOf, type InstallSet } from '@velocity/shared';
 import { installDependencies, managerCacheOf } from '../apps/provisioner/src/dependencies/installers';
 import {
   CREATE_VITE_TEMPLATES,
   CREATE_VITE_VERSION,
   EXPECTED_INSTALL_FAILURES,
-  REPO_ROOT,
   createViteTemplateFiles,
   fixtureProjectFiles,
   fixtureProjectNames,
@@ -53,7 +52,7 @@ interface Target {
 }
 
 export async function prepareTestRegistry(dir = testRegistryDir()): Promise<void> {
-  const shown = relative(REPO_ROOT, dir);
+  const shown = dir;
   if (isPrepared(dir)) return log(`${shown} is prepared already; nothing to do`);
   mkdirSync(dir, { recursive: true });
   if (!(await takeLock(dir))) return log(`${shown} was prepared by another process meanwhile`);
@@ -62,7 +61,7 @@ export async function prepareTestRegistry(dir = testRegistryDir()): Promise<void
   const storage = storageDirOf(dir);
   let registry: RunningRegistry | undefined;
   try {
-    log(`preparing ${shown}: Verdaccio with an uplink to https://registry.npmjs.org/, storage ${relative(REPO_ROOT, storage)}`);
+    log(`preparing ${shown}: Verdaccio with an uplink to https://registry.npmjs.org/, storage ${storage}`);
     registry = await runVerdaccio({ storage, workDir: join(dir, 'prepare'), uplink: true });
     const cache = join(work, 'cache');
 

@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, openSync, closeSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync, linkSync } from 'node:fs';
 import { readFile, readdir } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { homedir, tmpdir } from 'node:os';
 import { dirname, join, relative, sep } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { DEPENDENCY_FILES } from '../src/dependency-set';
@@ -74,7 +74,16 @@ export function testRegistryDir(): string {
       if (existsSync(path)) hash.update(`${name}/${file}\0`).update(readFileSync(path)).update('\0');
     }
   }
-  return join(REPO_ROOT, '.velocity', 'test-registry', hash.digest('hex').slice(0, 16));
+  return join(testRegistryCache(), hash.digest('hex').slice(0, 16));
+}
+
+/**
+ * Where prepared storages are kept: a cache of the user's, like npm's, shared by
+ * every checkout (a fresh clone prepares nothing already prepared); each storage
+ * is named by the hash of what it was made from. VP_TEST_REGISTRY_CACHE moves it.
+ */
+export function testRegistryCache(): string {
+  return process.env.VP_TEST_REGISTRY_CACHE || join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'velocity-preview', 'test-registry');
 }
 
 export const storageDirOf = (registryDir: string) => join(registryDir, 'storage');
@@ -85,7 +94,7 @@ export function markPrepared(registryDir: string, details: object): void {
 
 function preparedStorage(): string {
   const dir = testRegistryDir();
-  if (!isPrepared(dir)) throw new Error(`The test registry's storage is missing (${relative(REPO_ROOT, dir)}): ${PREPARE_HINT}.`);
+  if (!isPrepared(dir)) throw new Error(`The test registry's storage is missing (${dir}): ${PREPARE_HINT}.`);
   return storageDirOf(dir);
 }
 
