@@ -1,6 +1,7 @@
 import { realpathSync } from 'node:fs';
 import { basename, join, sep } from 'node:path';
 import { freePort } from '../../../libs/shared/src/net';
+import { packageNameOf } from '../../../libs/shared/src/package-names';
 import type { KeepAlive } from '../../../libs/shared/src/http-server';
 import type { InlineConfig, Plugin, PluginOption, ViteDevServer } from 'vite';
 import { defaultNodeModulesDir } from './config';
@@ -166,14 +167,9 @@ async function templateConfig(options: DevServerOptions, toolchain: Toolchain): 
 function optimizeInclude(templateType: string, projectNodeModulesDir?: string): string[] {
   const include = OPTIMIZE[templateType] ?? [];
   if (!projectNodeModulesDir) return include;
-  return include.filter((specifier) => packageDirIn(projectNodeModulesDir, packageNameOf(specifier)));
+  return include.filter((specifier) => packageDirIn(projectNodeModulesDir, packageNameOf(specifier) ?? specifier));
 }
 
-/** `react-dom/client` → `react-dom`, `@scope/pkg/sub` → `@scope/pkg`. */
-function packageNameOf(specifier: string): string {
-  const parts = specifier.split('/');
-  return parts.slice(0, specifier.startsWith('@') ? 2 : 1).join('/');
-}
 
 export async function startDevServer(options: DevServerOptions): Promise<DevServer> {
   // As under `vite` in the project's folder: its config and tools resolve relative paths from there (Tailwind's `content`).

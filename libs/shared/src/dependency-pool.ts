@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { ConfigError } from './config';
 import { fileBytes, projectFileSchema, type ProjectFile } from './session-store';
 import { tierSchema, type Tier } from './queues';
+import { packageNameOf } from './package-names';
 
 /**
  * What a warm-pool machine for projects with dependencies of their own starts
@@ -109,12 +110,6 @@ function declaredPackagesOf(files: readonly ProjectFile[]): Set<string> {
   }
 }
 
-/** `react-dom/client` → `react-dom`, `@scope/pkg/sub` → `@scope/pkg`; undefined for a relative or absolute path. */
-function packageNameOf(specifier: string): string | undefined {
-  if (specifier.startsWith('.') || specifier.startsWith('/')) return undefined;
-  const parts = specifier.split('/');
-  return specifier.startsWith('@') ? (parts.length >= 2 ? parts.slice(0, 2).join('/') : undefined) : parts[0];
-}
 
 /** How many profiles the warm pool keeps machines for, and how many each. */
 export interface DependencyPoolSize {

@@ -91,18 +91,6 @@ function expectation(path: string, ifMatch: string | undefined): Pick<FilesChang
   return ifMatch === undefined ? {} : { expected: { [path]: unquoteEtag(ifMatch) } };
 }
 
-function firstDuplicate(paths: string[]): { path: string; field: (batch: FilesBatch) => string } | null {
-  const seen = new Set<string>();
-  for (let i = 0; i < paths.length; i++) {
-    if (seen.has(paths[i])) {
-      const index = i;
-      return { path: paths[i], field: (batch) => (index < batch.write.length ? `write.${index}.path` : `delete.${index - batch.write.length}`) };
-    }
-    seen.add(paths[i]);
-  }
-  return null;
-}
-
 /** A PATCH of a project's files, as the controller parsed it. */
 export interface FilesBatch {
   write: { path: string; file: ProjectFileContent; ifMatch?: string }[];
@@ -210,13 +198,16 @@ export class ProjectsService {
   async applyFiles(user: AuthUser, projectId: string, batch: FilesBatch) {
     const write = batch.write.map((entry, i) => ({ ...entry.file, path: validPath(entry.path, `write.${i}.path`) }));
     const remove = batch.delete.map((entry, i) => validPath(entry.path, `delete.${i}`));
-    const duplicate = firstDuplicate([...write.map((f) => f.path), ...remove]);
-    if (duplicate) throw badRequest(duplicate.field(batch), `${JSON.stringify(duplicate.path)} appears more than once in the change`);
-    const expected = Object.fromEntries(
-      [...batch.write.map((e, i) => [write[i].path, e.ifMatch] as const), ...batch.delete.map((e, i) => [remove[i], e.ifMatch] as const)]
-        .filter((pair): pair is readonly [string, string] => pair[1] !== undefined)
-        .map(([path, tag]) => [path, unquoteEtag(tag)]),
-    );
+    const entries = [
+      ...batch.write.map((entry, i) => ({ path: write[i].path, field: `write.${i}.path`, ifMatch: entry.ifMatch })),
+      ...batch.delete.map((entry, i) => ({ path: remove[i], field: `delete.${i}`, ifMatch: entry.ifMatch })),
+    ];
+    const seen = new Set<string>();
+    for (const { path, field } of entries) {
+      if (seen.has(path)) throw badRequest(field, `${JSON.stringify(path)} appears more than once in the change`);
+      seen.add(path);
+    }
+    const expected = Object.fromEntries(entries.filter((e) => e.ifMatch !== undefined).map((e) => [e.path, unquoteEtag(e.ifMatch!)]));
     const fields = batchFields(write.map((f) => f.path), remove);
     const applied = await this.apply(user, projectId, { write, delete: remove, expected }, fields);
     await this.publish(projectId, { type: 'batch', projectId, write, delete: remove, at: Date.now() });

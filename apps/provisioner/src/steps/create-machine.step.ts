@@ -9,6 +9,7 @@ import {
   readText,
   type Machine,
   type PoolClaim,
+  type ProjectFile,
   type PoolKind,
   type PooledMachine,
 } from '@velocity/shared';
@@ -99,17 +100,21 @@ async function claimPooled(ctx: ProvisionContext): Promise<{ machine: Machine; r
   if (!pool) return null;
   const session = required(ctx.session, 'the session row');
   const project = required(ctx.project, 'the project');
-  const kind = await poolKindOf(ctx);
+  // Projects with a set of their own are pooled only with DEPENDENCY_POOL.
+  if (ctx.dependencies && parseDependencyPool(ctx.deps.config.DEPENDENCY_POOL).sets === 0) return null;
+  // One read serves the claim and, for a project with a set of its own, its profile. Done alongside the
+  // claim (wasted on a miss, which takes a second anyway). A failed read is no reason to lose the popped
+  // machine: it is then claimed without files and fetches them itself.
+  const read = readForClaim(ctx, project.id).catch((err: Error) => {
+    ctx.logger.warn('could not read the files for the claim; the machine will fetch them', { err });
+    return null;
+  });
+  const kind = await poolKindOf(ctx, read);
   if (!kind) return null;
   const started = Date.now();
-  // Read alongside the claim (wasted on a miss, which takes a second anyway). A failed read is no
-  // reason to lose the popped machine: it is then claimed without files and fetches them itself.
-  const snapshotOrNone = filesSnapshot(ctx, project.id).catch((err: Error): FilesSnapshot => {
-    ctx.logger.warn('could not read the files for the claim; the machine will fetch them', { err });
-    return {};
-  });
-  const [entry, snapshot] = await Promise.all([pool.claim(kind), snapshotOrNone]);
+  const [entry, files] = await Promise.all([pool.claim(kind), read]);
   if (!entry) return null;
+  const snapshot = claimSnapshot(files);
   const access = sessionAccess(ctx.deps.config, ctx.deps.provider, { sessionId: session.id, projectId: project.id, tier: session.tier });
   try {
     // It waited at a low priority; it serves a session now (the machine cannot raise its own priority).
@@ -133,16 +138,17 @@ async function claimPooled(ctx: ProvisionContext): Promise<{ machine: Machine; r
  * dependency set of its own, its dependency profile's, which is noted as used
  * (the pool keeps machines for recently used profiles); null when none is pooled.
  */
-async function poolKindOf(ctx: ProvisionContext): Promise<PoolKind | null> {
+async function poolKindOf(ctx: ProvisionContext, read: Promise<FilesRead | null>): Promise<PoolKind | null> {
   const session = required(ctx.session, 'the session row');
   const project = required(ctx.project, 'the project');
   if (!ctx.dependencies) return { templateType: project.templateType, tier: session.tier };
-  if (parseDependencyPool(ctx.deps.config.DEPENDENCY_POOL).sets === 0) return null;
+  const files = (await read)?.files;
+  if (!files) return null;
   const profile = dependencyProfileOf({
     templateType: project.templateType,
     tier: session.tier,
     dependencies: { key: ctx.dependencies.key, nodeModulesDir: join(ctx.dependencies.dir, 'node_modules') },
-    files: await ctx.deps.store.listProjectFiles(project.id),
+    files,
   });
   if (!profile) return null;
   await ctx.deps.pool?.profileUsed(profile);
@@ -154,19 +160,30 @@ const CLAIM_FILES_MAX_BYTES = 2 * 1024 * 1024;
 
 type FilesSnapshot = Pick<PoolClaim, 'files' | 'filesCursor'>;
 
+/** The project's files, and the file-changes cursor they are current to (when changes are followed). */
+interface FilesRead {
+  files: ProjectFile[];
+  filesCursor?: string;
+}
+
 /**
- * The project's files and the file-changes cursor they are current to, sent
- * with the claim so the machine loads them without a round trip to the api and
- * follows changes from that cursor (no second load). The cursor is read first:
- * a change made meanwhile comes again after it, and the machine skips what it has.
+ * The cursor is read first: a change made meanwhile comes again after it, and
+ * the machine skips what it has.
  */
-async function filesSnapshot(ctx: ProvisionContext, projectId: string): Promise<FilesSnapshot> {
-  const { changes, store } = ctx.deps;
-  if (!changes) return {};
-  const filesCursor = await changes.cursor(projectId);
-  const files = await store.listProjectFiles(projectId);
-  const bytes = files.reduce((sum, file) => sum + Buffer.byteLength(file.path) + Buffer.byteLength(file.content), 0);
-  return bytes <= CLAIM_FILES_MAX_BYTES ? { files, filesCursor } : {};
+async function readForClaim(ctx: ProvisionContext, projectId: string): Promise<FilesRead> {
+  const filesCursor = await ctx.deps.changes?.cursor(projectId);
+  return { files: await ctx.deps.store.listProjectFiles(projectId), filesCursor };
+}
+
+/**
+ * What the claim carries so the machine loads the files without a round trip
+ * to the api and follows changes from the cursor (no second load): nothing
+ * without a cursor, or above CLAIM_FILES_MAX_BYTES.
+ */
+function claimSnapshot(read: FilesRead | null): FilesSnapshot {
+  if (!read?.filesCursor) return {};
+  const bytes = read.files.reduce((sum, file) => sum + Buffer.byteLength(file.path) + Buffer.byteLength(file.content), 0);
+  return bytes <= CLAIM_FILES_MAX_BYTES ? { files: read.files, filesCursor: read.filesCursor } : {};
 }
 
 async function sendClaim(entry: PooledMachine, claim: PoolClaim, signal: AbortSignal): Promise<void> {
