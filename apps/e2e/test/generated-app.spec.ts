@@ -8,6 +8,9 @@
  * and the store's state survives a hot edit. A second session of the project
  * finds its dependency set installed.
  */
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { Browser } from 'playwright-core';
 import type { SessionEvent } from '@velocity/shared';
 import { launchBrowser, openWatched, until, type WatchedPage } from '../src/browser';
@@ -22,6 +25,7 @@ describe('a generated app with its own dependencies and config', () => {
   let system: RunningSystem;
   let browser: Browser;
   let projectId: string;
+  let dependencyCache: string | undefined;
   const pages: WatchedPage[] = [];
 
   /** A session of the project: its events up to `ready`. */
@@ -38,7 +42,10 @@ describe('a generated app with its own dependencies and config', () => {
 
   beforeAll(async () => {
     registry = await startTestRegistry();
-    [system, browser] = await Promise.all([startSystem({ NPM_REGISTRY_URL: registry.url }), launchBrowser()]);
+    // A cache of its own: another spec of the run may have installed this set in the shared one already.
+    dependencyCache = mkdtempSync(join(tmpdir(), 'vp-generated-app-deps-'));
+    chmodSync(dependencyCache, 0o755);
+    [system, browser] = await Promise.all([startSystem({ NPM_REGISTRY_URL: registry.url, DEPENDENCY_CACHE_DIR: dependencyCache }), launchBrowser()]);
     projectId = await uploadProject(system.baseUrl, 'generated app', 'react', await fixtureProjectFiles('generated-app'));
   }, 120_000);
 
@@ -47,6 +54,7 @@ describe('a generated app with its own dependencies and config', () => {
     await browser?.close();
     await system?.stop();
     await registry?.stop();
+    if (dependencyCache) rmSync(dependencyCache, { recursive: true, force: true });
   });
 
   let first: { previewUrl: string; events: SessionEvent[] };
