@@ -2,7 +2,7 @@
 module.exports = {
   // Global in a multi-project run (a project's own testTimeout is not used there).
   testTimeout: 60_000,
-  projects: ['libs/shared', 'apps/api', 'apps/provisioner', 'apps/cleanup', 'apps/preview-container', 'apps/e2e'].map(
+  projects: ['libs/contracts', 'libs/runtime', 'libs/ops', 'libs/session-store', 'libs/machines', 'libs/testing', 'apps/api', 'apps/provisioner', 'apps/cleanup', 'apps/preview-container', 'apps/e2e'].map(
     (dir) => `<rootDir>/${dir}/jest.config.js`,
   ),
 };

@@ -23,10 +23,10 @@ module.exports = (projectDir) => ({
     '/node_modules/jose/.+\\.js$': ['@swc/jest', { jsc: { target: 'es2022' }, module: { type: 'commonjs' } }],
   },
   transformIgnorePatterns: ['/node_modules/(?!jose/)'],
-  moduleNameMapper: { '^@velocity/shared$': path.join(__dirname, 'libs/shared/src/index.ts') },
+  moduleNameMapper: { '^@velocity/([a-z-]+)$': path.join(__dirname, 'libs/$1/src/index.ts') },
   // `fetch` in tests resolves `*.localhost` (preview origins) to loopback, as browsers do.
-  setupFiles: [path.join(__dirname, 'libs/shared/test/setup-localhost-fetch.ts')],
-  globalSetup: path.join(__dirname, 'libs/shared/test/global-setup.js'),
-  globalTeardown: path.join(__dirname, 'libs/shared/test/global-teardown.js'),
+  setupFiles: [path.join(__dirname, 'libs/testing/src/setup-localhost-fetch.ts')],
+  globalSetup: path.join(__dirname, 'libs/testing/src/global-setup.js'),
+  globalTeardown: path.join(__dirname, 'libs/testing/src/global-teardown.js'),
   testTimeout: 60_000,
 });

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import Redis from 'ioredis';
-import { WarmPool, applyMigrations, dropDatabase, ensureDatabase, withDatabase } from '@velocity/shared';
+import { WarmPool } from '@velocity/machines';
+import { applyMigrations, dropDatabase, ensureDatabase, withDatabase } from '@velocity/ops';
 import { runSession, stopSessions } from './lib/client';
 import { cpuMeter, pidsByName, processTree } from './lib/proc';
 import { startBenchSystem } from './lib/services';

@@ -5,7 +5,7 @@ import { createServer } from 'node:net';
 import { userInfo } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { freePort } from '@velocity/shared';
+import { freePort } from '@velocity/runtime';
 
 /**
  * A Postgres of the project's own for `npm start` without DATABASE_URL: the

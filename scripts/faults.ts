@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
-import { applyMigrations, dropDatabase, ensureDatabase } from '@velocity/shared';
+import { applyMigrations, dropDatabase, ensureDatabase } from '@velocity/ops';
 import { FaultCluster, type ClusterOptions } from '../apps/e2e/src/faults/cluster';
 import { FAULT_ENV, STEPS, apiReplicaKilled, killAtStep, postgresOutage, providerFaults, redisRestart } from '../apps/e2e/src/faults/scenarios';
 import type { TrialRow } from '../apps/e2e/src/faults/trial';

@@ -1,4 +1,5 @@
-import { applyMigrations, assertServicesReachable, ensureDatabase, loadConfig } from '@velocity/shared';
+import { applyMigrations, assertServicesReachable, ensureDatabase } from '@velocity/ops';
+import { loadConfig } from '@velocity/contracts';
 
 /** `npm run migrate`: creates the database when missing and applies pending migrations, idempotently. */
 export async function migrate(databaseUrl: string, log: (line: string) => void = console.log): Promise<void> {

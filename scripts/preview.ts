@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { loadDotEnv } from '@velocity/shared';
+import { loadDotEnv } from '@velocity/contracts';
 import { ApiError, BadApiUrl, apiOf } from './cli/api';
 import { COMMANDS, COMMON_OPTIONS, Shown, UsageError, commandHelp, generalHelp, type Context } from './cli/commands';
 

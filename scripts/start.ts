@@ -1,7 +1,8 @@
-import { DEMO_PROJECT_ID, LocalMachineProvider, START_REDIS_HINT, assertServicesReachable, loadConfig, loadDotEnv, pingRedis, publicUrl, type Config } from '@velocity/shared';
+import { DEMO_PROJECT_ID, loadConfig, loadDotEnv, publicUrl, type Config } from '@velocity/contracts';
+import { LocalMachineProvider } from '@velocity/machines';
+import { START_REDIS_HINT, assertServicesReachable, pingRedis, APPS, startApp, stopProcess, waitForHttp } from '@velocity/ops';
 import { startEmbeddedPostgres, type EmbeddedPostgres } from './embedded-postgres';
 import { migrate } from './migrate';
-import { APPS, startApp, stopProcess, waitForHttp } from './services';
 
 /**
  * `npm start`: checks Redis and Postgres, applies migrations, then runs the

@@ -2,7 +2,7 @@
  * `npm run test-registry` (= `... scripts/test-registry.ts prepare`): fills the
  * test registry's storage (.velocity/test-registry/<hash>/storage) once, like
  * `npm ci`, from the public registry, so that tests install users' projects
- * from a local Verdaccio without network (libs/shared/test/test-registry.ts).
+ * from a local Verdaccio without network (libs/testing/src/test-registry.ts).
  *
  * It runs Verdaccio with an uplink to registry.npmjs.org and installs every
  * fixture project and every create-vite template through it, each into a temp
@@ -19,27 +19,9 @@ import { createHash } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { dependencySetOf, lockedPackagesOf, type InstallSet } from '@velocity/shared';
-import { installDependencies, managerCacheOf } from '../apps/provisioner/src/dependencies/installers';
-import {
-  CREATE_VITE_TEMPLATES,
-  CREATE_VITE_VERSION,
-  EXPECTED_INSTALL_FAILURES,
-  createViteTemplateFiles,
-  fixtureProjectFiles,
-  fixtureProjectNames,
-  folderSize,
-  isPrepared,
-  markPrepared,
-  runNpm,
-  runVerdaccio,
-  serveOffline,
-  storageDirOf,
-  testRegistryDir,
-  writeProjectFiles,
-  type ProjectFile,
-  type RunningRegistry,
-} from '../libs/shared/test/test-registry';
+import { dependencySetOf, lockedPackagesOf, type InstallSet } from '@velocity/contracts';
+import { installDependencies, managerCacheOf } from '../apps/provisioner/src/dependencies/installers/index';
+import { CREATE_VITE_TEMPLATES, CREATE_VITE_VERSION, EXPECTED_INSTALL_FAILURES, createViteTemplateFiles, fixtureProjectFiles, fixtureProjectNames, folderSize, isPrepared, markPrepared, runNpm, runVerdaccio, serveOffline, storageDirOf, testRegistryDir, writeProjectFiles, type ProjectFile, type RunningRegistry } from '@velocity/testing';
 
 const log = (message: string) => console.log(`[test-registry] ${message}`);
 const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`;

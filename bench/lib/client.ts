@@ -1,5 +1,6 @@
 import { performance } from 'node:perf_hooks';
-import { DEMO_PROJECT_ID, PROVISION_STEPS, openHttp, readText, requestSession, type ProvisionStep } from '@velocity/shared';
+import { DEMO_PROJECT_ID, PROVISION_STEPS, type ProvisionStep } from '@velocity/contracts';
+import { openHttp, readText, requestSession } from '@velocity/runtime';
 
 /** Every request the benchmark sent to a handed-out preview URL, and how many answered "Session not found". */
 export const urlChecks = { requests: 0, notFound: 0, non200: 0, notFoundUrls: [] as string[] };

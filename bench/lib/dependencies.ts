@@ -2,9 +2,9 @@ import { chmodSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
-import { WarmPool, sleep } from '@velocity/shared';
-import { uploadProject } from '../../libs/shared/test/projects';
-import { fixtureProjectFiles, startTestRegistry } from '../../libs/shared/test/test-registry';
+import { WarmPool } from '@velocity/machines';
+import { sleep } from '@velocity/contracts';
+import { uploadProject, fixtureProjectFiles, startTestRegistry } from '@velocity/testing';
 import { runSession, type SessionRun } from './client';
 import { startBenchSystem, type BenchSystem } from './services';
 

@@ -2,7 +2,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import Redis from 'ioredis';
 import { Pool } from 'pg';
-import { DEMO_PROJECT_ID, allowedFrom, resourceLimitsOf } from '@velocity/shared';
+import { DEMO_PROJECT_ID, allowedFrom, resourceLimitsOf } from '@velocity/contracts';
 import { LOCAL_USER_ID } from '../../apps/api/src/auth/auth-user';
 import { pool } from './client';
 

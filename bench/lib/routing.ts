@@ -1,5 +1,5 @@
 import autocannon from 'autocannon';
-import { unixSocketOf } from '@velocity/shared';
+import { unixSocketOf } from '@velocity/runtime';
 
 export interface LoadResult {
   url: string;

@@ -2,8 +2,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { LocalMachineProvider } from '@velocity/shared';
-import { APPS, stopProcess, waitForHttp, type AppName } from '../../scripts/services';
+import { LocalMachineProvider } from '@velocity/machines';
+import { APPS, stopProcess, waitForHttp, type AppName } from '@velocity/ops';
 import { freePort } from '../../apps/e2e/src/system';
 
 const ROOT = resolve(__dirname, '../..');

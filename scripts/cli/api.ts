@@ -1,4 +1,4 @@
-import { loadConfig, publicUrl } from '@velocity/shared';
+import { loadConfig, publicUrl } from '@velocity/contracts';
 
 /**
  * The command-line client's calls to the api: where it is, the token it sends,

@@ -1,4 +1,4 @@
-import { DEMO_PROJECT_ID, type SessionEvent } from '@velocity/shared';
+import { DEMO_PROJECT_ID, type SessionEvent } from '@velocity/contracts';
 import { call, type Api } from './api';
 import { followEvents } from './follow-events';
 import { jsonProgress, logLines, plainProgress, ttyProgress } from './progress';

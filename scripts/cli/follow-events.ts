@@ -1,4 +1,5 @@
-import { SETTLED_EVENTS, TERMINAL_EVENTS, readSse, sessionEventSchema, type SessionEvent } from '@velocity/shared';
+import { SETTLED_EVENTS, TERMINAL_EVENTS, sessionEventSchema, type SessionEvent } from '@velocity/contracts';
+import { readSse } from '@velocity/runtime';
 import { ApiError, apiErrorOf, causeOf, type Api } from './api';
 
 /**

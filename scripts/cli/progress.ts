@@ -1,4 +1,4 @@
-import { PROVISION_STEPS, type Diagnostic, type SessionEvent } from '@velocity/shared';
+import { PROVISION_STEPS, type Diagnostic, type SessionEvent } from '@velocity/contracts';
 
 /**
  * How the command-line client shows a session starting. Three forms:

@@ -1,7 +1,9 @@
 import { Controller, Get, Inject, ServiceUnavailableException } from '@nestjs/common';
 import { ApiTags } from '@nestjs/swagger';
 import type Redis from 'ioredis';
-import { checkReadiness, notReadyBody, redisCheck, storeCheck, type Config, type SessionStore } from '@velocity/shared';
+import { checkReadiness, notReadyBody, redisCheck, storeCheck } from '@velocity/ops';
+import { type Config } from '@velocity/contracts';
+import { type SessionStore } from '@velocity/session-store';
 import { CONFIG, REDIS, SESSION_STORE } from './tokens';
 import { ApiEndpoint } from './openapi/api-endpoint';
 import { healthSchema, readySchema } from './openapi/schemas';

@@ -1,4 +1,6 @@
-import { assertServicesReachable, createLogger, loadConfig, loadDotEnv, machineApiSocketOf, publicUrl } from '@velocity/shared';
+import { assertServicesReachable } from '@velocity/ops';
+import { createLogger } from '@velocity/runtime';
+import { loadConfig, loadDotEnv, machineApiSocketOf, publicUrl } from '@velocity/contracts';
 import type { RequestListener } from 'node:http';
 import { createApi } from './bootstrap';
 import { requestLogFields } from './common/request-context';

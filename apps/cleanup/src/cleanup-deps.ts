@@ -1,6 +1,7 @@
 import type { Queue } from 'bullmq';
 import type Redis from 'ioredis';
-import type { Config, WarmPool } from '@velocity/shared';
+import type { Config } from '@velocity/contracts';
+import type { WarmPool } from '@velocity/machines';
 import type { EndSessionDeps } from './end-session';
 
 /** What the cleanup use cases get from the composition root (main.ts, or a test). */

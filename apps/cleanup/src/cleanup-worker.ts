@@ -1,5 +1,5 @@
 import { DelayedError, UnrecoverableError, Worker, type ConnectionOptions, type Job } from 'bullmq';
-import { JobName, QueueName, errorMessage, parseJob } from '@velocity/shared';
+import { JobName, QueueName, errorMessage, parseJob } from '@velocity/contracts';
 import type { CleanupDeps } from './cleanup-deps';
 import { DestroyOrphans } from './destroy-orphans';
 import { ExpireSession, expireJobSchema } from './expire-session';

@@ -1,5 +1,5 @@
 import { createHarness, sleep, type Harness } from '../test/harness';
-import type { PreviewSession } from '@velocity/shared';
+import type { PreviewSession } from '@velocity/session-store';
 import { DestroyOrphans, orphanReason } from './destroy-orphans';
 
 // Real machines, real delays: more than Jest's default 5 s (testTimeout in jest.preset.js is not applied per project).

@@ -1,4 +1,5 @@
-import type { Machine, PreviewSession } from '@velocity/shared';
+import type { Machine } from '@velocity/machines';
+import type { PreviewSession } from '@velocity/session-store';
 import { SWEEP_CONCURRENCY, eachLimited, type CleanupDeps } from './cleanup-deps';
 import { EndSession } from './end-session';
 

@@ -2,8 +2,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
-import { EventLog, LocalMachineProvider, PostgresSessionStore, createLogger, createRedis } from '@velocity/shared';
-import { testConfig } from '../../../libs/shared/test/test-env';
+import { EventLog, createRedis } from '@velocity/ops';
+import { LocalMachineProvider } from '@velocity/machines';
+import { PostgresSessionStore } from '@velocity/session-store';
+import { createLogger } from '@velocity/runtime';
+import { testConfig } from '@velocity/testing';
 import { EndSession } from './end-session';
 
 describe('EndSession', () => {

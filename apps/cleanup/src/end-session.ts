@@ -1,4 +1,7 @@
-import type { EventLog, Logger, MachineProvider, SessionStore } from '@velocity/shared';
+import type { EventLog } from '@velocity/ops';
+import type { Logger } from '@velocity/runtime';
+import type { MachineProvider } from '@velocity/machines';
+import type { SessionStore } from '@velocity/session-store';
 
 export interface EndSessionDeps {
   store: SessionStore;

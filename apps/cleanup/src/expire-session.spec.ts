@@ -1,4 +1,4 @@
-import { JobName } from '@velocity/shared';
+import { JobName } from '@velocity/contracts';
 import { createHarness, sleep, until, type Harness } from '../test/harness';
 
 // Real machines, real delays: more than Jest's default 5 s (testTimeout in jest.preset.js is not applied per project).

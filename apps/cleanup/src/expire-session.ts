@@ -1,7 +1,11 @@
-import { expireSessionJobSchema, machineOfSession, type EventLog, type ExpireSessionJob, type Logger, type MachineProvider, type SessionStore } from '@velocity/shared';
+import { expireSessionJobSchema, type ExpireSessionJob } from '@velocity/contracts';
+import { machineOfSession, type MachineProvider } from '@velocity/machines';
+import { type EventLog } from '@velocity/ops';
+import { type Logger } from '@velocity/runtime';
+import { type SessionStore } from '@velocity/session-store';
 import { EndSession } from './end-session';
 
-/** The `expire-session` job's payload (declared with the other jobs in libs/shared). */
+/** The `expire-session` job's payload (declared with the other jobs in libs/contracts). */
 export const expireJobSchema = expireSessionJobSchema;
 export type ExpireJob = ExpireSessionJob;
 

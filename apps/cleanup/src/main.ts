@@ -1,16 +1,9 @@
 import { Queue } from 'bullmq';
-import {
-  EventLog,
-  QueueName,
-  WarmPool,
-  assertServicesReachable,
-  createLogger,
-  createMachineProvider,
-  createRedis,
-  createSessionStore,
-  loadConfig,
-  loadDotEnv,
-} from '@velocity/shared';
+import { EventLog, assertServicesReachable, createRedis } from '@velocity/ops';
+import { QueueName, loadConfig, loadDotEnv } from '@velocity/contracts';
+import { WarmPool, createMachineProvider } from '@velocity/machines';
+import { createLogger } from '@velocity/runtime';
+import { createSessionStore } from '@velocity/session-store';
 import type { CleanupDeps } from './cleanup-deps';
 import { createCleanupWorker, scheduleSweep } from './cleanup-worker';
 import { startCleanupOps } from './ops';

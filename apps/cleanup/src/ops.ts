@@ -1,16 +1,9 @@
 import type { Worker } from 'bullmq';
 import type Redis from 'ioredis';
-import {
-  QueueName,
-  createMetricsRegistry,
-  instrumentWorker,
-  redisCheck,
-  startOpsServer,
-  storeCheck,
-  type Config,
-  type Logger,
-  type SessionStore,
-} from '@velocity/shared';
+import { QueueName, type Config } from '@velocity/contracts';
+import { createMetricsRegistry, instrumentWorker, redisCheck, startOpsServer, storeCheck } from '@velocity/ops';
+import { type Logger } from '@velocity/runtime';
+import { type SessionStore } from '@velocity/session-store';
 
 /** The cleanup worker's operator server on CLEANUP_METRICS_PORT: /metrics (its jobs by outcome), /health, /ready. */
 export async function startCleanupOps(config: Config, deps: { redis: Redis; store: SessionStore }, worker: Worker, logger: Logger) {

@@ -1,4 +1,6 @@
-import { provisioningLimitMs, machineOfSession, type PreviewSession } from '@velocity/shared';
+import { provisioningLimitMs } from '@velocity/contracts';
+import { machineOfSession } from '@velocity/machines';
+import { type PreviewSession } from '@velocity/session-store';
 import { SWEEP_CONCURRENCY, eachLimited, type CleanupDeps } from './cleanup-deps';
 
 export type ReapStuckSessionsDeps = Pick<CleanupDeps, 'store' | 'provider' | 'events' | 'logger' | 'config' | 'sessionsQueue'>;

@@ -1,4 +1,4 @@
-import { JobName } from '@velocity/shared';
+import { JobName } from '@velocity/contracts';
 import { createHarness, type Harness } from '../test/harness';
 import { RecoverLostJobs } from './recover-lost-jobs';
 

@@ -1,4 +1,5 @@
-import { provisioningLimitMs, JobName, parseJob, type SessionCursor } from '@velocity/shared';
+import { provisioningLimitMs, JobName, parseJob } from '@velocity/contracts';
+import { type SessionCursor } from '@velocity/session-store';
 import type { CleanupDeps } from './cleanup-deps';
 
 export type RecoverLostJobsDeps = Pick<CleanupDeps, 'store' | 'logger' | 'config' | 'sessionsQueue'>;

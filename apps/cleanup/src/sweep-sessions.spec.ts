@@ -1,4 +1,5 @@
-import { CLEANUP_SQL, JobName } from '@velocity/shared';
+import { CLEANUP_SQL } from '@velocity/session-store';
+import { JobName } from '@velocity/contracts';
 import { createHarness, sleep, until, type Harness } from '../test/harness';
 import { SWEEP_SCHEDULER_ID, scheduleSweep } from './cleanup-worker';
 import { SweepSessions } from './sweep-sessions';

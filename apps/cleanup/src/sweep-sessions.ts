@@ -1,4 +1,5 @@
-import { TIERS, expiryJobId, idleSecondsOf, type PreviewSession } from '@velocity/shared';
+import { TIERS, expiryJobId, idleSecondsOf } from '@velocity/contracts';
+import { type PreviewSession } from '@velocity/session-store';
 import { SWEEP_CONCURRENCY, eachLimited, type CleanupDeps } from './cleanup-deps';
 import { EndSession } from './end-session';
 

@@ -6,27 +6,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Pool } from 'pg';
 import type Redis from 'ioredis';
-import {
-  EventLog,
-  JobName,
-  LocalMachineProvider,
-  PostgresSessionStore,
-  QueueName,
-  createLogger,
-  createRedis,
-  expiryJobId,
-  resourceLimitsOf,
-  type Config,
-  type Machine,
-  type MachineProvider,
-  type MachineSpec,
-  type PreviewSession,
-  type SessionStatus,
-  type Tier,
-} from '@velocity/shared';
-import { scratchDatabase, testConfig } from '../../../libs/shared/test/test-env';
-import { stopProcess } from '../../../scripts/services';
-import { startTestApi } from '../../../libs/shared/test/test-api';
+import { EventLog, createRedis, stopProcess } from '@velocity/ops';
+import { JobName, QueueName, expiryJobId, resourceLimitsOf, type Config, type SessionStatus, type Tier } from '@velocity/contracts';
+import { LocalMachineProvider, type Machine, type MachineProvider, type MachineSpec } from '@velocity/machines';
+import { PostgresSessionStore, type PreviewSession } from '@velocity/session-store';
+import { createLogger } from '@velocity/runtime';
+import { scratchDatabase, testConfig, startTestApi } from '@velocity/testing';
 import { freePort } from '../../e2e/src/system';
 import type { CleanupDeps } from '../src/cleanup-deps';
 import { createCleanupWorker, type CleanupWorkerOptions } from '../src/cleanup-worker';

@@ -1,5 +1,5 @@
 import { chromium, type Browser, type BrowserContext, type Page, type WebSocket } from 'playwright-core';
-import type { SessionEvent } from '@velocity/shared';
+import type { SessionEvent } from '@velocity/contracts';
 import { eventsUntilTerminal, postSession } from './system';
 
 /**

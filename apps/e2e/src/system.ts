@@ -2,9 +2,11 @@ import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { LocalMachineProvider, SETTLED_EVENTS, freePort, readSse, sessionEventSchema, type SessionEvent } from '@velocity/shared';
-import { scratchDatabase, testQueuePrefix } from '../../../libs/shared/test/test-env';
-import { APPS, startApp, stopProcess, waitForHttp, type AppName } from '../../../scripts/services';
+import { LocalMachineProvider } from '@velocity/machines';
+import { SETTLED_EVENTS, sessionEventSchema, type SessionEvent } from '@velocity/contracts';
+import { freePort, readSse } from '@velocity/runtime';
+import { scratchDatabase, testQueuePrefix } from '@velocity/testing';
+import { APPS, startApp, stopProcess, waitForHttp, type AppName } from '@velocity/ops';
 
 export interface RunningSystem {
   baseUrl: string;

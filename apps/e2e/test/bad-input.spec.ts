@@ -1,5 +1,5 @@
 import { Client } from 'pg';
-import { DEMO_PROJECT_ID, loadConfig } from '@velocity/shared';
+import { DEMO_PROJECT_ID, loadConfig } from '@velocity/contracts';
 import { badInputCases, floodCases, problemWith, sendCase, type BadCase, type Tenant } from '../src/bad-input';
 import { sendJson } from '../src/raw-http';
 import { eventsUntilTerminal, startSystem, type RunningSystem } from '../src/system';

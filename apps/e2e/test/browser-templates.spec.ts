@@ -13,7 +13,10 @@
  * again from 0; the test checks exactly that.
  */
 import type { Browser } from 'playwright-core';
-import { createRedis, EventLog, PostgresSessionStore, requestText, templateFiles } from '@velocity/shared';
+import { createRedis, EventLog } from '@velocity/ops';
+import { PostgresSessionStore } from '@velocity/session-store';
+import { requestText } from '@velocity/runtime';
+import { templateFiles } from '@velocity/contracts';
 import {
   clickCounter,
   counterText,

@@ -9,7 +9,8 @@
  */
 import type { IncomingMessage } from 'node:http';
 import type { Browser } from 'playwright-core';
-import { openHttp, readSse, readText, sessionEventSchema, templateFiles, type SessionEvent } from '@velocity/shared';
+import { openHttp, readSse, readText } from '@velocity/runtime';
+import { sessionEventSchema, templateFiles, type SessionEvent } from '@velocity/contracts';
 import { createProject, launchBrowser, openWatched, putFile, until, type WatchedPage } from '../src/browser';
 import { startSystem, type RunningSystem } from '../src/system';
 

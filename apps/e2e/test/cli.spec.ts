@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DEMO_PROJECT_ID, PROVISION_STEPS, sessionEventSchema, templateFiles } from '@velocity/shared';
+import { DEMO_PROJECT_ID, PROVISION_STEPS, sessionEventSchema, templateFiles } from '@velocity/contracts';
 import { startSystem, type RunningSystem } from '../src/system';
 
 jest.setTimeout(120_000);

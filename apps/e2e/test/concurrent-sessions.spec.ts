@@ -1,4 +1,5 @@
-import { DEMO_PROJECT_ID, readSse, sessionEventSchema } from '@velocity/shared';
+import { DEMO_PROJECT_ID, sessionEventSchema } from '@velocity/contracts';
+import { readSse } from '@velocity/runtime';
 import { postSession, startSystem, type RunningSystem } from '../src/system';
 
 const SESSIONS = 20;

@@ -17,9 +17,8 @@
  */
 import type { Browser } from 'playwright-core';
 import { launchBrowser, openWatched, startPreview, until, type WatchedPage } from '../src/browser';
-import { putProjectFile, uploadProject } from '../../../libs/shared/test/projects';
+import { putProjectFile, uploadProject, CREATE_VITE_TEMPLATES, EXPECTED_INSTALL_FAILURES, createViteTemplateFiles, startTestRegistry, type RunningRegistry } from '@velocity/testing';
 import { startSystem, type RunningSystem } from '../src/system';
-import { CREATE_VITE_TEMPLATES, EXPECTED_INSTALL_FAILURES, createViteTemplateFiles, startTestRegistry, type RunningRegistry } from '../../../libs/shared/test/test-registry';
 
 jest.setTimeout(240_000);
 

@@ -8,11 +8,11 @@
  */
 import type { Browser } from 'playwright-core';
 import { Redis } from 'ioredis';
-import { WarmPool, loadConfig, type SessionEvent } from '@velocity/shared';
+import { WarmPool } from '@velocity/machines';
+import { loadConfig, type SessionEvent } from '@velocity/contracts';
 import { launchBrowser, openWatched, until, type WatchedPage } from '../src/browser';
-import { putProjectFile, uploadProject } from '../../../libs/shared/test/projects';
+import { putProjectFile, uploadProject, fixtureProjectFiles, startTestRegistry, type RunningRegistry } from '@velocity/testing';
 import { eventsUntilTerminal, postSession, startSystem, type RunningSystem } from '../src/system';
-import { fixtureProjectFiles, startTestRegistry, type RunningRegistry } from '../../../libs/shared/test/test-registry';
 
 jest.setTimeout(240_000);
 

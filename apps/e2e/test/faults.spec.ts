@@ -1,5 +1,6 @@
-import { PROVISION_STEPS, DEMO_PROJECT_ID, requestSession } from '@velocity/shared';
-import { scratchDatabase, testQueuePrefix } from '../../../libs/shared/test/test-env';
+import { PROVISION_STEPS, DEMO_PROJECT_ID } from '@velocity/contracts';
+import { requestSession } from '@velocity/runtime';
+import { scratchDatabase, testQueuePrefix } from '@velocity/testing';
 import { FaultCluster } from '../src/faults/cluster';
 import { runTrial } from '../src/faults/trial';
 import { FAULT_ENV, SETTLE_MS, apiReplicaKilled, killAtStep, postgresOutage, providerFaults, redisRestart } from '../src/faults/scenarios';

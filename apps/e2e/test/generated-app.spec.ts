@@ -12,11 +12,10 @@ import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Browser } from 'playwright-core';
-import type { SessionEvent } from '@velocity/shared';
+import type { SessionEvent } from '@velocity/contracts';
 import { launchBrowser, openWatched, until, type WatchedPage } from '../src/browser';
-import { putProjectFile, uploadProject } from '../../../libs/shared/test/projects';
+import { putProjectFile, uploadProject, fixtureProjectFiles, startTestRegistry, type RunningRegistry } from '@velocity/testing';
 import { eventsUntilTerminal, postSession, startSystem, type RunningSystem } from '../src/system';
-import { fixtureProjectFiles, startTestRegistry, type RunningRegistry } from '../../../libs/shared/test/test-registry';
 
 jest.setTimeout(240_000);
 

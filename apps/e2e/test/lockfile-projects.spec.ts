@@ -5,11 +5,10 @@
  * runs the project's own Vite 7 from it, and the page runs the locked nanoid.
  */
 import type { Browser } from 'playwright-core';
-import type { SessionEvent } from '@velocity/shared';
+import type { SessionEvent } from '@velocity/contracts';
 import { launchBrowser, openWatched, until } from '../src/browser';
-import { uploadProject } from '../../../libs/shared/test/projects';
+import { uploadProject, fixtureProjectFiles, startTestRegistry, type RunningRegistry } from '@velocity/testing';
 import { eventsUntilTerminal, postSession, startSystem, type RunningSystem } from '../src/system';
-import { fixtureProjectFiles, startTestRegistry, type RunningRegistry } from '../../../libs/shared/test/test-registry';
 
 jest.setTimeout(240_000);
 

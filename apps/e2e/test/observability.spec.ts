@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { DEMO_PROJECT_ID, PROVISION_STEPS, sleep } from '@velocity/shared';
-import { sampleValue, samples } from '../../../libs/shared/test/prometheus';
+import { DEMO_PROJECT_ID, PROVISION_STEPS, sleep } from '@velocity/contracts';
+import { sampleValue, samples } from '@velocity/testing';
 import { eventsUntilTerminal, startSystem, type RunningSystem } from '../src/system';
 
 /**

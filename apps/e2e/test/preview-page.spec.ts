@@ -9,7 +9,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Browser, Page } from 'playwright-core';
-import { DEMO_PROJECT_ID, PROVISION_STEPS, templateFiles } from '@velocity/shared';
+import { DEMO_PROJECT_ID, PROVISION_STEPS, templateFiles } from '@velocity/contracts';
 import { createProject, launchBrowser, openWatched, putFile, until, type WatchedPage } from '../src/browser';
 import { startSystem, type RunningSystem } from '../src/system';
 

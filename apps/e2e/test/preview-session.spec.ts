@@ -1,4 +1,5 @@
-import { DEMO_PROJECT_ID, PROVISION_STEPS, createMachineToken, loadConfig, readSse, requestSession, type SessionEvent } from '@velocity/shared';
+import { DEMO_PROJECT_ID, PROVISION_STEPS, createMachineToken, loadConfig, type SessionEvent } from '@velocity/contracts';
+import { readSse, requestSession } from '@velocity/runtime';
 import { eventsUntilTerminal, postSession, startSystem, type RunningSystem } from '../src/system';
 
 /** The whole path, for real: POST → queue → provisioner → machine → verified URL → SSE `ready`. */

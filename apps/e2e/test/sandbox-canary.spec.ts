@@ -15,7 +15,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
 import { putFile, startPreview, until } from '../src/browser';
-import { uploadProject } from '../../../libs/shared/test/projects';
+import { uploadProject } from '@velocity/testing';
 import { startSystem, type RunningSystem } from '../src/system';
 
 jest.setTimeout(120_000);
@@ -131,11 +131,11 @@ describe('a project whose config files go after the service’s secrets, preview
     const editor = await fetch(`${preview.previewUrl}__open-in-editor?file=/etc/passwd`);
     expect(editor.status).toBe(404);
     for (const path of [
-      `@fs${REPO_ROOT}/node_modules/@velocity/shared/src/config.ts?raw`,
-      `@fs${REPO_ROOT}/libs/shared/src/config.ts?raw`,
-      '@fs/opt/velocity/node_modules/@velocity/shared/src/config.ts?raw',
-      '@fs/opt/velocity/libs/shared/src/config.ts?raw',
-      'node_modules/@velocity/shared/src/config.ts?raw',
+      `@fs${REPO_ROOT}/node_modules/@velocity/contracts/src/config.ts?raw`,
+      `@fs${REPO_ROOT}/libs/contracts/src/config.ts?raw`,
+      '@fs/opt/velocity/node_modules/@velocity/contracts/src/config.ts?raw',
+      '@fs/opt/velocity/libs/contracts/src/config.ts?raw',
+      'node_modules/@velocity/contracts/src/config.ts?raw',
       '@fs/etc/passwd',
     ]) {
       const res = await fetch(`${preview.previewUrl}${path}`);

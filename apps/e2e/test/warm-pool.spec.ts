@@ -1,10 +1,10 @@
 import { readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
-import { samples } from '../../../libs/shared/test/prometheus';
-import { WarmPool, loadConfig, sleep, type SessionEvent } from '@velocity/shared';
+import { samples, uploadProject } from '@velocity/testing';
+import { WarmPool } from '@velocity/machines';
+import { loadConfig, sleep, type SessionEvent } from '@velocity/contracts';
 import { eventsUntilTerminal, postSession, startSystem, type RunningSystem } from '../src/system';
-import { uploadProject } from '../../../libs/shared/test/projects';
 
 /**
  * The warm pool for real: pre-started preview machines on their template,

@@ -8,8 +8,9 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DEMO_PROJECT_ID, LocalMachineProvider } from '@velocity/shared';
-import { testQueuePrefix } from '../../../libs/shared/test/test-env';
+import { DEMO_PROJECT_ID } from '@velocity/contracts';
+import { LocalMachineProvider } from '@velocity/machines';
+import { testQueuePrefix } from '@velocity/testing';
 import { eventsUntilTerminal, freePort, postSession } from '../src/system';
 import { until } from '../src/browser';
 

@@ -1,6 +1,5 @@
-import type { Logger } from '../../../libs/shared/src/logger';
-import { errorMessage } from '../../../libs/shared/src/errors';
-import { requestText } from '../../../libs/shared/src/http-client';
+import { type Logger, requestText } from '@velocity/runtime';
+import { errorMessage } from '@velocity/contracts';
 
 /**
  * Tells the api that this preview is in use, so cleanup does not stop it as

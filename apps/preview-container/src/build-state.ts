@@ -1,15 +1,5 @@
 import { stripVTControlCharacters } from 'node:util';
-import {
-  DIAGNOSTIC_LIMITS,
-  buildStateOf,
-  clampDiagnostic,
-  isProjectRelativePath,
-  sameDiagnostics,
-  type BuildState,
-  type Diagnostic,
-  type RuntimeErrorReport,
-} from '../../../libs/shared/src/diagnostics';
-import { isProjectModulePath } from '../../../libs/shared/src/page-modules';
+import { DIAGNOSTIC_LIMITS, buildStateOf, clampDiagnostic, isProjectRelativePath, sameDiagnostics, type BuildState, type Diagnostic, type RuntimeErrorReport, isProjectModulePath } from '@velocity/contracts';
 
 /**
  * The preview's build state, as the machine sees it: the errors Vite reports

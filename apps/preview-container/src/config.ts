@@ -1,8 +1,7 @@
 import { existsSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { z } from 'zod';
-import { TEMPLATE_TYPES } from '../../../libs/shared/src/templates';
-import { projectFileSchema, type ProjectFile } from '../../../libs/shared/src/session-store';
+import { TEMPLATE_TYPES, projectFileSchema, type ProjectFile } from '@velocity/contracts';
 
 /**
  * The container's configuration, read once from the environment at start.

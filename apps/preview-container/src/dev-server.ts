@@ -1,8 +1,7 @@
 import { realpathSync } from 'node:fs';
 import { basename, join, sep } from 'node:path';
-import { freePort } from '../../../libs/shared/src/net';
-import { packageNameOf } from '../../../libs/shared/src/package-names';
-import type { KeepAlive } from '../../../libs/shared/src/http-server';
+import { freePort, type KeepAlive } from '@velocity/runtime';
+import { packageNameOf } from '@velocity/contracts';
 import type { InlineConfig, Plugin, PluginOption, ViteDevServer } from 'vite';
 import { defaultNodeModulesDir } from './config';
 import {

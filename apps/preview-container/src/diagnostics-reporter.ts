@@ -1,7 +1,5 @@
-import type { Logger } from '../../../libs/shared/src/logger';
-import { errorMessage } from '../../../libs/shared/src/errors';
-import { requestText } from '../../../libs/shared/src/http-client';
-import { sameDiagnostics, type BuildState } from '../../../libs/shared/src/diagnostics';
+import { type Logger, requestText } from '@velocity/runtime';
+import { errorMessage, sameDiagnostics, type BuildState } from '@velocity/contracts';
 import type { BuildTracker } from './build-state';
 
 /**

@@ -1,9 +1,8 @@
 import { lstat, mkdir, readFile, readdir, readlink, realpath, symlink, unlink, writeFile } from 'node:fs/promises';
 import { dirname, join, relative, sep } from 'node:path';
 import { z } from 'zod';
-import { errorMessage, sleep } from '../../../libs/shared/src/errors';
-import { requestText } from '../../../libs/shared/src/http-client';
-import { fileBytes, isBinaryFile, projectFileSchema, type ProjectFile } from '../../../libs/shared/src/session-store';
+import { errorMessage, sleep, fileBytes, isBinaryFile, projectFileSchema, type ProjectFile } from '@velocity/contracts';
+import { requestText } from '@velocity/runtime';
 import { resolveInside, safeRelativePath, UnsafePathError } from './path-safety';
 
 /** Getting the project's files from FILES_URL and putting them on disk in WORK_DIR, byte for byte. */

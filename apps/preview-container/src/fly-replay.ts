@@ -1,4 +1,4 @@
-import { requestText, serverBaseOf } from '../../../libs/shared/src/http-client';
+import { requestText, serverBaseOf } from '@velocity/runtime';
 
 /**
  * On Fly.io, a request may land on the wrong machine (Fly's proxy balances over

@@ -1,9 +1,8 @@
 // First: it must run before any schema is built (see the module).
 import './zod-jitless';
 import { join } from 'node:path';
-import { createLogger, type Logger } from '../../../libs/shared/src/logger';
-import { errorMessage } from '../../../libs/shared/src/errors';
-import { unixSocketUrl } from '../../../libs/shared/src/http-client';
+import { createLogger, type Logger, unixSocketUrl } from '@velocity/runtime';
+import { errorMessage, templateFiles } from '@velocity/contracts';
 import { ConfigError, loadConfig, type ContainerConfig } from './config';
 import { ProjectStartError, startDevServer, type DevServer } from './dev-server';
 import { fetchProjectFiles, linkNodeModules, syncProjectFiles, writeProjectFiles, writtenContents, type ProjectFile } from './files';
@@ -11,7 +10,6 @@ import { createViteProxy } from './proxy';
 import { fileChangesUrlOf, LiveFiles } from './live-files';
 import { activitySettings, createActivityReporter, type ActivityReporter, type ActivityTracker } from './activity';
 import { createClaimHandler } from './pool-claim';
-import { templateFiles } from '../../../libs/shared/src/templates';
 import { FlyReplay } from './fly-replay';
 import { createContainerServer, type ContainerServer } from './server';
 import { previewHostOf, rehearsePage, warmDependencies, warmUp } from './warm-up';

@@ -1,10 +1,10 @@
 import { resolve, sep } from 'node:path';
-import { normalizeFilePath, RESERVED_PATH_SEGMENTS, UnsafePathError } from '../../../libs/shared/src/file-paths';
+import { normalizeFilePath, RESERVED_PATH_SEGMENTS, UnsafePathError } from '@velocity/contracts';
 
 /**
  * Guards for writing files whose names come from outside (the project's file
  * list, the live file changes). The path rules themselves live in
- * libs/shared/src/file-paths.ts, shared with the api; this adds the check that
+ * libs/contracts/src/file-paths.ts, shared with the api; this adds the check that
  * a path resolves strictly inside WORK_DIR. Pure functions, no file system access.
  */
 export { UnsafePathError };

@@ -1,10 +1,10 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { timingSafeEqual } from 'node:crypto';
-import { sendJson } from '../../../libs/shared/src/http-server';
-import { POOL_CLAIM_MAX_BYTES, POOL_CLAIM_PATH, poolClaimSchema, type PoolClaim } from '../../../libs/shared/src/warm-pool';
+import { sendJson } from '@velocity/runtime';
+import { POOL_CLAIM_MAX_BYTES, POOL_CLAIM_PATH, poolClaimSchema, type PoolClaim } from '@velocity/contracts';
 
 /**
- * The machine's side of a claim (the contract is in libs/shared/src/warm-pool.ts).
+ * The machine's side of a claim (the contract is in libs/contracts/src/pool-contract.ts).
  * It answers once the session's files are in place (and Vite sees them), so the
  * provisioner can verify at once.
  */

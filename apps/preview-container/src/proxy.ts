@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { Agent } from 'node:http';
 import { createProxyMiddleware, type RequestHandler } from 'http-proxy-middleware';
-import type { Logger } from '../../../libs/shared/src/logger';
+import type { Logger } from '@velocity/runtime';
 import { routeRequest } from './session-routing';
 import { VITE_KEEP_ALIVE } from './dev-server';
 

@@ -1,4 +1,4 @@
-import { RUNTIME_ERRORS_PATH } from '../../../libs/shared/src/diagnostics';
+import { RUNTIME_ERRORS_PATH } from '@velocity/contracts';
 
 /**
  * The script the machine adds to the preview's page, first in its `<head>` so it

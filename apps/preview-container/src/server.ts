@@ -1,21 +1,13 @@
 import { rm } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import type { Logger } from '../../../libs/shared/src/logger';
-import { MACHINE_KEEP_ALIVE, sendJson } from '../../../libs/shared/src/http-server';
+import { type Logger, MACHINE_KEEP_ALIVE, sendJson } from '@velocity/runtime';
 import type { ActivityTracker } from './activity';
 import { healthReport, type HealthState } from './health';
 import type { ViteProxy } from './proxy';
 import type { FlyReplay } from './fly-replay';
 import { routeRequest } from './session-routing';
-import {
-  BUILD_STATE_HEADER,
-  START_FAILED_HEADER,
-  BUILD_STATE_PATH,
-  RUNTIME_ERRORS_PATH,
-  RUNTIME_REPORT_MAX_BYTES,
-  runtimeErrorReportSchema,
-} from '../../../libs/shared/src/diagnostics';
+import { BUILD_STATE_HEADER, START_FAILED_HEADER, BUILD_STATE_PATH, RUNTIME_ERRORS_PATH, RUNTIME_REPORT_MAX_BYTES, runtimeErrorReportSchema } from '@velocity/contracts';
 import { BuildTracker } from './build-state';
 
 /**

@@ -1,4 +1,4 @@
-import { routeIdOfHost } from '../../../libs/shared/src/routes';
+import { routeIdOfHost } from '@velocity/contracts';
 
 /**
  * Which requests this machine serves, by their Host: a preview's origin is

@@ -1,8 +1,8 @@
 import { readFileSync, realpathSync } from 'node:fs';
 import { isAbsolute, relative, resolve, sep } from 'node:path';
 import type { ViteDevServer } from 'vite';
-import type { Logger } from '../../../libs/shared/src/logger';
-import { isProjectModulePath, pageEntries } from '../../../libs/shared/src/page-modules';
+import type { Logger } from '@velocity/runtime';
+import { isProjectModulePath, pageEntries } from '@velocity/contracts';
 import { BuildTracker, originalPosition, stripQuery, type SourceMapLike, type ViteErrorLike } from './build-state';
 import { injectRuntimeErrorsClient } from './runtime-errors-client';
 import { lockdownRewrites, pathHider } from './vite-lockdown';

@@ -1,6 +1,5 @@
-import { withTimeout } from '../../../libs/shared/src/errors';
-import { openHttp, readText } from '../../../libs/shared/src/http-client';
-import { moduleScripts, staticImports } from '../../../libs/shared/src/page-modules';
+import { withTimeout, moduleScripts, staticImports } from '@velocity/contracts';
+import { openHttp, readText } from '@velocity/runtime';
 
 export { moduleScripts, staticImports };
 

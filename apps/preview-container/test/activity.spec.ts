@@ -1,7 +1,7 @@
 import { createServer, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { randomUUID } from 'node:crypto';
-import { createLogger } from '../../../libs/shared/src/logger';
+import { createLogger } from '@velocity/runtime';
 import { activitySettings, createActivityReporter } from '../src/activity';
 import { createContainerServer, type ContainerServer } from '../src/server';
 

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { buildStateSchema, type BuildState } from '../../../libs/shared/src/diagnostics';
+import { buildStateSchema, type BuildState } from '@velocity/contracts';
 import { BuildTracker, RUNTIME_ERRORS_KEPT, originalPosition, stackPositions, type ViteErrorLike } from '../src/build-state';
 import { projectPathHider } from '../src/vite-build-watch';
 

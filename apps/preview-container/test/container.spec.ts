@@ -11,7 +11,7 @@ import { createServer, request, type IncomingMessage, type Server } from 'node:h
 import type { AddressInfo, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { templateFiles } from '../../../libs/shared/src/templates';
+import { templateFiles } from '@velocity/contracts';
 import { freePort } from '../src/dev-server';
 
 const REPO_ROOT = join(__dirname, '../../..');

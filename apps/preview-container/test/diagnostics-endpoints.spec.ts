@@ -1,8 +1,8 @@
 import { createServer, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { randomUUID } from 'node:crypto';
-import { createLogger } from '../../../libs/shared/src/logger';
-import { buildStateSchema, type BuildState } from '../../../libs/shared/src/diagnostics';
+import { createLogger } from '@velocity/runtime';
+import { buildStateSchema, type BuildState } from '@velocity/contracts';
 import { BuildTracker } from '../src/build-state';
 import { bodyOf, createDiagnosticsReporter, diagnosticsUrlOf } from '../src/diagnostics-reporter';
 import { injectRuntimeErrorsClient, RUNTIME_ERRORS_CLIENT } from '../src/runtime-errors-client';

@@ -10,20 +10,11 @@ import { randomUUID } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import {
-  createLogger,
-  createMachineToken,
-  createRedis,
-  EventLog,
-  FileChangeLog,
-  PostgresSessionStore,
-  templateFiles,
-  type Config,
-  type ProjectFile,
-} from '@velocity/shared';
-import { testConfig } from '../../../libs/shared/test/test-env';
-import { stopProcess } from '../../../scripts/services';
-import { startTestApi, type TestApi } from '../../../libs/shared/test/test-api';
+import { createLogger } from '@velocity/runtime';
+import { createMachineToken, FileChangeLog, templateFiles, type Config, type ProjectFile } from '@velocity/contracts';
+import { createRedis, EventLog, stopProcess } from '@velocity/ops';
+import { PostgresSessionStore } from '@velocity/session-store';
+import { testConfig, startTestApi, type TestApi } from '@velocity/testing';
 import { freePort } from '../../e2e/src/system';
 import { fetchProjectFiles, writeProjectFiles } from '../src/files';
 import { healthReport, type HealthState } from '../src/health';

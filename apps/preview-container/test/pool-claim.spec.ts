@@ -1,7 +1,7 @@
 import { createServer, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { randomUUID } from 'node:crypto';
-import type { PoolClaim } from '../../../libs/shared/src/warm-pool';
+import type { PoolClaim } from '@velocity/contracts';
 import { createClaimHandler } from '../src/pool-claim';
 
 /**

@@ -4,7 +4,7 @@ import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import WebSocket from 'ws';
-import { FIXTURE_PROJECTS_DIR, runNpm, startTestRegistry, type RunningRegistry } from '../../../libs/shared/test/test-registry';
+import { FIXTURE_PROJECTS_DIR, runNpm, startTestRegistry, type RunningRegistry } from '@velocity/testing';
 import { linkNodeModules } from '../src/files';
 import { startReadyChild, stopReadyChild } from './ready-line';
 
@@ -23,8 +23,8 @@ const HMR_CLIENT_PORT = 47123;
 const NOT_FOUND = '{"error":"Not found"}';
 const SECRET = 'machine-config-secret';
 /** The service's own source, and the same through the workspace link in its node_modules. */
-const serviceFile = join(repoDir, 'libs/shared/src/config.ts');
-const serviceFileViaLink = join(repoNodeModules, '@velocity/shared/src/config.ts');
+const serviceFile = join(repoDir, 'libs/contracts/src/config.ts');
+const serviceFileViaLink = join(repoNodeModules, '@velocity/contracts/src/config.ts');
 const serviceSourceLine = readFileSync(serviceFile, 'utf8').split('\n')[0];
 
 interface Case {
@@ -345,7 +345,7 @@ describe.each(CASES)('the machine on a project with its own vite.config, Vite $m
       expect(answer.headers['x-project-middleware']).toBeUndefined();
     }
     // By package name too (resolvable only where the dependency folder is the service's).
-    expect((await get(ready.port, '/@id/@velocity/shared/src/config.ts?raw')).body).not.toContain(serviceSourceLine);
+    expect((await get(ready.port, '/@id/@velocity/contracts/src/config.ts?raw')).body).not.toContain(serviceSourceLine);
     expect(ready.lockdownAt).toBeGreaterThanOrEqual(0);
     expect(ready.lockdownAt).toBeLessThan(ready.projectPreAt);
   });

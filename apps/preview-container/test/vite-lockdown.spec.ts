@@ -19,11 +19,11 @@ import { lockdownRewrites, pathHider, SECRET_FILE_DENY } from '../src/vite-lockd
 const repoDir = resolve(__dirname, '../../..');
 const repoNodeModules = join(repoDir, 'node_modules');
 /** The service's own source, reachable through the workspace symlink node_modules/@velocity/shared. */
-const serviceSource = readFileSync(join(repoDir, 'libs/shared/src/config.ts'), 'utf8');
+const serviceSource = readFileSync(join(repoDir, 'libs/contracts/src/config.ts'), 'utf8');
 const serviceSourceFirstLine = serviceSource.split('\n')[0];
 const NOT_FOUND = '{"error":"Not found"}';
 /** The service's source as a module URL through the symlink (Vite keeps `/@fs/` paths unresolved). */
-const serviceModuleUrl = `/@fs${repoNodeModules}/@velocity/shared/src/config.ts`;
+const serviceModuleUrl = `/@fs${repoNodeModules}/@velocity/contracts/src/config.ts`;
 /** A comment of that source, kept by Vite's transform. */
 const serviceSourceComment = serviceSource.split('\n').find((line) => /^ \* \w+( \w+){4}/.test(line))?.slice(3);
 
@@ -147,7 +147,7 @@ describe('pathHider', () => {
     expect(hide('"/tmp/p"')).toBe('"."');
     expect(hide('file:///srv/app/node_modules/vite/dist/node.js:1')).toBe('node_modules/vite/dist/node.js:1');
     expect(hide('/@fs/srv/app/node_modules/react/index.js')).toBe('node_modules/react/index.js');
-    expect(hide('at /srv/app/libs/shared/src/config.ts:9')).toBe('at [host]/libs/shared/src/config.ts:9');
+    expect(hide('at /srv/app/libs/contracts/src/config.ts:9')).toBe('at [host]/libs/contracts/src/config.ts:9');
     expect(hide('[ ../../tmp/p/src/broken.ts:1:18 ]')).toBe('[ src/broken.ts:1:18 ]');
   });
 
@@ -194,7 +194,7 @@ describe('viteLockdown (real Vite, in a child process)', () => {
     );
     // A stylesheet may @import any file it can name: Vite inlines it by reading the file.
     writeFileSync(join(projectDir, 'src/passwd.css'), '@import "/etc/passwd";\nbody { color: red; }\n');
-    writeFileSync(join(projectDir, 'src/service.css'), '@import "@velocity/shared/src/config.ts";\nbody { color: red; }\n');
+    writeFileSync(join(projectDir, 'src/service.css'), '@import "@velocity/contracts/src/config.ts";\nbody { color: red; }\n');
     writeFileSync(join(projectDir, 'src/broken.ts'), 'export const broken = ;\n');
     writeFileSync(join(projectDir, '.env'), 'SECRET=1\n');
     // The "editor": records what it was asked to open.
@@ -236,14 +236,14 @@ describe('viteLockdown (real Vite, in a child process)', () => {
   it("refuses the service's sources behind node_modules symlinks, by every URL form Vite serves files by", async () => {
     const queries = ['', '?raw', '?url', '?import', '?raw&import', '?inline'];
     const paths = [
-      ...queries.map((q) => `/@fs${repoNodeModules}/@velocity/shared/src/config.ts${q}`),
-      ...queries.map((q) => `/node_modules/@velocity/shared/src/config.ts${q}`),
+      ...queries.map((q) => `/@fs${repoNodeModules}/@velocity/contracts/src/config.ts${q}`),
+      ...queries.map((q) => `/node_modules/@velocity/contracts/src/config.ts${q}`),
       `/node_modules/@velocity/shared/package.json`,
       `/node_modules/@velocity/shared/src/config%2Ets?raw`,
-      `/node_modules/react/../@velocity/shared/src/config.ts?raw`,
-      `${repoNodeModules}/@velocity/shared/src/config.ts?raw`,
-      `/@id/@velocity/shared/src/config.ts?raw`,
-      `/@fs${repoDir}/libs/shared/src/config.ts?raw`,
+      `/node_modules/react/../@velocity/contracts/src/config.ts?raw`,
+      `${repoNodeModules}/@velocity/contracts/src/config.ts?raw`,
+      `/@id/@velocity/contracts/src/config.ts?raw`,
+      `/@fs${repoDir}/libs/contracts/src/config.ts?raw`,
       `/@fs/etc/passwd`,
     ];
     for (const path of paths) {
@@ -251,7 +251,7 @@ describe('viteLockdown (real Vite, in a child process)', () => {
       expect({ path, ...answer }).toEqual({ path, status: 404, body: NOT_FOUND });
     }
     // Control: without the plugin the same URL serves the file.
-    const leaked = await get(ready.control, `/@fs${repoNodeModules}/@velocity/shared/src/config.ts?raw`);
+    const leaked = await get(ready.control, `/@fs${repoNodeModules}/@velocity/contracts/src/config.ts?raw`);
     expect(leaked.status).toBe(200);
     expect(leaked.body).toContain(JSON.stringify(serviceSourceFirstLine).slice(1, -1));
 

@@ -1,4 +1,5 @@
-import { TIER_LIMITS, apiInternalUrl, createMachineToken, previewOriginOf, type Config, type MachineProvider, type Tier } from '@velocity/shared';
+import { TIER_LIMITS, apiInternalUrl, createMachineToken, previewOriginOf, type Config, type Tier } from '@velocity/contracts';
+import { type MachineProvider } from '@velocity/machines';
 
 /** How the browser reaches machines: the port of the preview's origin, which its HMR websocket connects to. */
 function hmrClientPort(config: Config): string {

@@ -1,22 +1,11 @@
 import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import { Queue } from 'bullmq';
-import {
-  EventLog,
-  FileChangeLog,
-  QueueName,
-  assertServicesReachable,
-  createLogger,
-  createMachineProvider,
-  createRedis,
-  createSessionStore,
-  faultsOf,
-  loadConfig,
-  loadDotEnv,
-  parseDependencyPool,
-  parseWarmPool,
-  WarmPool,
-} from '@velocity/shared';
+import { EventLog, assertServicesReachable, createRedis } from '@velocity/ops';
+import { FileChangeLog, QueueName, loadConfig, loadDotEnv, parseDependencyPool, parseWarmPool } from '@velocity/contracts';
+import { createLogger } from '@velocity/runtime';
+import { createMachineProvider, faultsOf, WarmPool } from '@velocity/machines';
+import { createSessionStore } from '@velocity/session-store';
 import { RefillPool, drainPool } from './pool/refill-pool';
 import { startPoolRefills } from './pool/pool-worker';
 import { createProvisionWorker } from './provision-worker';

@@ -1,17 +1,9 @@
 import type { Worker } from 'bullmq';
 import type Redis from 'ioredis';
-import {
-  ProvisionMetrics,
-  QueueName,
-  createMetricsRegistry,
-  instrumentWorker,
-  redisCheck,
-  startOpsServer,
-  storeCheck,
-  type Config,
-  type Logger,
-  type SessionStore,
-} from '@velocity/shared';
+import { ProvisionMetrics, createMetricsRegistry, instrumentWorker, redisCheck, startOpsServer, storeCheck } from '@velocity/ops';
+import { QueueName, type Config } from '@velocity/contracts';
+import { type Logger } from '@velocity/runtime';
+import { type SessionStore } from '@velocity/session-store';
 import { metricsObserver, type ProvisionObserver } from './provision-observer';
 
 /**

@@ -1,6 +1,8 @@
 import { randomUUID } from 'node:crypto';
-import { EventLog, createLogger, createRedis, sleep, type SessionEvent } from '@velocity/shared';
-import { testConfig } from '../../../libs/shared/test/test-env';
+import { EventLog, createRedis } from '@velocity/ops';
+import { createLogger } from '@velocity/runtime';
+import { sleep, type SessionEvent } from '@velocity/contracts';
+import { testConfig } from '@velocity/testing';
 import { PROGRESS_COALESCE_MS, emit, flushEvents, runPipeline } from './pipeline';
 import type { ProvisionContext, ProvisionDeps, Step } from './provision-context';
 

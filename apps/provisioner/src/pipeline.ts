@@ -1,4 +1,4 @@
-import { TimeoutError, errorMessage, provisioningLimitMs, sleep, type SessionEvent } from '@velocity/shared';
+import { TimeoutError, errorMessage, provisioningLimitMs, sleep, type SessionEvent } from '@velocity/contracts';
 import type { ProvisionContext, Step, StepDetail } from './provision-context';
 import { ensureProjectStep } from './steps/ensure-project.step';
 import { commitSessionStep } from './steps/commit-session.step';

@@ -1,21 +1,9 @@
 import type { Queue } from 'bullmq';
-import type {
-  Config,
-  Diagnostic,
-  EventLog,
-  Faults,
-  FileChangeLog,
-  WarmPool,
-  Logger,
-  Machine,
-  MachineProvider,
-  PreviewSession,
-  Project,
-  ProvisionSessionJob,
-  ProvisionStep,
-  SessionEvent,
-  SessionStore,
-} from '@velocity/shared';
+import type { Config, Diagnostic, FileChangeLog, ProvisionSessionJob, ProvisionStep, SessionEvent } from '@velocity/contracts';
+import type { EventLog } from '@velocity/ops';
+import type { Faults, WarmPool, Machine, MachineProvider } from '@velocity/machines';
+import type { Logger } from '@velocity/runtime';
+import type { PreviewSession, Project, SessionStore } from '@velocity/session-store';
 import type { ProvisionObserver } from './provision-observer';
 import type { DependencyCache } from './dependencies/dependency-cache';
 import type { Turn, Turns } from './turns';

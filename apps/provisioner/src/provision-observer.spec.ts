@@ -3,23 +3,12 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
-import {
-  DEMO_PROJECT_ID,
-  EventLog,
-  LocalMachineProvider,
-  PermanentError,
-  PostgresSessionStore,
-  ProvisionMetrics,
-  QueueName,
-  TimeoutError,
-  createLogger,
-  createMetricsRegistry,
-  createRedis,
-  failureReason,
-  type ProvisionSessionJob,
-} from '@velocity/shared';
-import { sampleValue, samples } from '../../../libs/shared/test/prometheus';
-import { testConfig } from '../../../libs/shared/test/test-env';
+import { DEMO_PROJECT_ID, PermanentError, QueueName, TimeoutError, type ProvisionSessionJob } from '@velocity/contracts';
+import { EventLog, ProvisionMetrics, createMetricsRegistry, createRedis, failureReason } from '@velocity/ops';
+import { LocalMachineProvider } from '@velocity/machines';
+import { PostgresSessionStore } from '@velocity/session-store';
+import { createLogger } from '@velocity/runtime';
+import { sampleValue, samples, testConfig } from '@velocity/testing';
 import type { ProvisionDeps } from './provision-context';
 import { metricsObserver } from './provision-observer';
 import { ProvisionSession } from './provision-session';

@@ -1,4 +1,5 @@
-import { failureReason, type ProvisionMetrics, type ProvisionStep } from '@velocity/shared';
+import { failureReason, type ProvisionMetrics } from '@velocity/ops';
+import { type ProvisionStep } from '@velocity/contracts';
 
 /**
  * What the pipeline reports as it runs, for metrics: the steps stay free of any

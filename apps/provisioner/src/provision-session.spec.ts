@@ -3,17 +3,12 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
-import {
-  DEMO_PROJECT_ID,
-  EventLog,
-  LocalMachineProvider,
-  PostgresSessionStore,
-  QueueName,
-  createLogger,
-  createRedis,
-  type ProvisionSessionJob,
-} from '@velocity/shared';
-import { testConfig } from '../../../libs/shared/test/test-env';
+import { DEMO_PROJECT_ID, QueueName, type ProvisionSessionJob } from '@velocity/contracts';
+import { EventLog, createRedis } from '@velocity/ops';
+import { LocalMachineProvider } from '@velocity/machines';
+import { PostgresSessionStore } from '@velocity/session-store';
+import { createLogger } from '@velocity/runtime';
+import { testConfig } from '@velocity/testing';
 import type { ProvisionDeps } from './provision-context';
 import { ProvisionSession } from './provision-session';
 

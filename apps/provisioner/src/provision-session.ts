@@ -1,4 +1,6 @@
-import { errorMessage, isRetryable, machineOfSession, retrying, type Logger, type ProvisionSessionJob } from '@velocity/shared';
+import { errorMessage, isRetryable, retrying, type ProvisionSessionJob } from '@velocity/contracts';
+import { machineOfSession } from '@velocity/machines';
+import { type Logger } from '@velocity/runtime';
 import { PROVISION_PIPELINE, StepFailedError, emit, flushEvents, runPipeline } from './pipeline';
 import type { ProvisionContext, ProvisionDeps } from './provision-context';
 

@@ -1,5 +1,6 @@
 import { UnrecoverableError, WaitingError, Worker, type ConnectionOptions } from 'bullmq';
-import { JobName, QueueName, parseJob, type Logger } from '@velocity/shared';
+import { JobName, QueueName, parseJob } from '@velocity/contracts';
+import { type Logger } from '@velocity/runtime';
 import type { ProvisionDeps } from './provision-context';
 import { ProvisionSession } from './provision-session';
 

@@ -2,7 +2,8 @@ import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { ExpressAdapter } from '@bull-board/express';
 import { BullBoardModule } from '@bull-board/nestjs';
 import { Module, type DynamicModule } from '@nestjs/common';
-import { ALL_QUEUES, operatorAuth, type Config } from '@velocity/shared';
+import { ALL_QUEUES, type Config } from '@velocity/contracts';
+import { operatorAuth } from '@velocity/ops';
 
 /** Where Bull Board answers (and where bootstrap puts the operator guard, ahead of the edge and the body parser). */
 export const BULL_BOARD_ROUTE = '/admin/queues';

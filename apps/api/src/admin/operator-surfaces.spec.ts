@@ -1,9 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import { ALL_QUEUES, createRedis, type Config } from '@velocity/shared';
-import { families, sampleValue, samples } from '../../../../libs/shared/test/prometheus';
-import { testConfig } from '../../../../libs/shared/test/test-env';
-import { stopProcess } from '../../../../scripts/services';
-import { startTestApi, type TestApi } from '../../../../libs/shared/test/test-api';
+import { ALL_QUEUES, type Config } from '@velocity/contracts';
+import { createRedis, stopProcess } from '@velocity/ops';
+import { families, sampleValue, samples, testConfig, startTestApi, type TestApi } from '@velocity/testing';
 import { freePort } from '../../../e2e/src/system';
 
 /**

@@ -1,4 +1,4 @@
-import { ConfigError, type Config } from '@velocity/shared';
+import { ConfigError, type Config } from '@velocity/contracts';
 
 /** How the api authenticates users, decided once from the configuration. */
 export type AuthSettings =

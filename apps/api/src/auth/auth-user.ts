@@ -1,4 +1,5 @@
-import { DEMO_PROJECT_ID, type PreviewSession, type Project, type Tier } from '@velocity/shared';
+import { DEMO_PROJECT_ID, type Tier } from '@velocity/contracts';
+import { type PreviewSession, type Project } from '@velocity/session-store';
 
 /** Who a request acts for: a Supabase user (`sub` of a verified JWT), or the one local user when auth is off. */
 export interface AuthUser {

@@ -11,7 +11,8 @@ import {
 import { PATH_METADATA } from '@nestjs/common/constants';
 import { APP_GUARD, Reflector } from '@nestjs/core';
 import type { Request } from 'express';
-import type { Config, Logger } from '@velocity/shared';
+import type { Config } from '@velocity/contracts';
+import type { Logger } from '@velocity/runtime';
 import { ApiException } from '../common/api-exception';
 import { ACCEPTED_QUERY } from '../openapi/api-endpoint';
 import { authSettingsOf, type AuthSettings } from './auth-settings';

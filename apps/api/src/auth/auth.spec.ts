@@ -1,10 +1,9 @@
 import type { ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { Pool } from 'pg';
-import { DEMO_PROJECT_ID, createMachineToken, type Config } from '@velocity/shared';
-import { testConfig } from '../../../../libs/shared/test/test-env';
-import { startApp, stopProcess } from '../../../../scripts/services';
-import { envOf, startTestApi } from '../../../../libs/shared/test/test-api';
+import { DEMO_PROJECT_ID, createMachineToken, type Config } from '@velocity/contracts';
+import { testConfig, envOf, startTestApi } from '@velocity/testing';
+import { startApp, stopProcess } from '@velocity/ops';
 import { freePort } from '../../../e2e/src/system';
 import { rawRequest, sendJson } from '../../../e2e/src/raw-http';
 import { TEST_JWT_SECRET, signToken, testUser, type TestUser } from '../../../e2e/src/tokens';

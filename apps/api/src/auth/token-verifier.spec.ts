@@ -1,6 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import { SignJWT, exportJWK, exportSPKI, generateKeyPair, type CryptoKey, type JWK, type JWTPayload } from 'jose';
-import { loadConfig } from '@velocity/shared';
+import { loadConfig } from '@velocity/contracts';
 import { authSettingsOf } from './auth-settings';
 import { TokenError, TokenVerifier } from './token-verifier';
 

@@ -1,5 +1,5 @@
 import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
-import { tierSchema, type Tier } from '@velocity/shared';
+import { tierSchema, type Tier } from '@velocity/contracts';
 import type { AuthUser } from './auth-user';
 
 /** Why a token was refused: 401, or 503 when the signing keys could not be fetched. */

@@ -1,6 +1,6 @@
 import { ArgumentsHost, Catch, ExceptionFilter, HttpException, Inject } from '@nestjs/common';
 import type { Response } from 'express';
-import type { Logger } from '@velocity/shared';
+import type { Logger } from '@velocity/runtime';
 import { LOGGER } from '../tokens';
 import { ApiException } from './api-exception';
 

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import { EventLog, createRedis, sleep } from '@velocity/shared';
-import { testConfig } from '../../../../libs/shared/test/test-env';
+import { EventLog, createRedis } from '@velocity/ops';
+import { sleep } from '@velocity/contracts';
+import { testConfig } from '@velocity/testing';
 import { GoneSessions } from './gone-sessions';
 
 /** GoneSessions over the real Redis channel the event log announces on. */

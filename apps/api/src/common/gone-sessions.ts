@@ -1,6 +1,7 @@
 import { Inject, Injectable, OnModuleDestroy } from '@nestjs/common';
 import type Redis from 'ioredis';
-import { createRedis, type Config, type EventLog } from '@velocity/shared';
+import { createRedis, type EventLog } from '@velocity/ops';
+import { type Config } from '@velocity/contracts';
 import { CONFIG, EVENT_LOG } from '../tokens';
 
 /**

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import type { Page, PageCursor } from '@velocity/shared';
+import type { Page, PageCursor } from '@velocity/session-store';
 import { parseOr400 } from './validation';
 
 /** A listing's cursor as clients see it: opaque (base64url of the sort time and id of the last row shown). */

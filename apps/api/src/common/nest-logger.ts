@@ -1,5 +1,5 @@
 import type { LoggerService } from '@nestjs/common';
-import type { Logger } from '@velocity/shared';
+import type { Logger } from '@velocity/runtime';
 
 /**
  * Nest's own log output through the project's JSON logger (one line an event,

@@ -1,6 +1,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { REQUEST_ID_HEADER, requestIdFrom, routeIdOfHost, type Logger } from '@velocity/shared';
+import { REQUEST_ID_HEADER, requestIdFrom, routeIdOfHost } from '@velocity/contracts';
+import { type Logger } from '@velocity/runtime';
 
 /**
  * Every api request runs inside a request context: its id (the client's

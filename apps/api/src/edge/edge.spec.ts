@@ -4,7 +4,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { connect, type AddressInfo, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createLogger, unixSocketUrl } from '@velocity/shared';
+import { createLogger, unixSocketUrl } from '@velocity/runtime';
 import { createEdge, proxyTargetOf } from './edge';
 import type { Route, SessionRoutes } from './session-routes';
 

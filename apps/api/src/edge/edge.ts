@@ -1,7 +1,8 @@
 import { Agent, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { createProxyMiddleware, debugProxyErrorsPlugin, proxyEventsPlugin } from 'http-proxy-middleware';
-import { MACHINE_KEEP_ALIVE, sendJson, legacyPreviewPath, routeOfHost, unixSocketOf, type Logger } from '@velocity/shared';
+import { MACHINE_KEEP_ALIVE, sendJson, unixSocketOf, type Logger } from '@velocity/runtime';
+import { legacyPreviewPath, routeOfHost } from '@velocity/contracts';
 import type { SessionRoutes } from './session-routes';
 
 type EdgeRequest = IncomingMessage & { edgeTarget?: string; routeId?: string };

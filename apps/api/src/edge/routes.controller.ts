@@ -1,7 +1,8 @@
 import { Controller, Get, GoneException, Headers, Inject, NotFoundException, Param } from '@nestjs/common';
 import { ApiTags } from '@nestjs/swagger';
 import { z } from 'zod';
-import { isSessionLive, type SessionStore } from '@velocity/shared';
+import { isSessionLive } from '@velocity/contracts';
+import { type SessionStore } from '@velocity/session-store';
 import { parseOr400 } from '../common/validation';
 import { MachineAccess } from '../machines/machine-access';
 import { SESSION_STORE } from '../tokens';

@@ -1,6 +1,8 @@
 import { randomUUID } from 'node:crypto';
-import { EventLog, PostgresSessionStore, createRedis, sleep, type SessionStore } from '@velocity/shared';
-import { testConfig } from '../../../../libs/shared/test/test-env';
+import { EventLog, createRedis } from '@velocity/ops';
+import { PostgresSessionStore, type SessionStore } from '@velocity/session-store';
+import { sleep } from '@velocity/contracts';
+import { testConfig } from '@velocity/testing';
 import { GoneSessions } from '../common/gone-sessions';
 import { SessionRoutes } from './session-routes';
 

@@ -1,5 +1,6 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { isSessionLive, type SessionStore } from '@velocity/shared';
+import { isSessionLive } from '@velocity/contracts';
+import { type SessionStore } from '@velocity/session-store';
 import { GoneSessions } from '../common/gone-sessions';
 import { SESSION_STORE } from '../tokens';
 

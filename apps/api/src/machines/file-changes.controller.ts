@@ -12,7 +12,10 @@ import {
 import { ApiTags } from '@nestjs/swagger';
 import type { Request, Response } from 'express';
 import { z } from 'zod';
-import { StreamWatcher, FileChangeLog, type Config, type Logger, type MachineClaims, type SessionStore } from '@velocity/shared';
+import { StreamWatcher } from '@velocity/ops';
+import { FileChangeLog, type Config, type MachineClaims } from '@velocity/contracts';
+import { type Logger } from '@velocity/runtime';
+import { type SessionStore } from '@velocity/session-store';
 import { GoneSessions } from '../common/gone-sessions';
 import { parseOr400 } from '../common/validation';
 import { LIVE_SESSION_ERRORS, MachineAccess } from './machine-access';

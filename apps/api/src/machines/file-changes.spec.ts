@@ -1,18 +1,10 @@
 import type { ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import {
-  createMachineToken,
-  createRedis,
-  EventLog,
-  FileChangeLog,
-  PostgresSessionStore,
-  readSse,
-  type Config,
-  type SseFrame,
-} from '@velocity/shared';
-import { testConfig } from '../../../../libs/shared/test/test-env';
-import { stopProcess } from '../../../../scripts/services';
-import { startTestApi } from '../../../../libs/shared/test/test-api';
+import { createMachineToken, FileChangeLog, type Config } from '@velocity/contracts';
+import { createRedis, EventLog, stopProcess } from '@velocity/ops';
+import { PostgresSessionStore } from '@velocity/session-store';
+import { readSse, type SseFrame } from '@velocity/runtime';
+import { testConfig, startTestApi } from '@velocity/testing';
 import { freePort } from '../../../e2e/src/system';
 
 /**

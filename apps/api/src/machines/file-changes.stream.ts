@@ -1,13 +1,8 @@
 import type { Request, Response } from 'express';
-import {
-  FILE_CHANGE_EVENTS,
-  isSessionLive,
-  parseFileChangeEntry,
-  type FileChangeLog,
-  type Logger,
-  type SessionStore,
-  type StreamWatcher,
-} from '@velocity/shared';
+import { FILE_CHANGE_EVENTS, isSessionLive, parseFileChangeEntry, type FileChangeLog } from '@velocity/contracts';
+import { type Logger } from '@velocity/runtime';
+import { type SessionStore } from '@velocity/session-store';
+import { type StreamWatcher } from '@velocity/ops';
 import { startEventStream } from '../common/event-stream';
 
 export interface FileChangeStreamOptions {

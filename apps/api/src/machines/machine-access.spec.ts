@@ -1,19 +1,10 @@
 import type { ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { ForbiddenException, HttpException } from '@nestjs/common';
-import {
-  createMachineToken,
-  createRedis,
-  PostgresSessionStore,
-  type Config,
-  type MachineClaims,
-  type PreviewSession,
-  type SessionStatus,
-  type SessionStore,
-} from '@velocity/shared';
-import { testConfig } from '../../../../libs/shared/test/test-env';
-import { stopProcess } from '../../../../scripts/services';
-import { startTestApi } from '../../../../libs/shared/test/test-api';
+import { createMachineToken, type Config, type MachineClaims, type SessionStatus } from '@velocity/contracts';
+import { createRedis, stopProcess } from '@velocity/ops';
+import { PostgresSessionStore, type PreviewSession, type SessionStore } from '@velocity/session-store';
+import { testConfig, startTestApi } from '@velocity/testing';
 import { freePort } from '../../../e2e/src/system';
 import { liveSessionOf, MachineAccess } from './machine-access';
 

@@ -1,5 +1,6 @@
 import { ForbiddenException, GoneException, Inject, Injectable, NotFoundException } from '@nestjs/common';
-import { isSessionLive, type Config, type MachineClaims, type PreviewSession, type SessionStore } from '@velocity/shared';
+import { isSessionLive, type Config, type MachineClaims } from '@velocity/contracts';
+import { type PreviewSession, type SessionStore } from '@velocity/session-store';
 import { machineClaims } from './machine-auth';
 import { CONFIG, SESSION_STORE } from '../tokens';
 

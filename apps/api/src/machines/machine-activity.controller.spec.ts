@@ -1,4 +1,5 @@
-import { createLogger, createMachineToken } from '@velocity/shared';
+import { createLogger } from '@velocity/runtime';
+import { createMachineToken } from '@velocity/contracts';
 import { createActivityReporter } from '../../../preview-container/src/activity';
 import { createHarness, sleep, until, type Harness } from '../../../cleanup/test/harness';
 import { scheduleSweep } from '../../../cleanup/src/cleanup-worker';

@@ -1,7 +1,8 @@
 import { Body, ConflictException, Controller, Headers, HttpCode, Inject, Param, Post } from '@nestjs/common';
 import { ApiTags } from '@nestjs/swagger';
 import { z } from 'zod';
-import type { Logger, PreviewSession, SessionStore } from '@velocity/shared';
+import type { Logger } from '@velocity/runtime';
+import type { PreviewSession, SessionStore } from '@velocity/session-store';
 import { parseOr400 } from '../common/validation';
 import { LIVE_SESSION_ERRORS, MachineAccess, sessionEnded } from './machine-access';
 import { LOGGER, SESSION_STORE } from '../tokens';

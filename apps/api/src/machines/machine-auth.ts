@@ -1,5 +1,5 @@
 import { ForbiddenException, UnauthorizedException } from '@nestjs/common';
-import { verifyMachineToken, type MachineClaims } from '@velocity/shared';
+import { verifyMachineToken, type MachineClaims } from '@velocity/contracts';
 
 /**
  * The claims of the machine token in `Authorization: Bearer <token>`: 401 when

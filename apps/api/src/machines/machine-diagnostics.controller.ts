@@ -1,6 +1,7 @@
 import { Body, Controller, Headers, HttpCode, Inject, Param, Post } from '@nestjs/common';
 import { ApiTags } from '@nestjs/swagger';
-import { buildStateSchema, type Logger } from '@velocity/shared';
+import { buildStateSchema } from '@velocity/contracts';
+import { type Logger } from '@velocity/runtime';
 import { parseOr400 } from '../common/validation';
 import { LIVE_SESSION_ERRORS, MachineAccess } from './machine-access';
 import { LOGGER } from '../tokens';

@@ -1,17 +1,9 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import {
-  createMachineToken,
-  createRedis,
-  openHttp,
-  readSse,
-  requestText,
-  sessionEventSchema,
-  unixSocketUrl,
-  type Diagnostic,
-  type SessionEvent,
-} from '@velocity/shared';
+import { createMachineToken, sessionEventSchema, type Diagnostic, type SessionEvent } from '@velocity/contracts';
+import { createRedis } from '@velocity/ops';
+import { openHttp, readSse, requestText, unixSocketUrl } from '@velocity/runtime';
 import { createHarness, until, type Harness } from '../../../cleanup/test/harness';
 
 // A real api process: more than Jest's default 5 s.

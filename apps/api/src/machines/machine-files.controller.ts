@@ -1,7 +1,7 @@
 import { Controller, Get, Headers, Inject, Param } from '@nestjs/common';
 import { ApiTags } from '@nestjs/swagger';
 import { z } from 'zod';
-import type { SessionStore } from '@velocity/shared';
+import type { SessionStore } from '@velocity/session-store';
 import { parseOr400 } from '../common/validation';
 import { LIVE_SESSION_ERRORS, MachineAccess } from './machine-access';
 import { SESSION_STORE } from '../tokens';

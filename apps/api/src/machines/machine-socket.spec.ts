@@ -5,10 +5,11 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createMachineToken, createRedis, PostgresSessionStore, requestText, unixSocketUrl, type Config } from '@velocity/shared';
-import { testConfig } from '../../../../libs/shared/test/test-env';
-import { stopProcess } from '../../../../scripts/services';
-import { startTestApi } from '../../../../libs/shared/test/test-api';
+import { createMachineToken, type Config } from '@velocity/contracts';
+import { createRedis, stopProcess } from '@velocity/ops';
+import { PostgresSessionStore } from '@velocity/session-store';
+import { requestText, unixSocketUrl } from '@velocity/runtime';
+import { testConfig, startTestApi } from '@velocity/testing';
 import { freePort } from '../../../e2e/src/system';
 import { isMachineRoute } from './machine-socket';
 

@@ -2,7 +2,8 @@ import { BeforeApplicationShutdown, Injectable } from '@nestjs/common';
 import { mkdir, rename, rm, stat } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from 'node:http';
 import { dirname } from 'node:path';
-import { assertSocketPathFits, withTimeout } from '@velocity/shared';
+import { assertSocketPathFits } from '@velocity/runtime';
+import { withTimeout } from '@velocity/contracts';
 import { answerClientError } from '../common/client-error';
 
 /** The path prefixes of the api's routes for machines: all that the machine socket serves. */

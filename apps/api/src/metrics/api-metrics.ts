@@ -3,14 +3,10 @@ import { Injectable, type OnModuleInit } from '@nestjs/common';
 import { ModuleRef } from '@nestjs/core';
 import type { Queue } from 'bullmq';
 import { Histogram } from 'prom-client';
-import {
-  ALL_QUEUES,
-  createMetricsRegistry,
-  registerQueueGauge,
-  registerSessionGauge,
-  type Logger,
-  type SessionStore,
-} from '@velocity/shared';
+import { ALL_QUEUES } from '@velocity/contracts';
+import { createMetricsRegistry, registerQueueGauge, registerSessionGauge } from '@velocity/ops';
+import { type Logger } from '@velocity/runtime';
+import { type SessionStore } from '@velocity/session-store';
 import { LOGGER, SESSION_STORE } from '../tokens';
 import { PREVIEW_ROUTE } from '../common/request-context';
 

@@ -1,5 +1,6 @@
 import { Inject, Module, type DynamicModule, type MiddlewareConsumer, type NestModule } from '@nestjs/common';
-import { operatorAuth, type Config } from '@velocity/shared';
+import { operatorAuth } from '@velocity/ops';
+import { type Config } from '@velocity/contracts';
 import { ApiMetrics } from './api-metrics';
 import { MetricsController } from './metrics.controller';
 

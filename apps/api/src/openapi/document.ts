@@ -1,6 +1,6 @@
 import type { INestApplication } from '@nestjs/common';
 import { DocumentBuilder, SwaggerModule, type OpenAPIObject, type OperationObject, type PathItemObject, type SchemaObject } from '@nestjs/swagger';
-import { sessionEventSchema } from '@velocity/shared';
+import { sessionEventSchema } from '@velocity/contracts';
 import { BULL_BOARD_ROUTE } from '../admin/admin.module';
 import { RAW_BODY_EXTENSION, ref, RESPONSE_HEADERS, SCHEMAS, SECURITY } from './api-endpoint';
 import { apiErrorSchema, edgeErrorSchema, fileChangesEventSchema } from './schemas';

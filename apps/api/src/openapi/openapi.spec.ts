@@ -5,10 +5,10 @@ import { METHOD_METADATA, PATH_METADATA, ROUTE_ARGS_METADATA } from '@nestjs/com
 import { RouteParamtypes } from '@nestjs/common/enums/route-paramtypes.enum';
 import { RequestMethod } from '@nestjs/common';
 import type { z } from 'zod';
-import { buildStateSchema, createRedis, sessionEventSchema, type Config, type Logger } from '@velocity/shared';
-import { testConfig } from '../../../../libs/shared/test/test-env';
-import { stopProcess } from '../../../../scripts/services';
-import { startTestApi } from '../../../../libs/shared/test/test-api';
+import { buildStateSchema, sessionEventSchema, type Config } from '@velocity/contracts';
+import { createRedis, stopProcess } from '@velocity/ops';
+import { type Logger } from '@velocity/runtime';
+import { testConfig, startTestApi } from '@velocity/testing';
 import { freePort } from '../../../e2e/src/system';
 import { AppModule } from '../app.module';
 import { createSessionBody, extendSessionBody } from '../sessions/sessions.controller';

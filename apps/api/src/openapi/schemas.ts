@@ -1,6 +1,5 @@
 import { z } from 'zod';
-import { endedEventSchema, fileChangeSchema, projectFileSchema, resyncEventSchema, sessionStatusSchema, tierSchema } from '@velocity/shared';
-import { buildStateSchema, buildStatusSchema } from '@velocity/shared';
+import { endedEventSchema, fileChangeSchema, projectFileSchema, resyncEventSchema, sessionStatusSchema, tierSchema, buildStateSchema, buildStatusSchema } from '@velocity/contracts';
 import type { HealthController } from '../health.controller';
 import type { MachineActivityController } from '../machines/machine-activity.controller';
 import type { MachineDiagnosticsController } from '../machines/machine-diagnostics.controller';

@@ -8,7 +8,7 @@
 import { getToken } from './api.js';
 
 export const EVENT_TYPES = ['queued', 'progress', 'ready', 'diagnostics', 'failed', 'ending', 'ended'];
-/** After one of these the session is over: nothing more comes (libs/shared TERMINAL_EVENTS). */
+/** After one of these the session is over: nothing more comes (TERMINAL_EVENTS of libs/contracts). */
 const TERMINAL = new Set(['failed', 'ended']);
 
 /**

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join } from 'node:path';
-import { DEMO_PROJECT_ID, PROVISION_STEPS, TEMPLATE_TYPES } from '@velocity/shared';
+import { DEMO_PROJECT_ID, PROVISION_STEPS, TEMPLATE_TYPES } from '@velocity/contracts';
 
 /**
  * The preview page at `/`: plain HTML, CSS and ES modules from this folder, no

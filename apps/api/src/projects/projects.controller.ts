@@ -3,15 +3,7 @@ import { BadRequestException, Body, Controller, Delete, Get, HttpCode, Param, Pa
 import { ApiTags } from '@nestjs/swagger';
 import type { Request, Response } from 'express';
 import { z } from 'zod';
-import {
-  DEFAULT_TEMPLATE,
-  isBase64,
-  MAX_PATH_LENGTH,
-  MAX_SEGMENT_BYTES,
-  RESERVED_PATH_SEGMENTS,
-  TEMPLATE_TYPES,
-  type ProjectFileContent,
-} from '@velocity/shared';
+import { DEFAULT_TEMPLATE, isBase64, MAX_PATH_LENGTH, MAX_SEGMENT_BYTES, RESERVED_PATH_SEGMENTS, TEMPLATE_TYPES, type ProjectFileContent } from '@velocity/contracts';
 import { parseOr400 } from '../common/validation';
 import { ProjectsService, quoteEtag, validPath, type FilesBatch } from './projects.service';
 import { CurrentUser } from '../auth/auth.guard';
@@ -90,7 +82,7 @@ const listProjectsQueryDoc = {
 };
 
 const idParam = { id: { schema: projectIdParam, description: 'The project id' } };
-/** The file path: the rest of the URL, checked by the shared path rules (libs/shared file-paths), not a zod schema. */
+/** The file path: the rest of the URL, checked by the shared path rules (libs/contracts file-paths), not a zod schema. */
 const filePathParam = {
   schema: { type: 'string', minLength: 1, maxLength: MAX_PATH_LENGTH },
   description:

@@ -7,24 +7,9 @@ import {
   NotFoundException,
   ServiceUnavailableException,
 } from '@nestjs/common';
-import {
-  DEMO_PROJECT_ID,
-  checkFilePath,
-  fileByteLength,
-  fileBytes,
-  fileEtag,
-  type FilesChange,
-  FileChangeLog,
-  type Config,
-  type Logger,
-  type PageCursor,
-  type Project,
-  type ProjectFileContent,
-  type ProjectFileLimits,
-  type SessionStore,
-  type TemplateType,
-  templateFiles,
-} from '@velocity/shared';
+import { DEMO_PROJECT_ID, checkFilePath, fileByteLength, fileBytes, fileEtag, FileChangeLog, type Config, type ProjectFileContent, type TemplateType, templateFiles } from '@velocity/contracts';
+import { type FilesChange, type PageCursor, type Project, type ProjectFileLimits, type SessionStore } from '@velocity/session-store';
+import { type Logger } from '@velocity/runtime';
 import { CONFIG, LOGGER, SESSION_STORE } from '../tokens';
 import { canReadProject, isDemoProject, type AuthUser } from '../auth/auth-user';
 import { pageView } from '../common/listing';

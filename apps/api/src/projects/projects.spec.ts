@@ -1,10 +1,10 @@
 import type { ChildProcess } from 'node:child_process';
 import { createHash, randomUUID } from 'node:crypto';
 import { request, type IncomingHttpHeaders } from 'node:http';
-import { createMachineToken, createRedis, FileChangeLog, PostgresSessionStore, templateFiles, type Config } from '@velocity/shared';
-import { testConfig } from '../../../../libs/shared/test/test-env';
-import { stopProcess } from '../../../../scripts/services';
-import { startTestApi } from '../../../../libs/shared/test/test-api';
+import { createMachineToken, FileChangeLog, templateFiles, type Config } from '@velocity/contracts';
+import { createRedis, stopProcess } from '@velocity/ops';
+import { PostgresSessionStore } from '@velocity/session-store';
+import { testConfig, startTestApi } from '@velocity/testing';
 import { freePort } from '../../../e2e/src/system';
 import { rawRequest } from '../../../e2e/src/raw-http';
 

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import { EventLog, createRedis, type Diagnostic } from '@velocity/shared';
-import { testConfig } from '../../../../libs/shared/test/test-env';
+import { EventLog, createRedis } from '@velocity/ops';
+import { type Diagnostic } from '@velocity/contracts';
+import { testConfig } from '@velocity/testing';
 import { SessionBuildStates } from './session-build-state';
 
 /** The build state read back from a session's event log (real Redis): the newest `diagnostics`, else `ready`'s. */

@@ -1,6 +1,7 @@
 import { Inject, Injectable } from '@nestjs/common';
 import type Redis from 'ioredis';
-import { buildStateOf, sameDiagnostics, type BuildState, type EventLog, type SessionEvent } from '@velocity/shared';
+import { buildStateOf, sameDiagnostics, type BuildState, type SessionEvent } from '@velocity/contracts';
+import { type EventLog } from '@velocity/ops';
 import { EVENT_LOG, REDIS } from '../tokens';
 
 /** Stream entries read back per round trip while looking for the last build state. */

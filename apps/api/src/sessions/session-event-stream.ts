@@ -1,14 +1,8 @@
 import type { Request, Response } from 'express';
-import {
-  TERMINAL_EVENTS,
-  type EventLog,
-  type Logger,
-  type PreviewSession,
-  type SessionEvent,
-  type SessionStore,
-  type StoredEvent,
-  type StreamWatcher,
-} from '@velocity/shared';
+import { TERMINAL_EVENTS, type SessionEvent } from '@velocity/contracts';
+import { type EventLog, type StoredEvent, type StreamWatcher } from '@velocity/ops';
+import { type Logger } from '@velocity/runtime';
+import { type PreviewSession, type SessionStore } from '@velocity/session-store';
 import { startEventStream } from '../common/event-stream';
 
 export interface EventStreamOptions {

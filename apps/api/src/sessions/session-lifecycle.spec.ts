@@ -1,4 +1,4 @@
-import { JobName, expiryJobId } from '@velocity/shared';
+import { JobName, expiryJobId } from '@velocity/contracts';
 import { createHarness, sleep, until, type Harness } from '../../../cleanup/test/harness';
 
 // A real api process and real cleanup workers: more than Jest's default 5 s.

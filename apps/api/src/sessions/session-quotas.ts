@@ -1,6 +1,6 @@
 import { Inject, Injectable } from '@nestjs/common';
 import type Redis from 'ioredis';
-import type { Config, Tier } from '@velocity/shared';
+import type { Config, Tier } from '@velocity/contracts';
 import type { AuthUser } from '../auth/auth-user';
 import { ApiException } from '../common/api-exception';
 import { CONFIG, REDIS } from '../tokens';

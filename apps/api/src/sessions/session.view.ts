@@ -1,4 +1,5 @@
-import type { BuildState, PreviewSession } from '@velocity/shared';
+import type { BuildState } from '@velocity/contracts';
+import type { PreviewSession } from '@velocity/session-store';
 
 /** A session as clients see it: no internal addresses; `build`, its build state as its events last said it (null until known). */
 export function sessionView(session: PreviewSession, build: BuildState | null = null) {

@@ -2,7 +2,10 @@ import { BeforeApplicationShutdown, Body, Controller, Delete, Get, HttpCode, Inj
 import { ApiTags } from '@nestjs/swagger';
 import type { Request, Response } from 'express';
 import { z } from 'zod';
-import { StreamWatcher, EventLog, tierSchema, type Config, type Logger, type SessionStore } from '@velocity/shared';
+import { StreamWatcher, EventLog } from '@velocity/ops';
+import { tierSchema, type Config } from '@velocity/contracts';
+import { type Logger } from '@velocity/runtime';
+import { type SessionStore } from '@velocity/session-store';
 import { parseOr400 } from '../common/validation';
 import { GoneSessions } from '../common/gone-sessions';
 import { CONFIG, EVENT_LOG, LOGGER, STREAM_WATCHER, SESSION_STORE } from '../tokens';

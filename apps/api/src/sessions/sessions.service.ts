@@ -2,22 +2,9 @@ import { InjectQueue } from '@nestjs/bullmq';
 import { ConflictException, ForbiddenException, Inject, Injectable, NotFoundException } from '@nestjs/common';
 import type { Queue } from 'bullmq';
 import { randomUUID } from 'node:crypto';
-import {
-  DEFAULT_TEMPLATE,
-  DEMO_PROJECT_ID,
-  EventLog,
-  JobName,
-  QueueName,
-  parseJob,
-  resourceLimitsOf,
-  PROVISIONING_STATUSES,
-  TIER_LIMITS,
-  expiryJobId,
-  type Config,
-  type PageCursor,
-  type SessionStore,
-  type Tier,
-} from '@velocity/shared';
+import { DEFAULT_TEMPLATE, DEMO_PROJECT_ID, JobName, QueueName, parseJob, resourceLimitsOf, PROVISIONING_STATUSES, TIER_LIMITS, expiryJobId, type Config, type Tier } from '@velocity/contracts';
+import { EventLog } from '@velocity/ops';
+import { type PageCursor, type SessionStore } from '@velocity/session-store';
 import { CONFIG, EVENT_LOG, SESSION_STORE } from '../tokens';
 import { currentRequestId } from '../common/request-context';
 import { sessionView } from './session.view';

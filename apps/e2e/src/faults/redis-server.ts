@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { pingRedis, sleep } from '@velocity/shared';
+import { pingRedis } from '@velocity/ops';
+import { sleep } from '@velocity/contracts';
 import { freePort } from '../system';
 
 /**

@@ -1,4 +1,4 @@
-import { PROVISION_STEPS, sleep, type ProvisionStep } from '@velocity/shared';
+import { PROVISION_STEPS, sleep, type ProvisionStep } from '@velocity/contracts';
 import type { FaultCluster } from './cluster';
 import { runTrial, type TrialRow } from './trial';
 

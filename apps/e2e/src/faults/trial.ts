@@ -1,4 +1,5 @@
-import { DEMO_PROJECT_ID, followSessionEvents, isTerminal, sleep, type SessionEvent } from '@velocity/shared';
+import { DEMO_PROJECT_ID, isTerminal, sleep, type SessionEvent } from '@velocity/contracts';
+import { followSessionEvents } from '@velocity/runtime';
 import type { FaultCluster } from './cluster';
 
 /** One row of the fault table. */

@@ -1,11 +1,10 @@
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { dependencySetOf, type InstallSet } from '@velocity/shared';
-import { fixtureProjectFiles } from '../../../../libs/shared/test/test-registry';
-import { useRegistryAndFolder } from '../../../../libs/shared/test/registry-hooks';
+import { dependencySetOf, type InstallSet } from '@velocity/contracts';
+import { fixtureProjectFiles, useRegistryAndFolder } from '@velocity/testing';
 import { DependencyCache } from './dependency-cache';
-import { InstallError } from './installers';
+import { InstallError } from './installers/index';
 
 jest.setTimeout(180_000);
 

@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, readdir, lstat, rename, rm, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { TIER_LIMITS, type InstallSet } from '@velocity/shared';
-import { InstallError, installDependencies, managerCacheOf, type InstallProgress } from './installers';
+import { TIER_LIMITS, type InstallSet } from '@velocity/contracts';
+import { InstallError, installDependencies, managerCacheOf, type InstallProgress } from './installers/index';
 
 /** What the cache says of an installed set. */
 export interface InstalledSet {

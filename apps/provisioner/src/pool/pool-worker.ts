@@ -1,5 +1,6 @@
 import { Queue, Worker, type ConnectionOptions } from 'bullmq';
-import { JobName, QueueName, type Config, type Logger } from '@velocity/shared';
+import { JobName, QueueName, type Config } from '@velocity/contracts';
+import { type Logger } from '@velocity/runtime';
 import { RefillPool } from './refill-pool';
 
 /**

@@ -1,8 +1,10 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { LocalMachineProvider, WarmPool, createLogger, createRedis } from '@velocity/shared';
-import { testConfig } from '../../../../libs/shared/test/test-env';
+import { LocalMachineProvider, WarmPool } from '@velocity/machines';
+import { createLogger } from '@velocity/runtime';
+import { createRedis } from '@velocity/ops';
+import { testConfig } from '@velocity/testing';
 import { RefillPool } from './refill-pool';
 
 /** The real local provider, noting when it is asked for its machines. */

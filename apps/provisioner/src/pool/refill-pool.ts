@@ -1,20 +1,8 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import {
-  POOL_START_TIMEOUT_MS,
-  profileMachineEnv,
-  requestText,
-  resourceLimitsOf,
-  sleep,
-  type Config,
-  type Logger,
-  type DependencyPoolSize,
-  type MachineProvider,
-  type MachineSpec,
-  type PoolTarget,
-  type PooledMachine,
-  type WarmPool,
-} from '@velocity/shared';
+import { POOL_START_TIMEOUT_MS, profileMachineEnv, resourceLimitsOf, sleep, type Config, type DependencyPoolSize, type PoolTarget, type PooledMachine } from '@velocity/contracts';
+import { requestText, type Logger } from '@velocity/runtime';
+import { type MachineProvider, type MachineSpec, type WarmPool } from '@velocity/machines';
 import type Redis from 'ioredis';
 import { pooledMachineEnv } from '../machine-env';
 

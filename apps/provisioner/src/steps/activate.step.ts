@@ -1,4 +1,4 @@
-import { JobName, PermanentError, expiryJobId } from '@velocity/shared';
+import { JobName, PermanentError, expiryJobId } from '@velocity/contracts';
 import { required, type Step } from '../provision-context';
 
 /** The row says `active` with its `expires_at`, and the expiry job is scheduled for that moment. */

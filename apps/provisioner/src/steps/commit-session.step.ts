@@ -1,4 +1,4 @@
-import { PermanentError, isTerminal, resourceLimitsOf } from '@velocity/shared';
+import { PermanentError, isTerminal, resourceLimitsOf } from '@velocity/contracts';
 import type { Step } from '../provision-context';
 
 /**

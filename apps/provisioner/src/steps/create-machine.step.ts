@@ -1,18 +1,7 @@
 import { join } from 'node:path';
-import {
-  POOL_CLAIM_PATH,
-  PermanentError,
-  dependencyProfileOf,
-  isCodeConfig,
-  openHttp,
-  parseDependencyPool,
-  readText,
-  type Machine,
-  type PoolClaim,
-  type ProjectFile,
-  type PoolKind,
-  type PooledMachine,
-} from '@velocity/shared';
+import { POOL_CLAIM_PATH, PermanentError, dependencyProfileOf, isCodeConfig, parseDependencyPool, type PoolClaim, type ProjectFile, type PoolKind, type PooledMachine } from '@velocity/contracts';
+import { openHttp, readText } from '@velocity/runtime';
+import { type Machine } from '@velocity/machines';
 import { sessionAccess, sessionMachineEnv } from '../machine-env';
 import { awayFromTurn, required, type ProvisionContext, type Step } from '../provision-context';
 

@@ -1,4 +1,4 @@
-import { DEMO_PROJECT_ID, PermanentError, templateFiles } from '@velocity/shared';
+import { DEMO_PROJECT_ID, PermanentError, templateFiles } from '@velocity/contracts';
 import type { Step } from '../provision-context';
 
 /** The project exists (the demo project is made on first use) and has files (its template's, if none). */

@@ -1,5 +1,5 @@
-import { DEPENDENCY_FILES, PermanentError, dependencySetOf, fileBytes, serviceDependencies } from '@velocity/shared';
-import { InstallError } from '../dependencies/installers';
+import { DEPENDENCY_FILES, PermanentError, dependencySetOf, fileBytes, serviceDependencies } from '@velocity/contracts';
+import { InstallError } from '../dependencies/installers/index';
 import { awayFromTurn, required, type Step } from '../provision-context';
 
 /**

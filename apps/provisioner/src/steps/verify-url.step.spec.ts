@@ -1,6 +1,6 @@
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { BuildState, Diagnostic } from '@velocity/shared';
+import type { BuildState, Diagnostic } from '@velocity/contracts';
 import { pageDiagnostics } from './verify-url.step';
 
 /**

@@ -1,22 +1,5 @@
-import {
-  BUILD_STATE_HEADER,
-  BUILD_STATE_PATH,
-  DIAGNOSTIC_LIMITS,
-  PermanentError,
-  START_FAILED_HEADER,
-  TimeoutError,
-  buildStateSchema,
-  clampDiagnostic,
-  isProjectRelativePath,
-  openHttp,
-  pageEntries,
-  previewUrlOf,
-  readText,
-  sleep,
-  walkPageModules,
-  type Diagnostic,
-  type PageWalk,
-} from '@velocity/shared';
+import { BUILD_STATE_HEADER, BUILD_STATE_PATH, DIAGNOSTIC_LIMITS, PermanentError, START_FAILED_HEADER, TimeoutError, buildStateSchema, clampDiagnostic, isProjectRelativePath, pageEntries, previewUrlOf, sleep, walkPageModules, type Diagnostic, type PageWalk } from '@velocity/contracts';
+import { openHttp, readText } from '@velocity/runtime';
 import { awayFromTurn, required, type Step } from '../provision-context';
 
 /**

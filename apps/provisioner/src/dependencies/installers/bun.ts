@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { parseJsonWithTrailingCommas } from '@velocity/shared';
+import { parseJsonWithTrailingCommas } from '@velocity/contracts';
 import { failureOf, firstMismatch, packageCounter, runTool, servicePackageDir, writeProject, type Installer } from './installer';
 
 type BunLock = { workspaces?: Record<string, Record<string, Record<string, string> | undefined>>; packages?: Record<string, unknown[]> };

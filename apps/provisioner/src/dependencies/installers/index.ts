@@ -1,4 +1,4 @@
-import { isYarnBerryLockfile, type InstallSet } from '@velocity/shared';
+import { isYarnBerryLockfile, type InstallSet } from '@velocity/contracts';
 import { bunInstall } from './bun';
 import type { InstallOptions, Installer } from './installer';
 import { npmInstall } from './npm';

@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import type { InstallSet } from '@velocity/shared';
+import type { InstallSet } from '@velocity/contracts';
 
 /** What an install has done so far: packages fetched (or taken from the manager's cache), bytes on disk. */
 export interface InstallProgress {

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { lockedPackagesOf } from '@velocity/shared';
+import { lockedPackagesOf } from '@velocity/contracts';
 import { parse as parseYaml } from 'yaml';
 import { failureOf, firstMismatch, runTool, servicePackageDir, writeProject, type InstallOptions, type Installer } from './installer';
 

@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { lockedPackagesOf, registryTarballOf } from '@velocity/shared';
+import { lockedPackagesOf, registryTarballOf } from '@velocity/contracts';
 import { failureOf, runTool, servicePackageDir, writeProject, type Installer } from './installer';
 
 /** One line of yarn's `--json` output. */

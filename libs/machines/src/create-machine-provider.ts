@@ -1,0 +1,31 @@
+import { machineApiSocketOf, type Config } from '@velocity/contracts';
+import type { MachineProvider } from './machine-provider';
+import { faultsOf } from './faults';
+import { FaultInjectingMachineProvider } from './fault-injecting-machine-provider';
+import { FlyMachineProvider } from './fly-machine-provider';
+import { LocalMachineProvider } from './local-machine-provider';
+import { NoopMachineProvider } from './noop-machine-provider';
+
+/** Composition roots pick the provider here, by configuration; business logic never does. */
+export function createMachineProvider(config: Config): MachineProvider {
+  if (config.MACHINE_PROVIDER === 'noop') return new NoopMachineProvider(); // benchmarks only; loadConfig refuses it in production
+  const provider: MachineProvider =
+    config.MACHINE_PROVIDER === 'fly'
+      ? new FlyMachineProvider({
+          apiUrl: config.FLY_API_URL,
+          // loadConfig refuses MACHINE_PROVIDER=fly without these three.
+          token: config.FLY_API_TOKEN ?? '',
+          appName: config.FLY_APP_NAME ?? '',
+          image: config.FLY_IMAGE ?? '',
+          region: config.FLY_REGION,
+        })
+      : new LocalMachineProvider({
+          dir: config.LOCAL_MACHINES_DIR,
+          sandbox: config.MACHINE_SANDBOX,
+          machineUid: config.MACHINE_UID,
+          machineGid: config.MACHINE_GID,
+          apiSocket: machineApiSocketOf(config),
+        });
+  const faults = faultsOf(config);
+  return faults && (faults.failCreate > 0 || faults.hangCreate > 0) ? new FaultInjectingMachineProvider(provider, faults) : provider;
+}

@@ -1,0 +1,450 @@
+import { execFile, spawn } from 'node:child_process';
+import { readlinkSync } from 'node:fs';
+import { chmod, chown, link, lstat, mkdir, open, readFile, readdir, rm, stat, unlink, writeFile } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
+import { promisify } from 'node:util';
+import { TimeoutError, sleep } from '@velocity/contracts';
+import { requestText, unixSocketOf, unixSocketUrl, assertSocketPathFits, freePort } from '@velocity/runtime';
+import type { Machine, MachineProvider, MachineSpec } from './machine-provider';
+import { MACHINE_SOCKET_NAME, SANDBOX_API_DIR, bubblewrapLaunch, bubblewrapProblem, chooseSandbox, findExecutable, machineUserOf, plainLaunch, type MachineLaunch, type MachineRun, type MachineUser, type SandboxSetting } from './machine-sandbox';
+
+const REPO_ROOT = resolve(__dirname, '../../..');
+const CONTAINER_ENTRY = join(REPO_ROOT, 'apps/preview-container/src/main.ts');
+const run = promisify(execFile);
+/** nobody: the user machines run as when the provider is root and no other is configured. */
+const NOBODY = 65534;
+/** A warm-pool machine's niceness while it waits: the machines serving sessions, and the services, get the CPU first. */
+const BACKGROUND_NICENESS = 10;
+
+export interface LocalMachineProviderOptions {
+  /** Folder for the machines' work folders and logs; also scopes which machines this provider sees. */
+  dir: string;
+  /**
+   * Command that runs the preview container; defaults to apps/preview-container under swc-node.
+   * In a sandbox its files must lie in the repo parts the sandbox shows (see machine-sandbox.ts).
+   */
+  command?: string[];
+  /** MACHINE_SANDBOX: `auto` (the default), `bubblewrap` (required) or `none`. */
+  sandbox?: SandboxSetting;
+  /** MACHINE_UID and MACHINE_GID: who machines run as when this process is root; default nobody (65534). */
+  machineUid?: number;
+  machineGid?: number;
+  /** The bwrap program; default: `bwrap` on PATH. */
+  bubblewrap?: string;
+  /**
+   * The api's Unix socket for machines (MACHINE_API_SOCKET). Sandboxed machines,
+   * which have no network, see its folder read-only and reach the api there
+   * (`machineApiUrl`); without it they reach no api.
+   */
+  apiSocket?: string;
+}
+
+/** A machine process as the process table shows it. */
+interface MachineProcess {
+  pid: number;
+  sessionId: string;
+  /** The loopback port it listens on; none for a sandboxed machine, which listens on a socket in its session folder. */
+  port?: number;
+}
+
+/** The file in a session's folder that holds its machine's pid: the provider's, the machine cannot write it. */
+const PID_FILE = 'machine.pid';
+
+/**
+ * Machines as local processes: one detached `apps/preview-container` process per
+ * session, in a bubblewrap sandbox without network unless MACHINE_SANDBOX says
+ * otherwise (machine-sandbox.ts), as an unprivileged user when this process is
+ * root. A sandboxed machine serves on a Unix socket (`<dir>/<session>/http.sock`,
+ * see `linkMachineSocket`) and reaches the api on its socket; an unsandboxed one
+ * serves on a free loopback port. The process table is the source of truth, as
+ * a cloud API would be: each machine carries its session id, its port (or that
+ * it is on a socket) and the provider folder in its arguments, so any
+ * provisioner or cleanup process on this host finds, reuses and destroys it,
+ * and a machine outlives the process that made it.
+ */
+export class LocalMachineProvider implements MachineProvider {
+  readonly name = 'local';
+  /** `sandbox` (bubblewrap) or `none` (a plain process: it reads what its user may read). */
+  readonly isolation: 'sandbox' | 'none';
+  /** The operator chose MACHINE_SANDBOX=none: unsandboxed machines may run any project's code. */
+  readonly allowsUnsandboxedCode: boolean;
+  /** Why machines are not sandboxed under MACHINE_SANDBOX=auto (bubblewrap missing or not working); null otherwise. */
+  readonly sandboxProblem: string | null;
+  /** Sandboxed machines with an api socket: the api's socket as they see it. Unset: API_INTERNAL_URL. */
+  readonly machineApiUrl?: string;
+  private readonly dir: string;
+  /** The folder of the api's socket, shown to sandboxed machines. */
+  private readonly apiDir?: string;
+  private readonly command: string[];
+  private readonly bwrap: string | null;
+  /** Set when machines run as another user than this process. */
+  private readonly user?: MachineUser;
+  private readonly creating = new Map<string, Promise<Machine>>();
+
+  /** Throws (one line naming MACHINE_SANDBOX) when bubblewrap is required and does not work here. */
+  constructor(options: LocalMachineProviderOptions) {
+    this.dir = resolve(options.dir);
+    // A small young generation keeps a preview machine's memory down; Vite does not need more.
+    // The preload by its path: node resolves a bare name from the working folder, which the machine changes to the project's
+    // (and workers Vite starts inherit it).
+    this.command = options.command ?? [process.execPath, '--max-semi-space-size=2', '-r', require.resolve('@swc-node/register'), CONTAINER_ENTRY];
+    this.user = machineUserOf({ uid: options.machineUid ?? NOBODY, gid: options.machineGid ?? NOBODY });
+    this.bwrap = options.bubblewrap ?? findExecutable('bwrap');
+    const setting = options.sandbox ?? 'auto';
+    const choice = chooseSandbox(setting, () => bubblewrapProblem(this.bwrap, REPO_ROOT, this.user));
+    this.isolation = choice.isolation;
+    this.sandboxProblem = choice.problem;
+    this.allowsUnsandboxedCode = setting === 'none';
+    if (this.isolation === 'sandbox') {
+      assertSocketPathFits(this.socketPathOf('00000000-0000-0000-0000-000000000000'), 'a machine\'s socket under LOCAL_MACHINES_DIR');
+      if (options.apiSocket) {
+        this.apiDir = dirname(resolve(options.apiSocket));
+        this.machineApiUrl = unixSocketUrl(join(SANDBOX_API_DIR, basename(options.apiSocket)));
+      }
+    }
+  }
+
+  async create(spec: MachineSpec): Promise<Machine> {
+    const pending = this.creating.get(spec.sessionId);
+    if (pending) return pending;
+    const creation = this.createOnce(spec).finally(() => this.creating.delete(spec.sessionId));
+    this.creating.set(spec.sessionId, creation);
+    return creation;
+  }
+
+  async waitStarted(machine: Machine, timeoutMs: number, signal?: AbortSignal): Promise<Machine> {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      // Its recorded pid answers without listing every process (this loop polls); the listing covers a machine spawned elsewhere.
+      if ((await this.recordedPid(machine.sessionId)) === undefined && !(await this.findBySession(machine.sessionId))) {
+        throw new Error(`Machine ${machine.id} exited while starting: ${await this.logTail(machine.sessionId)}`);
+      }
+      const reachable = unixSocketOf(machine.url) === null || (await this.linkMachineSocket(machine.sessionId));
+      if (reachable && (await answers(`${machine.url}/health`))) return { ...machine, state: 'started' };
+      await sleep(25, signal);
+    }
+    throw new TimeoutError(`machine ${machine.id} to accept connections on ${machine.url}`, timeoutMs);
+  }
+
+  async get(machineId: string): Promise<Machine | null> {
+    return this.findBySession(sessionIdOf(machineId));
+  }
+
+  async findBySession(sessionId: string): Promise<Machine | null> {
+    const [found] = (await this.processes()).filter((p) => p.sessionId === sessionId);
+    return found ? this.toMachine(found) : null;
+  }
+
+  async destroy(machineId: string): Promise<void> {
+    const sessionId = sessionIdOf(machineId);
+    const processes = (await this.processes()).filter((p) => p.sessionId === sessionId);
+    await Promise.all(processes.map((p) => stopProcessGroup(p.pid)));
+    await rm(this.sessionDir(sessionId), { recursive: true, force: true });
+  }
+
+  async list(): Promise<Machine[]> {
+    return (await this.processes()).map((p) => this.toMachine(p));
+  }
+
+  /**
+   * Every machine of this provider, one process each: the one this provider
+   * spawned, whose process group `destroy` signals. Sandboxed, the markers
+   * also show in the arguments of bwrap's init and of the program inside; those
+   * live in the sandbox's PID namespace, and only processes of this process's
+   * namespace count (a machine cannot make one there, so it cannot pose as
+   * another session's machine). Duplicates of one session are kept (for fault checks).
+   */
+  async processes(): Promise<MachineProcess[]> {
+    const { stdout } = await run('ps', ['-eo', 'pid=,pidns=,args='], { maxBuffer: 16 * 1024 * 1024 });
+    const ownPidns = ownPidNamespace();
+    return stdout
+      .split('\n')
+      .map(parseProcess)
+      .filter((p): p is ParsedProcess => p !== null && p.dir === this.dir && (ownPidns === null || p.pidns === ownPidns))
+      .map(({ pid, sessionId, port }) => ({ pid, sessionId, port }));
+  }
+
+  /**
+   * A warm-pool machine (started at niceness 10) now serves a session: every
+   * thread of its processes back to niceness 0. The machine cannot do it
+   * itself (an unprivileged process may not raise its priority); this process
+   * can when it is root. False when it is not allowed or the machine is gone.
+   */
+  async restorePriority(machineId: string): Promise<boolean> {
+    const sessionId = sessionIdOf(machineId);
+    // Its recorded pid when it still runs this machine (a claim is on a session's path: no listing of every process).
+    const pid = (await this.recordedPid(sessionId)) ?? (await this.processes()).find((p) => p.sessionId === sessionId)?.pid;
+    if (pid === undefined) return false;
+    // By process group (PRIO_PGRP): all threads of all its processes; os.setPriority sets a single thread.
+    return run('renice', ['-n', '0', '-g', String(pid)]).then(
+      () => true,
+      () => false,
+    );
+  }
+
+  /** The pid the provider recorded when it spawned the session's machine, if that process is still this machine. */
+  private async recordedPid(sessionId: string): Promise<number | undefined> {
+    const pid = Number(await readFile(join(this.sessionDir(sessionId), PID_FILE), 'utf8').catch(() => ''));
+    if (!Number.isInteger(pid) || pid <= 0) return undefined;
+    const args = (await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).split('\0');
+    return args.includes(`--vp-machine=${sessionId}`) && args.includes(`--vp-dir=${this.dir}`) ? pid : undefined;
+  }
+
+  async close(): Promise<void> {
+    // Machines are independent processes; nothing to release.
+  }
+
+  /**
+   * At most one spawn per session: a live process is reused; otherwise the
+   * spawn lock (O_EXCL) decides who spawns, and a lock older than a few
+   * seconds is from a creator that died and is taken over.
+   */
+  private async createOnce(spec: MachineSpec): Promise<Machine> {
+    const deadline = Date.now() + 10_000;
+    while (Date.now() < deadline) {
+      const existing = await this.findBySession(spec.sessionId);
+      if (existing) return existing;
+      const lock = await this.takeSpawnLock(spec.sessionId);
+      if (lock) {
+        try {
+          const again = await this.findBySession(spec.sessionId);
+          return again ?? (await this.spawnMachine(spec));
+        } finally {
+          await unlink(lock).catch(() => undefined);
+        }
+      }
+      await sleep(50);
+    }
+    throw new TimeoutError(`the spawn lock of session ${spec.sessionId}`, 10_000);
+  }
+
+  private async takeSpawnLock(sessionId: string): Promise<string | null> {
+    const dir = this.sessionDir(sessionId);
+    await mkdir(dir, { recursive: true });
+    const lock = join(dir, 'spawn.lock');
+    try {
+      await (await open(lock, 'wx')).close();
+      return lock;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      const age = Date.now() - (await stat(lock).then((s) => s.mtimeMs, () => Date.now()));
+      if (age > 5000) await unlink(lock).catch(() => undefined);
+      return null;
+    }
+  }
+
+  private async spawnMachine(spec: MachineSpec): Promise<Machine> {
+    const sessionDir = this.sessionDir(spec.sessionId);
+    const { workDir, homeDir, runDir } = await this.machineFolders(sessionDir);
+    // Sandboxed: on a socket in its run folder; `--vp-socket` says so to whoever lists the machines.
+    const port = this.isolation === 'sandbox' ? undefined : await freePort();
+    const log = await open(join(sessionDir, 'container.log'), 'a', 0o600);
+    const markers = [`--vp-machine=${spec.sessionId}`, port === undefined ? '--vp-socket' : `--vp-port=${port}`, `--vp-dir=${this.dir}`];
+    // '--' ends node's own options, so the markers reach the program even after `node -e`.
+    const machine: MachineRun = { command: [...this.command, '--', ...markers], workDir, homeDir, env: spec.env, repoRoot: REPO_ROOT, user: this.user, dependenciesDir: spec.dependencies?.nodeModulesDir };
+    const launch = inBackground(port === undefined ? this.sandboxedLaunch(machine, runDir) : plainLaunch(machine, port), spec.background);
+    const child = spawn(launch.file, launch.args, {
+      cwd: launch.cwd,
+      env: launch.env,
+      uid: launch.user?.uid,
+      gid: launch.user?.gid,
+      // Its own process group, which `destroy` signals; no process of the provider waits for it.
+      detached: true,
+      stdio: ['ignore', log.fd, log.fd],
+    });
+    // A failed spawn leaves no pid (handled below); its 'error' event must not go unhandled.
+    child.once('error', () => undefined);
+    await log.close();
+    if (child.pid === undefined) throw new Error(`Could not start the preview container for session ${spec.sessionId}`);
+    child.unref();
+    // In the provider's own folder (the machine cannot write it): restorePriority finds the process without listing all.
+    await writeFile(join(sessionDir, PID_FILE), String(child.pid));
+    return this.toMachine({ pid: child.pid, sessionId: spec.sessionId, port });
+  }
+
+  private sandboxedLaunch(machine: MachineRun, runDir: string): MachineLaunch {
+    if (!this.bwrap) throw new Error('No bwrap to run a sandboxed machine');
+    return bubblewrapLaunch(this.bwrap, machine, { runDir, apiDir: this.apiDir });
+  }
+
+  /**
+   * The machine's work folder, (unsandboxed) home and (sandboxed) run folder,
+   * owned by the user it runs as; a socket of an earlier machine of the session
+   * is removed. That user must reach them through the provider's folder, which
+   * it may pass but not list. The api's socket folder must exist for the
+   * sandbox to show it (the api makes it too; mode 0755, like the api does).
+   */
+  private async machineFolders(sessionDir: string): Promise<{ workDir: string; homeDir: string; runDir: string }> {
+    const workDir = join(sessionDir, 'work');
+    const homeDir = join(sessionDir, 'home');
+    const runDir = join(sessionDir, 'run');
+    const folders = this.isolation === 'none' ? [workDir, homeDir] : [workDir, runDir];
+    await rm(join(sessionDir, MACHINE_SOCKET_NAME), { force: true });
+    await rm(runDir, { recursive: true, force: true });
+    for (const folder of folders) {
+      await mkdir(folder, { recursive: true, mode: 0o700 });
+      if (this.user) await chown(folder, this.user.uid, this.user.gid);
+    }
+    if (this.apiDir) await mkdir(this.apiDir, { recursive: true, mode: 0o755 });
+    if (this.user) await allowPassing(this.dir);
+    return { workDir, homeDir, runDir };
+  }
+
+  /**
+   * A sandboxed machine makes its socket in its run folder, which it may
+   * write: it could as well put there a symlink to any socket of the host,
+   * which the edge (and this provider) would then connect to. So the host
+   * reaches the machine only through a hard link in the session's folder,
+   * which the machine cannot write: made here, and kept only when it names a
+   * socket (link() does not follow a symlink; a machine can link nothing from
+   * another mount into its run folder). True once the link is there.
+   */
+  private async linkMachineSocket(sessionId: string): Promise<boolean> {
+    const trusted = this.socketPathOf(sessionId);
+    // Fails when the machine has not made its socket yet, or when the link is there already.
+    await link(join(this.sessionDir(sessionId), 'run', MACHINE_SOCKET_NAME), trusted).catch(() => undefined);
+    if (await isSocket(trusted)) return true;
+    // A symlink (or any other file) where its socket belongs: not the machine's server.
+    await rm(trusted, { force: true });
+    return false;
+  }
+
+  /** The host's path to a sandboxed machine's socket (see linkMachineSocket). */
+  private socketPathOf(sessionId: string): string {
+    return join(this.sessionDir(sessionId), MACHINE_SOCKET_NAME);
+  }
+
+  private toMachine(p: MachineProcess): Machine {
+    const url = p.port === undefined ? unixSocketUrl(this.socketPathOf(p.sessionId)) : `http://127.0.0.1:${p.port}`;
+    return { id: machineIdOf(p.sessionId), sessionId: p.sessionId, url, state: 'started' };
+  }
+
+  private async logTail(sessionId: string): Promise<string> {
+    const text = await readFile(join(this.sessionDir(sessionId), 'container.log'), 'utf8').catch(() => '');
+    return text.trim().split('\n').slice(-5).join(' | ') || 'no output';
+  }
+
+  private sessionDir(sessionId: string): string {
+    if (!/^[0-9a-f-]{36}$/i.test(sessionId)) throw new Error(`Not a session id: ${sessionId}`);
+    return join(this.dir, sessionId);
+  }
+}
+
+const machineIdOf = (sessionId: string) => `local-${sessionId}`;
+const sessionIdOf = (machineId: string) => machineId.replace(/^local-/, '');
+
+/** A `ps -eo pid=,pidns=,args=` line of a machine: its markers, and the PID namespace it runs in. */
+interface ParsedProcess extends MachineProcess {
+  pidns: string;
+  dir: string;
+}
+
+function parseProcess(line: string): ParsedProcess | null {
+  const [pidText, pidns] = line.trim().split(/\s+/, 2);
+  const pid = Number(pidText);
+  const sessionId = line.match(/ --vp-machine=([0-9a-f-]{36})(?= |$)/i)?.[1];
+  const port = Number(line.match(/ --vp-port=(\d+)(?= |$)/)?.[1]);
+  const onSocket = / --vp-socket(?= |$)/.test(line);
+  // The last marker: the provider folder may hold spaces.
+  const dir = line.match(/ --vp-dir=(.+)$/)?.[1];
+  if (!pid || !pidns || !sessionId || !dir || (!port && !onSocket)) return null;
+  return { pid, pidns, sessionId, dir, ...(onSocket ? {} : { port }) };
+}
+
+let pidNamespace: string | null | undefined;
+
+/** This process's PID namespace as `ps -o pidns` prints it (an inode number); null where there is none to read. */
+function ownPidNamespace(): string | null {
+  if (pidNamespace === undefined) {
+    try {
+      pidNamespace = readlinkSync('/proc/self/ns/pid').match(/\[(\d+)\]/)?.[1] ?? null;
+    } catch {
+      pidNamespace = null;
+    }
+  }
+  return pidNamespace;
+}
+
+/** Whether any process of group `pgid` is left, zombies included (a process of another user counts). */
+function groupAlive(pgid: number): boolean {
+  try {
+    process.kill(-pgid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Whether a process of group `pgid` still runs. A zombie does not: it has
+ * ended, and waits for its parent to reap it (bwrap's init, once the bwrap
+ * above it is gone, waits for the host's init, which may take seconds).
+ */
+async function groupRunning(pgid: number): Promise<boolean> {
+  if (!groupAlive(pgid)) return false;
+  const pids = await readdir('/proc').catch(() => null);
+  if (!pids) return true; // no /proc to tell zombies by
+  for (const pid of pids.filter((name) => /^\d+$/.test(name))) {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
+    // `pid (comm) state ppid pgrp …`; comm may hold spaces and parentheses.
+    const [state, , pgrp] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    if (Number(pgrp) === pgid && state !== 'Z') return true;
+  }
+  return false;
+}
+
+/**
+ * SIGTERM to the machine's process group, SIGKILL after 3 s; resolves once
+ * no process of the group runs (or 2 s after SIGKILL). The group holds Vite's helpers,
+ * and, sandboxed, bwrap's init: when it dies, the kernel ends everything
+ * left in the sandbox's PID namespace.
+ */
+async function stopProcessGroup(pgid: number): Promise<void> {
+  const signal = (sig: NodeJS.Signals) => {
+    try {
+      process.kill(-pgid, sig);
+    } catch {
+      // already gone
+    }
+  };
+  signal('SIGTERM');
+  if (await groupGone(pgid, 3000)) return;
+  signal('SIGKILL');
+  await groupGone(pgid, 2000);
+}
+
+async function groupGone(pgid: number, timeoutMs: number): Promise<boolean> {
+  for (let waited = 0; waited < timeoutMs; waited += 50) {
+    if (!(await groupRunning(pgid))) return true;
+    await sleep(50);
+  }
+  return !(await groupRunning(pgid));
+}
+
+/**
+ * A warm-pool machine starts at a lower priority, every process and thread of
+ * it (`nice` execs the launch; setting it after the spawn would miss the
+ * threads already started). See `restorePriority`.
+ */
+function inBackground(launch: MachineLaunch, background?: boolean): MachineLaunch {
+  if (!background) return launch;
+  return { ...launch, file: findExecutable('nice') ?? 'nice', args: ['-n', String(BACKGROUND_NICENESS), launch.file, ...launch.args] };
+}
+
+/** Lets other users pass through `dir` (not list it): the machines' user reaches its own folder inside. */
+async function allowPassing(dir: string): Promise<void> {
+  const { mode } = await stat(dir);
+  if ((mode & 0o001) === 0) await chmod(dir, (mode & 0o7777) | 0o001);
+}
+
+async function answers(url: string): Promise<boolean> {
+  return requestText(url, { signal: AbortSignal.timeout(1000) }).then(
+    () => true,
+    () => false,
+  );
+}
+
+/** Whether `path` is a socket itself (a symlink to one is not). */
+async function isSocket(path: string): Promise<boolean> {
+  return (await lstat(path).catch(() => null))?.isSocket() ?? false;
+}

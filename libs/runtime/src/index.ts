@@ -1,0 +1,7 @@
+// What every process runs on, the preview machine included: logging, HTTP client and server helpers, the SSE client.
+export * from './http-client';
+export * from './http-server';
+export * from './logger';
+export * from './net';
+export * from './session-events-client';
+export * from './sse-client';

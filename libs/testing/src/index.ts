@@ -1,0 +1,12 @@
+// What only specs import: doubles, harnesses, contract suites, Jest global setup, fixtures.
+export * from './fly-api-double';
+export * from './machine-provider.contract';
+export * from './postgrest-recorder';
+export * from './projects';
+export * from './prometheus';
+export * from './registry-hooks';
+export * from './session-store.contract';
+export * from './setup-localhost-fetch';
+export * from './test-api';
+export * from './test-env';
+export * from './test-registry';
