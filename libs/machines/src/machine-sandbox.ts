@@ -61,8 +61,10 @@ const SANDBOX_PATH = '/usr/local/bin:/usr/bin:/bin';
  * shared lib it imports by relative path (templates included), the
  * dependencies, and the files swc-node reads (package.json, tsconfig).
  */
-const REPO_PARTS = ['apps/preview-container', 'libs/contracts', 'libs/runtime', 'node_modules', 'package.json', 'tsconfig.json', 'tsconfig.base.json'];
-/** npm-workspace links to the service's own apps and libs (api, provisioner…): hidden; nothing the container loads uses them. */
+/** The workspace libs the container imports; the other libs and apps stay out of the sandbox. */
+const CONTAINER_LIBS = ['contracts', 'runtime'];
+const REPO_PARTS = ['apps/preview-container', ...CONTAINER_LIBS.map((lib) => `libs/${lib}`), 'libs/testing/fixtures', 'node_modules', 'package.json', 'tsconfig.json', 'tsconfig.base.json'];
+/** npm-workspace links to the service's own apps and libs (api, provisioner…): hidden but for the container's libs. */
 const WORKSPACE_LINKS = 'node_modules/@velocity';
 const SYSTEM_DIRS = ['/usr', '/bin', '/sbin', '/lib', '/lib32', '/lib64', '/libx32'];
 /** Name resolution, TLS roots, the time zone and the loader's cache; not the rest of /etc (keys, passwords, services' settings). */
@@ -210,8 +212,10 @@ function sandboxLayout(repoRoot: string, nodePath = process.execPath): SandboxLa
   const links = join(SANDBOX_APP_DIR, WORKSPACE_LINKS);
   const mounts = [
     ...parts.flatMap(({ host, inside }) => ['--ro-bind', host, inside]),
-    // An empty, read-only folder over the workspace links.
-    ...(existsSync(join(repoRoot, WORKSPACE_LINKS)) ? ['--tmpfs', links, '--remount-ro', links] : []),
+    // A read-only folder over the workspace links holding only the container's libs.
+    ...(existsSync(join(repoRoot, WORKSPACE_LINKS))
+      ? ['--tmpfs', links, ...CONTAINER_LIBS.flatMap((lib) => ['--symlink', `../../libs/${lib}`, join(links, lib)]), '--remount-ro', links]
+      : []),
     ...(nodeInside === nodePath ? [] : ['--ro-bind', nodePath, nodeInside]),
   ];
   return { mounts, insidePath };
