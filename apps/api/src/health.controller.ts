@@ -3,7 +3,7 @@ import { ApiTags } from '@nestjs/swagger';
 import type Redis from 'ioredis';
 import { checkReadiness, notReadyBody, redisCheck, storeCheck } from '@velocity/ops';
 import { type Config } from '@velocity/contracts';
-import { type SessionStore } from '@velocity/session-store';
+import { type SessionRecords } from '@velocity/session-store';
 import { CONFIG, REDIS, SESSION_STORE } from './tokens';
 import { ApiEndpoint } from './openapi/api-endpoint';
 import { healthSchema, readySchema } from './openapi/schemas';
@@ -25,7 +25,7 @@ export class HealthController {
   constructor(
     @Inject(CONFIG) private readonly config: Config,
     @Inject(REDIS) private readonly redis: Redis,
-    @Inject(SESSION_STORE) private readonly store: SessionStore,
+    @Inject(SESSION_STORE) private readonly store: SessionRecords,
   ) {}
 
   @Get('health')

@@ -1,10 +1,10 @@
 import type { EventLog } from '@velocity/ops';
 import type { Logger } from '@velocity/runtime';
 import type { MachineProvider } from '@velocity/machines';
-import type { SessionStore } from '@velocity/session-store';
+import type { SessionQueries, SessionRecords, SessionSweeps } from '@velocity/session-store';
 
 export interface EndSessionDeps {
-  store: SessionStore;
+  store: SessionRecords & SessionQueries & SessionSweeps;
   provider: MachineProvider;
   events: EventLog;
   logger: Logger;

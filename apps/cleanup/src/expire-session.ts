@@ -2,7 +2,7 @@ import { expireSessionJobSchema, type ExpireSessionJob } from '@velocity/contrac
 import { machineOfSession, type MachineProvider } from '@velocity/machines';
 import { type EventLog } from '@velocity/ops';
 import { type Logger } from '@velocity/runtime';
-import { type SessionStore } from '@velocity/session-store';
+import type { SessionQueries, SessionRecords, SessionSweeps } from '@velocity/session-store';
 import { EndSession } from './end-session';
 
 /** The `expire-session` job's payload (declared with the other jobs in libs/contracts). */
@@ -18,7 +18,7 @@ export type ExpireSessionResult =
   | { result: 'nothing-to-do'; status: string };
 
 export interface ExpireSessionDeps {
-  store: SessionStore;
+  store: SessionRecords & SessionQueries & SessionSweeps;
   provider: MachineProvider;
   events: EventLog;
   logger: Logger;

@@ -3,10 +3,10 @@ import type Redis from 'ioredis';
 import { QueueName, type Config } from '@velocity/contracts';
 import { createMetricsRegistry, instrumentWorker, redisCheck, startOpsServer, storeCheck } from '@velocity/ops';
 import { type Logger } from '@velocity/runtime';
-import { type SessionStore } from '@velocity/session-store';
+import { type SessionRecords } from '@velocity/session-store';
 
 /** The cleanup worker's operator server on CLEANUP_METRICS_PORT: /metrics (its jobs by outcome), /health, /ready. */
-export async function startCleanupOps(config: Config, deps: { redis: Redis; store: SessionStore }, worker: Worker, logger: Logger) {
+export async function startCleanupOps(config: Config, deps: { redis: Redis; store: SessionRecords }, worker: Worker, logger: Logger) {
   const registry = createMetricsRegistry('cleanup');
   instrumentWorker(registry, worker, QueueName.Cleanup);
   const server = await startOpsServer({

@@ -103,7 +103,7 @@ export async function createHarness(overrides: Record<string, string | number | 
   const apis: ChildProcess[] = [];
   const logger = createLogger('cleanup-test', config.LOG_LEVEL);
 
-  function replica(): CleanupDeps {
+  function replica(): CleanupDeps & { store: PostgresSessionStore } {
     const redis = createRedis(config.REDIS_URL);
     const store = new PostgresSessionStore(config.DATABASE_URL);
     const provider = new CountingProvider(new LocalMachineProvider({ dir: machinesDir, command: LIGHT_MACHINE }), destroyCalls);

@@ -3,14 +3,14 @@ import type Redis from 'ioredis';
 import { ProvisionMetrics, createMetricsRegistry, instrumentWorker, redisCheck, startOpsServer, storeCheck } from '@velocity/ops';
 import { QueueName, type Config } from '@velocity/contracts';
 import { type Logger } from '@velocity/runtime';
-import { type SessionStore } from '@velocity/session-store';
+import { type SessionRecords } from '@velocity/session-store';
 import { metricsObserver, type ProvisionObserver } from './provision-observer';
 
 /**
  * The provisioner's operator side: its metrics (step and time-to-ready histograms,
  * failures) and its server on PROVISIONER_METRICS_PORT with /metrics, /health, /ready.
  */
-export async function startProvisionerOps(config: Config, deps: { redis: Redis; store: SessionStore }, logger: Logger) {
+export async function startProvisionerOps(config: Config, deps: { redis: Redis; store: SessionRecords }, logger: Logger) {
   const registry = createMetricsRegistry('provisioner');
   const metrics = new ProvisionMetrics(registry);
   const server = await startOpsServer({

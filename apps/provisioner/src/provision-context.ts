@@ -3,7 +3,7 @@ import type { Config, Diagnostic, FileChangeLog, ProvisionSessionJob, ProvisionS
 import type { EventLog } from '@velocity/ops';
 import type { Faults, WarmPool, Machine, MachineProvider } from '@velocity/machines';
 import type { Logger } from '@velocity/runtime';
-import type { PreviewSession, Project, SessionStore } from '@velocity/session-store';
+import type { PreviewSession, Project, ProjectStore, SessionRecords, SessionQueries } from '@velocity/session-store';
 import type { ProvisionObserver } from './provision-observer';
 import type { DependencyCache } from './dependencies/dependency-cache';
 import type { Turn, Turns } from './turns';
@@ -11,7 +11,7 @@ import type { Turn, Turns } from './turns';
 /** What the steps use, handed in by the composition root (ports only, no adapters). */
 export interface ProvisionDeps {
   config: Config;
-  store: SessionStore;
+  store: ProjectStore & SessionRecords & SessionQueries;
   provider: MachineProvider;
   events: EventLog;
   /** Where expiry jobs go once a session is active. */

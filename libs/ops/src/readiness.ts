@@ -1,6 +1,6 @@
 import type Redis from 'ioredis';
 import { errorMessage, withTimeout } from '@velocity/contracts';
-import type { SessionStore } from '@velocity/session-store';
+import type { SessionRecords } from '@velocity/session-store';
 
 /**
  * Readiness: may this process take work? It checks what it depends on (Redis,
@@ -46,7 +46,7 @@ export function redisCheck(redis: Redis): ReadinessCheck {
 const NIL_UUID = '00000000-0000-0000-0000-000000000000';
 
 /** The database through the SessionStore port (so it holds for any adapter): a read of a row that never exists. */
-export function storeCheck(store: SessionStore): ReadinessCheck {
+export function storeCheck(store: SessionRecords): ReadinessCheck {
   return () => store.getSession(NIL_UUID);
 }
 

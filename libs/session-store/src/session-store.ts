@@ -55,31 +55,90 @@ export interface SessionPatch {
 }
 
 /**
- * The port for everything persistent. Adapters: Postgres (direct SQL) and
- * Supabase (the same SQL functions over RPC). Writes that span several rows or
- * checks are single SQL functions, so each is atomic in both adapters.
+ * The port for everything persistent, as four smaller ports: each consumer
+ * depends on the ones it uses. Adapters: Postgres (direct SQL) and Supabase
+ * (the same SQL functions over RPC). Writes that span several rows or checks
+ * are single SQL functions, so each is atomic in both adapters.
  */
-export interface SessionStore {
+export interface SessionStore extends ProjectStore, SessionRecords, SessionQueries, SessionSweeps {
+  close(): Promise<void>;
+}
+
+/** Projects and their files. Writes that span several files are one SQL function, so each is atomic in both adapters. */
+export interface ProjectStore {
   getProject(projectId: string): Promise<Project | null>;
   /** Creates the project when it does not exist; returns it either way. */
   ensureProject(project: { id: string; name: string; templateType: string }): Promise<Project>;
+  /** Creates a project with a new id and no files (the provisioner seeds a project that has none from its template). */
+  createProject(project: { name: string; templateType: string; ownerId?: string | null }): Promise<Project>;
   /** Inserts the files only when the project has none; returns how many were inserted. */
   seedProjectFiles(projectId: string, files: ProjectFile[]): Promise<number>;
   /** The project's files, ordered by path; with `paths`, only those of them that exist. */
   listProjectFiles(projectId: string, paths?: readonly string[]): Promise<ProjectFile[]>;
+  /** The project's files without their content, ordered by path; [] for an unknown project. */
+  listProjectFilePaths(projectId: string): Promise<ProjectFileInfo[]>;
+  /** Whether the project has any file: the provisioner seeds a template only into an empty project. */
+  hasProjectFiles(projectId: string): Promise<boolean>;
+  /**
+   * Writes and removes files of a project together, all or nothing, in one
+   * transaction under the project's lock: each path's precondition
+   * (`expected`), the limits on the result, then the change (see FilesChange).
+   */
+  applyProjectFiles(projectId: string, change: FilesChange, limits: ProjectFileLimits): Promise<ApplyFilesResult>;
+  /** Projects, most recently changed first; `ownerId` null: every owner's. */
+  listProjects(query: ListQuery & { except?: string }): Promise<Page<Project>>;
+}
 
+/** A session's row: created (within its owner's quota), read, and moved through its states. */
+export interface SessionRecords {
   /** Inserts the session row (with `session.status`) unless it exists; returns the row either way. */
   createSession(session: NewSession): Promise<PreviewSession>;
+  /**
+   * Inserts a `queued` session owned by `session.ownerId` only while that owner has fewer
+   * than `maxLive` live (queued, creating, starting, active) sessions; count and insert
+   * happen under a per-owner lock, so concurrent requests never pass the limit together.
+   * `maxLive` null: no limit.
+   */
+  createSessionWithinQuota(session: NewOwnedSession, maxLive: number | null): Promise<CreateSessionWithinQuotaResult>;
   getSession(sessionId: string): Promise<PreviewSession | null>;
+  /** The rows of these ids that exist (any order); invalid ids match nothing. */
+  getSessionsByIds(sessionIds: string[]): Promise<PreviewSession[]>;
   /**
    * Moves a session to `to` when its status allows it (see session-state) and
    * applies the patch in the same statement. Returns the updated row, or null
    * when the row is missing or its status did not allow the move.
    */
   transition(sessionId: string, to: SessionStatus, patch?: SessionPatch): Promise<PreviewSession | null>;
+  /**
+   * Records that an active session was in use at `at` (never later than the database's now(), never
+   * moving backwards). Returns the stored last activity (ISO), or null when the session is not active.
+   */
+  recordActivity(sessionId: string, at: Date): Promise<string | null>;
+  /**
+   * Moves an active session's `expires_at` `seconds` later, atomically refusing to pass
+   * activation (else creation) + `maxDurationSeconds`.
+   */
+  extendSession(sessionId: string, seconds: number, maxDurationSeconds: number): Promise<ExtendSessionResult>;
+}
 
-  // --- cleanup: each list reads a partial index, so its cost follows what it finds ---
+/** Sessions found by their preview route, and listed for clients and metrics. */
+export interface SessionQueries {
+  /** The session whose preview URL is `/p/<routeId>/`, or null. */
+  getSessionByRoute(routeId: string): Promise<PreviewSession | null>;
+  /** Sessions by route id (unknown and invalid ids are skipped). */
+  getSessionsByRouteIds(routeIds: string[]): Promise<PreviewSession[]>;
+  /** Sessions, newest first; `liveOnly`: not ended, not error. */
+  listSessions(query: ListQuery & { liveOnly: boolean }): Promise<Page<PreviewSession>>;
+  /**
+   * Live sessions (not ended, not error) by status, in one grouped query: the api's
+   * `vp_sessions{status}` gauge reads it on each scrape. Optional: an adapter without
+   * it leaves that gauge empty.
+   */
+  countLiveSessions?(): Promise<Partial<Record<SessionStatus, number>>>;
+}
 
+/** What cleanup walks: each list reads a partial index, so its cost follows what it finds. */
+export interface SessionSweeps {
   /** Active sessions whose `expires_at` is at or before `now` (and the database's now()), earliest first. */
   listExpiredSessions(now: Date, limit: number): Promise<PreviewSession[]>;
   /** Active sessions of `tier` last seen in use (activity, else activation, else creation) before `idleSince`. */
@@ -96,18 +155,6 @@ export interface SessionStore {
   listProvisioningSessions(createdAfter: Date, limit: number, cursor?: SessionCursor): Promise<PreviewSession[]>;
   /** Active sessions by id, after `afterId`: the machine reconciliation walks them in pages. */
   listActiveSessions(limit: number, afterId?: string): Promise<PreviewSession[]>;
-  /** The rows of these ids that exist (any order); invalid ids match nothing. */
-  getSessionsByIds(sessionIds: string[]): Promise<PreviewSession[]>;
-  /**
-   * Records that an active session was in use at `at` (never later than the database's now(), never
-   * moving backwards). Returns the stored last activity (ISO), or null when the session is not active.
-   */
-  recordActivity(sessionId: string, at: Date): Promise<string | null>;
-  /**
-   * Moves an active session's `expires_at` `seconds` later, atomically refusing to pass
-   * activation (else creation) + `maxDurationSeconds`.
-   */
-  extendSession(sessionId: string, seconds: number, maxDurationSeconds: number): Promise<ExtendSessionResult>;
   /** Sessions left `ending` since before `updatedBefore` (their cleanup died or failed midway), oldest first. */
   listStaleEndingSessions(updatedBefore: Date, limit: number): Promise<PreviewSession[]>;
   /**
@@ -115,56 +162,6 @@ export interface SessionStore {
    * `ending` and not updated since `updatedBefore`); null when another caller has it or it moved on.
    */
   claimStaleEnding(sessionId: string, updatedBefore: Date): Promise<PreviewSession | null>;
-
-  close(): Promise<void>;
-
-  // --- project files: writes of single files, within limits, for the projects api ---
-
-  /** Creates a project with a new id and no files (the provisioner seeds a project that has none from its template). */
-  createProject(project: { name: string; templateType: string; ownerId?: string | null }): Promise<Project>;
-  /**
-   * Writes and removes files of a project together, all or nothing, in one
-   * transaction under the project's lock: each path's precondition
-   * (`expected`), the limits on the result, then the change (see FilesChange).
-   */
-  applyProjectFiles(projectId: string, change: FilesChange, limits: ProjectFileLimits): Promise<ApplyFilesResult>;
-  /** The project's files without their content, ordered by path; [] for an unknown project. */
-  listProjectFilePaths(projectId: string): Promise<ProjectFileInfo[]>;
-  /** Whether the project has any file: the provisioner seeds a template only into an empty project. */
-  hasProjectFiles(projectId: string): Promise<boolean>;
-
-  // --- listings for clients, a page at a time ---
-
-  /** Projects, most recently changed first; `ownerId` null: every owner's. */
-  listProjects(query: ListQuery & { except?: string }): Promise<Page<Project>>;
-  /** Sessions, newest first; `liveOnly`: not ended, not error. */
-  listSessions(query: ListQuery & { liveOnly: boolean }): Promise<Page<PreviewSession>>;
-
-  // --- metrics ---
-
-  /**
-   * Live sessions (not ended, not error) by status, in one grouped query: the api's
-   * `vp_sessions{status}` gauge reads it on each scrape. Optional: an adapter without
-   * it leaves that gauge empty.
-   */
-  countLiveSessions?(): Promise<Partial<Record<SessionStatus, number>>>;
-
-  // --- warm pool ---
-
-  /** The session whose preview URL is `/p/<routeId>/`, or null. */
-  getSessionByRoute(routeId: string): Promise<PreviewSession | null>;
-  /** Sessions by route id (unknown and invalid ids are skipped). */
-  getSessionsByRouteIds(routeIds: string[]): Promise<PreviewSession[]>;
-
-  // --- security ---
-
-  /**
-   * Inserts a `queued` session owned by `session.ownerId` only while that owner has fewer
-   * than `maxLive` live (queued, creating, starting, active) sessions; count and insert
-   * happen under a per-owner lock, so concurrent requests never pass the limit together.
-   * `maxLive` null: no limit.
-   */
-  createSessionWithinQuota(session: NewOwnedSession, maxLive: number | null): Promise<CreateSessionWithinQuotaResult>;
 }
 
 /** Where a page of a listing ended (its last row's sort time, to the microsecond, and id): the next page starts below it. */

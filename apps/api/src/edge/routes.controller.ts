@@ -2,7 +2,7 @@ import { Controller, Get, GoneException, Headers, Inject, NotFoundException, Par
 import { ApiTags } from '@nestjs/swagger';
 import { z } from 'zod';
 import { isSessionLive } from '@velocity/contracts';
-import { type SessionStore } from '@velocity/session-store';
+import { type SessionQueries } from '@velocity/session-store';
 import { parseOr400 } from '../common/validation';
 import { MachineAccess } from '../machines/machine-access';
 import { SESSION_STORE } from '../tokens';
@@ -19,7 +19,7 @@ export const routeIdParam = z.string().uuid();
 @Controller('v1/routes')
 export class RoutesController {
   constructor(
-    @Inject(SESSION_STORE) private readonly store: SessionStore,
+    @Inject(SESSION_STORE) private readonly store: SessionQueries,
     private readonly access: MachineAccess,
   ) {}
 

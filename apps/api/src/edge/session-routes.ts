@@ -1,6 +1,6 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { isSessionLive } from '@velocity/contracts';
-import { type SessionStore } from '@velocity/session-store';
+import { type SessionQueries } from '@velocity/session-store';
 import { GoneSessions } from '../common/gone-sessions';
 import { SESSION_STORE } from '../tokens';
 
@@ -27,7 +27,7 @@ export class SessionRoutes {
   private readonly routeOfSession = new Map<string, string>();
 
   constructor(
-    @Inject(SESSION_STORE) private readonly store: SessionStore,
+    @Inject(SESSION_STORE) private readonly store: SessionQueries,
     gone: GoneSessions,
   ) {
     // A missed announcement is covered by the TTL.

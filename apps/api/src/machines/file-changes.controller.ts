@@ -15,7 +15,7 @@ import { z } from 'zod';
 import { StreamWatcher } from '@velocity/ops';
 import { FileChangeLog, type Config, type MachineClaims } from '@velocity/contracts';
 import { type Logger } from '@velocity/runtime';
-import { type SessionStore } from '@velocity/session-store';
+import { type SessionRecords } from '@velocity/session-store';
 import { GoneSessions } from '../common/gone-sessions';
 import { parseOr400 } from '../common/validation';
 import { LIVE_SESSION_ERRORS, MachineAccess } from './machine-access';
@@ -42,7 +42,7 @@ export class FileChangesController implements BeforeApplicationShutdown {
 
   constructor(
     @Inject(CONFIG) private readonly config: Config,
-    @Inject(SESSION_STORE) private readonly store: SessionStore,
+    @Inject(SESSION_STORE) private readonly store: SessionRecords,
     private readonly access: MachineAccess,
     private readonly gone: GoneSessions,
     @Inject(STREAM_WATCHER) private readonly watcher: StreamWatcher,

@@ -1,7 +1,7 @@
 import type { Request, Response } from 'express';
 import { FILE_CHANGE_EVENTS, isSessionLive, parseFileChangeEntry, type FileChangeLog } from '@velocity/contracts';
 import { type Logger } from '@velocity/runtime';
-import { type SessionStore } from '@velocity/session-store';
+import { type SessionRecords } from '@velocity/session-store';
 import { type StreamWatcher } from '@velocity/ops';
 import { startEventStream } from '../common/event-stream';
 
@@ -34,7 +34,7 @@ export class FileChangeStream {
     private readonly session: { id: string; projectId: string },
     private readonly deps: {
       changes: FileChangeLog;
-      store: SessionStore;
+      store: SessionRecords;
       watcher: StreamWatcher;
       /** Aborts when the session is announced gone (GoneSessions.watch). */
       gone: AbortSignal;

@@ -1,6 +1,6 @@
 import { ForbiddenException, GoneException, Inject, Injectable, NotFoundException } from '@nestjs/common';
 import { isSessionLive, type Config, type MachineClaims } from '@velocity/contracts';
-import { type PreviewSession, type SessionStore } from '@velocity/session-store';
+import { type PreviewSession, type SessionRecords } from '@velocity/session-store';
 import { machineClaims } from './machine-auth';
 import { CONFIG, SESSION_STORE } from '../tokens';
 
@@ -59,7 +59,7 @@ export function liveSessionOf(session: PreviewSession | null, claims: MachineCla
 export class MachineAccess {
   constructor(
     @Inject(CONFIG) private readonly config: Config,
-    @Inject(SESSION_STORE) private readonly store: SessionStore,
+    @Inject(SESSION_STORE) private readonly store: SessionRecords,
   ) {}
 
   /** The token's claims (401), for `sessionId` when one is given (403); reads nothing. */

@@ -2,7 +2,7 @@ import { Body, ConflictException, Controller, Headers, HttpCode, Inject, Param, 
 import { ApiTags } from '@nestjs/swagger';
 import { z } from 'zod';
 import type { Logger } from '@velocity/runtime';
-import type { PreviewSession, SessionStore } from '@velocity/session-store';
+import type { PreviewSession, SessionRecords } from '@velocity/session-store';
 import { parseOr400 } from '../common/validation';
 import { LIVE_SESSION_ERRORS, MachineAccess, sessionEnded } from './machine-access';
 import { LOGGER, SESSION_STORE } from '../tokens';
@@ -23,7 +23,7 @@ export const activityBody = z.object({ lastActivityAt: z.iso.datetime({ offset: 
 export class MachineActivityController {
   constructor(
     private readonly access: MachineAccess,
-    @Inject(SESSION_STORE) private readonly store: SessionStore,
+    @Inject(SESSION_STORE) private readonly store: SessionRecords,
     @Inject(LOGGER) private readonly logger: Logger,
   ) {}
 

@@ -1,7 +1,7 @@
 import { Controller, Get, Headers, Inject, Param } from '@nestjs/common';
 import { ApiTags } from '@nestjs/swagger';
 import { z } from 'zod';
-import type { SessionStore } from '@velocity/session-store';
+import type { ProjectStore } from '@velocity/session-store';
 import { parseOr400 } from '../common/validation';
 import { LIVE_SESSION_ERRORS, MachineAccess } from './machine-access';
 import { SESSION_STORE } from '../tokens';
@@ -20,7 +20,7 @@ export const machineSessionIdParam = z.string().uuid();
 export class MachineFilesController {
   constructor(
     private readonly access: MachineAccess,
-    @Inject(SESSION_STORE) private readonly store: SessionStore,
+    @Inject(SESSION_STORE) private readonly store: ProjectStore,
   ) {}
 
   @Get(':sessionId/files')

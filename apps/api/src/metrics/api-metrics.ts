@@ -6,7 +6,7 @@ import { Histogram } from 'prom-client';
 import { ALL_QUEUES } from '@velocity/contracts';
 import { createMetricsRegistry, registerQueueGauge, registerSessionGauge } from '@velocity/ops';
 import { type Logger } from '@velocity/runtime';
-import { type SessionStore } from '@velocity/session-store';
+import { type SessionQueries } from '@velocity/session-store';
 import { LOGGER, SESSION_STORE } from '../tokens';
 import { PREVIEW_ROUTE } from '../common/request-context';
 
@@ -34,7 +34,7 @@ export class ApiMetrics implements OnModuleInit {
     const logger = this.moduleRef.get<Logger>(LOGGER, { strict: false });
     const queues = ALL_QUEUES.map((name) => this.moduleRef.get<Queue>(getQueueToken(name), { strict: false }));
     registerQueueGauge(this.registry, () => queues, logger);
-    const store = this.moduleRef.get<SessionStore>(SESSION_STORE, { strict: false });
+    const store = this.moduleRef.get<SessionQueries>(SESSION_STORE, { strict: false });
     if (store.countLiveSessions) registerSessionGauge(this.registry, () => store.countLiveSessions!(), logger);
     else logger.warn('metrics: this session store cannot count sessions; vp_sessions stays empty');
   }

@@ -8,7 +8,7 @@ import {
   ServiceUnavailableException,
 } from '@nestjs/common';
 import { DEMO_PROJECT_ID, checkFilePath, fileByteLength, fileBytes, fileEtag, FileChangeLog, type Config, type ProjectFileContent, type TemplateType, templateFiles } from '@velocity/contracts';
-import { type FilesChange, type PageCursor, type Project, type ProjectFileLimits, type SessionStore } from '@velocity/session-store';
+import { type FilesChange, type PageCursor, type Project, type ProjectFileLimits, type ProjectStore } from '@velocity/session-store';
 import { type Logger } from '@velocity/runtime';
 import { CONFIG, LOGGER, SESSION_STORE } from '../tokens';
 import { canReadProject, isDemoProject, type AuthUser } from '../auth/auth-user';
@@ -94,7 +94,7 @@ const projectNotFound = (projectId: string) =>
 export class ProjectsService {
   constructor(
     @Inject(CONFIG) private readonly config: Config,
-    @Inject(SESSION_STORE) private readonly store: SessionStore,
+    @Inject(SESSION_STORE) private readonly store: ProjectStore,
     @Inject(LOGGER) private readonly logger: Logger,
     private readonly changes: FileChangeLog,
   ) {}

@@ -2,7 +2,7 @@ import type { Request, Response } from 'express';
 import { TERMINAL_EVENTS, type SessionEvent } from '@velocity/contracts';
 import { type EventLog, type StoredEvent, type StreamWatcher } from '@velocity/ops';
 import { type Logger } from '@velocity/runtime';
-import { type PreviewSession, type SessionStore } from '@velocity/session-store';
+import { type PreviewSession, type SessionRecords } from '@velocity/session-store';
 import { startEventStream } from '../common/event-stream';
 
 export interface EventStreamOptions {
@@ -37,7 +37,7 @@ export class SessionEventStream {
     private readonly sessionId: string,
     private readonly deps: {
       events: EventLog;
-      store: SessionStore;
+      store: SessionRecords;
       watcher: StreamWatcher;
       logger: Logger;
       /** Aborts when the session is announced gone (GoneSessions.watch): its row is read at once. */

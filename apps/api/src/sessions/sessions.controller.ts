@@ -5,7 +5,7 @@ import { z } from 'zod';
 import { StreamWatcher, EventLog } from '@velocity/ops';
 import { tierSchema, type Config } from '@velocity/contracts';
 import { type Logger } from '@velocity/runtime';
-import { type SessionStore } from '@velocity/session-store';
+import { type SessionRecords } from '@velocity/session-store';
 import { parseOr400 } from '../common/validation';
 import { GoneSessions } from '../common/gone-sessions';
 import { CONFIG, EVENT_LOG, LOGGER, STREAM_WATCHER, SESSION_STORE } from '../tokens';
@@ -38,7 +38,7 @@ export class SessionsController implements BeforeApplicationShutdown {
   constructor(
     private readonly sessions: SessionsService,
     @Inject(CONFIG) private readonly config: Config,
-    @Inject(SESSION_STORE) private readonly store: SessionStore,
+    @Inject(SESSION_STORE) private readonly store: SessionRecords,
     @Inject(EVENT_LOG) private readonly events: EventLog,
     @Inject(STREAM_WATCHER) private readonly watcher: StreamWatcher,
     @Inject(LOGGER) private readonly logger: Logger,

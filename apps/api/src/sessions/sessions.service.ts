@@ -4,7 +4,7 @@ import type { Queue } from 'bullmq';
 import { randomUUID } from 'node:crypto';
 import { DEFAULT_TEMPLATE, DEMO_PROJECT_ID, JobName, QueueName, parseJob, resourceLimitsOf, PROVISIONING_STATUSES, TIER_LIMITS, expiryJobId, type Config, type Tier } from '@velocity/contracts';
 import { EventLog } from '@velocity/ops';
-import { type PageCursor, type SessionStore } from '@velocity/session-store';
+import { type PageCursor, type ProjectStore, type SessionRecords, type SessionQueries } from '@velocity/session-store';
 import { CONFIG, EVENT_LOG, SESSION_STORE } from '../tokens';
 import { currentRequestId } from '../common/request-context';
 import { sessionView } from './session.view';
@@ -18,7 +18,7 @@ import { SessionBuildStates } from './session-build-state';
 export class SessionsService {
   constructor(
     @Inject(CONFIG) private readonly config: Config,
-    @Inject(SESSION_STORE) private readonly store: SessionStore,
+    @Inject(SESSION_STORE) private readonly store: ProjectStore & SessionRecords & SessionQueries,
     @Inject(EVENT_LOG) private readonly events: EventLog,
     @InjectQueue(QueueName.Sessions) private readonly queue: Queue,
   ) {}
