@@ -19,7 +19,7 @@ module.exports = (projectDir) => ({
         module: { type: 'commonjs' },
       },
     ],
-    // jose (JWT verification, issue 6) ships ES modules only: compiled to CommonJS for Jest.
+    // jose ships ES modules only: compiled to CommonJS for Jest.
     '/node_modules/jose/.+\\.js$': ['@swc/jest', { jsc: { target: 'es2022' }, module: { type: 'commonjs' } }],
   },
   transformIgnorePatterns: ['/node_modules/(?!jose/)'],

@@ -1,4 +1,4 @@
--- Velocity Preview: project file writes (issue 4).
+-- Velocity Preview: project file writes.
 --
 -- PUT and DELETE of single project files. The limits (files per project, bytes
 -- per file, bytes per project) are enforced inside the write, under the project

@@ -1,4 +1,4 @@
--- Velocity Preview: what the cleanup worker needs (issue 5).
+-- Velocity Preview: what the cleanup worker needs.
 --
 -- Idle stop (last activity reported by the machine, activation time), extending a
 -- session up to its tier's maximum, and the indexes that keep every sweep query

@@ -1,4 +1,4 @@
--- Velocity Preview: tenants (issue 6).
+-- Velocity Preview: tenants.
 --
 -- Row level security policies so a Supabase client holding a user's JWT sees only
 -- that user's projects, files and sessions (the demo project is readable by every

@@ -1,4 +1,4 @@
--- Velocity Preview: the statements the Supabase adapter needs as SQL functions (issue 7).
+-- Velocity Preview: the statements the Supabase adapter needs as SQL functions.
 --
 -- supabase-js reaches the database only through PostgREST: simple reads become
 -- GET /rest/v1/<table>?<filters>, everything else must be a function called by
