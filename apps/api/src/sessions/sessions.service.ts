@@ -91,7 +91,7 @@ export class SessionsService {
 
   // --- extend and stop ---
 
-  /** The cleanup queue (expiry jobs), injected as a property so the constructor above stays as it is. */
+  /** The cleanup queue, for expiry jobs. */
   @InjectQueue(QueueName.Cleanup) private readonly cleanupQueue!: Queue;
 
   /** Per-user limits, injected as a property too. */
