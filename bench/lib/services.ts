@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { LocalMachineProvider } from '@velocity/machines';
 import { APPS, stopProcess, waitForHttp, type AppName } from '@velocity/ops';
-import { freePort } from '../../apps/e2e/src/system';
+import { freePort } from '@velocity/runtime';
 
 const ROOT = resolve(__dirname, '../..');
 

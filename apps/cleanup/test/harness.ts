@@ -10,9 +10,8 @@ import { EventLog, createRedis, stopProcess } from '@velocity/ops';
 import { JobName, QueueName, expiryJobId, resourceLimitsOf, type Config, type SessionStatus, type Tier } from '@velocity/contracts';
 import { LocalMachineProvider, type Machine, type MachineProvider, type MachineSpec } from '@velocity/machines';
 import { PostgresSessionStore, type PreviewSession } from '@velocity/session-store';
-import { createLogger } from '@velocity/runtime';
+import { createLogger, freePort } from '@velocity/runtime';
 import { scratchDatabase, testConfig, startTestApi } from '@velocity/testing';
-import { freePort } from '../../e2e/src/system';
 import type { CleanupDeps } from '../src/cleanup-deps';
 import { createCleanupWorker, type CleanupWorkerOptions } from '../src/cleanup-worker';
 

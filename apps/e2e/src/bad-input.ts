@@ -2,8 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { connect } from 'node:net';
 import { SignJWT, generateKeyPair } from 'jose';
 import { DEMO_PROJECT_ID, createMachineToken } from '@velocity/contracts';
-import { rawRequest, type RawResponse } from './raw-http';
-import { signToken, type TestUser } from './tokens';
+import { rawRequest, type RawResponse, signToken, type TestUser } from '@velocity/testing';
 
 /**
  * The bad-input suite's requests: malformed, forged, foreign or

@@ -119,5 +119,3 @@ export async function postSession(baseUrl: string, body: unknown) {
   return { status: res.status, body: await res.json() };
 }
 
-/** Re-exported for the tests that import it from here. */
-export { freePort };

@@ -1,9 +1,8 @@
 import { Client } from 'pg';
 import { DEMO_PROJECT_ID, loadConfig } from '@velocity/contracts';
 import { badInputCases, floodCases, problemWith, sendCase, type BadCase, type Tenant } from '../src/bad-input';
-import { sendJson } from '../src/raw-http';
+import { sendJson, TEST_JWT_SECRET, testUser, type TestUser } from '@velocity/testing';
 import { eventsUntilTerminal, startSystem, type RunningSystem } from '../src/system';
-import { TEST_JWT_SECRET, testUser, type TestUser } from '../src/tokens';
 
 jest.setTimeout(120_000);
 

@@ -9,7 +9,7 @@ import { families, samples, scratchDatabase, testQueuePrefix } from '@velocity/t
 import { startApp, stopProcess, waitForHttp, type AppName } from '@velocity/ops';
 import { TrialRedis } from '../src/faults/redis-server';
 import { TcpProxy } from '../src/faults/tcp-proxy';
-import { freePort } from '../src/system';
+import { freePort } from '@velocity/runtime';
 
 /**
  * Health, readiness and metrics of every process, on real processes: api,

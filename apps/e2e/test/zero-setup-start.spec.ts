@@ -11,7 +11,8 @@ import { join } from 'node:path';
 import { DEMO_PROJECT_ID } from '@velocity/contracts';
 import { LocalMachineProvider } from '@velocity/machines';
 import { testQueuePrefix } from '@velocity/testing';
-import { eventsUntilTerminal, freePort, postSession } from '../src/system';
+import { eventsUntilTerminal, postSession } from '../src/system';
+import { freePort } from '@velocity/runtime';
 import { until } from '../src/browser';
 
 jest.setTimeout(180_000);

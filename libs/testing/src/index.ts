@@ -10,3 +10,5 @@ export * from './setup-localhost-fetch';
 export * from './test-api';
 export * from './test-env';
 export * from './test-registry';
+export * from './raw-http';
+export * from './tokens';

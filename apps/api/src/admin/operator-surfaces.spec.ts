@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { ALL_QUEUES, type Config } from '@velocity/contracts';
 import { createRedis, stopProcess } from '@velocity/ops';
 import { families, sampleValue, samples, testConfig, startTestApi, type TestApi } from '@velocity/testing';
-import { freePort } from '../../../e2e/src/system';
+import { freePort } from '@velocity/runtime';
 
 /**
  * The api's operator surfaces on real api processes (Nest's bullmq module cannot

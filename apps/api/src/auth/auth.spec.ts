@@ -2,11 +2,9 @@ import type { ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { Pool } from 'pg';
 import { DEMO_PROJECT_ID, createMachineToken, type Config } from '@velocity/contracts';
-import { testConfig, envOf, startTestApi } from '@velocity/testing';
+import { testConfig, envOf, startTestApi, rawRequest, sendJson, TEST_JWT_SECRET, signToken, testUser, type TestUser } from '@velocity/testing';
 import { startApp, stopProcess } from '@velocity/ops';
-import { freePort } from '../../../e2e/src/system';
-import { rawRequest, sendJson } from '../../../e2e/src/raw-http';
-import { TEST_JWT_SECRET, signToken, testUser, type TestUser } from '../../../e2e/src/tokens';
+import { freePort } from '@velocity/runtime';
 
 jest.setTimeout(30_000);
 

@@ -3,9 +3,8 @@ import { randomUUID } from 'node:crypto';
 import { createMachineToken, FileChangeLog, type Config } from '@velocity/contracts';
 import { createRedis, EventLog, stopProcess } from '@velocity/ops';
 import { PostgresSessionStore } from '@velocity/session-store';
-import { readSse, type SseFrame } from '@velocity/runtime';
+import { readSse, type SseFrame, freePort } from '@velocity/runtime';
 import { testConfig, startTestApi } from '@velocity/testing';
-import { freePort } from '../../../e2e/src/system';
 
 /**
  * `GET /v1/machines/:sessionId/file-changes` on a real api process (Nest's bullmq

@@ -5,7 +5,7 @@ import { createMachineToken, type Config, type MachineClaims, type SessionStatus
 import { createRedis, stopProcess } from '@velocity/ops';
 import { PostgresSessionStore, type PreviewSession, type SessionStore } from '@velocity/session-store';
 import { testConfig, startTestApi } from '@velocity/testing';
-import { freePort } from '../../../e2e/src/system';
+import { freePort } from '@velocity/runtime';
 import { liveSessionOf, MachineAccess } from './machine-access';
 
 /**

@@ -8,9 +8,8 @@ import { join } from 'node:path';
 import { createMachineToken, type Config } from '@velocity/contracts';
 import { createRedis, stopProcess } from '@velocity/ops';
 import { PostgresSessionStore } from '@velocity/session-store';
-import { requestText, unixSocketUrl } from '@velocity/runtime';
+import { requestText, unixSocketUrl, freePort } from '@velocity/runtime';
 import { testConfig, startTestApi } from '@velocity/testing';
-import { freePort } from '../../../e2e/src/system';
 import { isMachineRoute } from './machine-socket';
 
 /**

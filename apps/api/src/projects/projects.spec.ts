@@ -4,9 +4,8 @@ import { request, type IncomingHttpHeaders } from 'node:http';
 import { createMachineToken, FileChangeLog, templateFiles, type Config } from '@velocity/contracts';
 import { createRedis, stopProcess } from '@velocity/ops';
 import { PostgresSessionStore } from '@velocity/session-store';
-import { testConfig, startTestApi } from '@velocity/testing';
-import { freePort } from '../../../e2e/src/system';
-import { rawRequest } from '../../../e2e/src/raw-http';
+import { testConfig, startTestApi, rawRequest } from '@velocity/testing';
+import { freePort } from '@velocity/runtime';
 
 /** The strong ETag of these bytes as the api answers it. */
 const etagOf = (bytes: string | Buffer) => `"${createHash('sha256').update(bytes).digest('hex')}"`;

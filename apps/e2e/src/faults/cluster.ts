@@ -8,7 +8,7 @@ import { LocalMachineProvider } from '@velocity/machines';
 import { PostgresSessionStore } from '@velocity/session-store';
 import { QueueName, sleep } from '@velocity/contracts';
 import { startApp, stopProcess, waitForHttp, type AppName } from '@velocity/ops';
-import { freePort } from '../system';
+import { freePort } from '@velocity/runtime';
 import { TcpProxy } from './tcp-proxy';
 import { TrialRedis } from './redis-server';
 

@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { pingRedis } from '@velocity/ops';
 import { sleep } from '@velocity/contracts';
-import { freePort } from '../system';
+import { freePort } from '@velocity/runtime';
 
 /**
  * A Redis server of the trial's own, on a free port, so it can be killed and

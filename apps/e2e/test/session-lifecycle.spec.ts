@@ -1,5 +1,5 @@
 import { JobName, expiryJobId } from '@velocity/contracts';
-import { createHarness, sleep, until, type Harness } from '../../../cleanup/test/harness';
+import { createHarness, sleep, until, type Harness } from '../../cleanup/test/harness';
 
 // A real api process and real cleanup workers: more than Jest's default 5 s.
 jest.setTimeout(30_000);

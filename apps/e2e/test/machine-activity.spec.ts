@@ -1,8 +1,8 @@
 import { createLogger } from '@velocity/runtime';
 import { createMachineToken } from '@velocity/contracts';
-import { createActivityReporter } from '../../../preview-container/src/activity';
-import { createHarness, sleep, until, type Harness } from '../../../cleanup/test/harness';
-import { scheduleSweep } from '../../../cleanup/src/cleanup-worker';
+import { createActivityReporter } from '../../preview-container/src/activity';
+import { createHarness, sleep, until, type Harness } from '../../cleanup/test/harness';
+import { scheduleSweep } from '../../cleanup/src/cleanup-worker';
 
 // A real api process, a real cleanup worker and sweep: more than Jest's default 5 s.
 jest.setTimeout(30_000);

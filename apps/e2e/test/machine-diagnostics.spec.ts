@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { createMachineToken, sessionEventSchema, type Diagnostic, type SessionEvent } from '@velocity/contracts';
 import { createRedis } from '@velocity/ops';
 import { openHttp, readSse, requestText, unixSocketUrl } from '@velocity/runtime';
-import { createHarness, until, type Harness } from '../../../cleanup/test/harness';
+import { createHarness, until, type Harness } from '../../cleanup/test/harness';
 
 // A real api process: more than Jest's default 5 s.
 jest.setTimeout(30_000);
