@@ -18,7 +18,7 @@ import { lockdownRewrites, pathHider, SECRET_FILE_DENY } from '../src/vite-lockd
  */
 const repoDir = resolve(__dirname, '../../..');
 const repoNodeModules = join(repoDir, 'node_modules');
-/** The service's own source, reachable through the workspace symlink node_modules/@velocity/shared. */
+/** The service's own source, reachable through the workspace symlink node_modules/@velocity/contracts. */
 const serviceSource = readFileSync(join(repoDir, 'libs/contracts/src/config.ts'), 'utf8');
 const serviceSourceFirstLine = serviceSource.split('\n')[0];
 const NOT_FOUND = '{"error":"Not found"}';
@@ -238,8 +238,8 @@ describe('viteLockdown (real Vite, in a child process)', () => {
     const paths = [
       ...queries.map((q) => `/@fs${repoNodeModules}/@velocity/contracts/src/config.ts${q}`),
       ...queries.map((q) => `/node_modules/@velocity/contracts/src/config.ts${q}`),
-      `/node_modules/@velocity/shared/package.json`,
-      `/node_modules/@velocity/shared/src/config%2Ets?raw`,
+      `/node_modules/@velocity/contracts/package.json`,
+      `/node_modules/@velocity/contracts/src/config%2Ets?raw`,
       `/node_modules/react/../@velocity/contracts/src/config.ts?raw`,
       `${repoNodeModules}/@velocity/contracts/src/config.ts?raw`,
       `/@id/@velocity/contracts/src/config.ts?raw`,

@@ -25,14 +25,14 @@ describe('zod-jitless', () => {
   it('keeps zod from compiling a fast path for schemas built after it', () => {
     jest.isolateModules(() => {
       require('../src/zod-jitless');
-      const { poolClaimSchema } = require('@velocity/machines');
+      const { poolClaimSchema } = require('@velocity/contracts');
       expect(functionsCompiledBy(() => poolClaimSchema.safeParse(claim))).toBe(0);
     });
   });
 
   it('is what makes the difference: without it the same parse compiles functions', () => {
     jest.isolateModules(() => {
-      const { poolClaimSchema } = require('@velocity/machines');
+      const { poolClaimSchema } = require('@velocity/contracts');
       expect(functionsCompiledBy(() => poolClaimSchema.safeParse(claim))).toBeGreaterThan(0);
     });
   });
