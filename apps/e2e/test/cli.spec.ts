@@ -154,6 +154,7 @@ describe('velocity-preview (command-line client)', () => {
     const screen = result.stdout;
     expect(screen).toContain('\x1b[?25l'); // cursor hidden while drawing...
     expect(screen).toContain('\x1b[?25h'); // ...and shown again
+    // eslint-disable-next-line no-control-regex
     expect(screen).toMatch(/\x1b\[\d+A/); // redrawn in place
     for (const step of PROVISION_STEPS) expect(screen).toMatch(new RegExp(`✓.*${step} +\\d+ ms`));
     expect(screen).toContain(`[${'█'.repeat(24)}] ${PROVISION_STEPS.length}/${PROVISION_STEPS.length}`);

@@ -1,6 +1,6 @@
 /**
- * The preview container's reusable parts. The program itself is `main.ts`, run as
- * `node -r @swc-node/register apps/preview-container/src/main.ts` with its env.
+ * The preview container's reusable parts. The program itself is `main.ts`, run
+ * built as `node dist/apps/preview-container/src/main.js` with its env.
  */
 export { loadConfig, ConfigError, type ContainerConfig } from './config';
 export { routeRequest, type Route } from './session-routing';

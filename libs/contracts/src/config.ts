@@ -8,6 +8,9 @@ import { z } from 'zod';
  */
 const duration = (fallback: number) => z.coerce.number().int().positive().default(fallback);
 
+/** Where `npm run build` writes the preview container's main, from the repository's root. */
+export const DEFAULT_PREVIEW_CONTAINER_ENTRY = 'dist/apps/preview-container/src/main.js';
+
 export const configSchema = z.object({
   NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
   LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error', 'silent']).default('info'),
@@ -57,6 +60,8 @@ export const configSchema = z.object({
   FLY_REGION: z.string().optional(),
   /** Where the local provider keeps its machines' work folders and records. */
   LOCAL_MACHINES_DIR: z.string().default('.velocity/machines'),
+  /** The preview container's built main that the local provider runs (`npm run build` writes it), relative to the repository's root. */
+  PREVIEW_CONTAINER_ENTRY: z.string().regex(/\.js$/, 'must be the built JavaScript main (npm run build writes it), not a TypeScript source').default(DEFAULT_PREVIEW_CONTAINER_ENTRY),
   /**
    * How the local provider contains a machine: `auto` (bubblewrap when installed, else none, said
    * at start; projects that carry config files are then refused), `bubblewrap` (required: the

@@ -21,6 +21,7 @@ export function createMachineProvider(config: Config): MachineProvider {
         })
       : new LocalMachineProvider({
           dir: config.LOCAL_MACHINES_DIR,
+          entry: config.PREVIEW_CONTAINER_ENTRY,
           sandbox: config.MACHINE_SANDBOX,
           machineUid: config.MACHINE_UID,
           machineGid: config.MACHINE_GID,

@@ -1,15 +1,14 @@
 import { execFile, spawn } from 'node:child_process';
-import { readlinkSync } from 'node:fs';
+import { existsSync, readlinkSync } from 'node:fs';
 import { chmod, chown, link, lstat, mkdir, open, readFile, readdir, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
-import { TimeoutError, sleep } from '@velocity/contracts';
-import { requestText, unixSocketOf, unixSocketUrl, assertSocketPathFits, freePort } from '@velocity/runtime';
+import { DEFAULT_PREVIEW_CONTAINER_ENTRY, PermanentError, TimeoutError, sleep } from '@velocity/contracts';
+import { requestText, unixSocketOf, unixSocketUrl, assertSocketPathFits, freePort, repoRootOf } from '@velocity/runtime';
 import type { Machine, MachineProvider, MachineSpec } from './machine-provider';
 import { MACHINE_SOCKET_NAME, SANDBOX_API_DIR, bubblewrapLaunch, bubblewrapProblem, chooseSandbox, findExecutable, machineUserOf, plainLaunch, type MachineLaunch, type MachineRun, type MachineUser, type SandboxSetting } from './machine-sandbox';
 
-const REPO_ROOT = resolve(__dirname, '../../..');
-const CONTAINER_ENTRY = join(REPO_ROOT, 'apps/preview-container/src/main.ts');
+const REPO_ROOT = repoRootOf(__dirname);
 const run = promisify(execFile);
 /** nobody: the user machines run as when the provider is root and no other is configured. */
 const NOBODY = 65534;
@@ -19,8 +18,10 @@ const BACKGROUND_NICENESS = 10;
 export interface LocalMachineProviderOptions {
   /** Folder for the machines' work folders and logs; also scopes which machines this provider sees. */
   dir: string;
+  /** PREVIEW_CONTAINER_ENTRY: the preview container's built main, from the repository's root; a sandbox shows its folder. */
+  entry?: string;
   /**
-   * Command that runs the preview container; defaults to apps/preview-container under swc-node.
+   * Command that runs the preview container; defaults to node on `entry`.
    * In a sandbox its files must lie in the repo parts the sandbox shows (see machine-sandbox.ts).
    */
   command?: string[];
@@ -76,6 +77,10 @@ export class LocalMachineProvider implements MachineProvider {
   /** The folder of the api's socket, shown to sandboxed machines. */
   private readonly apiDir?: string;
   private readonly command: string[];
+  /** The folder of the container's built main, shown in a sandbox. */
+  private readonly programDir: string;
+  /** The built main this provider runs (no `command` given), which must exist before a machine starts. */
+  private readonly builtEntry?: string;
   private readonly bwrap: string | null;
   /** Set when machines run as another user than this process. */
   private readonly user?: MachineUser;
@@ -84,14 +89,15 @@ export class LocalMachineProvider implements MachineProvider {
   /** Throws (one line naming MACHINE_SANDBOX) when bubblewrap is required and does not work here. */
   constructor(options: LocalMachineProviderOptions) {
     this.dir = resolve(options.dir);
+    const entry = resolve(REPO_ROOT, options.entry ?? DEFAULT_PREVIEW_CONTAINER_ENTRY);
+    this.programDir = dirname(entry);
+    if (!options.command) this.builtEntry = entry;
     // A small young generation keeps a preview machine's memory down; Vite does not need more.
-    // The preload by its path: node resolves a bare name from the working folder, which the machine changes to the project's
-    // (and workers Vite starts inherit it).
-    this.command = options.command ?? [process.execPath, '--max-semi-space-size=2', '-r', require.resolve('@swc-node/register'), CONTAINER_ENTRY];
+    this.command = options.command ?? [process.execPath, '--max-semi-space-size=2', '--enable-source-maps', entry];
     this.user = machineUserOf({ uid: options.machineUid ?? NOBODY, gid: options.machineGid ?? NOBODY });
     this.bwrap = options.bubblewrap ?? findExecutable('bwrap');
     const setting = options.sandbox ?? 'auto';
-    const choice = chooseSandbox(setting, () => bubblewrapProblem(this.bwrap, REPO_ROOT, this.user));
+    const choice = chooseSandbox(setting, () => bubblewrapProblem(this.bwrap, REPO_ROOT, this.programDir, this.user));
     this.isolation = choice.isolation;
     this.sandboxProblem = choice.problem;
     this.allowsUnsandboxedCode = setting === 'none';
@@ -234,6 +240,9 @@ export class LocalMachineProvider implements MachineProvider {
   }
 
   private async spawnMachine(spec: MachineSpec): Promise<Machine> {
+    if (this.builtEntry && !existsSync(this.builtEntry)) {
+      throw new PermanentError(`The preview container is not built: ${this.builtEntry} is missing (run npm run build, or set PREVIEW_CONTAINER_ENTRY)`);
+    }
     const sessionDir = this.sessionDir(spec.sessionId);
     const { workDir, homeDir, runDir } = await this.machineFolders(sessionDir);
     // Sandboxed: on a socket in its run folder; `--vp-socket` says so to whoever lists the machines.
@@ -241,7 +250,7 @@ export class LocalMachineProvider implements MachineProvider {
     const log = await open(join(sessionDir, 'container.log'), 'a', 0o600);
     const markers = [`--vp-machine=${spec.sessionId}`, port === undefined ? '--vp-socket' : `--vp-port=${port}`, `--vp-dir=${this.dir}`];
     // '--' ends node's own options, so the markers reach the program even after `node -e`.
-    const machine: MachineRun = { command: [...this.command, '--', ...markers], workDir, homeDir, env: spec.env, repoRoot: REPO_ROOT, user: this.user, dependenciesDir: spec.dependencies?.nodeModulesDir };
+    const machine: MachineRun = { command: [...this.command, '--', ...markers], workDir, homeDir, env: spec.env, repoRoot: REPO_ROOT, programDir: this.programDir, user: this.user, dependenciesDir: spec.dependencies?.nodeModulesDir };
     const launch = inBackground(port === undefined ? this.sandboxedLaunch(machine, runDir) : plainLaunch(machine, port), spec.background);
     const child = spawn(launch.file, launch.args, {
       cwd: launch.cwd,

@@ -18,9 +18,10 @@ import { delimiter, join, relative, sep } from 'node:path';
  *   SANDBOX_API_DIR), where the api serves the machine routes only, each behind
  *   the session's machine token;
  * - sees a read-only root of the system folders node needs, a few /etc files,
- *   and from the repo only the preview container's program and dependencies,
- *   at neutral paths (SANDBOX_APP_DIR); its work folder read-write at
- *   SANDBOX_WORK_DIR; a private tmpfs /tmp and HOME; a minimal read-only /dev;
+ *   and from the repo only the preview container's build (the built libs it
+ *   imports included) and dependencies, at neutral paths (SANDBOX_APP_DIR);
+ *   its work folder read-write at SANDBOX_WORK_DIR; a private tmpfs /tmp and
+ *   HOME; a minimal read-only /dev;
  * - gets the allow-listed environment of `machineEnv`, nothing of the provider's;
  * - runs as an unprivileged user when the provider is root (the provider
  *   spawns bwrap as that user, so its uid outside is that user's too).
@@ -57,14 +58,14 @@ const SANDBOX_NODE = '/opt/node/bin/node';
 const SANDBOX_PATH = '/usr/local/bin:/usr/bin:/bin';
 
 /**
- * What the preview container and Vite need from the repo: the program, the
- * shared lib it imports by relative path (templates included), the
- * dependencies, and the files swc-node reads (package.json, tsconfig).
+ * What the preview container and Vite need from the repo besides the folder of
+ * its built main: the built libs it imports (the build refers to them by
+ * relative path; templates included), the dependencies, package.json (where
+ * node looks up the module type), and the fixtures the specs' fake machines run.
+ * The other builds and every source stay out of the sandbox.
  */
-/** The workspace libs the container imports; the other libs and apps stay out of the sandbox. */
-const CONTAINER_LIBS = ['contracts', 'runtime'];
-const REPO_PARTS = ['apps/preview-container', ...CONTAINER_LIBS.map((lib) => `libs/${lib}`), 'libs/testing/fixtures', 'node_modules', 'package.json', 'tsconfig.json', 'tsconfig.base.json'];
-/** npm-workspace links to the service's own apps and libs (api, provisioner…): hidden but for the container's libs. */
+const REPO_PARTS = ['dist/libs/contracts', 'dist/libs/runtime', 'libs/testing/fixtures', 'node_modules', 'package.json'];
+/** npm-workspace links to the service's own apps and libs (api, provisioner…): hidden; the build does not use them. */
 const WORKSPACE_LINKS = 'node_modules/@velocity';
 const SYSTEM_DIRS = ['/usr', '/bin', '/sbin', '/lib', '/lib32', '/lib64', '/libx32'];
 /** Name resolution, TLS roots, the time zone and the loader's cache; not the rest of /etc (keys, passwords, services' settings). */
@@ -110,6 +111,8 @@ export interface MachineRun {
   /** What the provisioner gives it (MachineSpec.env). */
   env: Record<string, string>;
   repoRoot: string;
+  /** The folder of the preview container's built main, shown in a sandbox with the other repo parts. */
+  programDir: string;
   /** Set when it must run as another user than this process (this process is root). */
   user?: MachineUser;
   /** The host folder of the project's installed dependencies (`node_modules`), when it has a set of its own. */
@@ -165,7 +168,7 @@ export function machineEnv(
 
 /** A machine in a bubblewrap sandbox, serving on a socket in its run folder; its command's repo paths become the sandbox's. */
 export function bubblewrapLaunch(bwrap: string, run: MachineRun, sockets: SandboxSockets): MachineLaunch {
-  const layout = sandboxLayout(run.repoRoot);
+  const layout = sandboxLayout(run.repoRoot, run.programDir);
   const listen = { socket: join(SANDBOX_RUN_DIR, MACHINE_SOCKET_NAME) };
   return {
     file: bwrap,
@@ -201,9 +204,9 @@ interface SandboxLayout {
   insidePath: (hostPath: string) => string;
 }
 
-function sandboxLayout(repoRoot: string, nodePath = process.execPath): SandboxLayout {
+function sandboxLayout(repoRoot: string, programDir: string, nodePath = process.execPath): SandboxLayout {
   const nodeInside = inSystemDirs(nodePath) ? nodePath : SANDBOX_NODE;
-  const parts = REPO_PARTS.map((part) => ({ host: join(repoRoot, part), inside: join(SANDBOX_APP_DIR, part) }));
+  const parts = [relative(repoRoot, programDir), ...REPO_PARTS].map((part) => ({ host: join(repoRoot, part), inside: join(SANDBOX_APP_DIR, part) }));
   const insidePath = (hostPath: string) => {
     if (hostPath === nodePath) return nodeInside;
     const part = parts.find(({ host }) => hostPath === host || hostPath.startsWith(host + sep));
@@ -211,11 +214,11 @@ function sandboxLayout(repoRoot: string, nodePath = process.execPath): SandboxLa
   };
   const links = join(SANDBOX_APP_DIR, WORKSPACE_LINKS);
   const mounts = [
-    ...parts.flatMap(({ host, inside }) => ['--ro-bind', host, inside]),
-    // A read-only folder over the workspace links holding only the container's libs.
-    ...(existsSync(join(repoRoot, WORKSPACE_LINKS))
-      ? ['--tmpfs', links, ...CONTAINER_LIBS.flatMap((lib) => ['--symlink', `../../libs/${lib}`, join(links, lib)]), '--remount-ro', links]
-      : []),
+    // -try: a part not built yet is left out, so the probe still tells whether bubblewrap works
+    // (the provider refuses to start a container that is not built).
+    ...parts.flatMap(({ host, inside }) => ['--ro-bind-try', host, inside]),
+    // An empty, read-only folder over the workspace links.
+    ...(existsSync(join(repoRoot, WORKSPACE_LINKS)) ? ['--tmpfs', links, '--remount-ro', links] : []),
     ...(nodeInside === nodePath ? [] : ['--ro-bind', nodePath, nodeInside]),
   ];
   return { mounts, insidePath };
@@ -274,15 +277,15 @@ const probed = new Map<string, string | null>();
  * Why bubblewrap cannot run machines here, or null when it can: runs node
  * in the machines' sandbox, as their user, once per process.
  */
-export function bubblewrapProblem(bwrap: string | null, repoRoot: string, user?: MachineUser): string | null {
+export function bubblewrapProblem(bwrap: string | null, repoRoot: string, programDir: string, user?: MachineUser): string | null {
   if (!bwrap) return 'bwrap is not installed (not found on PATH)';
-  const key = JSON.stringify([bwrap, repoRoot, user]);
-  if (!probed.has(key)) probed.set(key, probeBubblewrap(bwrap, repoRoot, user));
+  const key = JSON.stringify([bwrap, repoRoot, programDir, user]);
+  if (!probed.has(key)) probed.set(key, probeBubblewrap(bwrap, repoRoot, programDir, user));
   return probed.get(key) ?? null;
 }
 
-function probeBubblewrap(bwrap: string, repoRoot: string, user?: MachineUser): string | null {
-  const layout = sandboxLayout(repoRoot);
+function probeBubblewrap(bwrap: string, repoRoot: string, programDir: string, user?: MachineUser): string | null {
+  const layout = sandboxLayout(repoRoot, programDir);
   const result = spawnSync(bwrap, [...bubblewrapArgs(layout), '--', layout.insidePath(process.execPath), '--version'], {
     cwd: '/',
     env: { PATH: SANDBOX_PATH },

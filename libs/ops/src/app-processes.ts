@@ -1,15 +1,24 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { repoRootOf } from '@velocity/runtime';
 
-const ROOT = join(__dirname, '../../..');
+const ROOT = repoRootOf(__dirname);
 
 /** The long-running apps `npm start` runs, each its own process. */
 export const APPS = ['api', 'provisioner', 'cleanup'] as const;
 export type AppName = (typeof APPS)[number];
 
-/** Starts one app's main.ts under swc-node, with the given environment. */
+/** The built main of an app (`npm run build` writes it). */
+function builtMainOf(app: AppName): string {
+  return join(ROOT, 'dist', 'apps', app, 'src', 'main.js');
+}
+
+/** Starts one app's built main with the given environment; throws, naming `npm run build`, when it is not built. */
 export function startApp(app: AppName, env: NodeJS.ProcessEnv, stdio: 'inherit' | 'pipe' = 'inherit'): ChildProcess {
-  return spawn(process.execPath, ['-r', '@swc-node/register', join(ROOT, 'apps', app, 'src/main.ts')], {
+  const main = builtMainOf(app);
+  if (!existsSync(main)) throw new Error(`${app} is not built: ${main} is missing (run npm run build)`);
+  return spawn(process.execPath, ['--enable-source-maps', main], {
     cwd: ROOT,
     env,
     stdio: ['ignore', stdio, stdio],

@@ -1,14 +1,17 @@
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Client, type ClientConfig } from 'pg';
+import { repoRootOf } from '@velocity/runtime';
 
 /**
  * Applies the plain SQL migrations of supabase/migrations (Supabase CLI layout)
  * to any Postgres, recording them where the Supabase CLI does:
  * `supabase_migrations.schema_migrations`. So a database migrated here and one
- * migrated with `supabase db push` agree on what was applied.
+ * migrated with `supabase db push` agree on what was applied. The SQL is read
+ * from the repo's supabase/migrations, whether this runs from its sources or
+ * from the build (dist/), which carries no copy.
  */
-export const DEFAULT_MIGRATIONS_DIR = path.resolve(__dirname, '../../../supabase/migrations');
+export const DEFAULT_MIGRATIONS_DIR = path.join(repoRootOf(__dirname), 'supabase', 'migrations');
 
 /** `<version>_<name>.sql`, as the Supabase CLI names migrations. */
 const MIGRATION_FILE = /^(\d+)_(.+)\.sql$/;

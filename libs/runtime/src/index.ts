@@ -3,5 +3,7 @@ export * from './http-client';
 export * from './http-server';
 export * from './logger';
 export * from './net';
+export * from './repo-root';
+export * from './retry';
 export * from './session-events-client';
 export * from './sse-client';
