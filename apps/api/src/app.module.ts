@@ -1,13 +1,15 @@
 import { BullModule } from '@nestjs/bullmq';
-import { DynamicModule, Inject, Module, OnApplicationShutdown } from '@nestjs/common';
+import { DynamicModule, Inject, Module, OnApplicationShutdown, RequestMethod } from '@nestjs/common';
 import { APP_FILTER } from '@nestjs/core';
 import type Redis from 'ioredis';
 import { ALL_QUEUES, FileChangeLog, type Config } from '@velocity/contracts';
 import { EventLog, StreamWatcher, createRedis } from '@velocity/ops';
 import { createSessionStore, type SessionStore } from '@velocity/session-store';
-import { type Logger } from '@velocity/runtime';
+import { pinoOf, type Logger } from '@velocity/runtime';
+import { LoggerModule } from 'nestjs-pino';
 import { AdminModule } from './admin/admin.module';
 import { ErrorFilter } from './common/error.filter';
+import { NestLogger } from './common/nest-logger';
 import { MetricsModule } from './metrics/metrics.module';
 import { RoutesController } from './edge/routes.controller';
 import { SessionRoutes } from './edge/session-routes';
@@ -49,6 +51,10 @@ export class AppModule {
     return {
       module: AppModule,
       imports: [
+        // nestjs-pino on the api's pino; pino-http is mounted ahead of Nest (bootstrap.ts), so Nest reuses its req.log.
+        LoggerModule.forRootAsync({
+          useFactory: () => ({ pinoHttp: { logger: pinoOf(logger) }, useExisting: true, forRoutes: [{ path: '{*path}', method: RequestMethod.ALL }] }),
+        }),
         BullModule.forRoot({ connection: { url: config.REDIS_URL, maxRetriesPerRequest: null }, prefix: config.QUEUE_PREFIX }),
         // Every queue of the system: the services use theirs, Bull Board and /metrics show them all.
         ...ALL_QUEUES.map((name) => BullModule.registerQueue({ name })),
@@ -59,6 +65,7 @@ export class AppModule {
       providers: [
         { provide: CONFIG, useValue: config },
         { provide: LOGGER, useValue: logger },
+        NestLogger,
         { provide: REDIS, useFactory: () => createRedis(config.REDIS_URL) },
         // 20 entries a read: a file change may be up to a megabyte.
         { provide: STREAM_WATCHER, inject: [REDIS], useFactory: (redis: Redis) => new StreamWatcher(redis, { count: 20 }) },

@@ -4,11 +4,12 @@ import type { NestExpressApplication } from '@nestjs/platform-express';
 import type { Server } from 'node:http';
 import { operatorAuth } from '@velocity/ops';
 import { previewDomainOf, previewOriginOf, type Config } from '@velocity/contracts';
-import { type Logger } from '@velocity/runtime';
+import { pinoOf, type Logger } from '@velocity/runtime';
 import { AppModule } from './app.module';
 import { BULL_BOARD_ROUTE } from './admin/admin.module';
-import { NestLoggerAdapter } from './common/nest-logger';
+import { NestLogger } from './common/nest-logger';
 import { requestContext } from './common/request-context';
+import { requestLogging } from './common/request-logging';
 import { ApiMetrics } from './metrics/api-metrics';
 import { jsonBody } from './common/json-body';
 import { answerClientError } from './common/client-error';
@@ -25,11 +26,13 @@ import { setupOpenApi } from './openapi/document';
 export async function createApi(config: Config, logger: Logger): Promise<NestExpressApplication> {
   const app = await NestFactory.create<NestExpressApplication>(AppModule.forRoot(config, logger), {
     bodyParser: false,
-    // Nest's own lines in the same JSON format (its start-up chatter at debug).
-    logger: new NestLoggerAdapter(logger),
+    // Nest's lines from its start on wait for its logger, nestjs-pino's on the api's pino (start-up chatter at debug).
+    bufferLogs: true,
   });
-  // First: every request gets its id and its request line (and the edge forwards the id).
-  app.use(requestContext(logger, app.get(ApiMetrics).observeRequest));
+  app.useLogger(app.get(NestLogger));
+  // First: every request gets its id (the edge forwards it) and its request line.
+  app.use(requestContext(app.get(ApiMetrics).observeRequest));
+  app.use(requestLogging(pinoOf(logger)));
   // Previews next: a preview's origin serves nothing of the api (not even the operator surfaces).
   const edge = createEdge(app.get(SessionRoutes), logger, {
     previewDomain: previewDomainOf(config),

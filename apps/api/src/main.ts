@@ -10,8 +10,8 @@ import { MachineSocket } from './machines/machine-socket';
 async function main() {
   loadDotEnv();
   const config = loadConfig();
-  // Each line written while a request is handled carries its request id.
-  const logger = createLogger('api', config.LOG_LEVEL, {}, undefined, requestLogFields);
+  // Each line written while a request is handled carries its request id (and the session its path names).
+  const logger = createLogger('api', config.LOG_LEVEL, { context: requestLogFields });
   await assertServicesReachable(config);
   const app = await createApi(config, logger);
   // Routes first, then the socket for sandboxed local machines, which have no network (closed by Nest's shutdown

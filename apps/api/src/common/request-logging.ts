@@ -1,0 +1,55 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Logger as Pino } from 'pino';
+import { pinoHttp, type HttpLogger } from 'pino-http';
+import { REQUEST_ID_HEADER, requestIdFrom } from '@velocity/contracts';
+import { idsOfRequest, pathOf } from './request-context';
+
+/** Requests logged at debug, not info: probes and scrapes every few seconds. */
+const QUIET = /^\/(health|ready|metrics)(\/|$)/;
+
+/**
+ * pino-http's one line a request, `request`, when it finishes (or its client
+ * leaves: `aborted`): requestId, method, path, status, ms, and the session (or
+ * route) id its path names. Neither headers (so no Authorization header) nor
+ * the query string nor bodies are logged: the line carries only these fields.
+ * Each asset a preview loads is a request, and probes and scrapes come every
+ * few seconds: those at debug. Mounted after `requestContext`, whose id
+ * (`req.id`) it reuses, and before the edge, so previews' requests are logged too.
+ */
+export function requestLogging(logger: Pino): HttpLogger {
+  return pinoHttp({
+    logger,
+    genReqId: (req) => requestIdFrom(req.headers[REQUEST_ID_HEADER]),
+    customAttributeKeys: { reqId: 'requestId' },
+    // req.log and the request line bind the request id only, not the whole request.
+    quietReqLogger: true,
+    quietResLogger: true,
+    customLogLevel: (req) => (isQuiet(req) ? 'debug' : 'info'),
+    customSuccessMessage: () => 'request',
+    customErrorMessage: () => 'request',
+    customSuccessObject: (req, res, { responseTime }) => requestLine(req, res, responseTime),
+    // A 5xx is answered and logged by the error filter (with its stack); this line is the request's as any other.
+    customErrorObject: (req, res, _err, { responseTime }) => requestLine(req, res, responseTime),
+  });
+}
+
+/** Express keeps the whole URL in originalUrl while mounted routers shorten `url`. */
+function pathOfRequest(req: IncomingMessage): string {
+  return pathOf((req as { originalUrl?: string }).originalUrl ?? req.url);
+}
+
+function isQuiet(req: IncomingMessage): boolean {
+  return Boolean(idsOfRequest(pathOfRequest(req), req.headers.host).routeId) || QUIET.test(pathOfRequest(req));
+}
+
+function requestLine(req: IncomingMessage, res: ServerResponse, ms: number) {
+  const path = pathOfRequest(req);
+  return {
+    method: req.method,
+    path,
+    status: res.statusCode,
+    ms,
+    ...idsOfRequest(path, req.headers.host),
+    ...(res.writableFinished ? {} : { aborted: true }),
+  };
+}
