@@ -51,22 +51,26 @@ export class Unreachable extends Error {
   }
 }
 
-/** The error code (`ECONNREFUSED`, `ENOTFOUND`…) behind a failed fetch, else its message. */
+/** The error code (`ECONNREFUSED`, `ENOTFOUND`…) behind a failed request (fetch's or node's own), else its message. */
 export function causeOf(err: unknown): string {
-  const cause = (err as { cause?: { code?: string; message?: string } }).cause;
-  return cause?.code ?? cause?.message ?? (err as Error).message ?? String(err);
+  const { cause, code } = err as { cause?: { code?: string; message?: string }; code?: string };
+  return cause?.code ?? cause?.message ?? code ?? (err as Error).message ?? String(err);
 }
 
 /** The ApiError an answer of 400 and up stands for. */
 export async function apiErrorOf(res: Response): Promise<ApiError> {
-  const text = await res.text().catch(() => '');
+  return apiErrorFrom(res.status, await res.text().catch(() => ''), res.statusText);
+}
+
+/** The ApiError of an answer's status and body: the api's `{ message, field }`, else the body's first line, else the status text. */
+export function apiErrorFrom(status: number, text: string, statusText: string): ApiError {
   try {
     const body = JSON.parse(text) as { message?: unknown; field?: unknown };
-    if (typeof body.message === 'string') return new ApiError(res.status, body.message, typeof body.field === 'string' ? body.field : undefined);
+    if (typeof body.message === 'string') return new ApiError(status, body.message, typeof body.field === 'string' ? body.field : undefined);
   } catch {
     // Not JSON: the text itself.
   }
-  return new ApiError(res.status, text.trim().split('\n', 1)[0] || res.statusText);
+  return new ApiError(status, text.trim().split('\n', 1)[0] || statusText);
 }
 
 /** One JSON request: the parsed answer, an ApiError for 400 and up, Unreachable when nothing answered. */

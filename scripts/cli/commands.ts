@@ -1,4 +1,4 @@
-import { DEMO_PROJECT_ID, type SessionEvent } from '@velocity/contracts';
+import { DEMO_PROJECT_ID, isUuid, type SessionEvent } from '@velocity/contracts';
 import { call, type Api } from './api';
 import { followEvents } from './follow-events';
 import { jsonProgress, logLines, plainProgress, ttyProgress } from './progress';
@@ -54,11 +54,9 @@ export const COMMON_OPTIONS: Record<string, Option> = {
 
 const json: Option = { type: 'boolean', help: 'output for programs: JSON, one object per line (an error too: {"type":"error",…})' };
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
 function sessionIdOf(positionals: string[]): string {
   const id = positionals[0];
-  if (!UUID.test(id)) throw new UsageError(`<sessionId> must be a session id (a uuid), got '${id}'`);
+  if (!isUuid(id)) throw new UsageError(`<sessionId> must be a session id (a uuid), got '${id}'`);
   return id;
 }
 

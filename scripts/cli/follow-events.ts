@@ -1,6 +1,6 @@
 import { SETTLED_EVENTS, TERMINAL_EVENTS, sessionEventSchema, type SessionEvent } from '@velocity/contracts';
-import { readSse } from '@velocity/runtime';
-import { ApiError, apiErrorOf, causeOf, type Api } from './api';
+import { EventStream, IdleConnection, StreamClosed } from '@velocity/runtime';
+import { ApiError, apiErrorFrom, causeOf, type Api } from './api';
 
 /**
  * The api sends a heartbeat comment at least every 15 s: a connection silent
@@ -31,55 +31,35 @@ export async function followEvents(options: {
 }): Promise<SessionEvent> {
   const { api, sessionId, onEvent } = options;
   const until = options.until ?? ((event: SessionEvent) => SETTLED_EVENTS.includes(event.type));
-  const deadline = options.timeoutMs === undefined ? Infinity : Date.now() + options.timeoutMs;
+  const deadline = options.timeoutMs === undefined ? undefined : AbortSignal.timeout(options.timeoutMs);
   const url = `${api.base}/v1/sessions/${sessionId}/events`;
-  let lastId: string | undefined;
-  let failures = 0;
   let lastProblem = '';
-  while (Date.now() < deadline) {
-    const connection = new AbortController();
-    const signals = [connection.signal, ...(deadline === Infinity ? [] : [AbortSignal.timeout(Math.max(1, deadline - Date.now()))])];
-    try {
-      const res = await fetch(url, {
-        headers: { ...api.headers, accept: 'text/event-stream', ...(lastId ? { 'last-event-id': lastId } : {}) },
-        signal: AbortSignal.any(signals),
-      });
-      if (res.status >= 400 && res.status < 500) throw await apiErrorOf(res);
-      if (res.status !== 200 || !res.body) throw new Error(`GET ${url} answered ${res.status}`);
-      for await (const frame of readSse(watched(res.body as unknown as AsyncIterable<Uint8Array>, IDLE_MS, connection))) {
-        const event = sessionEventSchema.parse(JSON.parse(frame.data));
-        lastId = frame.id ?? lastId;
-        failures = 0;
-        onEvent(event);
-        if (until(event) || TERMINAL_EVENTS.includes(event.type)) return event;
-      }
-      lastProblem = 'the stream closed before the session was over';
-    } catch (err) {
-      if (err instanceof ApiError) throw err;
-      lastProblem = connection.signal.aborted ? String(connection.signal.reason?.message ?? connection.signal.reason) : `GET ${url}: ${causeOf(err)}`;
-    } finally {
-      connection.abort(new Error('done'));
-    }
-    if (++failures > MAX_FAILURES) break;
-    await new Promise((resolve) => setTimeout(resolve, Math.min(2000, 100 * 2 ** failures)));
-  }
-  throw new Error(
-    Date.now() >= deadline
-      ? `timed out after ${Math.round((options.timeoutMs ?? 0) / 1000)} s following the events of session ${sessionId}${lastProblem ? ` (${lastProblem})` : ''}`
-      : `lost the events of session ${sessionId} after ${MAX_FAILURES} attempts: ${lastProblem}`,
-  );
-}
-
-/** The body's chunks; aborts `connection` when none came for `idleMs`. */
-async function* watched(body: AsyncIterable<Uint8Array>, idleMs: number, connection: AbortController): AsyncGenerator<Uint8Array> {
-  const timer = setTimeout(() => connection.abort(new Error(`no data (not even a heartbeat) for ${idleMs / 1000} s`)), idleMs);
-  timer.unref();
+  const problemOf = (error: unknown) =>
+    error instanceof StreamClosed ? 'the stream closed before the session was over' : error instanceof IdleConnection ? error.message : `GET ${url}: ${causeOf(error)}`;
+  const stream = new EventStream({
+    url,
+    headers: api.headers,
+    signal: deadline,
+    idleTimeoutMs: IDLE_MS,
+    reconnect: { initialDelayMs: 200, maxDelayMs: 2000, jitter: false },
+    maxFailures: MAX_FAILURES,
+    refused: ({ status, statusText, body }) => (status >= 400 && status < 500 ? apiErrorFrom(status, body, statusText) : undefined),
+    onReconnect: ({ error }) => (lastProblem = problemOf(error)),
+  });
+  let last: SessionEvent | undefined;
   try {
-    for await (const chunk of body) {
-      timer.refresh();
-      yield chunk;
+    await stream.follow((frame) => {
+      const event = sessionEventSchema.parse(JSON.parse(frame.data));
+      onEvent(event);
+      last = event;
+      return until(event) || TERMINAL_EVENTS.includes(event.type);
+    });
+    return last!;
+  } catch (err) {
+    if (err instanceof ApiError) throw err;
+    if (deadline?.aborted) {
+      throw new Error(`timed out after ${Math.round((options.timeoutMs ?? 0) / 1000)} s following the events of session ${sessionId}${lastProblem ? ` (${lastProblem})` : ''}`);
     }
-  } finally {
-    clearTimeout(timer);
+    throw new Error(`lost the events of session ${sessionId} after ${MAX_FAILURES} attempts: ${problemOf(err)}`);
   }
 }

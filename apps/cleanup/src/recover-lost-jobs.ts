@@ -1,4 +1,5 @@
-import { provisioningLimitMs, JobName, parseJob } from '@velocity/contracts';
+import { jobs, provisioningLimitMs } from '@velocity/contracts';
+import { enqueue } from '@velocity/ops';
 import { type SessionCursor } from '@velocity/session-store';
 import type { CleanupDeps } from './cleanup-deps';
 
@@ -25,19 +26,8 @@ export class RecoverLostJobs {
         checked += 1;
         try {
           if (await sessionsQueue.getJob(session.id)) continue;
-          const data = parseJob(JobName.ProvisionSession, {
-            sessionId: session.id,
-            projectId: session.projectId,
-            tier: session.tier,
-            requestedAt: Date.parse(session.createdAt),
-          });
-          await sessionsQueue.add(JobName.ProvisionSession, data, {
-            jobId: session.id,
-            attempts: config.PROVISION_ATTEMPTS,
-            backoff: { type: 'exponential', delay: config.PROVISION_BACKOFF_MS },
-            removeOnComplete: { age: 3600 },
-            removeOnFail: { age: 24 * 3600 },
-          });
+          const data = { sessionId: session.id, projectId: session.projectId, tier: session.tier, requestedAt: Date.parse(session.createdAt) };
+          await enqueue(sessionsQueue, jobs.provisionSession(data, config));
           requeued += 1;
           logger.warn('lost provisioning job enqueued again', { sessionId: session.id, status: session.status });
         } catch (err) {

@@ -6,8 +6,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Pool } from 'pg';
 import type Redis from 'ioredis';
-import { EventLog, createRedis, stopProcess } from '@velocity/ops';
-import { JobName, QueueName, expiryJobId, resourceLimitsOf, type Config, type SessionStatus, type Tier } from '@velocity/contracts';
+import { EventLog, createRedis, enqueue, stopProcess } from '@velocity/ops';
+import { QueueName, jobs, resourceLimitsOf, type Config, type SessionStatus, type Tier } from '@velocity/contracts';
 import { LocalMachineProvider, type Machine, type MachineProvider, type MachineSpec } from '@velocity/machines';
 import { PostgresSessionStore, type PreviewSession } from '@velocity/session-store';
 import { createLogger, freePort } from '@velocity/runtime';
@@ -158,11 +158,7 @@ export async function createHarness(overrides: Record<string, string | number | 
       if (!active?.expiresAt) throw new Error(`session ${session.id} did not become active`);
       if (expiryJob) {
         // As the provisioner's activate step schedules it.
-        await deps.cleanupQueue.add(
-          JobName.ExpireSession,
-          { sessionId: active.id },
-          { jobId: expiryJobId(active.id), delay: Math.max(0, Date.parse(active.expiresAt) - Date.now()), removeOnComplete: true, removeOnFail: 1000 },
-        );
+        await enqueue(deps.cleanupQueue, jobs.expireSession(active.id, active.expiresAt));
       }
       return { session: active, machine };
     },

@@ -1,6 +1,6 @@
 import { realpathSync } from 'node:fs';
 import { basename, join, sep } from 'node:path';
-import { freePort, type KeepAlive } from '@velocity/runtime';
+import { freePort, retry, type KeepAlive } from '@velocity/runtime';
 import { packageNameOf } from '@velocity/contracts';
 import type { InlineConfig, Plugin, PluginOption, ViteDevServer } from 'vite';
 import { defaultNodeModulesDir } from './config';
@@ -174,37 +174,39 @@ export async function startDevServer(options: DevServerOptions): Promise<DevServ
   // As under `vite` in the project's folder: its config and tools resolve relative paths from there (Tailwind's `content`).
   process.chdir(options.workDir);
   const toolchain = await projectToolchain(options);
-  let lastError: unknown;
-  // A free port found now may be taken before Vite binds it: try again a couple of times.
-  for (let attempt = 0; attempt < 3; attempt++) {
-    const port = await freePort();
-    const vite = await toolchain.vite.createServer(await viteConfig(options, port, toolchain)).catch((error: unknown) => {
-      throw toolchain.configFile ? projectConfigError(toolchain, error) : error;
-    });
-    // A project's plugins may put other files into the page (an icon sprite): its pages are transformed each time.
-    if (!toolchain.configFile) memoizeIndexHtml(vite);
-    try {
-      await vite.listen();
-    } catch (error) {
-      lastError = error;
-      await vite.close().catch(() => undefined);
-      if ((error as NodeJS.ErrnoException)?.code === 'EADDRINUSE' || /in use/i.test(String((error as Error)?.message))) continue;
-      throw error;
-    }
-    // Only the container's proxy connects, over loopback: its connection is kept while a pooled machine
-    // waits for a claim (Node's default of 5 s would close it), so the session's first request does not open one.
-    if (vite.httpServer && 'keepAliveTimeout' in vite.httpServer) vite.httpServer.keepAliveTimeout = VITE_KEEP_ALIVE.serverMs;
-    const address = vite.httpServer?.address();
-    const realPort = typeof address === 'object' && address ? address.port : port;
-    return {
-      port: realPort,
-      origin: `http://127.0.0.1:${realPort}`,
-      vite,
-      toolchain,
-      close: () => vite.close(),
-    };
+  // A free port found now may be taken before Vite binds it: try again a couple of times, at once.
+  return retry(() => listenOnFreePort(options, toolchain), { attempts: 3, initialDelayMs: 0, shouldRetry: isAddressInUse });
+}
+
+async function listenOnFreePort(options: DevServerOptions, toolchain: Toolchain): Promise<DevServer> {
+  const port = await freePort();
+  const vite = await toolchain.vite.createServer(await viteConfig(options, port, toolchain)).catch((error: unknown) => {
+    throw toolchain.configFile ? projectConfigError(toolchain, error) : error;
+  });
+  // A project's plugins may put other files into the page (an icon sprite): its pages are transformed each time.
+  if (!toolchain.configFile) memoizeIndexHtml(vite);
+  try {
+    await vite.listen();
+  } catch (error) {
+    await vite.close().catch(() => undefined);
+    throw error;
   }
-  throw lastError;
+  // Only the container's proxy connects, over loopback: its connection is kept while a pooled machine
+  // waits for a claim (Node's default of 5 s would close it), so the session's first request does not open one.
+  if (vite.httpServer && 'keepAliveTimeout' in vite.httpServer) vite.httpServer.keepAliveTimeout = VITE_KEEP_ALIVE.serverMs;
+  const address = vite.httpServer?.address();
+  const realPort = typeof address === 'object' && address ? address.port : port;
+  return {
+    port: realPort,
+    origin: `http://127.0.0.1:${realPort}`,
+    vite,
+    toolchain,
+    close: () => vite.close(),
+  };
+}
+
+function isAddressInUse(error: unknown): boolean {
+  return (error as NodeJS.ErrnoException)?.code === 'EADDRINUSE' || /in use/i.test(String((error as Error)?.message));
 }
 
 /** Vite could not start because of the project's own code (its config): the user's to fix, not the machine's. */

@@ -1,4 +1,4 @@
-import { type Logger, requestText } from '@velocity/runtime';
+import { backoffDelay, requestText, type Backoff, type Logger } from '@velocity/runtime';
 import { errorMessage, sameDiagnostics, type BuildState } from '@velocity/contracts';
 import type { BuildTracker } from './build-state';
 
@@ -33,7 +33,8 @@ export function diagnosticsUrlOf(env: NodeJS.ProcessEnv, filesUrl: string): stri
 
 /** The api's JSON limit on a machine route's body is 64 kB: frames are dropped from the last diagnostics first until the state fits. */
 const MAX_BODY_BYTES = 60_000;
-const MAX_BACKOFF_MS = 30_000;
+/** The pause before sending again after failed sends: 1 s, doubled for each failure in a row, at most 30 s. */
+const RESEND_BACKOFF: Backoff = { initialDelayMs: 1000, maxDelayMs: 30_000, jitter: false };
 
 export function createDiagnosticsReporter(options: DiagnosticsReporterOptions): DiagnosticsReporter {
   const { url, token, tracker, logger } = options;
@@ -60,7 +61,7 @@ export function createDiagnosticsReporter(options: DiagnosticsReporterOptions): 
     sending = sendLatest().finally(() => {
       sending = undefined;
       // It changed again while this one was on its way.
-      if (!finished && !sameDiagnostics(tracker.current.diagnostics, accepted)) schedule(failures > 0 ? backoff(failures) : debounceMs);
+      if (!finished && !sameDiagnostics(tracker.current.diagnostics, accepted)) schedule(failures > 0 ? backoffDelay(failures, RESEND_BACKOFF) : debounceMs);
     });
     return sending;
   }
@@ -109,10 +110,6 @@ export function createDiagnosticsReporter(options: DiagnosticsReporterOptions): 
       unsubscribe?.();
     },
   };
-}
-
-function backoff(failures: number): number {
-  return Math.min(MAX_BACKOFF_MS, 500 * 2 ** Math.min(failures, 6));
 }
 
 /** The state as a body within MAX_BODY_BYTES. */

@@ -1,8 +1,8 @@
 import { lstat, mkdir, readFile, readdir, readlink, realpath, symlink, unlink, writeFile } from 'node:fs/promises';
 import { dirname, join, relative, sep } from 'node:path';
 import { z } from 'zod';
-import { errorMessage, sleep, fileBytes, isBinaryFile, projectFileSchema, type ProjectFile } from '@velocity/contracts';
-import { requestText } from '@velocity/runtime';
+import { errorMessage, fileBytes, isBinaryFile, projectFileSchema, type ProjectFile } from '@velocity/contracts';
+import { requestText, retry } from '@velocity/runtime';
 import { resolveInside, safeRelativePath, UnsafePathError } from './path-safety';
 
 /** Getting the project's files from FILES_URL and putting them on disk in WORK_DIR, byte for byte. */
@@ -33,17 +33,17 @@ export interface FetchFilesOptions {
  */
 export async function fetchProjectFiles(url: string, token: string, options: FetchFilesOptions = {}): Promise<ProjectFile[]> {
   const { timeoutMs = 10_000, attempts = 4, backoffMs = 250 } = options;
-  let lastError: FilesError | undefined;
-  for (let attempt = 1; attempt <= attempts; attempt++) {
-    try {
-      return await fetchOnce(url, token, timeoutMs);
-    } catch (error) {
-      lastError = error instanceof FilesError ? error : new FilesError(`GET ${url} failed: ${errorMessage(error)}`, true);
-      if (!lastError.retryable || attempt === attempts) break;
-      await sleep(backoffMs * 2 ** (attempt - 1));
-    }
+  try {
+    return await retry(() => fetchOnce(url, token, timeoutMs), {
+      attempts,
+      initialDelayMs: backoffMs,
+      jitter: false,
+      shouldRetry: (error) => !(error instanceof FilesError) || error.retryable,
+    });
+  } catch (error) {
+    const last = error instanceof FilesError ? error.message : `GET ${url} failed: ${errorMessage(error)}`;
+    throw new FilesError(`Could not load project files from ${url}: ${last}`, false);
   }
-  throw new FilesError(`Could not load project files from ${url}: ${lastError?.message}`, false);
 }
 
 /** One GET with node's HTTP client, which also reaches an api on a Unix socket (`http://unix:<socket>:<path>`). */

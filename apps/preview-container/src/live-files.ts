@@ -2,8 +2,8 @@ import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { lstat, realpath, unlink } from 'node:fs/promises';
 import { dirname, sep } from 'node:path';
-import { errorMessage, sleep, endedEventSchema, fileChangeSchema, resyncEventSchema, type FileChange, fileBytes } from '@velocity/contracts';
-import { openHttp, readText, type Logger, readSse } from '@velocity/runtime';
+import { errorMessage, endedEventSchema, fileChangeSchema, resyncEventSchema, type FileChange, fileBytes } from '@velocity/contracts';
+import { EventStream, StreamClosed, type Logger, type SseFrame } from '@velocity/runtime';
 import { writeProjectFiles, type ProjectFile } from './files';
 import type { HealthState } from './health';
 import { resolveInside, safeRelativePath } from './path-safety';
@@ -49,21 +49,44 @@ export function fileChangesUrlOf(env: NodeJS.ProcessEnv, filesUrl: string): stri
   return files.test(filesUrl) ? filesUrl.replace(files, '/file-changes$1') : null;
 }
 
-type Outcome = { kind: 'ended'; reason: string } | { kind: 'closed'; received: boolean };
+/** The session is over (`ended`, 410, or the token refused): the stream is not opened again. */
+class SessionOver extends Error {}
 
 export class LiveFiles extends EventEmitter {
   /** Project path → sha1 of the bytes on disk, for the files this machine wrote. */
   private readonly known = new Map<string, string>();
-  private lastEventId: string | undefined;
-  private controller: AbortController | undefined;
+  private readonly stream: EventStream;
   private readonly stopController = new AbortController();
   private running: Promise<void> | undefined;
-  private stopped = false;
   /** Whether the stream is open now. */
   connected = false;
 
   constructor(private readonly options: LiveFilesOptions) {
     super();
+    const { initialMs, maxMs } = options.backoff ?? { initialMs: 250, maxMs: 10_000 };
+    this.stream = new EventStream({
+      url: options.url,
+      headers: { authorization: `Bearer ${options.token}` },
+      signal: this.stopController.signal,
+      idleTimeoutMs: options.idleTimeoutMs ?? 45_000,
+      reconnect: { initialDelayMs: initialMs, maxDelayMs: maxMs },
+      refused: ({ status }) =>
+        status === 410
+          ? new SessionOver('the api answered 410 Gone')
+          : // The token is no longer valid: it expires an hour after the session does.
+            status === 401 || status === 403
+            ? new SessionOver(`the api refused the machine token (${status})`)
+            : undefined,
+      onOpen: () => {
+        this.connected = true;
+        this.emit('connected');
+      },
+      onReconnect: ({ error, delayMs }) => {
+        this.connected = false;
+        if (!(error instanceof StreamClosed)) this.options.logger.warn('file changes stream failed', { err: error as Error, retryInMs: delayMs });
+        this.emit('reconnecting', delayMs);
+      },
+    });
   }
 
   /**
@@ -73,112 +96,49 @@ export class LiveFiles extends EventEmitter {
    */
   seed(files: ProjectFile[], cursor?: string): void {
     for (const file of files) this.known.set(safeRelativePath(file.path), digest(file));
-    if (cursor) this.lastEventId = cursor;
+    if (cursor) this.stream.lastEventId = cursor;
   }
 
   start(): void {
-    this.running ??= this.loop();
+    this.running ??= this.follow();
   }
 
   async stop(): Promise<void> {
-    this.stopped = true;
     this.stopController.abort(new Error('stopped'));
-    this.controller?.abort(new Error('stopped'));
     await this.running?.catch(() => undefined);
   }
 
-  private async loop(): Promise<void> {
-    const { initialMs, maxMs } = this.options.backoff ?? { initialMs: 250, maxMs: 10_000 };
-    let delay = initialMs;
-    while (!this.stopped) {
-      let outcome: Outcome;
-      try {
-        outcome = await this.connectOnce();
-      } catch (error) {
-        if (this.stopped) return;
-        this.options.logger.warn('file changes stream failed', { err: error as Error, retryInMs: delay });
-        outcome = { kind: 'closed', received: false };
-      } finally {
-        this.connected = false;
-      }
-      if (outcome.kind === 'ended') {
-        this.options.health.sessionEnded = true;
-        this.options.logger.info('session ended; live files stop', { reason: outcome.reason });
-        this.emit('ended', outcome.reason);
-        return;
-      }
-      if (this.stopped) return;
-      if (outcome.received) delay = initialMs;
-      const wait = Math.round(delay * (0.5 + Math.random() / 2));
-      this.emit('reconnecting', wait);
-      try {
-        await sleep(wait, this.stopController.signal);
-      } catch {
-        return;
-      }
-      delay = Math.min(delay * 2, maxMs);
-    }
-  }
-
-  /** One connection, until it closes. `received`: whether any frame came, which resets the backoff. */
-  private async connectOnce(): Promise<Outcome> {
-    const { url, token, idleTimeoutMs = 45_000 } = this.options;
-    const controller = (this.controller = new AbortController());
-    const headers: Record<string, string> = { authorization: `Bearer ${token}`, accept: 'text/event-stream' };
-    if (this.lastEventId) headers['last-event-id'] = this.lastEventId;
-    let idle: NodeJS.Timeout | undefined;
-    const arm = () => {
-      clearTimeout(idle);
-      idle = setTimeout(() => controller.abort(new Error(`no data for ${idleTimeoutMs} ms`)), idleTimeoutMs);
-    };
-    arm();
+  private async follow(): Promise<void> {
+    let ended: string | undefined;
     try {
-      const res = await openHttp(url, { headers, signal: controller.signal });
-      const status = res.statusCode ?? 0;
-      if (status === 410) {
-        res.destroy();
-        return { kind: 'ended', reason: 'the api answered 410 Gone' };
-      }
-      if (status === 401 || status === 403) {
-        // The token is no longer valid: it expires an hour after the session does.
-        res.destroy();
-        return { kind: 'ended', reason: `the api refused the machine token (${status})` };
-      }
-      if (status !== 200) {
-        const body = (await readText(res).catch(() => '')).slice(0, 200);
-        throw new Error(`GET ${url} answered ${status}${body ? `: ${body}` : ''}`);
-      }
-      this.connected = true;
-      this.emit('connected');
-      // Every chunk, heartbeat comments too, proves the connection alive.
-      async function* watched(): AsyncGenerator<Uint8Array> {
-        for await (const chunk of res) {
-          arm();
-          yield chunk as Uint8Array;
-        }
-      }
-      let received = false;
-      for await (const frame of readSse(watched())) {
-        received = true;
+      await this.stream.follow(async (frame) => {
         if (frame.event === 'ended') {
           const parsed = endedEventSchema.safeParse(safeJson(frame.data));
-          return { kind: 'ended', reason: parsed.success ? parsed.data.reason : 'ended' };
+          ended = parsed.success ? parsed.data.reason : 'ended';
+          return true;
         }
-        if (frame.event === 'resync') {
-          const { cursor } = resyncEventSchema.parse(JSON.parse(frame.data));
-          await this.resync();
-          this.lastEventId = cursor;
-          continue;
-        }
-        const change = fileChangeSchema.parse(JSON.parse(frame.data));
-        await this.apply(change);
-        if (frame.id) this.lastEventId = frame.id;
-      }
-      return { kind: 'closed', received };
+        await this.handle(frame);
+      });
+    } catch (error) {
+      if (!(error instanceof SessionOver)) return; // stopped
+      ended = error.message;
     } finally {
-      clearTimeout(idle);
-      controller.abort(new Error('connection done'));
+      this.connected = false;
     }
+    this.options.health.sessionEnded = true;
+    this.options.logger.info('session ended; live files stop', { reason: ended });
+    this.emit('ended', ended);
+  }
+
+  /** `resync`: loads the whole file list; a change: applies it. Either way, where a reconnection resumes is after it. */
+  private async handle(frame: SseFrame): Promise<void> {
+    if (frame.event === 'resync') {
+      const { cursor } = resyncEventSchema.parse(JSON.parse(frame.data));
+      await this.resync();
+      this.stream.lastEventId = cursor;
+      return;
+    }
+    await this.apply(fileChangeSchema.parse(JSON.parse(frame.data)));
   }
 
   /** Loads the whole file list; writes what differs from what this machine wrote, removes what the project no longer has. */
@@ -227,7 +187,7 @@ export class LiveFiles extends EventEmitter {
       this.options.health.dataError = undefined;
     } catch (error) {
       this.options.health.dataError = errorMessage(error);
-      this.lastEventId = undefined;
+      this.stream.lastEventId = undefined;
       throw error;
     }
   }

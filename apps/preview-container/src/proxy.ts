@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { Agent } from 'node:http';
 import { createProxyMiddleware, type RequestHandler } from 'http-proxy-middleware';
-import type { Logger } from '@velocity/runtime';
+import { sendJson, type Logger } from '@velocity/runtime';
 import { routeRequest } from './session-routing';
 import { VITE_KEEP_ALIVE } from './dev-server';
 
@@ -34,8 +34,7 @@ export function createViteProxy(target: string, routeId: string, logger: Logger)
         logger.warn('proxy error', { url: req.url, err });
         if (isResponse(res)) {
           if (!res.headersSent) {
-            res.writeHead(502, { 'content-type': 'application/json' });
-            res.end(JSON.stringify({ error: 'Dev server unavailable' }));
+            sendJson(res, 502, { error: 'Dev server unavailable' });
           } else {
             res.destroy();
           }

@@ -3,6 +3,7 @@ import { realpath } from 'node:fs/promises';
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { dirname, isAbsolute, resolve, sep } from 'node:path';
 import type { Connect, FileSystemServeOptions, Plugin, ResolvedConfig, ViteDevServer } from 'vite';
+import { sendJson } from '@velocity/runtime';
 
 /**
  * Locks Vite's dev server down inside a preview machine. The project's code is
@@ -56,7 +57,7 @@ export interface PathRewrite {
 }
 
 /** What a refused request gets: the same answer as a file that does not exist. */
-const NOT_FOUND_BODY = JSON.stringify({ error: 'Not found' });
+const NOT_FOUND = { error: 'Not found' };
 
 /** Dev endpoints that act on the host (see the list above); matched case-insensitively, as connect does. */
 const HOST_ENDPOINTS = ['/__open-in-editor'];
@@ -223,7 +224,7 @@ function refuseHostEndpoints(base: string): Connect.NextHandleFunction {
     const pathname = urlPathname(req.url ?? '/');
     const paths = [pathname, decodeIfPossible(pathname), stripBase(pathname, base)].map((path) => path?.toLowerCase());
     if (paths.some((path) => path !== undefined && HOST_ENDPOINTS.some((endpoint) => path.startsWith(endpoint)))) {
-      return answerNotFound(res);
+      return sendJson(res, 404, NOT_FOUND);
     }
     next();
   };
@@ -234,8 +235,8 @@ function refuseFilesOutside(server: ViteDevServer, allowedDirs: string[]): Conne
   return (req, res, next) => {
     // A file that cannot be checked (no permission to read its folder) is refused too.
     refusedFile(req, server, allowedDirs).then(
-      (refused) => (refused ? answerNotFound(res) : next()),
-      () => answerNotFound(res),
+      (refused) => (refused ? sendJson(res, 404, NOT_FOUND) : next()),
+      () => sendJson(res, 404, NOT_FOUND),
     );
   };
 }
@@ -386,12 +387,6 @@ function hideInValue<T>(value: T, hidePaths: (text: string) => string, depth = 0
 /** The client environment's plugin container (Vite 6-8), or the server's only one (Vite 5). */
 function clientPluginContainer(server: ViteDevServer): Pick<ViteDevServer['pluginContainer'], 'resolveId'> {
   return (server as Partial<ViteDevServer>).environments?.client?.pluginContainer ?? server.pluginContainer;
-}
-
-function answerNotFound(res: ServerResponse): void {
-  res.statusCode = 404;
-  res.setHeader('content-type', 'application/json');
-  res.end(NOT_FOUND_BODY);
 }
 
 /** The absolute file a module id names (without its query), or undefined for a virtual module. */

@@ -1,6 +1,6 @@
-import { errorMessage, isRetryable, retrying, type ProvisionSessionJob } from '@velocity/contracts';
+import { errorMessage, isRetryable, type ProvisionSessionJob } from '@velocity/contracts';
 import { machineOfSession } from '@velocity/machines';
-import { type Logger } from '@velocity/runtime';
+import { retry, type Logger, type RetryOptions } from '@velocity/runtime';
 import { PROVISION_PIPELINE, StepFailedError, emit, flushEvents, runPipeline } from './pipeline';
 import type { ProvisionContext, ProvisionDeps } from './provision-context';
 
@@ -13,6 +13,9 @@ export interface ProvisionAttempt {
   signal: AbortSignal;
   logger: Logger;
 }
+
+/** The writes of a final failure outlast a short outage of the store or the provider (some 8 s). */
+const UNDO_RETRY: RetryOptions = { attempts: 6, initialDelayMs: 250, jitter: false };
 
 export type ProvisionOutcome =
   | { status: 'ready'; previewUrl: string }
@@ -68,11 +71,11 @@ export class ProvisionSession {
   private async undo(ctx: ProvisionContext, step: StepFailedError['step'] | undefined, reason: string, retryable: boolean) {
     const { provider, store } = this.deps;
     const { sessionId } = ctx.job;
-    const row = await retrying(() => store.getSession(sessionId));
-    const machine = await retrying(() => machineOfSession(provider, { id: sessionId, containerId: row?.containerId ?? null }));
-    if (machine) await retrying(() => provider.destroy(machine.id));
-    await retrying(() => store.transition(sessionId, 'error', { errorMessage: reason, ...(step ? { errorStep: step } : {}) }));
-    await retrying(() => emit(ctx, { type: 'failed', ...(step ? { step } : {}), reason, retryable }));
+    const row = await retry(() => store.getSession(sessionId), UNDO_RETRY);
+    const machine = await retry(() => machineOfSession(provider, { id: sessionId, containerId: row?.containerId ?? null }), UNDO_RETRY);
+    if (machine) await retry(() => provider.destroy(machine.id), UNDO_RETRY);
+    await retry(() => store.transition(sessionId, 'error', { errorMessage: reason, ...(step ? { errorStep: step } : {}) }), UNDO_RETRY);
+    await retry(() => emit(ctx, { type: 'failed', ...(step ? { step } : {}), reason, retryable }), UNDO_RETRY);
     ctx.logger.error('session failed', { step, reason, machineDestroyed: Boolean(machine) });
   }
 }

@@ -53,21 +53,3 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
     signal?.addEventListener('abort', onAbort, { once: true });
   });
 }
-
-/**
- * Calls `fn` until it succeeds, at most `attempts` times, doubling the pause
- * from `delayMs`; rethrows the last error. For writes that must not be lost to
- * a short outage (a failed session must still be recorded as failed).
- */
-export async function retrying<T>(fn: () => Promise<T>, attempts = 6, delayMs = 250): Promise<T> {
-  let lastError: unknown;
-  for (let attempt = 0; attempt < attempts; attempt++) {
-    try {
-      return await fn();
-    } catch (err) {
-      lastError = err;
-      if (attempt < attempts - 1) await sleep(delayMs * 2 ** attempt);
-    }
-  }
-  throw lastError;
-}

@@ -19,3 +19,4 @@ export * from './routes';
 export * from './session-state';
 export * from './templates';
 export * from './tiers';
+export * from './uuid';

@@ -1,4 +1,6 @@
+import type { JobsOptions } from 'bullmq';
 import { z } from 'zod';
+import type { Config } from './config';
 import { REQUEST_ID_PATTERN } from './request-id';
 
 /**
@@ -77,3 +79,37 @@ export function parseJob<N extends JobName>(name: N, data: unknown): JobData<N> 
 
 /** Expiry job id of a session: derived, so it can be found, moved and removed by session id. */
 export const expiryJobId = (sessionId: string) => `expire-${sessionId}`;
+
+/** A job ready to be enqueued (`enqueue` of @velocity/ops): its name, its payload, and its BullMQ options. */
+export type QueuedJob = { [N in JobName]: { name: N; data: JobData<N>; opts: JobsOptions } }[JobName];
+
+/** Every job the system enqueues, each with its options, written here once for all its producers. */
+export const jobs = {
+  /**
+   * Provisioning: job id = session id, so BullMQ ignores a second add while one is there (the api's,
+   * cleanup's recovery of a lost one); tried PROVISION_ATTEMPTS times with exponential backoff.
+   */
+  provisionSession: (data: ProvisionSessionJob, config: Pick<Config, 'PROVISION_ATTEMPTS' | 'PROVISION_BACKOFF_MS'>): QueuedJob => ({
+    name: JobName.ProvisionSession,
+    data,
+    opts: {
+      jobId: data.sessionId,
+      attempts: config.PROVISION_ATTEMPTS,
+      backoff: { type: 'exponential', delay: config.PROVISION_BACKOFF_MS },
+      removeOnComplete: { age: 3600 },
+      removeOnFail: { age: 24 * 3600 },
+    },
+  }),
+  /** The session's expiry, delayed to its `expires_at`, under expiryJobId. */
+  expireSession: (sessionId: string, expiresAt: string, now = Date.now()): QueuedJob => ({
+    name: JobName.ExpireSession,
+    data: { sessionId, reason: 'expired' },
+    opts: { jobId: expiryJobId(sessionId), delay: Math.max(0, Date.parse(expiresAt) - now), removeOnComplete: true, removeOnFail: 1000 },
+  }),
+  /** A stop (DELETE /v1/sessions/:id): at once, under an id of its own, so a pending expiry job cannot swallow it. */
+  stopSession: (sessionId: string): QueuedJob => ({
+    name: JobName.ExpireSession,
+    data: { sessionId, reason: 'stopped' },
+    opts: { jobId: `stop-${sessionId}`, removeOnComplete: true, removeOnFail: 1000, attempts: 3, backoff: { type: 'exponential', delay: 500 } },
+  }),
+};

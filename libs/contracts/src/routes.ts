@@ -1,4 +1,5 @@
 import { publicUrl, type Config } from './config';
+import { isUuid } from './uuid';
 
 /**
  * Each preview is served at the root of an origin of its own,
@@ -25,8 +26,6 @@ export function previewOriginOf(config: Config, routeId: string): string {
 /** The URL a client is handed: the root of the preview's own origin. */
 export const previewUrlOf = (config: Config, routeId: string) => `${previewOriginOf(config, routeId)}/`;
 
-const ROUTE_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
-
 /** The hostname of a Host header (no port, lower case, no trailing dot); '' when there is none. */
 export function hostnameOf(host: string | undefined): string {
   if (!host) return '';
@@ -46,13 +45,13 @@ export function routeOfHost(host: string | undefined, previewDomain: string): Ho
   const suffix = `.${hostnameOf(previewDomain)}`;
   if (!hostname.endsWith(suffix)) return { kind: 'other' };
   const label = hostname.slice(0, -suffix.length);
-  return ROUTE_ID.test(label) ? { kind: 'preview', routeId: label } : { kind: 'foreign', label };
+  return isUuid(label) ? { kind: 'preview', routeId: label } : { kind: 'foreign', label };
 }
 
 /** The route id a Host names when its first label is one, whatever the domain (a machine knows only its own id). */
 export function routeIdOfHost(host: string | undefined): string | null {
   const label = hostnameOf(host).split('.', 1)[0];
-  return ROUTE_ID.test(label) ? label : null;
+  return isUuid(label) ? label : null;
 }
 
 /** Old preview links, `/p/<routeId>/...` on the api's origin, are redirected to the preview's origin. */

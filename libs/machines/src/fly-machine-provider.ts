@@ -1,4 +1,5 @@
 import { PermanentError, TimeoutError, errorMessage, sleep } from '@velocity/contracts';
+import { retry } from '@velocity/runtime';
 import type { Machine, MachineProvider, MachineSpec, MachineState } from './machine-provider';
 
 /** Port the preview container listens on inside every Fly machine. */
@@ -301,57 +302,57 @@ export class FlyMachineProvider implements MachineProvider {
    */
   private async request<T = unknown>(method: string, path: string, options: RequestOptions = {}): Promise<FlyResponse<T>> {
     const what = `Fly API ${method} ${path}`;
-    const timeoutMs = options.timeoutMs ?? this.requestTimeoutMs;
-    for (let attempt = 0; ; attempt++) {
-      const attempts = attempt + 1;
-      const timeout = AbortSignal.timeout(timeoutMs);
-      let response: Response;
-      let text: string;
-      try {
-        response = await fetch(`${this.apiUrl}${path}`, {
-          method,
-          headers: {
-            authorization: `Bearer ${this.options.token}`,
-            accept: 'application/json',
-            ...(options.body === undefined ? {} : { 'content-type': 'application/json' }),
-          },
-          body: options.body === undefined ? undefined : JSON.stringify(options.body),
-          signal: options.signal ? AbortSignal.any([options.signal, timeout]) : timeout,
-        });
-        text = await response.text();
-      } catch (error) {
-        if (options.signal?.aborted) throw options.signal.reason;
-        if (timeout.aborted) throw new TimeoutError(what, timeoutMs);
-        if (attempt < this.retries) {
-          await sleep(this.backoff(attempt), options.signal);
-          continue;
-        }
-        throw new Error(`${what} failed after ${attempts} attempts: ${errorMessage((error as Error).cause ?? error)}`);
-      }
-      const body = parseJson(text);
-      const status = response.status;
-      if (status >= 200 && status < 300) return { status, body: body as T };
-
-      const flyError = (body ?? {}) as FlyErrorBody;
-      const detail = flyError.error ?? (text.slice(0, 200) || response.statusText);
-      const transient = status === 429 || status >= 500 || flyError.status === 'insufficient_capacity';
-      if (transient) {
-        if (attempt < this.retries) {
-          await sleep(this.retryAfter(response.headers.get('retry-after')) ?? this.backoff(attempt), options.signal);
-          continue;
-        }
-        const capacity = flyError.status === 'insufficient_capacity' ? ' (insufficient_capacity)' : '';
-        throw new Error(`${what} answered ${status}${capacity} after ${attempts} attempts: ${detail}`);
-      }
-      if (options.accept?.includes(status)) return { status, body: body as T };
-      if (PERMANENT_STATUSES.has(status)) throw new PermanentError(`${what} answered ${status}: ${detail}`);
-      throw new Error(`${what} answered ${status}: ${detail}`);
+    try {
+      return await retry((attempt) => this.requestOnce<T>(method, path, options, attempt), {
+        attempts: this.retries + 1,
+        initialDelayMs: this.retryBaseDelayMs,
+        maxDelayMs: 5000,
+        signal: options.signal,
+        shouldRetry: (error) => error instanceof PassingFailure,
+        delayOf: (error) => (error as PassingFailure).retryAfterMs ?? undefined,
+      });
+    } catch (error) {
+      if (error instanceof PassingFailure) throw new Error(`${what} ${error.message} after ${error.attempt} attempts: ${error.detail}`);
+      throw error;
     }
   }
 
-  private backoff(attempt: number): number {
-    const exp = Math.min(5000, this.retryBaseDelayMs * 2 ** attempt);
-    return Math.round(exp / 2 + (Math.random() * exp) / 2);
+  private async requestOnce<T>(method: string, path: string, options: RequestOptions, attempt: number): Promise<FlyResponse<T>> {
+    const what = `Fly API ${method} ${path}`;
+    const timeoutMs = options.timeoutMs ?? this.requestTimeoutMs;
+    const timeout = AbortSignal.timeout(timeoutMs);
+    let response: Response;
+    let text: string;
+    try {
+      response = await fetch(`${this.apiUrl}${path}`, {
+        method,
+        headers: {
+          authorization: `Bearer ${this.options.token}`,
+          accept: 'application/json',
+          ...(options.body === undefined ? {} : { 'content-type': 'application/json' }),
+        },
+        body: options.body === undefined ? undefined : JSON.stringify(options.body),
+        signal: options.signal ? AbortSignal.any([options.signal, timeout]) : timeout,
+      });
+      text = await response.text();
+    } catch (error) {
+      if (options.signal?.aborted) throw options.signal.reason;
+      if (timeout.aborted) throw new TimeoutError(what, timeoutMs);
+      throw new PassingFailure('failed', errorMessage((error as Error).cause ?? error), attempt);
+    }
+    const body = parseJson(text);
+    const status = response.status;
+    if (status >= 200 && status < 300) return { status, body: body as T };
+
+    const flyError = (body ?? {}) as FlyErrorBody;
+    const detail = flyError.error ?? (text.slice(0, 200) || response.statusText);
+    if (status === 429 || status >= 500 || flyError.status === 'insufficient_capacity') {
+      const capacity = flyError.status === 'insufficient_capacity' ? ' (insufficient_capacity)' : '';
+      throw new PassingFailure(`answered ${status}${capacity}`, detail, attempt, this.retryAfter(response.headers.get('retry-after')));
+    }
+    if (options.accept?.includes(status)) return { status, body: body as T };
+    if (PERMANENT_STATUSES.has(status)) throw new PermanentError(`${what} answered ${status}: ${detail}`);
+    throw new Error(`${what} answered ${status}: ${detail}`);
   }
 
   /** Retry-After in seconds or as an HTTP date, capped; null when absent or unreadable. */
@@ -360,6 +361,19 @@ export class FlyMachineProvider implements MachineProvider {
     const seconds = Number(header);
     const ms = Number.isFinite(seconds) ? seconds * 1000 : Date.parse(header) - Date.now();
     return Number.isFinite(ms) ? Math.min(this.maxRetryAfterMs, Math.max(0, ms)) : null;
+  }
+}
+
+/** A 429, a 5xx, no capacity or no answer at all: another try may meet none of them. */
+class PassingFailure extends Error {
+  constructor(
+    message: string,
+    readonly detail: string,
+    readonly attempt: number,
+    /** The pause the answer asked for (Retry-After), ms. */
+    readonly retryAfterMs: number | null = null,
+  ) {
+    super(message);
   }
 }
 

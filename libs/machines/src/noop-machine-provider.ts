@@ -1,6 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { TimeoutError, sleep, routeIdOfHost } from '@velocity/contracts';
+import { sendJson } from '@velocity/runtime';
 import type { Machine, MachineProvider, MachineSpec } from './machine-provider';
 
 /**
@@ -86,8 +87,7 @@ export class NoopMachineProvider implements MachineProvider {
         if (path === '/health') return void res.writeHead(200, { 'content-type': 'text/plain' }).end('ok');
         const sessionId = routeIdOfHost(req.headers.host);
         if (!sessionId || !this.machines.has(sessionId)) {
-          res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ error: 'No such machine', sessionId }));
-          return;
+          return sendJson(res, 404, { error: 'No such machine', sessionId });
         }
         res
           .writeHead(200, { 'content-type': 'text/html; charset=utf-8' })

@@ -1,5 +1,6 @@
 // Service infrastructure: Redis connections, the event log, metrics, readiness, the ops server, operator auth, preflight, migrations, app processes.
 export * from './app-processes';
+export * from './enqueue';
 export * from './event-log';
 export * from './metrics';
 export * from './migrate';

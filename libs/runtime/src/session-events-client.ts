@@ -1,6 +1,6 @@
-import { TimeoutError, sleep, SETTLED_EVENTS, sessionEventSchema, type SessionEvent } from '@velocity/contracts';
+import { TimeoutError, SETTLED_EVENTS, sessionEventSchema, type SessionEvent } from '@velocity/contracts';
 import { openHttp, readText } from './http-client';
-import { readSse, type SseFrame } from './sse-client';
+import { EventStream, readSse, type SseFrame } from './sse-client';
 
 export interface FollowOptions {
   /** Api base URLs; on a broken connection the client moves to the next one, as a load balancer would. */
@@ -27,39 +27,38 @@ export interface FollowResult {
  * connection it reconnects (to the next api) with Last-Event-ID and misses nothing.
  */
 export async function followSessionEvents({ baseUrls, sessionId, timeoutMs, onEvent, afterId }: FollowOptions): Promise<FollowResult> {
-  const deadline = Date.now() + timeoutMs;
   const result: FollowResult = { events: [], ids: [], reconnects: 0 };
-  for (let attempt = 0; Date.now() < deadline; attempt++) {
-    const base = baseUrls[attempt % baseUrls.length];
-    const lastId = lastIdOf(result) ?? afterId;
-    try {
-      const res = await fetch(`${base}/v1/sessions/${sessionId}/events`, {
-        headers: lastId ? { 'last-event-id': lastId } : {},
-        signal: AbortSignal.timeout(Math.max(1, deadline - Date.now())),
-      });
-      if (res.status === 404 || res.status === 400) throw new Error(`events of session ${sessionId} answered ${res.status}: ${await res.text()}`);
-      if (res.status !== 200 || !res.body) throw new RetryableStreamError(`status ${res.status}`);
-      if (await collectEvents(readSse(res.body), result, onEvent)) return result;
-    } catch (err) {
-      if (!(err instanceof RetryableStreamError) && (err as Error).message?.startsWith(`events of session`)) throw err;
-    }
-    result.reconnects++;
-    await sleep(Math.min(1000, 100 * 2 ** Math.min(attempt, 4)));
+  const deadline = AbortSignal.timeout(timeoutMs);
+  const stream = new EventStream({
+    url: (connection) => `${baseUrls[connection % baseUrls.length]}/v1/sessions/${sessionId}/events`,
+    lastEventId: afterId,
+    signal: deadline,
+    reconnect: { initialDelayMs: 100, maxDelayMs: 1000 },
+    refused: ({ status, body }) => (status === 404 || status === 400 ? new Error(`events of session ${sessionId} answered ${status}: ${body}`) : undefined),
+  });
+  try {
+    await stream.follow((frame) => collectEvent(frame, result, onEvent));
+  } catch (err) {
+    if (!deadline.aborted) throw err;
+    throw new TimeoutError(`ready, failed or ended of session ${sessionId} (got: ${result.events.map((e) => e.type).join(', ') || 'nothing'})`, timeoutMs);
+  } finally {
+    result.reconnects = stream.reconnects;
   }
-  throw new TimeoutError(`ready, failed or ended of session ${sessionId} (got: ${result.events.map((e) => e.type).join(', ') || 'nothing'})`, timeoutMs);
+  return result;
 }
 
-class RetryableStreamError extends Error {}
+/** Adds a frame's event to `result`; true when it settles the session (the caller closes the stream). */
+function collectEvent(frame: SseFrame, result: FollowResult, onEvent?: FollowOptions['onEvent']): boolean {
+  const event = sessionEventSchema.parse(JSON.parse(frame.data));
+  result.events.push(event);
+  result.ids.push(frame.id ?? '');
+  onEvent?.(event, frame.id ?? '');
+  return SETTLED_EVENTS.includes(event.type);
+}
 
 /** Adds each frame's event to `result` until one that settles the session (true: the caller closes the stream) or the end of the stream (false). */
 async function collectEvents(frames: AsyncIterable<SseFrame>, result: FollowResult, onEvent?: FollowOptions['onEvent']): Promise<boolean> {
-  for await (const frame of frames) {
-    const event = sessionEventSchema.parse(JSON.parse(frame.data));
-    result.events.push(event);
-    result.ids.push(frame.id ?? '');
-    onEvent?.(event, frame.id ?? '');
-    if (SETTLED_EVENTS.includes(event.type)) return true;
-  }
+  for await (const frame of frames) if (collectEvent(frame, result, onEvent)) return true;
   return false;
 }
 

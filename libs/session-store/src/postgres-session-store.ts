@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { Pool, type QueryResult, type QueryResultRow } from 'pg';
-import { allowedFrom, type SessionStatus, type ProjectFile, type Tier } from '@velocity/contracts';
+import { allowedFrom, isUuid, type SessionStatus, type ProjectFile, type Tier } from '@velocity/contracts';
 import type { CreateSessionWithinQuotaResult, NewOwnedSession, ExtendSessionResult, SessionCursor, NewSession, PreviewSession, Project, ProjectFileInfo, ProjectFileLimits, ApplyFilesResult, FilesChange, SessionPatch, SessionStore, ListQuery, Page } from './session-store';
 import { iso, toFileJson, toPatchJson, toProject, toProjectFile, toSession, pageOf, type ProjectFileRow, type ProjectRow, type SessionRow } from './session-rows';
 
@@ -286,11 +286,6 @@ export class PostgresSessionStore implements SessionStore {
     return { outcome: 'over-quota', live, limit: limit ?? 0, nextExpiresAt: iso(next_expires_at) };
   }
 }
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
-/** True for the canonical uuid text form; other ids can match no row. */
-const isUuid = (value: unknown): value is string => typeof value === 'string' && UUID.test(value);
 
 
 /**

@@ -1,4 +1,4 @@
-import type { ResourceLimits, ProjectFile, SessionStatus, Tier } from '@velocity/contracts';
+import { DEFAULT_TEMPLATE, DEMO_PROJECT_ID, type ResourceLimits, type ProjectFile, type SessionStatus, type Tier } from '@velocity/contracts';
 
 export interface Project {
   id: string;
@@ -87,6 +87,12 @@ export interface ProjectStore {
   applyProjectFiles(projectId: string, change: FilesChange, limits: ProjectFileLimits): Promise<ApplyFilesResult>;
   /** Projects, most recently changed first; `ownerId` null: every owner's. */
   listProjects(query: ListQuery & { except?: string }): Promise<Page<Project>>;
+}
+
+/** A project by its id, null when there is none; the demo project is made on first use (no owner, the default template). */
+export function projectById(store: Pick<ProjectStore, 'getProject' | 'ensureProject'>, projectId: string): Promise<Project | null> {
+  if (projectId !== DEMO_PROJECT_ID) return store.getProject(projectId);
+  return store.ensureProject({ id: DEMO_PROJECT_ID, name: 'Demo project', templateType: DEFAULT_TEMPLATE });
 }
 
 /** A session's row: created (within its owner's quota), read, and moved through its states. */

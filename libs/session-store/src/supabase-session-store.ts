@@ -1,6 +1,6 @@
 import { createClient, type SupabaseClient } from '@supabase/supabase-js';
 import WebSocket from 'ws';
-import { allowedFrom, type SessionStatus, type ProjectFile, type Tier } from '@velocity/contracts';
+import { allowedFrom, isUuid, type SessionStatus, type ProjectFile, type Tier } from '@velocity/contracts';
 import type { CreateSessionWithinQuotaResult, ExtendSessionResult, NewOwnedSession, NewSession, PreviewSession, Project, ProjectFileInfo, ProjectFileLimits, ApplyFilesResult, FilesChange, SessionCursor, SessionPatch, SessionStore, ListQuery, Page } from './session-store';
 import { iso, toFileJson, toPatchJson, toProject, toProjectFile, toSession, pageOf, type ProjectFileRow, type ProjectRow, type SessionRow } from './session-rows';
 
@@ -366,8 +366,6 @@ function supabaseError(what: string, error: PostgrestErrorLike): Error {
 /** A function returning one composite answers an object; accept an array of one as well. */
 const single = <T>(value: T | T[] | null): T | null => (Array.isArray(value) ? (value[0] ?? null) : value);
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-const isUuid = (value: unknown): value is string => typeof value === 'string' && UUID.test(value);
 
 /** Byte order of UTF-8, which is code point order (collate "C"). */
 function byCodePoint(a: string, b: string): number {

@@ -1,5 +1,5 @@
 import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
-import { tierSchema, type Tier } from '@velocity/contracts';
+import { isUuid, tierSchema, type Tier } from '@velocity/contracts';
 import type { AuthUser } from './auth-user';
 
 /** Why a token was refused: 401, or 503 when the signing keys could not be fetched. */
@@ -31,7 +31,6 @@ const ASYMMETRIC_ALGS = ['RS256', 'ES256', 'EdDSA'];
 /** Longer than any Supabase access token; bounds the work spent on garbage. */
 const MAX_TOKEN_LENGTH = 8192;
 const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** Error codes of jose that mean "this token is not acceptable" rather than "the keys could not be had". */
 const TOKEN_ERRORS: Record<string, string> = {
@@ -110,7 +109,7 @@ export class TokenVerifier {
 
   private userOf(payload: JWTPayload): AuthUser {
     const { sub, aud, role } = payload as JWTPayload & { role?: unknown };
-    if (typeof sub !== 'string' || !UUID.test(sub)) throw new TokenError('the token\'s "sub" claim is not a user id (uuid)');
+    if (typeof sub !== 'string' || !isUuid(sub)) throw new TokenError('the token\'s "sub" claim is not a user id (uuid)');
     if (aud !== undefined) {
       const audiences = Array.isArray(aud) ? aud : [aud];
       if (!audiences.includes(this.options.audience)) throw new TokenError(`the token's "aud" claim is not ${JSON.stringify(this.options.audience)}`);

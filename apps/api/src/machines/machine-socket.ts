@@ -2,7 +2,7 @@ import { BeforeApplicationShutdown, Injectable } from '@nestjs/common';
 import { mkdir, rename, rm, stat } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from 'node:http';
 import { dirname } from 'node:path';
-import { assertSocketPathFits } from '@velocity/runtime';
+import { assertSocketPathFits, sendJson } from '@velocity/runtime';
 import { withTimeout } from '@velocity/contracts';
 import { answerClientError } from '../common/client-error';
 
@@ -102,7 +102,5 @@ export function machineRoutesOnly(app: RequestListener): RequestListener {
 }
 
 function notFound(res: ServerResponse): void {
-  const json = JSON.stringify({ statusCode: 404, error: 'Not Found', message: 'Only the machine routes (/v1/machines/*, /v1/routes/*) are served on this socket' });
-  res.writeHead(404, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(json), 'cache-control': 'no-store' });
-  res.end(json);
+  sendJson(res, 404, { statusCode: 404, error: 'Not Found', message: 'Only the machine routes (/v1/machines/*, /v1/routes/*) are served on this socket' });
 }

@@ -6,6 +6,7 @@
 // the same stream is read with fetch, reconnecting with Last-Event-ID the same way.
 
 import { getToken } from './api.js';
+import { createParser } from './eventsource-parser.js';
 
 export const EVENT_TYPES = ['queued', 'progress', 'ready', 'diagnostics', 'failed', 'ending', 'ended'];
 /** After one of these the session is over: nothing more comes (TERMINAL_EVENTS of libs/contracts). */
@@ -86,29 +87,15 @@ function followWithFetch(url, token, { onEvent, onError }) {
   return { close };
 }
 
-/** The frames of a text/event-stream body: `{ id, event, data }`. */
+/** The frames of a text/event-stream body (`{ id, event, data }`), read by eventsource-parser as the api's own clients read them. */
 async function* frames(body) {
+  const parsed = [];
+  const parser = createParser({ onEvent: (frame) => parsed.push(frame) });
   const reader = body.pipeThrough(new TextDecoderStream()).getReader();
-  let buffer = '';
   for (;;) {
     const { value, done } = await reader.read();
     if (done) return;
-    buffer += value.replace(/\r\n?/g, '\n');
-    let end;
-    while ((end = buffer.indexOf('\n\n')) >= 0) {
-      const block = buffer.slice(0, end);
-      buffer = buffer.slice(end + 2);
-      const frame = { id: null, event: 'message', data: '' };
-      for (const line of block.split('\n')) {
-        if (line.startsWith(':')) continue;
-        const colon = line.indexOf(':');
-        const field = colon < 0 ? line : line.slice(0, colon);
-        const value = colon < 0 ? '' : line.slice(colon + 1).replace(/^ /, '');
-        if (field === 'id') frame.id = value;
-        else if (field === 'event') frame.event = value;
-        else if (field === 'data') frame.data += (frame.data ? '\n' : '') + value;
-      }
-      yield frame;
-    }
+    parser.feed(value);
+    while (parsed.length > 0) yield parsed.shift();
   }
 }

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { DEMO_PROJECT_ID, PROVISION_STEPS, TEMPLATE_TYPES } from '@velocity/contracts';
 
 /**
@@ -19,6 +19,11 @@ const ASSETS: Record<string, { file: string; type: string }> = {
   '/ui/style.css': { file: 'style.css', type: 'text/css; charset=utf-8' },
 };
 
+/** ES modules of packages the page imports, served from node_modules: the SSE parser of the system's own clients. */
+const PACKAGE_MODULES: Record<string, string> = {
+  '/ui/eventsource-parser.js': join(dirname(require.resolve('eventsource-parser/package.json')), 'dist/index.js'),
+};
+
 /** What the page needs to know about this deployment. */
 const PAGE_CONFIG = JSON.stringify({ demoProjectId: DEMO_PROJECT_ID, templates: TEMPLATE_TYPES, steps: PROVISION_STEPS });
 
@@ -32,11 +37,14 @@ const SECURITY_HEADERS = {
 export function previewPage(dir = __dirname) {
   // Read once: the files are small and ship with the code.
   const files = new Map(Object.values(ASSETS).map(({ file }) => [file, readFileSync(join(dir, file))]));
+  const packageModules = new Map(Object.entries(PACKAGE_MODULES).map(([path, file]) => [path, readFileSync(file)]));
 
   return function previewPageMiddleware(req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void) {
     if (req.method !== 'GET' && req.method !== 'HEAD') return next();
     const path = (req.url ?? '/').split('?')[0];
     if (path === '/ui/config.json') return send(res, req, 200, 'application/json; charset=utf-8', Buffer.from(PAGE_CONFIG));
+    const packageModule = packageModules.get(path);
+    if (packageModule) return send(res, req, 200, 'text/javascript; charset=utf-8', packageModule);
     const asset = ASSETS[path];
     if (!asset) return next();
     send(res, req, 200, asset.type, files.get(asset.file)!);

@@ -2,9 +2,9 @@ import { InjectQueue } from '@nestjs/bullmq';
 import { ConflictException, ForbiddenException, Inject, Injectable, NotFoundException } from '@nestjs/common';
 import type { Queue } from 'bullmq';
 import { randomUUID } from 'node:crypto';
-import { DEFAULT_TEMPLATE, DEMO_PROJECT_ID, JobName, QueueName, parseJob, resourceLimitsOf, PROVISIONING_STATUSES, TIER_LIMITS, expiryJobId, type Config, type Tier } from '@velocity/contracts';
-import { EventLog } from '@velocity/ops';
-import { type PageCursor, type ProjectStore, type SessionRecords, type SessionQueries } from '@velocity/session-store';
+import { QueueName, jobs, resourceLimitsOf, PROVISIONING_STATUSES, TIER_LIMITS, expiryJobId, type Config, type Tier } from '@velocity/contracts';
+import { EventLog, enqueue } from '@velocity/ops';
+import { projectById, type PageCursor, type ProjectStore, type SessionRecords, type SessionQueries } from '@velocity/session-store';
 import { CONFIG, EVENT_LOG, SESSION_STORE } from '../tokens';
 import { currentRequestId } from '../common/request-context';
 import { sessionView } from './session.view';
@@ -35,10 +35,7 @@ export class SessionsService {
         message: `tier: a ${tier} session needs the ${tier} tier; this account's tier is ${user.tier}`,
       });
     }
-    const project =
-      projectId === DEMO_PROJECT_ID
-        ? await this.store.ensureProject({ id: projectId, name: 'Demo project', templateType: DEFAULT_TEMPLATE })
-        : await this.store.getProject(projectId);
+    const project = await projectById(this.store, projectId);
     // Another user's project is answered as one that does not exist.
     if (!project || !canReadProject(user, project)) {
       throw new NotFoundException({ statusCode: 404, error: 'Not Found', message: `Project ${projectId} does not exist`, field: 'projectId' });
@@ -54,18 +51,8 @@ export class SessionsService {
     if (inserted.outcome === 'over-quota') throw this.quotas.overQuota(user, inserted.live, inserted.limit, inserted.nextExpiresAt);
     const queued = { type: 'queued' as const, sessionId, at: requestedAt };
     const queuedId = await this.events.append(queued);
-    await this.queue.add(
-      JobName.ProvisionSession,
-      // The request id goes with the job: the provisioner logs it on every line of this session's provisioning.
-      parseJob(JobName.ProvisionSession, { sessionId, projectId, tier, requestedAt, requestId: currentRequestId() }),
-      {
-        jobId: sessionId,
-        attempts: this.config.PROVISION_ATTEMPTS,
-        backoff: { type: 'exponential', delay: this.config.PROVISION_BACKOFF_MS },
-        removeOnComplete: { age: 3600 },
-        removeOnFail: { age: 24 * 3600 },
-      },
-    );
+    // The request id goes with the job: the provisioner logs it on every line of this session's provisioning.
+    await enqueue(this.queue, jobs.provisionSession({ sessionId, projectId, tier, requestedAt, requestId: currentRequestId() }, this.config));
     const view = { sessionId, status: 'queued' as const, eventsUrl: `/v1/sessions/${sessionId}/events`, sessionUrl: `/v1/sessions/${sessionId}` };
     // The first event as stored: a stream that answers this request starts with it, without reading it back.
     return { view, queued: { id: queuedId, event: queued } };
@@ -176,11 +163,7 @@ export class SessionsService {
 
   /** An `expire-session` job with reason `stopped` and no delay; its own id, so a pending expiry job cannot swallow it. */
   private async addStopJob(sessionId: string) {
-    await this.cleanupQueue.add(
-      JobName.ExpireSession,
-      { ...parseJob(JobName.ExpireSession, { sessionId }), reason: 'stopped' },
-      { jobId: `stop-${sessionId}`, removeOnComplete: true, removeOnFail: 1000, attempts: 3, backoff: { type: 'exponential', delay: 500 } },
-    );
+    await enqueue(this.cleanupQueue, jobs.stopSession(sessionId));
   }
 
   /**
@@ -190,18 +173,16 @@ export class SessionsService {
    * delays itself (apps/cleanup expire-session), and the sweep is the backstop.
    */
   private async moveExpiryJob(sessionId: string, expiresAt: string) {
-    const jobId = expiryJobId(sessionId);
-    const delay = () => Math.max(0, Date.parse(expiresAt) - Date.now());
-    const job = await this.cleanupQueue.getJob(jobId);
+    const job = await this.cleanupQueue.getJob(expiryJobId(sessionId));
     if (job && (await job.getState()) === 'delayed') {
       try {
-        await job.changeDelay(delay());
+        await job.changeDelay(Math.max(0, Date.parse(expiresAt) - Date.now()));
         return;
       } catch {
         // It left the delayed state meanwhile: fall through to remove and add.
       }
     }
     if (job) await job.remove().catch(() => undefined);
-    await this.cleanupQueue.add(JobName.ExpireSession, { sessionId }, { jobId, delay: delay(), removeOnComplete: true, removeOnFail: 1000 });
+    await enqueue(this.cleanupQueue, jobs.expireSession(sessionId, expiresAt));
   }
 }

@@ -1,5 +1,5 @@
 import { DEMO_PROJECT_ID, isTerminal, sleep, type SessionEvent } from '@velocity/contracts';
-import { followSessionEvents } from '@velocity/runtime';
+import { followSessionEvents, retry } from '@velocity/runtime';
 import type { FaultCluster } from './cluster';
 
 /** One row of the fault table. */
@@ -109,17 +109,21 @@ export async function runTrial(cluster: FaultCluster, options: TrialOptions): Pr
   };
 }
 
+/** Asks for a session of the demo project, again every 250 ms (for some 5 s) while the api is down or refuses. */
 async function postSession(baseUrl: string): Promise<string> {
-  for (let attempt = 0; attempt < 20; attempt++) {
+  const post = async () => {
     const res = await fetch(`${baseUrl}/v1/sessions`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ projectId: DEMO_PROJECT_ID }),
-    }).catch(() => null);
-    if (res?.status === 202) return (await res.json()).sessionId;
-    await sleep(250);
-  }
-  throw new Error('POST /v1/sessions kept failing');
+    });
+    if (res.status !== 202) throw new Error(`POST /v1/sessions answered ${res.status}`);
+    return res;
+  };
+  const accepted = await retry(post, { attempts: 20, initialDelayMs: 250, maxDelayMs: 250, jitter: false }).catch(() => {
+    throw new Error('POST /v1/sessions kept failing');
+  });
+  return (await accepted.json()).sessionId;
 }
 
 /** Waits until every row is active, error or ended, or the time is up; returns each row's status. */

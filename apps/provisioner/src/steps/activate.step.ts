@@ -1,4 +1,5 @@
-import { JobName, PermanentError, expiryJobId } from '@velocity/contracts';
+import { PermanentError, jobs } from '@velocity/contracts';
+import { enqueue } from '@velocity/ops';
 import { required, type Step } from '../provision-context';
 
 /** The row says `active` with its `expires_at`, and the expiry job is scheduled for that moment. */
@@ -15,11 +16,7 @@ export const activateStep: Step = {
     if (active?.status !== 'active' || !active.expiresAt) {
       throw new PermanentError(`Session ${session.id} could not become active (status ${active?.status ?? 'missing'})`);
     }
-    await cleanupQueue.add(
-      JobName.ExpireSession,
-      { sessionId: session.id },
-      { jobId: expiryJobId(session.id), delay: Math.max(0, Date.parse(active.expiresAt) - Date.now()), removeOnComplete: true, removeOnFail: 1000 },
-    );
+    await enqueue(cleanupQueue, jobs.expireSession(session.id, active.expiresAt));
     ctx.session = active;
   },
 };

@@ -1,4 +1,5 @@
-import { DEMO_PROJECT_ID, PermanentError, templateFiles } from '@velocity/contracts';
+import { PermanentError, templateFiles } from '@velocity/contracts';
+import { projectById } from '@velocity/session-store';
 import type { Step } from '../provision-context';
 
 /** The project exists (the demo project is made on first use) and has files (its template's, if none). */
@@ -8,10 +9,7 @@ export const ensureProjectStep: Step = {
   async run(ctx) {
     const { store } = ctx.deps;
     const { projectId } = ctx.job;
-    const project =
-      projectId === DEMO_PROJECT_ID
-        ? await store.ensureProject({ id: projectId, name: 'Demo project', templateType: 'react' })
-        : await store.getProject(projectId);
+    const project = await projectById(store, projectId);
     if (!project) throw new PermanentError(`Project ${projectId} does not exist`);
     // Most projects have files: check before sending the template (the seed itself is atomic either way).
     if (!(await store.hasProjectFiles(project.id))) {
