@@ -2,6 +2,8 @@
 module.exports = {
   // Global in a multi-project run (a project's own testTimeout is not used there).
   testTimeout: 60_000,
+  // After Jest's summary: the ten spec files that took longest.
+  reporters: ['default', '<rootDir>/libs/testing/src/slowest-files-reporter.js'],
   projects: ['libs/contracts', 'libs/runtime', 'libs/ops', 'libs/session-store', 'libs/machines', 'libs/testing', 'apps/api', 'apps/provisioner', 'apps/cleanup', 'apps/preview-container', 'apps/e2e'].map(
     (dir) => `<rootDir>/${dir}/jest.config.js`,
   ),

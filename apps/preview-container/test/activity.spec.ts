@@ -81,35 +81,63 @@ describe('activity reporter', () => {
     expect(received).toHaveLength(1);
   });
 
-  it('an open connection is activity until it closes; a 409 (not active yet) does not stop the reports, a 410 (ended) does', async () => {
-    received.length = 0;
-    const reporter = createActivityReporter({ url: apiUrl, token: 'tok', everyMs: 100, logger });
-    reporter.connectionOpened();
-    reporter.start();
-    await new Promise((r) => setTimeout(r, 450));
-    reporter.connectionClosed();
-    const whileOpen = received.length;
-    expect(whileOpen).toBeGreaterThanOrEqual(3);
-    expect(whileOpen).toBeLessThanOrEqual(5);
-    const times = received.map((r) => Date.parse(r.body.lastActivityAt));
-    expect(times).toEqual([...times].sort((a, b) => a - b));
+  describe('on a clock', () => {
+    // Jest's clock drives the interval and Date.now; the heartbeats are real requests (sockets and
+    // the microtasks behind them keep running: only the timers and Date are faked).
+    beforeEach(() => jest.useFakeTimers({ now: 1_000_000, doNotFake: ['nextTick', 'setImmediate', 'queueMicrotask'] }));
+    afterEach(() => jest.useRealTimers());
 
-    apiStatus = 409;
-    reporter.touch();
-    await new Promise((r) => setTimeout(r, 250));
-    const afterConflict = received.length;
-    reporter.touch();
-    await new Promise((r) => setTimeout(r, 250));
-    expect(received.length).toBeGreaterThan(afterConflict);
+    /** A reporter whose `tick()` moves the clock one interval on and waits for the heartbeats its timer sent. */
+    const reporterOnClock = () => {
+      const reporter = createActivityReporter({ url: apiUrl, token: 'tok', everyMs: 100, logger });
+      const timerFlushes = jest.spyOn(reporter, 'flush');
+      const tick = async () => {
+        const before = timerFlushes.mock.results.length;
+        jest.advanceTimersByTime(100);
+        await Promise.all(timerFlushes.mock.results.slice(before).map((result) => result.value));
+      };
+      return { reporter, tick };
+    };
 
-    apiStatus = 410;
-    reporter.touch();
-    await new Promise((r) => setTimeout(r, 250));
-    const afterEnd = received.length;
-    reporter.touch();
-    await new Promise((r) => setTimeout(r, 250));
-    expect(received.length).toBe(afterEnd);
-    reporter.stop();
-    apiStatus = 200;
+    it('an open connection is activity until it closes: one heartbeat per interval, stamped with its time', async () => {
+      received.length = 0;
+      const { reporter, tick } = reporterOnClock();
+      reporter.connectionOpened();
+      reporter.start();
+      for (let i = 0; i < 4; i++) await tick();
+      jest.advanceTimersByTime(50);
+      reporter.connectionClosed();
+      expect(received.map((r) => r.body.lastActivityAt)).toEqual([1_000_100, 1_000_200, 1_000_300, 1_000_400].map((ms) => new Date(ms).toISOString()));
+      // The close itself is the last activity: reported once, then nothing.
+      await tick();
+      await tick();
+      expect(received.map((r) => r.body.lastActivityAt).slice(4)).toEqual([new Date(1_000_450).toISOString()]);
+      reporter.stop();
+    });
+
+    it('a 409 (not active yet) does not stop the reports, a 410 (ended) does', async () => {
+      received.length = 0;
+      const { reporter, tick } = reporterOnClock();
+      reporter.start();
+      try {
+        apiStatus = 409;
+        reporter.touch();
+        await tick();
+        // Refused: the same activity is offered again at the next interval.
+        await tick();
+        expect(received).toHaveLength(2);
+
+        apiStatus = 410;
+        await tick();
+        expect(received).toHaveLength(3);
+        reporter.touch();
+        await tick();
+        await tick();
+        expect(received).toHaveLength(3);
+      } finally {
+        reporter.stop();
+        apiStatus = 200;
+      }
+    });
   });
 });

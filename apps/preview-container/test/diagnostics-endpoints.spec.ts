@@ -155,33 +155,64 @@ describe('diagnostics reporter', () => {
     expect(diagnosticsUrlOf({ DIAGNOSTICS_URL: 'http://x/d' }, 'http://api/files')).toBe('http://x/d');
   });
 
-  it('sends each change once, the last of changes close together, with the machine token; 410 ends it', async () => {
-    received.length = 0;
-    const tracker = new BuildTracker();
-    const reporter = createDiagnosticsReporter({ url, token: 'machine-token', tracker, logger, debounceMs: 50 });
-    reporter.start();
-    try {
-      tracker.buildError({ message: 'first' });
-      tracker.buildError({ message: 'second' });
-      await until('the report', () => received.length === 1);
-      await new Promise((r) => setTimeout(r, 150));
-      expect(received).toEqual([{ authorization: 'Bearer machine-token', body: expect.objectContaining({ state: 'errors', diagnostics: [{ kind: 'build', message: 'first' }, { kind: 'build', message: 'second' }] }) }]);
+  describe('on a clock', () => {
+    // Jest's clock drives the debounce and the resend backoff; the reports are real requests
+    // (sockets and the microtasks behind them keep running: only the timers and Date are faked).
+    beforeEach(() => jest.useFakeTimers({ doNotFake: ['nextTick', 'setImmediate', 'queueMicrotask'] }));
+    afterEach(() => jest.useRealTimers());
 
-      // A failed send is tried again with the newest state.
-      statuses.push(503);
-      tracker.codeChanged();
-      await until('the retried report', () => received.length === 3, 5000);
-      expect(received.slice(1).map((r) => r.body.state)).toEqual(['ok', 'ok']);
+    /** Until the stand-in api has received `count` reports. */
+    const reports = async (count: number) => {
+      while (received.length < count) await new Promise((resolve) => setImmediate(resolve));
+    };
+    /** Sends only ever start from the reporter's one timer: none pending, none coming. */
+    const timerPending = () => jest.getTimerCount() > 0;
 
-      statuses.push(410);
-      tracker.runtimeErrors([{ message: 'late' }]);
-      await until('the refused report', () => received.length === 4);
-      tracker.codeChanged();
-      await new Promise((r) => setTimeout(r, 200));
-      expect(received).toHaveLength(4);
-    } finally {
-      reporter.stop();
-    }
+    it('sends each change once, the last of changes close together, with the machine token; a failed send again after its backoff; 410 ends it', async () => {
+      received.length = 0;
+      const tracker = new BuildTracker();
+      const reporter = createDiagnosticsReporter({ url, token: 'machine-token', tracker, logger, debounceMs: 50 });
+      reporter.start();
+      try {
+        tracker.buildError({ message: 'first' });
+        jest.advanceTimersByTime(30);
+        tracker.buildError({ message: 'second' });
+        jest.advanceTimersByTime(19);
+        expect(timerPending()).toBe(true);
+        jest.advanceTimersByTime(1);
+        await reports(1);
+        // The send on its way (flush waits for it), then nothing left to send.
+        await reporter.flush();
+        expect(received).toEqual([{ authorization: 'Bearer machine-token', body: expect.objectContaining({ state: 'errors', diagnostics: [{ kind: 'build', message: 'first' }, { kind: 'build', message: 'second' }] }) }]);
+        expect(timerPending()).toBe(false);
+
+        // A failed send is tried again, after its backoff (1 s), with the newest state.
+        statuses.push(503);
+        tracker.codeChanged();
+        jest.advanceTimersByTime(50);
+        await reports(2);
+        await reporter.flush();
+        jest.advanceTimersByTime(999);
+        expect(received).toHaveLength(2);
+        expect(timerPending()).toBe(true);
+        jest.advanceTimersByTime(1);
+        await reports(3);
+        await reporter.flush();
+        expect(received.slice(1).map((r) => r.body.state)).toEqual(['ok', 'ok']);
+        expect(timerPending()).toBe(false);
+
+        statuses.push(410);
+        tracker.runtimeErrors([{ message: 'late' }]);
+        jest.advanceTimersByTime(50);
+        await reports(4);
+        await reporter.flush();
+        tracker.codeChanged();
+        expect(timerPending()).toBe(false);
+        expect(received).toHaveLength(4);
+      } finally {
+        reporter.stop();
+      }
+    });
   });
 
   it('sends what the tracker found before it started (a cold machine\'s first load)', async () => {

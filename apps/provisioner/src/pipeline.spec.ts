@@ -35,7 +35,13 @@ describe('pipeline events', () => {
     logger,
     signal: new AbortController().signal,
   });
-  const step = (name: Step['name'], ms = 0): Step => ({ name, timeoutMs: () => 5000, run: () => sleep(ms) });
+  const step = (name: Step['name']): Step => ({ name, timeoutMs: () => 5000, run: async () => undefined });
+  /** Polls `check` every 10 ms until it is true; fails after 5 s. */
+  const until = async (check: () => Promise<boolean>, what: string) => {
+    for (const deadline = Date.now() + 5000; !(await check()); await sleep(10)) {
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    }
+  };
   const stored = async (events: EventLog, sessionId: string) => (await events.read(sessionId)).map((s) => label(s.event));
 
   it('stores the progress of fast steps and ready in one round trip, in order', async () => {
@@ -52,11 +58,14 @@ describe('pipeline events', () => {
   it("stores a slow step's started while it runs, and keeps the order across batches", async () => {
     const events = new CountingEventLog(redis, config.QUEUE_PREFIX, 60);
     const ctx = contextFor(events);
-    const slowMs = 1000;
-    const running = runPipeline(ctx, [step('ensure-project'), step('create-machine', slowMs)]);
-    await sleep(slowMs / 2);
-    // Half way through the slow step, its `started` is already stored.
+    // A step that runs until the test lets it finish.
+    let finishSlowStep!: () => void;
+    const slowStep: Step = { name: 'create-machine', timeoutMs: () => 5000, run: () => new Promise<void>((resolve) => (finishSlowStep = resolve)) };
+    const running = runPipeline(ctx, [step('ensure-project'), slowStep]);
+    // While the slow step runs, its `started` is stored (within the coalescing window).
+    await until(async () => (await stored(events, ctx.job.sessionId)).length === 3, 'the first batch stored');
     expect(await stored(events, ctx.job.sessionId)).toEqual(['ensure-project started', 'ensure-project done', 'create-machine started']);
+    finishSlowStep();
     await running;
     await emit(ctx, { type: 'failed', step: 'verify-url', reason: 'test', retryable: false });
     expect(events.batches.length).toBe(2);

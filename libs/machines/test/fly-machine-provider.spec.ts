@@ -11,6 +11,8 @@ const MACHINES = `/apps/${APP}/machines`;
 
 /** The double starts a machine as slowly as its env asks (the container would honour START_DELAY_MS). */
 const startDelayFromEnv = (config: Record<string, any>) => Number(config.env?.START_DELAY_MS ?? 50);
+/** A second of a wait's `timeout`, as the doubles of these specs count it: a timed-out wait costs a tenth of Fly's. */
+const WAIT_SECOND_MS = 100;
 
 function specOf(sessionId: string, tier: 'free' | 'pro' = 'free'): MachineSpec {
   return {
@@ -59,7 +61,7 @@ describe('FlyMachineProvider', () => {
   let double: FlyApiDouble;
 
   beforeEach(async () => {
-    double = await FlyApiDouble.start({ token: TOKEN, apps: [APP], startDelayMs: startDelayFromEnv });
+    double = await FlyApiDouble.start({ token: TOKEN, apps: [APP], startDelayMs: startDelayFromEnv, waitSecondMs: WAIT_SECOND_MS });
   });
 
   afterEach(async () => {
@@ -185,13 +187,15 @@ describe('FlyMachineProvider', () => {
   it('a request that outlives its timeout fails naming the request; the retry finds the machine it made', async () => {
     const provider = providerFor(double, { requestTimeoutMs: 200 });
     const sessionId = randomUUID();
-    double.hangCreateMs = 700;
+    double.hangCreateMs = 400;
     const error = await settle(provider.create(specOf(sessionId)));
     expect(error).toBeInstanceOf(TimeoutError);
     expect(error.message).toContain(`POST ${MACHINES}`);
+    expect(sessionMachines(sessionId)).toHaveLength(0);
 
     double.hangCreateMs = 0;
-    await sleep(800); // the held create completes on Fly's side anyway
+    // The held create completes on Fly's side anyway.
+    for (let i = 0; i < 100 && sessionMachines(sessionId).length === 0; i++) await sleep(20);
     expect(sessionMachines(sessionId)).toHaveLength(1);
     const again = await provider.create(specOf(sessionId));
     expect(again.id).toBe(sessionMachines(sessionId)[0].id);
@@ -211,22 +215,22 @@ describe('FlyMachineProvider', () => {
     double.waitTimeoutStatus = status;
     const provider = providerFor(double, { maxWaitSeconds: 1 });
     const spec = specOf(randomUUID());
-    const machine = await provider.create({ ...spec, env: { ...spec.env, START_DELAY_MS: '2200' } });
+    // Several of the double's wait seconds: waits time out before the machine starts, however slow this machine is.
+    const machine = await provider.create({ ...spec, env: { ...spec.env, START_DELAY_MS: String(5 * WAIT_SECOND_MS) } });
     const started = await provider.waitStarted(machine, 15_000);
     expect(started).toMatchObject({ id: machine.id, state: 'started' });
+    // The last wait may have timed out too, with the machine started just after it (the status read then sees it).
     const waits = double.requestsTo('GET', `${MACHINES}/${machine.id}/wait`);
     expect(waits.map((r) => r.status)).toContain(status);
-    expect(waits.at(-1)?.status).toBe(200);
     expect(waits.every((r) => r.query.get('state') === 'started' && r.query.get('timeout') === '1')).toBe(true);
   });
 
   it('waitStarted returns only once the health check passes', async () => {
-    double.healthyDelayMs = 700;
+    double.healthyDelayMs = 300;
     const provider = providerFor(double);
     const machine = await provider.create(specOf(randomUUID()));
-    const t0 = Date.now();
     await provider.waitStarted(machine, 10_000);
-    expect(Date.now() - t0).toBeGreaterThanOrEqual(600);
+    // Read the moment it returns: had it not waited for the check, the check would still be critical.
     const stored = double.machines(APP).find((m) => m.id === machine.id);
     expect(stored?.checks).toEqual([expect.objectContaining({ name: 'health', status: 'passing' })]);
   });
@@ -305,7 +309,7 @@ describe('Fly API double (the published API it models)', () => {
   let double: FlyApiDouble;
 
   beforeEach(async () => {
-    double = await FlyApiDouble.start({ token: TOKEN, apps: [APP], startDelayMs: 30 });
+    double = await FlyApiDouble.start({ token: TOKEN, apps: [APP], startDelayMs: 30, waitSecondMs: WAIT_SECOND_MS });
   });
 
   afterEach(async () => {
@@ -392,7 +396,7 @@ describe('Fly API double (the published API it models)', () => {
       status: 408,
       body: { error: expect.stringContaining('deadline_exceeded'), status: 'unknown' },
     });
-    expect(Date.now() - t0).toBeGreaterThanOrEqual(950);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(WAIT_SECOND_MS - 5);
     double.waitTimeoutStatus = 400;
     expect((await wait(`?state=stopped&timeout=1&instance_id=${machine.instance_id}`)).status).toBe(400);
   });

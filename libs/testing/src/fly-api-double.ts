@@ -98,6 +98,8 @@ export interface FlyApiDoubleOptions {
   hangCreateMs?: number;
   /** Status of a wait that timed out: 408 (Fly's docs page) or 400 (the shared summary). */
   waitTimeoutStatus?: 400 | 408;
+  /** How long one second of a wait's `timeout` lasts here (1000 ms): specs shorten it so a timed-out wait costs less. */
+  waitSecondMs?: number;
 }
 
 interface Fault {
@@ -132,6 +134,7 @@ export class FlyApiDouble {
   healthyDelayMs: number;
   hangCreateMs: number;
   waitTimeoutStatus: 400 | 408;
+  readonly waitSecondMs: number;
 
   private readonly apps = new Map<string, Map<string, DoubleMachine>>();
   private readonly faults: Fault[] = [];
@@ -147,6 +150,7 @@ export class FlyApiDouble {
     this.healthyDelayMs = options.healthyDelayMs ?? 0;
     this.hangCreateMs = options.hangCreateMs ?? 0;
     this.waitTimeoutStatus = options.waitTimeoutStatus ?? 408;
+    this.waitSecondMs = options.waitSecondMs ?? 1000;
     this.server = createServer((req, res) => {
       this.handle(req, res).catch((error) => this.send(res, 500, { error: `double: ${(error as Error).message}` }));
     });
@@ -348,7 +352,7 @@ export class FlyApiDouble {
       },
     };
     this.waiters.add(waiter);
-    timer = this.after(Math.min(seconds, 60) * 1000, () =>
+    timer = this.after(Math.min(seconds, 60) * this.waitSecondMs, () =>
       waiter.settle(this.waitTimeoutStatus, { error: `deadline_exceeded: machine ${machine.id} did not reach ${state} in ${seconds}s`, status: 'unknown' }),
     );
     // The client gave up (or the answer went out): forget the waiter.

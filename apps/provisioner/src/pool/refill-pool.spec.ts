@@ -7,11 +7,13 @@ import { createRedis } from '@velocity/ops';
 import { testConfig } from '@velocity/testing';
 import { RefillPool } from './refill-pool';
 
-/** The real local provider, noting when it is asked for its machines. */
+/** The real local provider, noting in `seen` when it is asked for its machines. */
 class ListingProvider extends LocalMachineProvider {
-  readonly listedAt: number[] = [];
+  constructor(options: ConstructorParameters<typeof LocalMachineProvider>[0], private readonly seen: string[]) {
+    super(options);
+  }
   override list() {
-    this.listedAt.push(Date.now());
+    this.seen.push('list');
     return super.list();
   }
 }
@@ -28,8 +30,10 @@ describe('RefillPool', () => {
   });
 
   it('while sessions are being provisioned, waits before it even counts the machines', async () => {
-    const provider = new ListingProvider({ dir });
-    const busyUntil = Date.now() + 400;
+    // What the refill saw, in order: three answers "sessions are being provisioned", then quiet.
+    const seen: string[] = [];
+    const provider = new ListingProvider({ dir }, seen);
+    let busyAnswers = 3;
     const refill = new RefillPool({
       config,
       provider,
@@ -39,10 +43,13 @@ describe('RefillPool', () => {
       redis,
       logger: createLogger('refill-test', 'silent'),
       workerName: 'refill-test',
-      provisioning: async () => Date.now() < busyUntil,
+      provisioning: async () => {
+        const busy = busyAnswers-- > 0;
+        seen.push(busy ? 'busy' : 'quiet');
+        return busy;
+      },
     });
     expect(await refill.execute()).toEqual({ started: 0 });
-    expect(provider.listedAt).toHaveLength(1);
-    expect(provider.listedAt[0]).toBeGreaterThanOrEqual(busyUntil);
+    expect(seen).toEqual(['busy', 'busy', 'busy', 'quiet', 'list']);
   });
 });

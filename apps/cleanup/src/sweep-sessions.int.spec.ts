@@ -1,10 +1,11 @@
+import type { Worker } from 'bullmq';
 import { CLEANUP_SQL } from '@velocity/session-store';
 import { JobName } from '@velocity/contracts';
-import { createHarness, sleep, until, type Harness } from '../test/harness';
+import { createHarness, until, type Harness } from '../test/harness';
 import { SWEEP_SCHEDULER_ID, scheduleSweep } from './cleanup-worker';
 import { SweepSessions } from './sweep-sessions';
 
-// Real machines, real delays: more than Jest's default 5 s (testTimeout in jest.preset.js is not applied per project).
+// Real machines: more than Jest's default 5 s (testTimeout in jest.preset.js is not applied per project).
 jest.setTimeout(30_000);
 
 describe('SweepSessions', () => {
@@ -19,22 +20,26 @@ describe('SweepSessions', () => {
   });
 
   const status = async (id: string) => (await h.deps.store.getSession(id))?.status;
+  /** Time is up for these sessions, by the database's clock (which the sweep's `expires_at <= now()` reads). */
+  const expireNow = (...ids: string[]) => h.sql.query(`update preview_sessions set expires_at = now() - interval '1 second' where id = any($1::uuid[])`, [ids]);
 
   it('the scheduled sweep ends a session whose delayed job was removed', async () => {
-    const { session, machine } = await h.activeSession({ ttlSeconds: 1 });
+    const { session, machine } = await h.activeSession({ ttlSeconds: 600 });
     expect(await h.deps.cleanupQueue.remove(`expire-${session.id}`)).toBe(1);
-    // Activity keeps the idle rule (1 s here) out of this test.
-    const keepBusy = setInterval(() => void h.deps.store.recordActivity(session.id, new Date()), 200);
+    // Expired before any sweep runs: a sweep ends expired sessions before it looks for idle ones.
+    await expireNow(session.id);
+    let worker: Worker | undefined;
     try {
       await scheduleSweep(h.deps);
       await scheduleSweep(h.deps);
       expect(await h.deps.cleanupQueue.getJobSchedulersCount()).toBe(1);
       expect(await h.deps.cleanupQueue.getJobScheduler(SWEEP_SCHEDULER_ID)).toMatchObject({ every: 300, name: JobName.SweepSessions });
-      await h.startWorker();
+      worker = await h.startWorker();
       await until(async () => (await status(session.id)) === 'ended', 'the sweep to end the expired session');
     } finally {
-      clearInterval(keepBusy);
       await h.deps.cleanupQueue.removeJobScheduler(SWEEP_SCHEDULER_ID);
+      // No sweep of this worker may run into the next tests (its full sweep also ends sessions without a machine).
+      await worker?.close();
     }
     expect(h.destroyCalls.get(machine!.id)).toBe(1);
     expect(await h.provider.get(machine!.id)).toBeNull();
@@ -42,9 +47,9 @@ describe('SweepSessions', () => {
   });
 
   it('ends every expired session in batches, each once; a second sweep finds nothing', async () => {
-    const sessions = await Promise.all(Array.from({ length: 5 }, (_, i) => h.activeSession({ ttlSeconds: 0.3, expiryJob: false, machine: i < 2 })));
+    const sessions = await Promise.all(Array.from({ length: 5 }, (_, i) => h.activeSession({ ttlSeconds: 600, expiryJob: false, machine: i < 2 })));
     const future = await h.activeSession({ ttlSeconds: 600, expiryJob: false, machine: false });
-    await sleep(400);
+    await expireNow(...sessions.map(({ session }) => session.id));
     // All in use just now: only expiry ends sessions here, never the idle limit (however slow the machine).
     for (const { session } of [...sessions, future]) await h.deps.store.recordActivity(session.id, new Date());
 
@@ -60,17 +65,19 @@ describe('SweepSessions', () => {
       expect((await h.eventsOf(session.id)).filter((e) => e.type === 'ended')).toHaveLength(1);
     }
     expect(await status(future.session.id)).toBe('active');
+    // Out of the way of the idle rule in the tests that follow.
+    await h.deps.store.transition(future.session.id, 'ending');
   });
 
   it('ends a session idle past the limit with reason idle and keeps one that reports activity', async () => {
     const idle = await h.activeSession({ ttlSeconds: 600, expiryJob: false });
     const busy = await h.activeSession({ ttlSeconds: 600, expiryJob: false });
-    await h.deps.store.recordActivity(idle.session.id, new Date());
-    await sleep(1300);
+    // Last used 2 s ago, past the idle limit (1 s here); the other just now.
+    await h.deps.store.recordActivity(idle.session.id, new Date(Date.now() - 2000));
     await h.deps.store.recordActivity(busy.session.id, new Date());
 
     const result = await new SweepSessions(h.deps).execute();
-    expect(result.idle).toBeGreaterThanOrEqual(1);
+    expect(result).toEqual({ expired: 0, idle: 1, resumed: 0 });
     expect(await status(idle.session.id)).toBe('ended');
     expect(await status(busy.session.id)).toBe('active');
     expect(await h.provider.get(idle.machine!.id)).toBeNull();

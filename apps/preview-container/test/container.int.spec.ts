@@ -434,7 +434,7 @@ describe('preview container given an unsafe file path', () => {
     expect(existsSync(join(workDir, 'index.html'))).toBe(false);
     expect(readdirSync(parent).filter((name) => name !== 'work')).toEqual([]);
     const failure = started.logs.map((line) => JSON.parse(line)).find((entry) => entry.msg === 'start failed');
-    expect(failure?.err).toEqual({ name: 'UnsafePathError', message: 'Refusing file path "../evil.js": ".." segment' });
+    expect(failure?.err).toMatchObject({ type: 'UnsafePathError', message: 'Refusing file path "../evil.js": ".." segment', stack: expect.stringContaining('at ') });
   }, 30_000);
 });
 

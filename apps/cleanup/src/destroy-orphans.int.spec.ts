@@ -1,15 +1,15 @@
-import { createHarness, sleep, type Harness } from '../test/harness';
+import { createHarness, type Harness } from '../test/harness';
 import type { PreviewSession } from '@velocity/session-store';
 import { DestroyOrphans, orphanReason } from './destroy-orphans';
 
-// Real machines, real delays: more than Jest's default 5 s (testTimeout in jest.preset.js is not applied per project).
+// Real machines: more than Jest's default 5 s (testTimeout in jest.preset.js is not applied per project).
 jest.setTimeout(30_000);
 
 describe('DestroyOrphans', () => {
   let h: Harness;
 
   beforeAll(async () => {
-    h = await createHarness({ ORPHAN_GRACE_MS: 400, CLEANUP_BATCH_SIZE: 2 });
+    h = await createHarness({ ORPHAN_GRACE_MS: 60_000, CLEANUP_BATCH_SIZE: 2 });
   });
 
   afterAll(async () => {
@@ -26,14 +26,16 @@ describe('DestroyOrphans', () => {
     const provisioning = await h.provisioningSession('creating', { machine: true });
     const orphans = [stray.id, ended.machine!.id];
 
+    // The sweeps' clock: first sighting now, then the grace (60 s here) all but passed, then passed.
+    const firstSeen = Date.now();
     const reconcile = new DestroyOrphans(h.deps);
-    const first = await reconcile.execute();
-    expect(first).toMatchObject({ destroyed: 0, waiting: 2, machineGone: 0 });
+    expect(await reconcile.execute(firstSeen)).toMatchObject({ destroyed: 0, waiting: 2, machineGone: 0 });
+    expect(await reconcile.execute(firstSeen + 59_999)).toMatchObject({ destroyed: 0, waiting: 2, machineGone: 0 });
     for (const id of orphans) expect(await h.provider.get(id)).not.toBeNull();
 
-    await sleep(450);
+    const graceOver = firstSeen + 60_000;
     // Two replicas at once: each orphan is destroyed by one of them.
-    const [a, b] = await Promise.all([reconcile.execute(), new DestroyOrphans(h.replica()).execute()]);
+    const [a, b] = await Promise.all([reconcile.execute(graceOver), new DestroyOrphans(h.replica()).execute(graceOver)]);
     expect(a.destroyed + b.destroyed).toBe(2);
     for (const id of orphans) {
       expect(await h.provider.get(id)).toBeNull();

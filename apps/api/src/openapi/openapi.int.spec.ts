@@ -39,7 +39,7 @@ jest.mock('@bull-board/nestjs', () => ({
   BullBoardModule: { forRoot: () => ({ module: class BullBoardRoot {} }), forFeature: () => ({ module: class BullBoardFeature {} }) },
 }));
 
-type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+type Json = Record<string, any>;
 const HTTP_METHODS = ['get', 'put', 'post', 'delete', 'patch', 'head', 'options'] as const;
 const ERROR_REF = '#/components/schemas/ApiError';
 

@@ -420,7 +420,7 @@ describe('the real preview container in the sandbox', () => {
       expect(apiRequests).toContainEqual({ url: `/v1/machines/${sessionId}/files`, authorization: `Bearer ${TOKEN}` });
       const lines = await processLinesOf(sessionId);
       expect(lines.find((l) => l.pgid === l.pid)?.args).toMatch(/^\S*bwrap /);
-      expect(lines.some((l) => l.args.includes(`${SANDBOX_APP_DIR}/apps/preview-container/src/main.ts`))).toBe(true);
+      expect(lines.some((l) => l.args.includes(`${SANDBOX_APP_DIR}/dist/apps/preview-container/src/main.js`))).toBe(true);
     } catch (error) {
       const log = await readFile(join(dir, sessionId, 'container.log'), 'utf8').catch(() => '(no log)');
       throw new Error(`${(error as Error).message}\nThe machine's log:\n${log}`);

@@ -1,4 +1,5 @@
-import { JobName } from '@velocity/contracts';
+import { jobs } from '@velocity/contracts';
+import { enqueue } from '@velocity/ops';
 import { createHarness, sleep, until, type Harness } from '../test/harness';
 
 // Real machines, real delays: more than Jest's default 5 s (testTimeout in jest.preset.js is not applied per project).
@@ -55,7 +56,7 @@ describe('ExpireSession (the expire-session job, in a real worker)', () => {
 
   it('a stop job ends an active session at once, with reason stopped', async () => {
     const { session, machine } = await h.activeSession({ ttlSeconds: 600 });
-    await h.deps.cleanupQueue.add(JobName.ExpireSession, { sessionId: session.id, reason: 'stopped' }, { jobId: `stop-${session.id}` });
+    await enqueue(h.deps.cleanupQueue, jobs.stopSession(session.id));
     await until(async () => (await status(session.id)) === 'ended', 'the stop job');
     expect(await h.provider.get(machine!.id)).toBeNull();
     expect((await h.eventsOf(session.id)).map((e) => `${e.type}:${e.reason}`)).toEqual(['ending:stopped', 'ended:stopped']);
@@ -64,14 +65,14 @@ describe('ExpireSession (the expire-session job, in a real worker)', () => {
   it('a stop job for a session cancelled while provisioning destroys the machine it had', async () => {
     const { session, machine } = await h.provisioningSession('starting', { machine: true });
     await h.deps.store.transition(session.id, 'error', { errorMessage: 'cancelled', ended: true });
-    await h.deps.cleanupQueue.add(JobName.ExpireSession, { sessionId: session.id, reason: 'stopped' }, { jobId: `stop-${session.id}` });
+    await enqueue(h.deps.cleanupQueue, jobs.stopSession(session.id));
     await until(async () => (await h.provider.get(machine!.id)) === null, 'the machine of the cancelled session to be destroyed');
     expect(await status(session.id)).toBe('error');
   });
 
   it('an expiry job for a session that is not active changes nothing', async () => {
     const { session, machine } = await h.provisioningSession('creating', { machine: true });
-    const job = await h.deps.cleanupQueue.add(JobName.ExpireSession, { sessionId: session.id }, { jobId: `expire-${session.id}` });
+    const job = await enqueue(h.deps.cleanupQueue, jobs.expireSession(session.id, new Date().toISOString()));
     await until(async () => (await job.getState()) === 'completed' || (await h.deps.cleanupQueue.getJob(job.id!)) === undefined, 'the job to run');
     expect(await status(session.id)).toBe('creating');
     expect(await h.provider.get(machine!.id)).not.toBeNull();

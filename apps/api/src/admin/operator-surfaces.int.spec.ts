@@ -150,15 +150,13 @@ describe('operator surfaces (api)', () => {
         vp_http_request_seconds: 'histogram',
         process_resident_memory_bytes: 'gauge',
       });
-      for (const queue of ALL_QUEUES) {
-        for (const state of ['waiting', 'active', 'delayed', 'failed', 'completed', 'prioritized', 'waiting-children']) {
-          expect(sampleValue(text, 'vp_queue_jobs', { queue, state, app: 'api' })).toBeGreaterThanOrEqual(0);
-        }
-      }
-      for (const status of ['queued', 'creating', 'starting', 'active', 'ending']) {
-        expect(sampleValue(text, 'vp_sessions', { status, app: 'api' })).toBeGreaterThanOrEqual(0);
-      }
-      expect(samples(text, 'vp_sessions').map((s) => s.labels.status)).not.toContain('ended');
+      // One gauge per queue and job state, one per live status (no `ended`: that history only grows), each a count.
+      const states = ['waiting', 'active', 'delayed', 'failed', 'completed', 'prioritized', 'waiting-children'];
+      const queueJobs = samples(text, 'vp_queue_jobs', { app: 'api' });
+      expect(queueJobs.map((s) => `${s.labels.queue} ${s.labels.state}`).sort()).toEqual(ALL_QUEUES.flatMap((queue) => states.map((state) => `${queue} ${state}`)).sort());
+      const sessions = samples(text, 'vp_sessions', { app: 'api' });
+      expect(sessions.map((s) => s.labels.status).sort()).toEqual(['active', 'creating', 'ending', 'queued', 'starting']);
+      expect([...queueJobs, ...sessions].filter((s) => !Number.isInteger(s.value) || s.value < 0)).toEqual([]);
       expect(sampleValue(text, 'vp_http_request_seconds_count', { method: 'GET', route: '/health', status: '200' })).toBeGreaterThanOrEqual(1);
       expect(sampleValue(text, 'vp_http_request_seconds_count', { method: 'GET', route: '/metrics', status: '401' })).toBeGreaterThanOrEqual(1);
       expect(samples(text, 'vp_metrics_collect_failures_total')).toEqual([]);
