@@ -3,7 +3,7 @@ import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { LocalMachineProvider } from '@velocity/machines';
-import { APPS, stopProcess, waitForHttp, type AppName } from '@velocity/ops';
+import { APPS, builtMainOf, stopProcess, waitForHttp, type AppName } from '@velocity/ops';
 import { freePort } from '@velocity/runtime';
 
 const ROOT = resolve(__dirname, '../..');
@@ -52,7 +52,7 @@ export async function startBenchSystem(options: {
   const children = new Map<AppName, ChildProcess>();
   for (const app of APPS) {
     const fd = openSync(logOf(app), 'a');
-    const child = spawn(process.execPath, [...(options.nodeArgs ?? []), '-r', '@swc-node/register', join(ROOT, 'apps', app, 'src/main.ts')], {
+    const child = spawn(process.execPath, [...(options.nodeArgs ?? []), '--enable-source-maps', builtMainOf(app)], {
       cwd: ROOT,
       env,
       stdio: ['ignore', fd, fd],

@@ -10,7 +10,7 @@ export const APPS = ['api', 'provisioner', 'cleanup'] as const;
 export type AppName = (typeof APPS)[number];
 
 /** The built main of an app (`npm run build` writes it). */
-function builtMainOf(app: AppName): string {
+export function builtMainOf(app: AppName): string {
   return join(ROOT, 'dist', 'apps', app, 'src', 'main.js');
 }
 
