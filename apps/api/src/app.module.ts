@@ -1,5 +1,5 @@
 import { BullModule } from '@nestjs/bullmq';
-import { DynamicModule, Inject, Module, OnApplicationShutdown, RequestMethod } from '@nestjs/common';
+import { DynamicModule, Inject, Module, OnApplicationShutdown } from '@nestjs/common';
 import { APP_FILTER } from '@nestjs/core';
 import type Redis from 'ioredis';
 import { ALL_QUEUES, FileChangeLog, type Config } from '@velocity/contracts';
@@ -45,6 +45,8 @@ class Resources implements OnApplicationShutdown {
   }
 }
 
+const CONTROLLERS = [RoutesController, ProjectsController, FileChangesController, SessionsController, MachineFilesController, MachineActivityController, MachineDiagnosticsController, HealthController];
+
 @Module({})
 export class AppModule {
   static forRoot(config: Config, logger: Logger): DynamicModule {
@@ -52,8 +54,10 @@ export class AppModule {
       module: AppModule,
       imports: [
         // nestjs-pino on the api's pino; pino-http is mounted ahead of Nest (bootstrap.ts), so Nest reuses its req.log.
+        // Bound on the controllers' routes only: a catch-all route would decode every path, and answer a path that is
+        // not valid percent-encoding with 400 where no route means 404.
         LoggerModule.forRootAsync({
-          useFactory: () => ({ pinoHttp: { logger: pinoOf(logger) }, useExisting: true, forRoutes: [{ path: '{*path}', method: RequestMethod.ALL }] }),
+          useFactory: () => ({ pinoHttp: { logger: pinoOf(logger) }, useExisting: true, forRoutes: CONTROLLERS }),
         }),
         BullModule.forRoot({ connection: { url: config.REDIS_URL, maxRetriesPerRequest: null }, prefix: config.QUEUE_PREFIX }),
         // Every queue of the system: the services use theirs, Bull Board and /metrics show them all.
@@ -61,7 +65,7 @@ export class AppModule {
         AdminModule.forRoot(config),
         MetricsModule.forRoot(config),
       ],
-      controllers: [RoutesController, ProjectsController, FileChangesController, SessionsController, MachineFilesController, MachineActivityController, MachineDiagnosticsController, HealthController],
+      controllers: CONTROLLERS,
       providers: [
         { provide: CONFIG, useValue: config },
         { provide: LOGGER, useValue: logger },

@@ -18,7 +18,10 @@ const BACKGROUND_NICENESS = 10;
 export interface LocalMachineProviderOptions {
   /** Folder for the machines' work folders and logs; also scopes which machines this provider sees. */
   dir: string;
-  /** PREVIEW_CONTAINER_ENTRY: the preview container's built main, from the repository's root; a sandbox shows its folder. */
+  /**
+   * The program machines run: PREVIEW_CONTAINER_ENTRY, the preview container's built main, from the
+   * repository's root (specs pass a fake machine's file). A sandbox shows its folder.
+   */
   entry?: string;
   /**
    * Command that runs the preview container; defaults to node on `entry`.

@@ -61,10 +61,10 @@ const SANDBOX_PATH = '/usr/local/bin:/usr/bin:/bin';
  * What the preview container and Vite need from the repo besides the folder of
  * its built main: the built libs it imports (the build refers to them by
  * relative path; templates included), the dependencies, package.json (where
- * node looks up the module type), and the fixtures the specs' fake machines run.
+ * node looks up the module type).
  * The other builds and every source stay out of the sandbox.
  */
-const REPO_PARTS = ['dist/libs/contracts', 'dist/libs/runtime', 'libs/testing/fixtures', 'node_modules', 'package.json'];
+const REPO_PARTS = ['dist/libs/contracts', 'dist/libs/runtime', 'node_modules', 'package.json'];
 /** npm-workspace links to the service's own apps and libs (api, provisioner…): hidden; the build does not use them. */
 const WORKSPACE_LINKS = 'node_modules/@velocity';
 const SYSTEM_DIRS = ['/usr', '/bin', '/sbin', '/lib', '/lib32', '/lib64', '/libx32'];

@@ -15,7 +15,7 @@ const FAKE_MACHINE = join(FIXTURES_DIR, 'fake-machine.js');
 for (const sandbox of ['bubblewrap', 'none'] satisfies SandboxSetting[]) {
   machineProviderContract(`LocalMachineProvider (MACHINE_SANDBOX=${sandbox})`, async () => {
     const dir = await mkdtemp(join(tmpdir(), 'vp-local-machines-'));
-    const provider = new LocalMachineProvider({ dir, command: [process.execPath, FAKE_MACHINE], sandbox });
+    const provider = new LocalMachineProvider({ dir, entry: FAKE_MACHINE, sandbox });
     return {
       provider,
       spec: (sessionId) => ({

@@ -129,7 +129,7 @@ function probeSetup(sandbox: 'bubblewrap' | 'none') {
     state.listener = await loopbackListener();
     state.dir = await mkdtemp(join(tmpdir(), 'vp-sandbox-'));
     // With an api socket: its folder is shown to sandboxed machines, read-only.
-    state.provider = new LocalMachineProvider({ dir: state.dir, command: [process.execPath, PROBE], sandbox, apiSocket: join(state.dir, 'api', 'api.sock') });
+    state.provider = new LocalMachineProvider({ dir: state.dir, entry: PROBE, sandbox, apiSocket: join(state.dir, 'api', 'api.sock') });
     state.providerCanary = join(state.dir, 'canary.txt');
     await writeFile(state.providerCanary, canary);
     await writeFile(repoCanary, canary);

@@ -82,7 +82,7 @@ export class SessionsController implements BeforeApplicationShutdown {
     const { projectId, tier } = parseOr400(createSessionBody, body ?? {});
     const { view, queued } = await this.sessions.create(user, projectId, tier);
     this.logger.info('session requested', { sessionId: view.sessionId, projectId, tier });
-    // JSON unless the client prefers the stream (no Accept, or `*/*`, is JSON as before).
+    // JSON unless the client prefers the stream (no Accept, or `*/*`, gets JSON).
     if (req.accepts(['application/json', 'text/event-stream']) !== 'text/event-stream') {
       res.status(202).json(view);
       return;
