@@ -52,7 +52,7 @@ export async function startBenchSystem(options: {
   const children = new Map<AppName, ChildProcess>();
   for (const app of APPS) {
     const fd = openSync(logOf(app), 'a');
-    const child = spawn(process.execPath, [...(options.nodeArgs ?? []), '--enable-source-maps', builtMainOf(app)], {
+    const child = spawn(process.execPath, [...(options.nodeArgs ?? []), builtMainOf(app)], {
       cwd: ROOT,
       env,
       stdio: ['ignore', fd, fd],

@@ -96,7 +96,7 @@ export class LocalMachineProvider implements MachineProvider {
     this.programDir = dirname(entry);
     if (!options.command) this.builtEntry = entry;
     // A small young generation keeps a preview machine's memory down; Vite does not need more.
-    this.command = options.command ?? [process.execPath, '--max-semi-space-size=2', '--enable-source-maps', entry];
+    this.command = options.command ?? [process.execPath, '--max-semi-space-size=2', entry];
     this.user = machineUserOf({ uid: options.machineUid ?? NOBODY, gid: options.machineGid ?? NOBODY });
     this.bwrap = options.bubblewrap ?? findExecutable('bwrap');
     const setting = options.sandbox ?? 'auto';

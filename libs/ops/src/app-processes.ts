@@ -18,7 +18,7 @@ export function builtMainOf(app: AppName): string {
 export function startApp(app: AppName, env: NodeJS.ProcessEnv, stdio: 'inherit' | 'pipe' = 'inherit'): ChildProcess {
   const main = builtMainOf(app);
   if (!existsSync(main)) throw new Error(`${app} is not built: ${main} is missing (run npm run build)`);
-  return spawn(process.execPath, ['--enable-source-maps', main], {
+  return spawn(process.execPath, [main], {
     cwd: ROOT,
     env,
     stdio: ['ignore', stdio, stdio],
