@@ -76,4 +76,17 @@ describe('request logging', () => {
     ]);
     expect(requests[0].requestId).toMatch(/^[0-9a-f-]{36}$/);
   });
+
+  it('writes no line for a probe or a preview asset when debug is off, and still the line of any other request', async () => {
+    pino.level = 'info';
+    try {
+      await fetch(`${base}/health`);
+      await fetch(base.replace('127.0.0.1', '00000000-0000-4000-8000-0000000000bb.localhost') + '/src/App.jsx');
+      await fetch(`${base}/v1/projects`);
+      await settle();
+      expect(lines().filter((line) => line.msg === 'request').map((line) => line.path)).toEqual(['/v1/projects']);
+    } finally {
+      pino.level = 'debug';
+    }
+  });
 });

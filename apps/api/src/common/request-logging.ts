@@ -16,7 +16,16 @@ const QUIET = /^\/(health|ready|metrics)(\/|$)/;
  * few seconds: those at debug. Mounted after `requestContext`, whose id
  * (`req.id`) it reuses, and before the edge, so previews' requests are logged too.
  */
-export function requestLogging(logger: Pino): HttpLogger {
+export function requestLogging(logger: Pino): (req: IncomingMessage, res: ServerResponse, next: () => void) => void {
+  const logged = pinoHttpFor(logger);
+  // A preview's assets are most requests: when their debug line would be dropped anyway, pino-http is not run for them.
+  return function requestLoggingMiddleware(req, res, next) {
+    if (isQuiet(req) && !logger.isLevelEnabled('debug')) return next();
+    logged(req, res, next);
+  };
+}
+
+function pinoHttpFor(logger: Pino): HttpLogger {
   return pinoHttp({
     logger,
     genReqId: (req) => requestIdFrom(req.headers[REQUEST_ID_HEADER]),
