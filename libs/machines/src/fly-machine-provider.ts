@@ -74,9 +74,13 @@ interface RequestOptions {
   timeoutMs?: number;
 }
 
+/** Every machine state Fly documents (fly.io/docs/machines/machine-states), as ours. */
 const FLY_STATES: Record<string, MachineState> = {
+  creating: 'starting',
   created: 'starting',
   starting: 'starting',
+  restarting: 'starting',
+  updating: 'starting',
   replacing: 'starting',
   started: 'started',
   stopping: 'stopped',
@@ -85,8 +89,14 @@ const FLY_STATES: Record<string, MachineState> = {
   suspended: 'stopped',
   destroying: 'destroyed',
   destroyed: 'destroyed',
+  replaced: 'destroyed',
   failed: 'failed',
+  // Fly moves it to destroyed: it will never start.
+  launch_failed: 'failed',
 };
+
+/** States from which a machine never reaches `started`. */
+const NEVER_STARTS = new Set(['failed', 'launch_failed', 'destroying', 'destroyed', 'replaced']);
 
 const PERMANENT_STATUSES = new Set([400, 401, 403, 404, 405, 410, 412, 422]);
 
@@ -158,7 +168,7 @@ export class FlyMachineProvider implements MachineProvider {
         // machine: a failed or destroyed one will never start (a retried create replaces it).
         const current = await this.fetchMachine(machine.id, within);
         lastState = current?.state ?? 'destroyed';
-        if (!current || current.state === 'failed' || current.state === 'destroyed' || current.state === 'destroying') {
+        if (!current || NEVER_STARTS.has(current.state)) {
           throw new Error(`Machine ${machine.id} is ${lastState} and will not start (Fly wait answered ${res.status}: ${res.body?.error ?? 'no detail'})`);
         }
         if (current.state === 'started') break;
@@ -168,7 +178,7 @@ export class FlyMachineProvider implements MachineProvider {
       for (;;) {
         const current = await this.fetchMachine(machine.id, within);
         lastState = current?.state ?? 'destroyed';
-        if (!current || ['failed', 'destroyed', 'destroying', 'stopping', 'stopped'].includes(current.state)) {
+        if (!current || NEVER_STARTS.has(current.state) || current.state === 'stopping' || current.state === 'stopped') {
           throw new Error(`Machine ${machine.id} became ${lastState} while starting`);
         }
         if (current.state === 'started' && checksPass(current)) return { ...this.toMachine(current), state: 'started' };
@@ -231,7 +241,7 @@ export class FlyMachineProvider implements MachineProvider {
 
   /** An existing machine of the session: a stopped one is started, a failed one replaced once. */
   private async reuse(machine: FlyMachine, spec: MachineSpec, signal: AbortSignal | undefined, replacedFailed: boolean): Promise<Machine> {
-    if (machine.state === 'failed' && !replacedFailed) {
+    if ((machine.state === 'failed' || machine.state === 'launch_failed') && !replacedFailed) {
       await this.destroy(machine.id);
       return this.createOnce(spec, signal, true);
     }
@@ -297,7 +307,7 @@ export class FlyMachineProvider implements MachineProvider {
 
   /**
    * One API call: bearer token, JSON, a timeout, and retries with backoff for
-   * 429, 5xx, `insufficient_capacity` and network failures (honouring Retry-After).
+   * 408, 429, 5xx, `insufficient_capacity` and network failures (honouring Retry-After).
    * 2xx and the `accept`ed statuses are returned; other 4xx are PermanentErrors.
    */
   private async request<T = unknown>(method: string, path: string, options: RequestOptions = {}): Promise<FlyResponse<T>> {
@@ -346,7 +356,9 @@ export class FlyMachineProvider implements MachineProvider {
 
     const flyError = (body ?? {}) as FlyErrorBody;
     const detail = flyError.error ?? (text.slice(0, 200) || response.statusText);
-    if (status === 429 || status >= 500 || flyError.status === 'insufficient_capacity') {
+    // 408: the API gave up on the request in time (a wait's 408 is an answer, when the caller accepts it).
+    const timedOut = status === 408 && !options.accept?.includes(408);
+    if (timedOut || status === 429 || status >= 500 || flyError.status === 'insufficient_capacity') {
       const capacity = flyError.status === 'insufficient_capacity' ? ' (insufficient_capacity)' : '';
       throw new PassingFailure(`answered ${status}${capacity}`, detail, attempt, this.retryAfter(response.headers.get('retry-after')));
     }
@@ -384,7 +396,7 @@ function sessionIdOf(m: FlyMachine): string | undefined {
 }
 
 function isLive(m: FlyMachine): boolean {
-  return m.state !== 'destroyed' && m.state !== 'destroying';
+  return m.state !== 'destroyed' && m.state !== 'destroying' && m.state !== 'replaced';
 }
 
 /** Every configured check reports `passing` (a machine without checks passes). */

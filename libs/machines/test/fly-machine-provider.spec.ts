@@ -134,6 +134,13 @@ describe('FlyMachineProvider', () => {
     expect(double.requestsTo('GET', MACHINES).map((r) => r.status)).toEqual([500, 500, 200]);
   });
 
+  it('retries a 408 of a call that is not a wait (the API timed the request out)', async () => {
+    const provider = providerFor(double, { retries: 3 });
+    double.failNext(1, 408, { error: 'request timed out' }, { method: 'GET' });
+    await expect(provider.list()).resolves.toEqual([]);
+    expect(double.requestsTo('GET', MACHINES).map((r) => r.status)).toEqual([408, 200]);
+  });
+
   it('gives up on 503 after its retries with an error naming method, path and status', async () => {
     const provider = providerFor(double, { retries: 2 });
     double.failNext(3, 503, { error: 'upstream unavailable' });
@@ -235,17 +242,17 @@ describe('FlyMachineProvider', () => {
     expect(stored?.checks).toEqual([expect.objectContaining({ name: 'health', status: 'passing' })]);
   });
 
-  it('waitStarted fails fast for a machine that failed, and create replaces it', async () => {
+  it.each(['failed', 'launch_failed'] as const)('waitStarted fails fast for a machine that is %s, and create replaces it', async (state) => {
     const provider = providerFor(double);
     const sessionId = randomUUID();
     const machine = await provider.create(specOf(sessionId));
-    double.setState(APP, machine.id, 'failed');
+    double.setState(APP, machine.id, state);
     const t0 = Date.now();
     const error = await settle(provider.waitStarted(machine, 10_000));
     expect(error).toBeInstanceOf(Error);
     expect(error).not.toBeInstanceOf(TimeoutError);
     expect(error.message).toContain(machine.id);
-    expect(error.message).toContain('failed');
+    expect(error.message).toContain(state);
     expect(Date.now() - t0).toBeLessThan(3000);
 
     const replacement = await provider.create(specOf(sessionId));

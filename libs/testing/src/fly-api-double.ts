@@ -47,7 +47,8 @@ export type FlyState =
   | 'replacing'
   | 'destroying'
   | 'destroyed'
-  | 'failed';
+  | 'failed'
+  | 'launch_failed';
 
 export interface DoubleMachine {
   id: string;
@@ -429,7 +430,7 @@ export class FlyApiDouble {
   /** Why a machine in its current state can no longer reach `state`, if it cannot. */
   private unreachable(machine: DoubleMachine, state: string): string | null {
     if (machine.state === 'destroyed' && state !== 'destroyed') return `machine ${machine.id} is destroyed`;
-    if (machine.state === 'failed' && state === 'started') return `machine ${machine.id} failed to start`;
+    if ((machine.state === 'failed' || machine.state === 'launch_failed') && state === 'started') return `machine ${machine.id} failed to start`;
     return null;
   }
 
