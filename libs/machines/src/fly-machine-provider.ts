@@ -1,5 +1,5 @@
 import { PermanentError, TimeoutError, errorMessage, sleep } from '@velocity/contracts';
-import { retry } from '@velocity/runtime';
+import { retry, type RetryOptions } from '@velocity/runtime';
 import type { Machine, MachineProvider, MachineSpec, MachineState } from './machine-provider';
 
 /** Port the preview container listens on inside every Fly machine. */
@@ -225,11 +225,9 @@ export class FlyMachineProvider implements MachineProvider {
   private async createOnce(spec: MachineSpec, signal?: AbortSignal, replacedFailed = false): Promise<Machine> {
     const existing = await this.findLive(spec.sessionId, signal);
     if (existing) return this.reuse(existing, spec, signal, replacedFailed);
-    const res = await this.request<FlyMachine & FlyErrorBody>('POST', `${this.appPath}/machines`, {
-      body: this.createBody(spec),
-      signal,
-      accept: [409, 422],
-    });
+    const created = await this.postMachine(spec, signal);
+    if ('found' in created) return this.reuse(created.found, spec, signal, replacedFailed);
+    const res = created;
     if (res.status === 200 || res.status === 201) return this.toMachine(res.body);
     // The name is taken: another create for this session won the race.
     const winner = await this.findLive(spec.sessionId, signal);
@@ -237,6 +235,40 @@ export class FlyMachineProvider implements MachineProvider {
     const detail = `Fly API POST ${this.appPath}/machines answered ${res.status}: ${res.body?.error ?? 'no detail'}`;
     if (res.status === 422) throw new PermanentError(detail);
     throw new Error(`${detail} (and no machine of session ${spec.sessionId} exists)`);
+  }
+
+  /**
+   * The create call, retried like any other, except that after an answer that
+   * leaves it unknown whether the machine was made (a 5xx, a timeout, a broken
+   * connection) the session's machine is looked up first: found, it is the answer.
+   */
+  private async postMachine(spec: MachineSpec, signal?: AbortSignal): Promise<FlyResponse<FlyMachine & FlyErrorBody> | { found: FlyMachine }> {
+    const path = `${this.appPath}/machines`;
+    try {
+      return await retry(
+        async (attempt) => {
+          const found = attempt > 1 ? await this.findLive(spec.sessionId, signal) : null;
+          if (found) return { found };
+          return this.requestOnce<FlyMachine & FlyErrorBody>('POST', path, { body: this.createBody(spec), signal, accept: [409, 422] }, attempt);
+        },
+        { ...this.retryOptions(signal), shouldRetry: (error) => error instanceof PassingFailure || error instanceof TimeoutError },
+      );
+    } catch (error) {
+      if (error instanceof PassingFailure) throw new Error(`Fly API POST ${path} ${error.message} after ${error.attempt} attempts: ${error.detail}`);
+      throw error;
+    }
+  }
+
+  /** How API calls are tried again: failures that may pass (429, 5xx, 408, capacity, network), with backoff or Retry-After. */
+  private retryOptions(signal?: AbortSignal): RetryOptions {
+    return {
+      attempts: this.retries + 1,
+      initialDelayMs: this.retryBaseDelayMs,
+      maxDelayMs: 5000,
+      signal,
+      shouldRetry: (error) => error instanceof PassingFailure,
+      delayOf: (error) => (error instanceof PassingFailure ? (error.retryAfterMs ?? undefined) : undefined),
+    };
   }
 
   /** An existing machine of the session: a stopped one is started, a failed one replaced once. */
@@ -313,14 +345,7 @@ export class FlyMachineProvider implements MachineProvider {
   private async request<T = unknown>(method: string, path: string, options: RequestOptions = {}): Promise<FlyResponse<T>> {
     const what = `Fly API ${method} ${path}`;
     try {
-      return await retry((attempt) => this.requestOnce<T>(method, path, options, attempt), {
-        attempts: this.retries + 1,
-        initialDelayMs: this.retryBaseDelayMs,
-        maxDelayMs: 5000,
-        signal: options.signal,
-        shouldRetry: (error) => error instanceof PassingFailure,
-        delayOf: (error) => (error as PassingFailure).retryAfterMs ?? undefined,
-      });
+      return await retry((attempt) => this.requestOnce<T>(method, path, options, attempt), this.retryOptions(options.signal));
     } catch (error) {
       if (error instanceof PassingFailure) throw new Error(`${what} ${error.message} after ${error.attempt} attempts: ${error.detail}`);
       throw error;

@@ -134,6 +134,16 @@ describe('FlyMachineProvider', () => {
     expect(double.requestsTo('GET', MACHINES).map((r) => r.status)).toEqual([500, 500, 200]);
   });
 
+  it('after a create answered 503 that made the machine anyway, finds that machine instead of creating another', async () => {
+    const provider = providerFor(double, { retries: 3 });
+    const sessionId = randomUUID();
+    double.failNext(1, 503, { error: 'upstream unavailable' }, { method: 'POST', path: /^\/apps\/[^/]+\/machines$/, afterHandling: true });
+    const machine = await provider.create(specOf(sessionId));
+    expect(double.requestsTo('POST', MACHINES).map((r) => r.status)).toEqual([503]);
+    expect(sessionMachines(sessionId).map((m) => m.id)).toEqual([machine.id]);
+    await expect(provider.waitStarted(machine, 10_000)).resolves.toMatchObject({ id: machine.id, state: 'started' });
+  });
+
   it('retries a 408 of a call that is not a wait (the API timed the request out)', async () => {
     const provider = providerFor(double, { retries: 3 });
     double.failNext(1, 408, { error: 'request timed out' }, { method: 'GET' });
@@ -191,22 +201,25 @@ describe('FlyMachineProvider', () => {
     expect(error.message).toContain('memory_mb too small');
   });
 
-  it('a request that outlives its timeout fails naming the request; the retry finds the machine it made', async () => {
-    const provider = providerFor(double, { requestTimeoutMs: 200 });
+  it('a create that outlives its timeout is looked up before it is tried again, and ends with the one machine it made', async () => {
+    const provider = providerFor(double, { requestTimeoutMs: 200, retries: 5 });
     const sessionId = randomUUID();
+    double.hangCreateMs = 400; // Fly makes the machine, after the client has given up on the answer
+    const machine = await provider.create(specOf(sessionId));
+    expect(sessionMachines(sessionId).map((m) => m.id)).toEqual([machine.id]);
+    // Every try after the first began with a look-up of the session's machines.
+    const posts = double.requestsTo('POST', MACHINES).length;
+    expect(posts).toBeGreaterThanOrEqual(1);
+    expect(double.requestsTo('GET', MACHINES).length).toBeGreaterThanOrEqual(posts);
+  });
+
+  it('a create that keeps outliving its timeout fails with a TimeoutError naming the request', async () => {
+    const provider = providerFor(double, { requestTimeoutMs: 100, retries: 0 });
     double.hangCreateMs = 400;
-    const error = await settle(provider.create(specOf(sessionId)));
+    const error = await settle(provider.create(specOf(randomUUID())));
     expect(error).toBeInstanceOf(TimeoutError);
     expect(error.message).toContain(`POST ${MACHINES}`);
-    expect(sessionMachines(sessionId)).toHaveLength(0);
-
     double.hangCreateMs = 0;
-    // The held create completes on Fly's side anyway.
-    for (let i = 0; i < 100 && sessionMachines(sessionId).length === 0; i++) await sleep(20);
-    expect(sessionMachines(sessionId)).toHaveLength(1);
-    const again = await provider.create(specOf(sessionId));
-    expect(again.id).toBe(sessionMachines(sessionId)[0].id);
-    expect(sessionMachines(sessionId)).toHaveLength(1);
   });
 
   it('two processes creating for one session at once end with one machine (the name conflict)', async () => {

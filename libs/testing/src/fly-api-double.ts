@@ -82,6 +82,8 @@ export interface FaultFilter {
   path?: string | RegExp;
   /** Extra response headers, e.g. `{ 'retry-after': '1' }`. */
   headers?: Record<string, string>;
+  /** The request is carried out first, then its answer replaced by the fault's (a 5xx after the work was done, a lost answer). */
+  afterHandling?: boolean;
 }
 
 export interface FlyApiDoubleOptions {
@@ -222,6 +224,7 @@ export class FlyApiDouble {
     );
     if (fault) {
       fault.remaining--;
+      if (fault.filter.afterHandling) await this.route(recorded, res).catch(() => undefined);
       return this.send(res, fault.status, fault.body, fault.filter.headers);
     }
     try {
