@@ -94,6 +94,23 @@ describe('loadConfig', () => {
   });
 });
 
+describe('loadConfig: MACHINE_TOKEN_SECRET in production', () => {
+  it('refuses the development default when NODE_ENV=production, naming the variable', () => {
+    const error = configError({ NODE_ENV: 'production' });
+    expect(error.variable).toBe('MACHINE_TOKEN_SECRET');
+    expect(error.message).toMatch(/^Invalid configuration: MACHINE_TOKEN_SECRET must be set to a secret of its own when NODE_ENV=production/);
+    // Set explicitly to the default, it is refused all the same (and not echoed).
+    const explicit = configError({ NODE_ENV: 'production', MACHINE_TOKEN_SECRET: loadConfig({}).MACHINE_TOKEN_SECRET });
+    expect(explicit.variable).toBe('MACHINE_TOKEN_SECRET');
+    expect(explicit.message).not.toContain(loadConfig({}).MACHINE_TOKEN_SECRET);
+  });
+
+  it('accepts a secret of its own in production, and the default elsewhere', () => {
+    expect(loadConfig({ NODE_ENV: 'production', MACHINE_TOKEN_SECRET: 'a-production-secret-of-its-own' }).MACHINE_TOKEN_SECRET).toBe('a-production-secret-of-its-own');
+    expect(loadConfig({ NODE_ENV: 'test' }).MACHINE_TOKEN_SECRET).toBe(loadConfig({}).MACHINE_TOKEN_SECRET);
+  });
+});
+
 describe('loadConfig: the Fly machine provider', () => {
   const fly = { MACHINE_PROVIDER: 'fly', FLY_API_TOKEN: 'fo1_token', FLY_APP_NAME: 'vp-previews', FLY_IMAGE: 'registry.fly.io/vp:1' };
 

@@ -11,6 +11,9 @@ const duration = (fallback: number) => z.coerce.number().int().positive().defaul
 /** Where `npm run build` writes the preview container's main, from the repository's root. */
 export const DEFAULT_PREVIEW_CONTAINER_ENTRY = 'dist/apps/preview-container/src/main.js';
 
+/** MACHINE_TOKEN_SECRET when none is set: published in this repo, so production refuses it. */
+const DEVELOPMENT_MACHINE_TOKEN_SECRET = 'dev-only-machine-token-secret-change-me';
+
 export const configSchema = z.object({
   NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
   LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error', 'silent']).default('info'),
@@ -78,7 +81,7 @@ export const configSchema = z.object({
   MACHINE_UID: z.coerce.number().int().min(1).max(4_294_967_294).default(65534),
   MACHINE_GID: z.coerce.number().int().min(1).max(4_294_967_294).default(65534),
   /** HMAC secret that signs the short-lived tokens machines use to fetch their files. */
-  MACHINE_TOKEN_SECRET: z.string().min(16).default('dev-only-machine-token-secret-change-me'),
+  MACHINE_TOKEN_SECRET: z.string().min(16).default(DEVELOPMENT_MACHINE_TOKEN_SECRET),
   SESSION_TTL_SECONDS: duration(30 * 60),
   PROVISION_CONCURRENCY: duration(10),
   /** Sessions whose steps one provisioner runs at once; the others wait their turn, oldest first. 0: the CPU count. */
@@ -206,6 +209,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   requireSupabaseSettings(parsed.data);
   requireOperatorPair(parsed.data);
   if (parsed.data.MACHINE_PROVIDER === 'noop' && parsed.data.NODE_ENV === 'production') throw new ConfigError('MACHINE_PROVIDER', 'must not be noop (benchmarks only) when NODE_ENV=production');
+  // Anyone who knows the default could sign machine tokens and read every project's files.
+  if (parsed.data.MACHINE_TOKEN_SECRET === DEVELOPMENT_MACHINE_TOKEN_SECRET && parsed.data.NODE_ENV === 'production') {
+    throw new ConfigError('MACHINE_TOKEN_SECRET', 'must be set to a secret of its own when NODE_ENV=production (got the development default)');
+  }
   return parsed.data;
 }
 

@@ -124,6 +124,18 @@ describe('migrations', () => {
     );
   });
 
+  it('every vp_* function runs with its own search_path, not its caller’s', async () => {
+    const functions = await query<{ fn: string; search_path: string | null }>(
+      url,
+      `select p.oid::regprocedure::text as fn,
+              (select c from unnest(p.proconfig) c where c like 'search_path=%') as search_path
+       from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+       where n.nspname = 'public' and proname like 'vp\\_%' order by 1`,
+    );
+    expect(functions.length).toBeGreaterThan(10);
+    expect(functions.filter((f) => f.search_path === null).map((f) => f.fn)).toEqual([]);
+  });
+
   it('re-running the SQL itself is harmless (idempotent statements) and keeps data', async () => {
     const projectId = randomUUID();
     await query(url, `insert into projects (id, name) values ($1, 'kept')`, [projectId]);

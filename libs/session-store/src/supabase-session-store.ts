@@ -331,14 +331,14 @@ export class SupabaseSessionStore implements SessionStore {
 
   /** `POST /rest/v1/rpc/<fn>` with the named arguments as the JSON body; throws PostgREST's error. */
   private async rpc<T>(fn: string, args: Record<string, unknown>): Promise<T> {
-    const { data, error } = await this.client.rpc(fn, args);
+    const { data, error } = await this.client.rpc(fn, args).retry(false);
     if (error) throw supabaseError(fn, error);
     return data as T;
   }
 
-  /** Runs a select (or insert returning rows); throws PostgREST's error. */
-  private async select<T>(what: string, query: PromiseLike<{ data: unknown; error: PostgrestErrorLike | null }>): Promise<T[]> {
-    const { data, error } = await query;
+  /** Runs a select (or insert returning rows) once; throws PostgREST's error. */
+  private async select<T>(what: string, query: RetryableQuery<{ data: unknown; error: PostgrestErrorLike | null }>): Promise<T[]> {
+    const { data, error } = await query.retry(false);
     if (error) throw supabaseError(what, error);
     return (data ?? []) as T[];
   }
@@ -347,6 +347,16 @@ export class SupabaseSessionStore implements SessionStore {
 const FILE_PAGE = 1000;
 const IDS_PER_REQUEST = 100;
 const PROVISIONING = ['queued', 'creating', 'starting'];
+
+/**
+ * A postgrest-js query. It retries a failed or 503/520-answered GET up to 3 times,
+ * 1, 2 and 4 s apart, and takes a timed-out fetch for a failure, so a call bounded
+ * by timeoutMs could take 8 s; every request here is sent once. supabase-js has no
+ * client-wide option for it (it does not pass postgrest-js's `retry` on).
+ */
+interface RetryableQuery<R> {
+  retry(enabled: boolean): PromiseLike<R>;
+}
 
 interface PostgrestErrorLike {
   message: string;

@@ -1,4 +1,6 @@
 import { randomUUID } from 'node:crypto';
+import { createServer, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { createSessionStore } from '../src/create-session-store';
 import { PostgresSessionStore } from '../src/postgres-session-store';
 import { SupabaseSessionStore } from '../src/supabase-session-store';
@@ -295,6 +297,55 @@ describe('SupabaseSessionStore: requests in PostgREST’s documented format', ()
     expect((await store.getSessionByRoute(routeId))?.id).toBe(session.id);
     expect(await store.getSessionsByRouteIds([routeId, randomUUID(), 'x'])).toEqual(await postgres.getSessionsByRouteIds([routeId]));
     expect(await store.getSessionByRoute(randomUUID())).toBeNull();
+  });
+});
+
+describe('SupabaseSessionStore: a request fails at its timeout', () => {
+  // postgrest-js retries GETs that fail or answer 503/520 (1 s, 2 s, 4 s apart); our bound is per call.
+  const TIMEOUT_MS = 300;
+  const MARGIN_MS = 1500;
+  let server: Server;
+  let url: string;
+  let received = 0;
+  let answer: (res: ServerResponse) => void;
+
+  beforeAll(async () => {
+    server = createServer((req, res) => {
+      received++;
+      answer(res);
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+
+  afterAll(async () => {
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  });
+
+  async function timedRead(): Promise<number> {
+    received = 0;
+    const store = new SupabaseSessionStore({ url, serviceRoleKey: SERVICE_KEY, timeoutMs: TIMEOUT_MS });
+    const started = Date.now();
+    await expect(store.getSession(randomUUID())).rejects.toThrow();
+    const elapsed = Date.now() - started;
+    await store.close();
+    return elapsed;
+  }
+
+  it('a read from a server that never answers fails after one request', async () => {
+    answer = () => undefined;
+    const elapsed = await timedRead();
+    expect(elapsed).toBeGreaterThanOrEqual(TIMEOUT_MS - 50);
+    expect(elapsed).toBeLessThan(TIMEOUT_MS + MARGIN_MS);
+    expect(received).toBe(1);
+  });
+
+  it('a read answered 503 fails after one request', async () => {
+    answer = (res) => res.writeHead(503, { 'content-type': 'application/json' }).end('{"code":"PGRST002","message":"schema cache not loaded"}');
+    const elapsed = await timedRead();
+    expect(elapsed).toBeLessThan(TIMEOUT_MS + MARGIN_MS);
+    expect(received).toBe(1);
   });
 });
 

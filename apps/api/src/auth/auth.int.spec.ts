@@ -240,7 +240,7 @@ describe('api with Supabase auth', () => {
 
 describe('api auth configuration', () => {
   it('refuses to start in production without SUPABASE_JWT_SECRET or SUPABASE_JWKS_URL, naming the variable', async () => {
-    const config = testConfig({ NODE_ENV: 'production', API_PORT: await freePort() });
+    const config = testConfig({ NODE_ENV: 'production', MACHINE_TOKEN_SECRET: 'a-machine-token-secret-for-tests', API_PORT: await freePort() });
     const env: NodeJS.ProcessEnv = { ...process.env, ...envOf(config) };
     delete env.SUPABASE_JWT_SECRET;
     delete env.SUPABASE_JWKS_URL;

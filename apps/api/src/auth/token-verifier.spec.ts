@@ -159,7 +159,8 @@ describe('TokenVerifier with SUPABASE_JWKS_URL (asymmetric keys, a real local JW
 });
 
 describe('authSettingsOf', () => {
-  const env = (vars: Record<string, string>) => loadConfig({ NODE_ENV: 'development', ...vars });
+  // Production refuses the development MACHINE_TOKEN_SECRET before auth is looked at.
+  const env = (vars: Record<string, string>) => loadConfig({ NODE_ENV: 'development', MACHINE_TOKEN_SECRET: 'a-machine-token-secret-for-tests', ...vars });
 
   it('is off (one local user) without a secret or JWKS outside production', () => {
     expect(authSettingsOf(env({}))).toEqual({ mode: 'off' });
