@@ -20,7 +20,7 @@ async function main() {
   await assertServicesReachable(config);
   const redis = createRedis(config.REDIS_URL);
   const store = createSessionStore(config);
-  const provider = createMachineProvider(config);
+  const provider = createMachineProvider(config, { redis });
   const events = new EventLog(redis, config.QUEUE_PREFIX, config.EVENT_STREAM_TTL_SECONDS);
   const sessionsQueue = new Queue(QueueName.Sessions, { connection: redis, prefix: config.QUEUE_PREFIX });
   const cleanupQueue = new Queue(QueueName.Cleanup, { connection: redis, prefix: config.QUEUE_PREFIX });

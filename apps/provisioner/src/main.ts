@@ -21,7 +21,7 @@ async function main() {
   await assertServicesReachable(config);
   const redis = createRedis(config.REDIS_URL);
   const store = createSessionStore(config);
-  const provider = createMachineProvider(config);
+  const provider = createMachineProvider(config, { redis });
   logger.info(
     provider.isolation !== 'none'
       ? `machine isolation: ${provider.isolation}`

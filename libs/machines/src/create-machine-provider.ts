@@ -1,13 +1,18 @@
+import type Redis from 'ioredis';
 import { machineApiSocketOf, type Config } from '@velocity/contracts';
 import type { MachineProvider } from './machine-provider';
 import { faultsOf } from './faults';
 import { FaultInjectingMachineProvider } from './fault-injecting-machine-provider';
 import { FlyMachineProvider } from './fly-machine-provider';
+import { FlyRateLimiter } from './fly-rate-limiter';
 import { LocalMachineProvider } from './local-machine-provider';
 import { NoopMachineProvider } from './noop-machine-provider';
 
-/** Composition roots pick the provider here, by configuration; business logic never does. */
-export function createMachineProvider(config: Config): MachineProvider {
+/**
+ * Composition roots pick the provider here, by configuration; business logic never does.
+ * `redis`: the Fly provider's calls then share Fly's rate limits with every other process of the deployment.
+ */
+export function createMachineProvider(config: Config, deps: { redis?: Redis } = {}): MachineProvider {
   if (config.MACHINE_PROVIDER === 'noop') return new NoopMachineProvider(); // benchmarks only; loadConfig refuses it in production
   const provider: MachineProvider =
     config.MACHINE_PROVIDER === 'fly'
@@ -18,6 +23,7 @@ export function createMachineProvider(config: Config): MachineProvider {
           appName: config.FLY_APP_NAME ?? '',
           image: config.FLY_IMAGE ?? '',
           region: config.FLY_REGION,
+          limiter: deps.redis ? new FlyRateLimiter(deps.redis, config.QUEUE_PREFIX) : undefined,
         })
       : new LocalMachineProvider({
           dir: config.LOCAL_MACHINES_DIR,

@@ -1,5 +1,6 @@
 import { PermanentError, TimeoutError, errorMessage, sleep } from '@velocity/contracts';
 import { retry, type RetryOptions } from '@velocity/runtime';
+import type { FlyRateLimiter } from './fly-rate-limiter';
 import type { Machine, MachineProvider, MachineSpec, MachineState } from './machine-provider';
 
 /** Port the preview container listens on inside every Fly machine. */
@@ -33,6 +34,8 @@ export interface FlyMachineProviderOptions {
    * address (`Machine.url`) is IPv6 only, and Node on `::` takes IPv4 (Fly's proxy) too.
    */
   listenHost?: string;
+  /** Keeps the calls within Fly's published rate limits, together with every other process sharing it (Redis); none: unlimited. */
+  limiter?: Pick<FlyRateLimiter, 'acquire'>;
 }
 
 /** A machine as the Machines API returns it (the fields this adapter reads). */
@@ -356,6 +359,7 @@ export class FlyMachineProvider implements MachineProvider {
     const what = `Fly API ${method} ${path}`;
     const timeoutMs = options.timeoutMs ?? this.requestTimeoutMs;
     const timeout = AbortSignal.timeout(timeoutMs);
+    await this.options.limiter?.acquire(method, path, options.signal);
     let response: Response;
     let text: string;
     try {

@@ -4,6 +4,7 @@
 export * from './create-machine-provider';
 export * from './faults';
 export * from './fly-machine-provider';
+export * from './fly-rate-limiter';
 export * from './local-machine-provider';
 export * from './machine-provider';
 export * from './noop-machine-provider';

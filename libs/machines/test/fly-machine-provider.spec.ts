@@ -144,6 +144,15 @@ describe('FlyMachineProvider', () => {
     await expect(provider.waitStarted(machine, 10_000)).resolves.toMatchObject({ id: machine.id, state: 'started' });
   });
 
+  it('asks its rate limiter before every call, the retried ones too', async () => {
+    const asked: string[] = [];
+    const provider = providerFor(double, { retries: 3, limiter: { acquire: async (method, path) => void asked.push(`${method} ${path}`) } });
+    double.failNext(1, 500, { error: 'internal error' }, { method: 'GET' });
+    await provider.list();
+    expect(asked).toEqual([`GET ${MACHINES}`, `GET ${MACHINES}`]);
+    expect(double.requests.map((r) => `${r.method} ${r.path}`)).toEqual(asked);
+  });
+
   it('retries a 408 of a call that is not a wait (the API timed the request out)', async () => {
     const provider = providerFor(double, { retries: 3 });
     double.failNext(1, 408, { error: 'request timed out' }, { method: 'GET' });
