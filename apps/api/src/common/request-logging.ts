@@ -1,7 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger as Pino } from 'pino';
 import { pinoHttp, type HttpLogger } from 'pino-http';
-import { REQUEST_ID_HEADER, requestIdFrom } from '@velocity/contracts';
 import { idsOfRequest, pathOf } from './request-context';
 
 /** Requests logged at debug, not info: probes and scrapes every few seconds. */
@@ -20,7 +19,9 @@ export function requestLogging(logger: Pino): (req: IncomingMessage, res: Server
   const logged = pinoHttpFor(logger);
   // A preview's assets are most requests: when their debug line would be dropped anyway, pino-http is not run for them.
   return function requestLoggingMiddleware(req, res, next) {
-    if (isQuiet(req) && !logger.isLevelEnabled('debug')) return next();
+    const quiet = isQuiet(req);
+    if (quiet && !logger.isLevelEnabled('debug')) return next();
+    quietRequests.set(req, quiet);
     logged(req, res, next);
   };
 }
@@ -28,12 +29,12 @@ export function requestLogging(logger: Pino): (req: IncomingMessage, res: Server
 function pinoHttpFor(logger: Pino): HttpLogger {
   return pinoHttp({
     logger,
-    genReqId: (req) => requestIdFrom(req.headers[REQUEST_ID_HEADER]),
+    // pino-http's default id is `req.id`, which requestContext has set.
     customAttributeKeys: { reqId: 'requestId' },
     // req.log and the request line bind the request id only, not the whole request.
     quietReqLogger: true,
     quietResLogger: true,
-    customLogLevel: (req) => (isQuiet(req) ? 'debug' : 'info'),
+    customLogLevel: (req) => (quietRequests.get(req) ? 'debug' : 'info'),
     customSuccessMessage: () => 'request',
     customErrorMessage: () => 'request',
     customSuccessObject: (req, res, { responseTime }) => requestLine(req, res, responseTime),
@@ -46,6 +47,9 @@ function pinoHttpFor(logger: Pino): HttpLogger {
 function pathOfRequest(req: IncomingMessage): string {
   return pathOf((req as { originalUrl?: string }).originalUrl ?? req.url);
 }
+
+/** Whether each logged request's line is at debug, worked out once when it arrives. */
+const quietRequests = new WeakMap<IncomingMessage, boolean>();
 
 function isQuiet(req: IncomingMessage): boolean {
   return Boolean(idsOfRequest(pathOfRequest(req), req.headers.host).routeId) || QUIET.test(pathOfRequest(req));
