@@ -1,4 +1,4 @@
-import { DEMO_PROJECT_ID, PROVISION_STEPS, createMachineToken, loadConfig, type SessionEvent } from '@velocity/contracts';
+import { DEMO_PROJECT_ID, PROVISION_STEPS, createRoutesToken, loadConfig, type SessionEvent } from '@velocity/contracts';
 import { readSse, requestSession } from '@velocity/runtime';
 import { eventsUntilTerminal, postSession, startSystem, type RunningSystem } from '../src/system';
 
@@ -62,9 +62,9 @@ describe('a preview session from POST to a live Vite page', () => {
     expect(row).toMatchObject({ id: sessionId, projectId: DEMO_PROJECT_ID, status: 'active', previewUrl: last.previewUrl });
     expect(Date.parse(row.expiresAt)).toBeGreaterThan(Date.now());
 
-    // The machine of the session, as a container on Fly asks before it answers fly-replay (with its machine token).
-    const machineToken = createMachineToken({ sessionId, projectId: DEMO_PROJECT_ID }, loadConfig(system.env).MACHINE_TOKEN_SECRET, 60);
-    const route = await fetch(`${system.baseUrl}/v1/routes/${sessionId}`, { headers: { authorization: `Bearer ${machineToken}` } }).then((r) => r.json());
+    // The machine of the session, as a container on Fly asks before it answers fly-replay (with its routes token).
+    const routesToken = createRoutesToken(sessionId, loadConfig(system.env).MACHINE_TOKEN_SECRET, 60);
+    const route = await fetch(`${system.baseUrl}/v1/routes/${sessionId}`, { headers: { authorization: `Bearer ${routesToken}` } }).then((r) => r.json());
     expect(route).toEqual({ routeId: sessionId, machineId: `local-${sessionId}` });
     expect((await fetch(`${system.baseUrl}/v1/routes/${sessionId}`)).status).toBe(401);
 

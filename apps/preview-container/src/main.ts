@@ -39,14 +39,15 @@ async function main(): Promise<void> {
 
   const pooled = config.claimToken !== undefined;
   let logger = createLogger('preview-container').child(pooled ? { routeId: config.sessionId } : { sessionId: config.sessionId });
-  // What belongs to a session (heartbeats, live files, fly-replay) starts at once, or, on a pooled machine, when it is claimed.
+  // What belongs to a session (heartbeats, live files) starts at once, or, on a pooled machine, when it is claimed.
   const session: SessionBinding = { currentVite: () => devServer?.vite };
   const activity: ActivityTracker = {
     touch: () => session.activity?.touch(),
     connectionOpened: () => session.activity?.connectionOpened(),
     connectionClosed: () => session.activity?.connectionClosed(),
   };
-  const replay = { resolve: (id: string) => session.replay?.resolve(id) ?? Promise.resolve({ kind: 'unknown' as const }) };
+  // On Fly.io, misrouted requests are replayed from the first second, pooled or not (the routes token is the machine's own).
+  const replay = FlyReplay.fromEnv(process.env);
   let devServer: DevServer | undefined;
   /** A pooled machine's template files as it wrote them, until its claim replaces them. */
   let startFiles: Map<string, string> | undefined;
@@ -86,8 +87,9 @@ async function main(): Promise<void> {
   process.once('SIGTERM', () => void stop(0, 'SIGTERM'));
   process.once('SIGINT', () => void stop(0, 'SIGINT'));
 
+  if (process.env.FLY_MACHINE_ID && !replay) logger.warn('on Fly.io without ROUTES_URL and ROUTES_TOKEN: requests for other previews answer 404 instead of fly-replay');
   const ownUrl = await listen(config, container);
-  logger.info('listening', { ...(config.listenSocket ? { socket: config.listenSocket } : { host: config.host, url: ownUrl }), routeId: config.routeId, pooled });
+  logger.info('listening', { ...(config.listenSocket ? { socket: config.listenSocket } : { host: config.host, url: ownUrl }), routeId: config.routeId, pooled, flyReplay: replay !== null });
 
   try {
     // A pooled machine starts on its template's files, which are no project's data, or on its dependency profile's config files.
@@ -122,11 +124,10 @@ interface SessionBinding {
   currentVite: () => ViteDevServer | undefined;
   activity?: ActivityReporter;
   liveFiles?: LiveFiles;
-  replay?: FlyReplay | null;
   diagnostics?: DiagnosticsReporter;
 }
 
-/** Starts what serves one session: activity heartbeats, live file changes, fly-replay lookups. */
+/** Starts what serves one session: activity heartbeats, diagnostics, live file changes. */
 function bindSession(
   session: SessionBinding,
   config: Pick<ContainerConfig, 'filesUrl' | 'machineToken' | 'workDir'>,
@@ -141,8 +142,6 @@ function bindSession(
   // Every change of the build state goes to the api, which streams it to the session's clients.
   session.diagnostics = createDiagnosticsReporter({ url: diagnosticsUrlOf(process.env, config.filesUrl), token: config.machineToken, tracker: container.build, logger });
   session.diagnostics.start();
-  // With the session's machine token (a pooled machine gets it with its claim): the api answers route lookups to machines only.
-  session.replay = FlyReplay.fromEnv(process.env, config.filesUrl, config.machineToken);
   // Live file changes from the api, applied to WORK_DIR (Vite turns them into HMR); off when FILES_URL gives no file-changes URL.
   const liveFilesUrl = fileChangesUrlOf(process.env, config.filesUrl);
   if (!liveFilesUrl) return;

@@ -5,8 +5,8 @@ import { type Logger, MACHINE_KEEP_ALIVE, sendJson } from '@velocity/runtime';
 import type { ActivityTracker } from './activity';
 import { healthReport, type HealthState } from './health';
 import type { ViteProxy } from './proxy';
-import type { FlyReplay } from './fly-replay';
-import { routeRequest } from './session-routing';
+import { FLY_REPLAY_SRC_HEADER, type FlyReplay } from './fly-replay';
+import { routeRequest, type Route } from './session-routing';
 import { BUILD_STATE_HEADER, START_FAILED_HEADER, BUILD_STATE_PATH, RUNTIME_ERRORS_PATH, RUNTIME_REPORT_MAX_BYTES, runtimeErrorReportSchema } from '@velocity/contracts';
 import { BuildTracker } from './build-state';
 
@@ -67,15 +67,11 @@ export function createContainerServer(options: {
     const url = req.url ?? '/';
     const route = routeRequest(req.headers.host, url, routeId);
     if (route.kind === 'control') return handleControl(req, res, url);
-    if (route.kind === 'not-found' && replay && 'routeId' in route.body) {
-      const found = await replay.resolve(route.body.routeId);
-      if (found.kind === 'replay') {
-        res.writeHead(307, { 'fly-replay': found.header, 'content-length': 0 });
-        return void res.end();
-      }
-      if (found.kind === 'gone') return sendJson(res, 410, { error: 'Session ended', routeId: route.body.routeId });
+    if (route.kind === 'not-found') {
+      const reply = await misrouted(route, req);
+      if (reply.replay) return void res.writeHead(reply.status, { 'fly-replay': reply.replay, 'content-length': 0 }).end();
+      return sendJson(res, reply.status, reply.body);
     }
-    if (route.kind === 'not-found') return sendJson(res, 404, route.body);
     activity?.touch();
     if (startFailure !== undefined) {
       res.setHeader(START_FAILED_HEADER, '1');
@@ -134,6 +130,11 @@ export function createContainerServer(options: {
 
   /** The machine's own endpoints, for the provider and the provisioner: never on a preview's origin. */
   async function handleControl(req: IncomingMessage, res: ServerResponse, url: string): Promise<void> {
+    if (url === SERVING_PATH) {
+      // What Fly's proxy routes by (the machine's service check): it answers its preview, or why it cannot.
+      const serving = (proxy !== undefined || startFailure !== undefined) && !health.sessionEnded;
+      return sendJson(res, serving ? 200 : 503, { serving }, { headOnly: req.method === 'HEAD' });
+    }
     if (url === '/health' || url.startsWith('/health?')) {
       const report = await healthReport(health.sessionId ?? sessionId, health);
       return sendJson(res, report.status === 'ok' ? 200 : 503, report, { headOnly: req.method === 'HEAD' });
@@ -156,10 +157,26 @@ export function createContainerServer(options: {
       proxy.upgrade(req, socket, head);
       return;
     }
-    const status = route.kind === 'proxy' ? '503 Service Unavailable' : '404 Not Found';
     socket.on('error', () => undefined);
-    socket.end(`HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
+    if (route.kind !== 'not-found') return void socket.end(rawAnswer(route.kind === 'proxy' ? 503 : 404));
+    // Not upgraded: Fly's proxy replays the upgrade request itself to the machine named.
+    misrouted(route, req).then(
+      (reply) => socket.end(rawAnswer(reply.status, reply.replay)),
+      (err) => {
+        logger.warn('route lookup failed', { routeId: 'routeId' in route.body ? route.body.routeId : undefined, err });
+        socket.end(rawAnswer(502));
+      },
+    );
   });
+
+  /** The answer to a request for another route id: `fly-replay` to its machine on Fly.io, else 410 or 404. */
+  async function misrouted(route: Extract<Route, { kind: 'not-found' }>, req: IncomingMessage): Promise<{ status: number; replay?: string; body: object }> {
+    if (!replay || !('routeId' in route.body)) return { status: 404, body: route.body };
+    const found = await replay.resolve(route.body.routeId, headerOf(req, FLY_REPLAY_SRC_HEADER));
+    if (found.kind === 'replay') return { status: 307, replay: found.header, body: {} };
+    if (found.kind === 'gone') return { status: 410, body: { error: 'Session ended', routeId: route.body.routeId } };
+    return { status: 404, body: route.body };
+  }
 
   return {
     server,
@@ -246,6 +263,26 @@ function readBody(req: IncomingMessage, maxBytes: number): Promise<string | null
     req.once('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
     req.once('error', reject);
   });
+}
+
+/**
+ * The machine's service check: 200 once it answers its own preview (Vite runs,
+ * or the reason it cannot is known) and its session has not ended. `/health`
+ * says more (the files, the last change) but is not what to route by: a
+ * preview with a broken change still shows the user Vite's overlay.
+ */
+export const SERVING_PATH = '/serving';
+
+const REASONS: Record<number, string> = { 307: 'Temporary Redirect', 404: 'Not Found', 410: 'Gone', 502: 'Bad Gateway', 503: 'Service Unavailable' };
+
+/** An HTTP answer written on a socket that is not upgraded (an upgrade request refused or replayed). */
+function rawAnswer(status: number, flyReplay?: string): string {
+  return `HTTP/1.1 ${status} ${REASONS[status] ?? ''}\r\n${flyReplay ? `fly-replay: ${flyReplay}\r\n` : ''}connection: close\r\ncontent-length: 0\r\n\r\n`;
+}
+
+function headerOf(req: IncomingMessage, name: string): string | undefined {
+  const value = req.headers[name];
+  return Array.isArray(value) ? value[0] : value;
 }
 
 function answer(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): true {

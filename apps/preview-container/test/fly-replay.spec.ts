@@ -3,9 +3,12 @@ import { FlyReplay } from '../src/fly-replay';
 
 /** The lookup against a real HTTP server that answers as the api's GET /v1/routes/:id does. */
 describe('FlyReplay', () => {
-  const machines: Record<string, number | string> = { 'a0000000-0000-4000-8000-000000000001': '3d8d9e1c5e7e18', 'a0000000-0000-4000-8000-000000000002': 410 };
-  /** Set: the api refuses the asking machine's own token, its session having ended. */
-  let ownSessionEnded = false;
+  const OWN_MACHINE = '148e2d1a9c0d38';
+  const routes: Record<string, number | string> = {
+    'a0000000-0000-4000-8000-000000000001': '3d8d9e1c5e7e18',
+    'a0000000-0000-4000-8000-000000000002': 410,
+    'a0000000-0000-4000-8000-000000000003': OWN_MACHINE,
+  };
   let server: Server;
   let base: string;
   let requests = 0;
@@ -16,9 +19,8 @@ describe('FlyReplay', () => {
       requests++;
       lastAuthorization = req.headers.authorization;
       const id = decodeURIComponent(req.url!.split('/').pop()!);
-      const found = machines[id];
+      const found = routes[id];
       const json = { 'content-type': 'application/json' };
-      if (ownSessionEnded) return res.writeHead(410, json).end(JSON.stringify({ statusCode: 410, error: 'Gone', field: 'authorization' }));
       if (typeof found === 'string') return res.writeHead(200, json).end(JSON.stringify({ routeId: id, machineId: found }));
       res.writeHead(found ?? 404, json).end(JSON.stringify({ statusCode: found ?? 404, field: 'routeId' }));
     });
@@ -27,39 +29,41 @@ describe('FlyReplay', () => {
   });
 
   afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
-
-  it('is off outside Fly (no FLY_MACHINE_ID)', () => {
-    expect(FlyReplay.fromEnv({}, 'http://api.internal:3000/v1/machines/x/files')).toBeNull();
-    expect(FlyReplay.fromEnv({ FLY_MACHINE_ID: 'abc' }, 'http://api.internal:3000/v1/machines/x/files')).toBeInstanceOf(FlyReplay);
+  beforeEach(() => {
+    requests = 0;
   });
 
-  it('answers the machine of another session, looked up once', async () => {
-    const replay = new FlyReplay(base);
-    requests = 0;
+  it('is on only in a Fly machine (FLY_MACHINE_ID) given where and with what to look routes up', () => {
+    const fly = { FLY_MACHINE_ID: OWN_MACHINE, ROUTES_URL: base, ROUTES_TOKEN: 'routes.token' };
+    expect(FlyReplay.fromEnv(fly)).toBeInstanceOf(FlyReplay);
+    expect(FlyReplay.fromEnv({ ...fly, FLY_MACHINE_ID: undefined })).toBeNull();
+    expect(FlyReplay.fromEnv({ ...fly, ROUTES_URL: undefined })).toBeNull();
+    expect(FlyReplay.fromEnv({ ...fly, ROUTES_TOKEN: undefined })).toBeNull();
+  });
+
+  it("answers another route's machine with its routes token, looked up once", async () => {
+    const replay = FlyReplay.fromEnv({ FLY_MACHINE_ID: OWN_MACHINE, ROUTES_URL: base, ROUTES_TOKEN: 'routes.token' })!;
     expect(await replay.resolve('a0000000-0000-4000-8000-000000000001')).toEqual({ kind: 'replay', header: 'instance=3d8d9e1c5e7e18' });
     expect(await replay.resolve('a0000000-0000-4000-8000-000000000001')).toEqual({ kind: 'replay', header: 'instance=3d8d9e1c5e7e18' });
     expect(requests).toBe(1);
+    expect(lastAuthorization).toBe('Bearer routes.token');
   });
 
-  it('sends its machine token (the api answers route lookups to machines only)', async () => {
-    const replay = FlyReplay.fromEnv({ FLY_MACHINE_ID: 'abc', ROUTES_URL: base, MACHINE_TOKEN: 'the.token' }, 'http://api.internal:3000/v1/machines/x/files')!;
-    await replay.resolve('a0000000-0000-4000-8000-000000000002');
-    expect(lastAuthorization).toBe('Bearer the.token');
-  });
-
-  it('says gone for an ended session and unknown for one without a machine', async () => {
-    const replay = new FlyReplay(base);
+  it('says gone for an ended session and unknown for a route no machine serves', async () => {
+    const replay = new FlyReplay(base, 't', OWN_MACHINE);
     expect(await replay.resolve('a0000000-0000-4000-8000-000000000002')).toEqual({ kind: 'gone' });
     expect(await replay.resolve('a0000000-0000-4000-8000-000000000009')).toEqual({ kind: 'unknown' });
   });
 
-  it("does not call a live session gone when the api refuses this machine's own token (its session has ended)", async () => {
-    const replay = new FlyReplay(base);
-    ownSessionEnded = true;
-    try {
-      expect(await replay.resolve('a0000000-0000-4000-8000-000000000001')).toEqual({ kind: 'unknown' });
-    } finally {
-      ownSessionEnded = false;
-    }
+  it('never replays to itself, nor a request Fly already replayed (an out-of-date lookup would loop)', async () => {
+    const replay = new FlyReplay(base, 't', OWN_MACHINE);
+    expect(await replay.resolve('a0000000-0000-4000-8000-000000000003')).toEqual({ kind: 'unknown' });
+    expect(await replay.resolve('a0000000-0000-4000-8000-000000000001')).toEqual({ kind: 'replay', header: 'instance=3d8d9e1c5e7e18' });
+    const before = requests;
+    expect(await replay.resolve('a0000000-0000-4000-8000-000000000001', 'instance=0e2f;state=x')).toEqual({ kind: 'unknown' });
+    expect(requests).toBe(before);
+    // The stale answer is forgotten: the next request looks the route up again.
+    await replay.resolve('a0000000-0000-4000-8000-000000000001');
+    expect(requests).toBe(before + 1);
   });
 });

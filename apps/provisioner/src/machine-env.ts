@@ -1,4 +1,4 @@
-import { TIER_LIMITS, apiInternalUrl, createMachineToken, previewOriginOf, type Config, type Tier } from '@velocity/contracts';
+import { TIER_LIMITS, apiInternalUrl, createMachineToken, createRoutesToken, previewOriginOf, type Config, type Tier } from '@velocity/contracts';
 import { type MachineProvider } from '@velocity/machines';
 
 /** How the browser reaches machines: the port of the preview's origin, which its HMR websocket connects to. */
@@ -38,22 +38,31 @@ export function sessionMachineEnv(
     TEMPLATE_TYPE: session.templateType,
     FILES_URL: access.filesUrl,
     MACHINE_TOKEN: access.machineToken,
-    ...commonEnv(config),
+    ...commonEnv(config, provider, session.sessionId),
   };
 }
 
 /** The environment of a warm-pool machine: its template, the route id of its preview origin, and the secret that claims it. */
-export function pooledMachineEnv(config: Config, machine: { routeId: string; templateType: string; claimToken: string }) {
+export function pooledMachineEnv(config: Config, provider: Pick<MachineProvider, 'machineApiUrl'>, machine: { routeId: string; templateType: string; claimToken: string }) {
   return {
     ROUTE_ID: machine.routeId,
     POOL_CLAIM_TOKEN: machine.claimToken,
     TEMPLATE_TYPE: machine.templateType,
-    ...commonEnv(config),
+    ...commonEnv(config, provider, machine.routeId),
   };
 }
 
-function commonEnv(config: Config) {
+/**
+ * How long a machine's routes token lasts: longer than any machine lives (a
+ * pooled one waits until claimed, then serves its session's longest tier).
+ */
+const ROUTES_TOKEN_TTL_SECONDS = 7 * 24 * 3600;
+
+function commonEnv(config: Config, provider: Pick<MachineProvider, 'machineApiUrl'>, routeId: string) {
   return {
+    // Where and with what a machine on Fly.io asks which machine serves another route id (its fly-replay answers).
+    ROUTES_URL: `${machineApiBase(config, provider)}/v1/routes`,
+    ROUTES_TOKEN: createRoutesToken(routeId, config.MACHINE_TOKEN_SECRET, ROUTES_TOKEN_TTL_SECONDS),
     HMR_CLIENT_PORT: hmrClientPort(config),
     LOG_LEVEL: config.LOG_LEVEL,
     ACTIVITY_REPORT_EVERY_MS: String(config.ACTIVITY_REPORT_EVERY_MS),

@@ -1,7 +1,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { Pool } from 'pg';
-import { DEMO_PROJECT_ID, createMachineToken, type Config } from '@velocity/contracts';
+import { DEMO_PROJECT_ID, createRoutesToken, type Config } from '@velocity/contracts';
 import { testConfig, envOf, startTestApi, rawRequest, sendJson, TEST_JWT_SECRET, signToken, testUser, type TestUser } from '@velocity/testing';
 import { startApp, stopProcess } from '@velocity/ops';
 import { freePort } from '@velocity/runtime';
@@ -73,8 +73,8 @@ describe('api with Supabase auth', () => {
     expect((await send('GET', `/v1/machines/${id}/files`)).body).toMatchObject({ statusCode: 401, field: 'authorization' });
     const user = await testUser(TEST_JWT_SECRET);
     expect((await send('GET', `/v1/routes/${id}`, user)).body).toMatchObject({ statusCode: 401, field: 'authorization' });
-    const machine = createMachineToken({ sessionId: randomUUID(), projectId: randomUUID() }, config.MACHINE_TOKEN_SECRET, 60);
-    expect((await send('GET', `/v1/routes/${id}`, { authorization: `Bearer ${machine}` })).status).toBe(404);
+    const routes = createRoutesToken(randomUUID(), config.MACHINE_TOKEN_SECRET, 60);
+    expect((await send('GET', `/v1/routes/${id}`, { authorization: `Bearer ${routes}` })).status).toBe(404);
   });
 
   it("owns what a user creates; another user's project and session ids answer 404 everywhere", async () => {

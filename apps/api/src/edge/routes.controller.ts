@@ -1,11 +1,11 @@
 import { Controller, Get, GoneException, Headers, Inject, NotFoundException, Param } from '@nestjs/common';
 import { ApiTags } from '@nestjs/swagger';
 import { z } from 'zod';
-import { isSessionLive } from '@velocity/contracts';
+import { isSessionLive, type Config } from '@velocity/contracts';
 import { type SessionQueries } from '@velocity/session-store';
 import { parseOr400 } from '../common/validation';
-import { MachineAccess } from '../machines/machine-access';
-import { SESSION_STORE } from '../tokens';
+import { routesClaims } from '../machines/machine-auth';
+import { CONFIG, SESSION_STORE } from '../tokens';
 import { ApiEndpoint } from '../openapi/api-endpoint';
 import { machineRouteSchema } from '../openapi/schemas';
 
@@ -20,34 +20,34 @@ export const routeIdParam = z.string().uuid();
 export class RoutesController {
   constructor(
     @Inject(SESSION_STORE) private readonly store: SessionQueries,
-    private readonly access: MachineAccess,
+    @Inject(CONFIG) private readonly config: Config,
   ) {}
 
   /**
-   * Only live machines ask: the route map is not public. Any route id, since Fly
-   * replays requests for any session to the machine that serves it; the answer
-   * names the machine only, never the session behind the route.
+   * Only machines ask, with the routes token each is started with (pooled ones
+   * too, before any session is theirs): the route map is not public. Any route
+   * id, since Fly replays requests for any session to the machine that serves
+   * it; the answer names the machine only, never the session behind the route.
    */
   @Get(':routeId')
   @ApiEndpoint({
     summary: 'Which machine serves a route id',
     description:
-      "What a preview container on Fly.io asks before it answers a misrouted request with `fly-replay: instance=<machineId>`. The machine token of a live session (any session's route id may be asked).",
+      "What a preview container on Fly.io asks before it answers a misrouted request with `fly-replay: instance=<machineId>`. Authorized by a machine's routes token (`ROUTES_TOKEN`, which every machine is started with); any route id may be asked.",
     auth: 'machine',
     params: { routeId: { schema: routeIdParam, description: 'The route id (the id in the preview URL)' } },
     ok: { 200: { description: 'The machine', schema: machineRouteSchema } },
     errors: {
       400: '`routeId`: not a uuid',
-      403: "`authorization`: the token is for another project than its session's",
-      404: "`routeId`: no session has this route id, or it has no machine yet; `authorization`: the token's session does not exist",
-      410: "`routeId`: the session has ended; `authorization`: the token's session has ended and the token no longer works",
+      401: '`authorization`: no valid routes token (a session\'s machine token is not one)',
+      404: '`routeId`: no session has this route id, or it has no machine yet',
+      410: '`routeId`: the session has ended',
     },
   })
   async route(@Param('routeId') raw: string, @Headers('authorization') authorization?: string) {
-    const claims = this.access.claims(authorization);
+    routesClaims(authorization, this.config.MACHINE_TOKEN_SECRET);
     const routeId = parseOr400(routeIdParam, raw, 'routeId');
-    // The caller's session and the route's are read together: one round trip.
-    const [, session] = await Promise.all([this.access.liveSession(claims, 'authorization'), this.store.getSessionByRoute(routeId)]);
+    const session = await this.store.getSessionByRoute(routeId);
     if (session && !isSessionLive(session.status)) {
       throw new GoneException({ statusCode: 410, error: 'Gone', message: `routeId: the session of route ${routeId} has ended`, field: 'routeId', routeId });
     }

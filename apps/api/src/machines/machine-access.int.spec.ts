@@ -1,7 +1,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { ForbiddenException, HttpException } from '@nestjs/common';
-import { createMachineToken, type Config, type MachineClaims, type SessionStatus } from '@velocity/contracts';
+import { createMachineToken, createRoutesToken, type Config, type MachineClaims, type SessionStatus } from '@velocity/contracts';
 import { createRedis, stopProcess } from '@velocity/ops';
 import { PostgresSessionStore, type PreviewSession, type SessionStore } from '@velocity/session-store';
 import { testConfig, startTestApi } from '@velocity/testing';
@@ -10,8 +10,8 @@ import { liveSessionOf, MachineAccess } from './machine-access';
 
 /**
  * A machine token opens its own session's endpoints and project, and only while
- * that session is live; `GET /v1/routes/:routeId` needs a live token and names
- * the machine only. On a real api process, Postgres and Redis: what an attacker
+ * that session is live; `GET /v1/routes/:routeId` needs a routes token (no
+ * session's token opens it) and names the machine only. On a real api process, Postgres and Redis: what an attacker
  * holding a machine's token tries.
  */
 describe('machine tokens, over the real api', () => {
@@ -101,9 +101,12 @@ describe('machine tokens, over the real api', () => {
     expect(await fileChanges(a.id, a.token)).toEqual({ status: 200, body: { contentType: expect.stringMatching(/^text\/event-stream/) } });
     expect(await activity(a.id, a.token)).toMatchObject({ status: 200, body: { sessionId: a.id } });
 
-    // Its own route and another session's (Fly replays requests for any session): the machine, never the session behind it.
-    expect(await route(a.id, a.token)).toEqual({ status: 200, body: { routeId: a.id, machineId: a.machineId } });
-    expect(await route(b.id, a.token)).toEqual({ status: 200, body: { routeId: b.id, machineId: b.machineId } });
+    // Its own route and another session's (Fly replays requests for any session), with a routes token: the machine, never the session behind it.
+    const routes = createRoutesToken(a.id, config.MACHINE_TOKEN_SECRET, 600);
+    expect(await route(a.id, routes)).toEqual({ status: 200, body: { routeId: a.id, machineId: a.machineId } });
+    expect(await route(b.id, routes)).toEqual({ status: 200, body: { routeId: b.id, machineId: b.machineId } });
+    // A session's machine token opens its own session's endpoints, not the route map.
+    expect(await route(b.id, a.token)).toMatchObject({ status: 401, body: { field: 'authorization', message: expect.stringMatching(/routes token/) } });
   });
 
   it('a session still being provisioned is live: a claimed machine reads its files; activity waits for active (409)', async () => {
@@ -123,13 +126,13 @@ describe('machine tokens, over the real api', () => {
     // Claims naming A's session with B's project: refused, whatever the endpoint.
     const crossed = createMachineToken({ sessionId: a.id, projectId: b.projectId }, config.MACHINE_TOKEN_SECRET, 600);
     const anotherProject = { status: 403, body: { statusCode: 403, field: 'authorization', message: expect.stringMatching(/another project/) } };
-    for (const answer of [await files(a.id, crossed), await fileChanges(a.id, crossed), await activity(a.id, crossed), await route(b.id, crossed)]) {
+    for (const answer of [await files(a.id, crossed), await fileChanges(a.id, crossed), await activity(a.id, crossed)]) {
       expect(answer).toMatchObject(anotherProject);
       expect(JSON.stringify(answer.body)).not.toMatch(/secret of|machineId/);
     }
   });
 
-  it.each(['ending', 'ended', 'error'] as const)('a token whose session is %s gets 410 from files, file changes and activity, and no route answers', async (status) => {
+  it.each(['ending', 'ended', 'error'] as const)('a token whose session is %s gets 410 from files, file changes and activity', async (status) => {
     const other = await session(await project(`live-${status}`), 'active');
     const gone = await session(await project(`gone-${status}`), status === 'error' ? 'error' : 'active');
     if (status !== 'error') {
@@ -143,9 +146,9 @@ describe('machine tokens, over the real api', () => {
     expect(await files(gone.id, gone.token)).toMatchObject(ended);
     expect(await fileChanges(gone.id, gone.token)).toMatchObject(ended);
     expect(await activity(gone.id, gone.token)).toMatchObject(ended);
-    // A live session's route, asked with the dead token: refused, about the token.
+    // A live session's route, asked with the dead token: refused (it is no routes token).
     const refused = await route(other.id, gone.token);
-    expect(refused).toMatchObject({ status: 410, body: { field: 'authorization', sessionId: gone.id, message: expect.stringMatching(/token's session .* has ended/) } });
+    expect(refused).toMatchObject({ status: 401, body: { field: 'authorization' } });
     expect(refused.body).not.toHaveProperty('machineId');
   });
 
@@ -153,16 +156,19 @@ describe('machine tokens, over the real api', () => {
     const asker = await session(await project('zeta'), 'active');
     const ended = await session(await project('eta'), 'active');
     await end(ended.id);
+    // A pooled machine's token: its own route id is no session's.
+    const routes = createRoutesToken(randomUUID(), config.MACHINE_TOKEN_SECRET, 600);
 
-    const gone = await route(ended.id, asker.token);
+    const gone = await route(ended.id, routes);
     expect(gone).toMatchObject({ status: 410, body: { statusCode: 410, field: 'routeId', routeId: ended.id } });
     expect(gone.body).not.toHaveProperty('sessionId');
     expect(gone.body).not.toHaveProperty('machineId');
-    expect(await route(randomUUID(), asker.token)).toMatchObject({ status: 404, body: { field: 'routeId' } });
-    expect(await route('not-a-uuid', asker.token)).toMatchObject({ status: 400, body: { field: 'routeId' } });
+    expect(await route(asker.id, routes)).toMatchObject({ status: 200, body: { routeId: asker.id } });
+    expect(await route(randomUUID(), routes)).toMatchObject({ status: 404, body: { field: 'routeId' } });
+    expect(await route('not-a-uuid', routes)).toMatchObject({ status: 400, body: { field: 'routeId' } });
     expect(await route(asker.id)).toMatchObject({ status: 401, body: { field: 'authorization' } });
-    const forged = createMachineToken({ sessionId: asker.id, projectId: asker.projectId }, 'not-the-machine-token-secret', 600);
-    expect(await route(asker.id, forged)).toMatchObject({ status: 401, body: { field: 'authorization' } });
+    expect(await route(asker.id, createRoutesToken(asker.id, 'not-the-machine-token-secret', 600))).toMatchObject({ status: 401, body: { field: 'authorization' } });
+    expect(await route(asker.id, createRoutesToken(asker.id, config.MACHINE_TOKEN_SECRET, -1))).toMatchObject({ status: 401, body: { field: 'authorization' } });
   });
 
   it('a token of a session that does not exist: 404 naming the session, on every machine endpoint', async () => {
@@ -172,8 +178,6 @@ describe('machine tokens, over the real api', () => {
     for (const answer of [await files(ghost, token), await fileChanges(ghost, token), await activity(ghost, token)]) {
       expect(answer).toMatchObject({ status: 404, body: { field: 'sessionId', sessionId: ghost } });
     }
-    const live = await session(projectId, 'active');
-    expect(await route(live.id, token)).toMatchObject({ status: 404, body: { field: 'authorization', sessionId: ghost } });
   });
 });
 

@@ -5,7 +5,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createMachineToken, type Config } from '@velocity/contracts';
+import { createMachineToken, createRoutesToken, type Config } from '@velocity/contracts';
 import { createRedis, stopProcess } from '@velocity/ops';
 import { PostgresSessionStore } from '@velocity/session-store';
 import { requestText, unixSocketUrl, freePort } from '@velocity/runtime';
@@ -83,7 +83,7 @@ describe('the machine socket of the api', () => {
     const files = await overSocket(`/v1/machines/${session.id}/files`, { authorization: `Bearer ${session.token}` });
     expect(files.status).toBe(200);
     expect(JSON.parse(files.body).files).toContainEqual({ path: 'hello.txt', content: 'hello' });
-    expect((await overSocket(`/v1/routes/${session.id}`, { authorization: `Bearer ${session.token}` })).status).toBe(200);
+    expect((await overSocket(`/v1/routes/${session.id}`, { authorization: `Bearer ${createRoutesToken(session.id, config.MACHINE_TOKEN_SECRET, 60)}` })).status).toBe(200);
     expect((await overSocket(`/v1/machines/${session.id}/files`)).status).toBe(401);
   });
 

@@ -264,7 +264,7 @@ describe('OpenAPI document and UI (/docs, /docs-json)', () => {
     expect(statuses('get', '/v1/machines/{sessionId}/file-changes')).toEqual(expect.arrayContaining([200, 400, 401, 403, 404, 410, 503]));
     expect(statuses('post', '/v1/machines/{sessionId}/activity')).toEqual(expect.arrayContaining([200, 400, 401, 403, 404, 409, 410]));
     expect(statuses('post', '/v1/machines/{sessionId}/diagnostics')).toEqual(expect.arrayContaining([200, 400, 401, 403, 404, 410, 413, 415]));
-    expect(statuses('get', '/v1/routes/{routeId}')).toEqual(expect.arrayContaining([200, 400, 401, 403, 404, 410]));
+    expect(statuses('get', '/v1/routes/{routeId}')).toEqual(expect.arrayContaining([200, 400, 401, 404, 410]));
     // The route answer names the machine, never the session behind the route.
     const route = operation({ method: 'get', path: '/v1/routes/{routeId}' }).responses[200].content['application/json'].schema;
     expect(Object.keys(route.properties).sort()).toEqual(['machineId', 'routeId']);

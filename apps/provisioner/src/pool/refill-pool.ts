@@ -121,7 +121,7 @@ export class RefillPool {
         templateType: target.templateType,
         resourceLimits: resourceLimitsOf(target.tier),
         background: true,
-        env: { ...pooledMachineEnv(config, { routeId, templateType: target.templateType, claimToken }), ...(profile ? profileMachineEnv(profile) : {}) },
+        env: { ...pooledMachineEnv(config, provider, { routeId, templateType: target.templateType, claimToken }), ...(profile ? profileMachineEnv(profile) : {}) },
         ...(profile ? { dependencies: profile.dependencies } : {}),
       };
       const created = await provider.create(spec);
