@@ -37,6 +37,7 @@ export async function createApi(config: Config, logger: Logger): Promise<NestExp
   const edge = createEdge(app.get(SessionRoutes), logger, {
     previewDomain: previewDomainOf(config),
     previewOriginOf: (routeId) => previewOriginOf(config, routeId),
+    servesPreviews: config.MACHINE_PROVIDER !== 'fly',
   });
   app.use(edge.middleware);
   // Operator surfaces: guarded before the body parser, so no one else's body is ever parsed there.

@@ -112,9 +112,9 @@ describe('loadConfig: MACHINE_TOKEN_SECRET in production', () => {
 });
 
 describe('loadConfig: the Fly machine provider', () => {
-  const fly = { MACHINE_PROVIDER: 'fly', FLY_API_TOKEN: 'fo1_token', FLY_APP_NAME: 'vp-previews', FLY_IMAGE: 'registry.fly.io/vp:1' };
+  const fly = { MACHINE_PROVIDER: 'fly', FLY_API_TOKEN: 'fo1_token', FLY_APP_NAME: 'vp-previews', FLY_IMAGE: 'registry.fly.io/vp:1', PREVIEW_DOMAIN: 'preview.example.com' };
 
-  it('accepts MACHINE_PROVIDER=fly with a token, an app and an image, and defaults the API URL', () => {
+  it('accepts MACHINE_PROVIDER=fly with a token, an app, an image and a preview domain, and defaults the API URL', () => {
     expect(loadConfig(fly)).toMatchObject({ ...fly, FLY_API_URL: 'https://api.machines.dev/v1' });
     expect(loadConfig({ ...fly, FLY_REGION: 'ams', FLY_API_URL: 'http://_api.internal:4280/v1' })).toMatchObject({
       FLY_REGION: 'ams',
@@ -127,7 +127,7 @@ describe('loadConfig: the Fly machine provider', () => {
     expect(loadConfig({}).FLY_API_TOKEN).toBeUndefined();
   });
 
-  it.each(['FLY_API_TOKEN', 'FLY_APP_NAME', 'FLY_IMAGE'])('MACHINE_PROVIDER=fly without %s is a ConfigError naming it', (variable) => {
+  it.each(['FLY_API_TOKEN', 'FLY_APP_NAME', 'FLY_IMAGE', 'PREVIEW_DOMAIN'])('MACHINE_PROVIDER=fly without %s is a ConfigError naming it', (variable) => {
     for (const value of [undefined, '']) {
       const error = configError({ ...fly, [variable]: value });
       expect(error.variable).toBe(variable);

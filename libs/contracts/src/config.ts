@@ -216,10 +216,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   return parsed.data;
 }
 
-/** MACHINE_PROVIDER=fly cannot work without a token, an app and an image. */
+/**
+ * MACHINE_PROVIDER=fly cannot work without a token, an app, an image, and the
+ * preview domain that points at the preview app (the default names the api).
+ */
 function requireFlySettings(config: Config): void {
   if (config.MACHINE_PROVIDER !== 'fly') return;
-  for (const variable of ['FLY_API_TOKEN', 'FLY_APP_NAME', 'FLY_IMAGE'] as const) {
+  for (const variable of ['FLY_API_TOKEN', 'FLY_APP_NAME', 'FLY_IMAGE', 'PREVIEW_DOMAIN'] as const) {
     if (!config[variable]) throw new ConfigError(variable, 'is required when MACHINE_PROVIDER=fly (got null)');
   }
 }

@@ -5,6 +5,8 @@ import type { Machine, MachineProvider, MachineSpec, MachineState } from './mach
 
 /** Port the preview container listens on inside every Fly machine. */
 const INTERNAL_PORT = 8080;
+/** The container's service check: 200 once it answers its own preview (apps/preview-container/src/server.ts). */
+const SERVING_CHECK_PATH = '/serving';
 /** Fly's proxy cuts a request after 60 s, so one `wait` call asks for 60 s at most. */
 const MAX_WAIT_SECONDS = 60;
 
@@ -304,9 +306,12 @@ export class FlyMachineProvider implements MachineProvider {
               { port: 443, handlers: ['tls', 'http'] },
               { port: 80, handlers: ['http'] },
             ],
+            // What Fly's proxy routes by: it sends no request to a machine until this passes.
+            checks: [{ type: 'http', protocol: 'http', method: 'GET', path: SERVING_CHECK_PATH, interval: '2s', timeout: '2s', grace_period: '1s' }],
           },
         ],
-        checks: { health: { type: 'http', port: INTERNAL_PORT, path: '/health', interval: '5s', timeout: '2s' } },
+        // The same check, named: what `waitStarted` reads (top-level checks are informational to the proxy).
+        checks: { serving: { type: 'http', port: INTERNAL_PORT, method: 'GET', path: SERVING_CHECK_PATH, interval: '2s', timeout: '2s', grace_period: '1s' } },
         restart: { policy: 'no' },
         auto_destroy: true,
       },

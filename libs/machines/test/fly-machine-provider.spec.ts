@@ -99,9 +99,10 @@ describe('FlyMachineProvider', () => {
               { port: 443, handlers: ['tls', 'http'] },
               { port: 80, handlers: ['http'] },
             ],
+            checks: [{ type: 'http', protocol: 'http', method: 'GET', path: '/serving', interval: '2s', timeout: '2s', grace_period: '1s' }],
           },
         ],
-        checks: { health: { type: 'http', port: 8080, path: '/health', interval: '5s', timeout: '2s' } },
+        checks: { serving: { type: 'http', port: 8080, method: 'GET', path: '/serving', interval: '2s', timeout: '2s', grace_period: '1s' } },
         restart: { policy: 'no' },
         auto_destroy: true,
       },
@@ -261,7 +262,8 @@ describe('FlyMachineProvider', () => {
     await provider.waitStarted(machine, 10_000);
     // Read the moment it returns: had it not waited for the check, the check would still be critical.
     const stored = double.machines(APP).find((m) => m.id === machine.id);
-    expect(stored?.checks).toEqual([expect.objectContaining({ name: 'health', status: 'passing' })]);
+    expect(stored?.checks).toEqual(expect.arrayContaining([expect.objectContaining({ name: 'serving', status: 'passing' })]));
+    expect(stored?.checks?.every((check) => check.status === 'passing')).toBe(true);
   });
 
   it.each(['failed', 'launch_failed'] as const)('waitStarted fails fast for a machine that is %s, and create replaces it', async (state) => {

@@ -52,6 +52,7 @@ describe('the edge', () => {
     const handlers = createEdge(routes, createLogger('edge-test', 'silent'), {
       previewDomain: 'localhost',
       previewOriginOf: (routeId) => `http://${routeId}.localhost`,
+      servesPreviews: true,
     });
     edge = createServer((req, res) =>
       handlers.middleware(req, res, () => {
@@ -111,6 +112,33 @@ describe('the edge', () => {
     const routeId = route(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
     const res = await fetch(previewUrl(routeId, '/x'));
     expect(await res.json()).toMatchObject({ name: 'on 127.0.0.1', url: '/x' });
+  });
+});
+
+describe('the edge of an api whose previews Fly.io routes', () => {
+  let edge: Server;
+  let port: number;
+  const resolved: string[] = [];
+
+  beforeAll(async () => {
+    const routes = { resolve: async (routeId: string) => (resolved.push(routeId), { kind: 'unknown' }), forget: () => undefined } as unknown as SessionRoutes;
+    const handlers = createEdge(routes, createLogger('edge-test', 'silent'), { previewDomain: 'localhost', previewOriginOf: (id) => `http://${id}.localhost`, servesPreviews: false });
+    edge = createServer((req, res) => handlers.middleware(req, res, () => res.writeHead(200).end('the api')));
+    edge.on('upgrade', handlers.upgrade);
+    await new Promise<void>((done) => edge.listen(0, '127.0.0.1', done));
+    port = (edge.address() as AddressInfo).port;
+  });
+
+  afterAll(() => new Promise((done) => edge.close(done)));
+
+  it('answers a preview request 421 (its DNS points at the api by mistake), never looking the route up, and serves the api', async () => {
+    const routeId = randomUUID();
+    const res = await fetch(`http://${routeId}.localhost:${port}/`);
+    expect(res.status).toBe(421);
+    expect(await res.json()).toMatchObject({ field: 'host', error: expect.stringMatching(/preview app/) });
+    expect(await upgradeThroughEdge(port, `${routeId}.localhost:${port}`)).toMatch(/^HTTP\/1\.1 421 Misdirected Request/);
+    expect(resolved).toEqual([]);
+    expect(await (await fetch(`http://127.0.0.1:${port}/`)).text()).toBe('the api');
   });
 });
 

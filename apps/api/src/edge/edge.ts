@@ -12,7 +12,16 @@ export interface EdgeOptions {
   previewDomain: string;
   /** The origin of a route id's preview, for redirects of old `/p/<id>/` links. */
   previewOriginOf: (routeId: string) => string;
+  /**
+   * Whether previews go through this edge. Not on Fly.io: the preview domain
+   * points at the preview app, whose proxy and machines (`fly-replay`) route
+   * them; a preview request that reaches the api anyway is misdirected (421).
+   */
+  servesPreviews: boolean;
 }
+
+/** The answer to a preview request on an api that does not serve previews: its DNS points here by mistake. */
+const MISDIRECTED = { status: 421, body: { error: "Previews are served by the preview app's own proxy, not by the api: point the preview domain's DNS there", field: 'host' } };
 
 /**
  * The local edge: a request whose Host is `<routeId>.<preview domain>` goes to
@@ -78,7 +87,7 @@ export function createEdge(routes: SessionRoutes, logger: Logger, options: EdgeO
     try {
       const refusal = await route(req, host);
       if (refusal) {
-        socket.end(`HTTP/1.1 ${refusal.status} ${refusal.status === 410 ? 'Gone' : 'Not Found'}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
+        socket.end(`HTTP/1.1 ${refusal.status} ${STATUS_TEXT[refusal.status] ?? 'Not Found'}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
         return;
       }
       proxy.upgrade(req, socket, head);
@@ -90,6 +99,7 @@ export function createEdge(routes: SessionRoutes, logger: Logger, options: EdgeO
 
   /** Sets the request's target, or says why there is none. */
   async function route(req: EdgeRequest, host: Exclude<ReturnType<typeof routeOfHost>, { kind: 'other' }>) {
+    if (!options.servesPreviews) return MISDIRECTED;
     if (host.kind === 'foreign') return { status: 404, body: { error: 'Session not found' } };
     req.routeId = host.routeId;
     const found = await routes.resolve(host.routeId);
@@ -101,6 +111,8 @@ export function createEdge(routes: SessionRoutes, logger: Logger, options: EdgeO
 
   return { middleware, upgrade };
 }
+
+const STATUS_TEXT: Record<number, string> = { 404: 'Not Found', 410: 'Gone', 421: 'Misdirected Request' };
 
 /**
  * What http-proxy connects to for a machine's URL: the socket of a
