@@ -32,10 +32,38 @@
  * - destroying a running machine without `force` answers 412 `failed_precondition`
  *   (412 Precondition Failed per the same community thread);
  * - with `auto_destroy: true`, a machine that stops is destroyed.
+ *
+ * With a `runMachine` runner, a booted machine is a real process (the runner's):
+ * - Its environment is `config.env` plus the variables Fly sets in every machine
+ *   (superfly/docs machines/runtime-environment: FLY_APP_NAME, FLY_MACHINE_ID,
+ *   FLY_ALLOC_ID "same as the FLY_MACHINE_ID", FLY_REGION, FLY_PUBLIC_IP,
+ *   FLY_IMAGE_REF, FLY_MACHINE_VERSION "under the name Instance ID", FLY_PRIVATE_IP,
+ *   FLY_PROCESS_GROUP "if any", FLY_VM_MEMORY_MB).
+ * - It is `started` once the process runs; a process that exits moves it to
+ *   `stopped` (an `exit` event with its exit code). Stop and destroy send
+ *   `stop_config.signal` (SIGTERM), then SIGKILL after `stop_config.timeout`
+ *   (5 s, Fly's default kill timeout); destroy passes through `destroying`.
+ * - Its checks are real probes of the process: top-level `config.checks` (named by
+ *   their keys) and every `config.services[].checks` entry, reported in `checks`.
+ *   Fly names service checks `servicecheck-<two-digit index>-<type>-<internal port>`
+ *   (`servicecheck-00-http-8080`, as Fly's logs and `fly checks list` show them); the
+ *   index counts the checks of every service in order (assumed for several services).
+ *   Durations are Go durations (`"15s"`) or nanoseconds (machines-resource, "config
+ *   object": `interval`, `timeout`, `grace_period` "in nanoseconds"); an http check
+ *   passes on a 2xx (reference/health-checks: "expecting a 2xx HTTP response").
+ *   Defaults where Fly publishes none: interval 15 s, timeout 2 s, no grace period,
+ *   GET `/`. Every port of the config (internal ports, check ports) is the process's
+ *   one listening port: a machine here listens on one port of its own.
+ * - Only service checks decide whether Fly's proxy routes to the machine; top-level
+ *   checks are informational (reference/health-checks, "Top-level checks").
+ *   `servesRequests` and `routableMachines` answer that for FlyProxyDouble.
+ * Not modelled: restart policies (a process that exits stays stopped), `suspend`,
+ * cordons and `skip_service_registration`, https checks (probed as http).
  */
 import { randomBytes } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { constants as osConstants } from 'node:os';
+import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { connect, type AddressInfo } from 'node:net';
 
 export type FlyState =
   | 'created'
@@ -50,6 +78,8 @@ export type FlyState =
   | 'failed'
   | 'launch_failed';
 
+export type CheckStatus = 'passing' | 'warning' | 'critical';
+
 export interface DoubleMachine {
   id: string;
   name: string;
@@ -59,10 +89,46 @@ export interface DoubleMachine {
   private_ip: string;
   config: Record<string, any>;
   image_ref: Record<string, unknown>;
-  checks?: Array<{ name: string; status: 'passing' | 'warning' | 'critical'; output: string; updated_at: string }>;
-  events: Array<{ id: string; type: string; status: string; source: string; timestamp: number }>;
+  checks?: Array<{ name: string; status: CheckStatus; output: string; updated_at: string }>;
+  events: Array<{ id: string; type: string; status: string; source: string; timestamp: number; request?: Record<string, unknown> }>;
   created_at: string;
   updated_at: string;
+}
+
+/** Starts a machine's process: what Fly's init does in the VM with the image's command. */
+export interface MachineRunner {
+  start(machine: DoubleMachine, env: Record<string, string>): Promise<RunningMachine>;
+}
+
+export interface RunningMachine {
+  /** Where the process listens (its one port stands for every port of the machine's config). */
+  host: string;
+  port: number;
+  /** Resolves with the exit code (null when a signal ended it) once the process has exited. */
+  exited: Promise<number | null>;
+  /** Sends `signal` (SIGTERM by default) to the process; `exited` says when it has ended. */
+  stop(signal?: NodeJS.Signals): Promise<void>;
+  /** The last lines the process wrote, for failure messages. */
+  output?(): string;
+}
+
+/** A machine's process while it runs, with the probes of its checks. */
+interface MachineProcess {
+  running: RunningMachine;
+  ending?: Promise<void>;
+}
+
+/** One check of a machine's config, as the double probes it. */
+interface CheckSpec {
+  name: string;
+  type: string;
+  service: boolean;
+  method: string;
+  path: string;
+  headers: Record<string, string[]>;
+  intervalMs: number;
+  timeoutMs: number;
+  gracePeriodMs: number;
 }
 
 export interface RecordedRequest {
@@ -103,6 +169,10 @@ export interface FlyApiDoubleOptions {
   waitTimeoutStatus?: 400 | 408;
   /** How long one second of a wait's `timeout` lasts here (1000 ms): specs shorten it so a timed-out wait costs less. */
   waitSecondMs?: number;
+  /** Runs each booted machine as a real process; without it machines only change state. */
+  runMachine?: MachineRunner;
+  /** Multiplies checks' `interval` and `grace_period` (1): Fly's 15 s are long for a test, 0.01 makes them 150 ms. */
+  checkIntervalScale?: number;
 }
 
 interface Fault {
@@ -126,6 +196,10 @@ class HttpError extends Error {
 
 const CROCKFORD = '0123456789ABCDEFGHJKMNPQRSTVWXYZ';
 const WAITABLE = new Set(['started', 'stopped', 'destroyed']);
+/** Fly's default kill timeout: how long a stop waits for the process before SIGKILL. */
+const DEFAULT_STOP_TIMEOUT_MS = 5_000;
+/** The shortest probe interval a scaled check gets, so a tiny scale cannot busy-loop. */
+const MIN_CHECK_INTERVAL_MS = 10;
 
 export class FlyApiDouble {
   /** Base URL with the version, as FlyMachineProvider's `apiUrl` takes it. */
@@ -138,8 +212,14 @@ export class FlyApiDouble {
   hangCreateMs: number;
   waitTimeoutStatus: 400 | 408;
   readonly waitSecondMs: number;
+  readonly checkIntervalScale: number;
 
+  private readonly runMachine?: MachineRunner;
   private readonly apps = new Map<string, Map<string, DoubleMachine>>();
+  private readonly appOf = new Map<DoubleMachine, string>();
+  private readonly processes = new Map<DoubleMachine, MachineProcess>();
+  private readonly launches = new Set<Promise<void>>();
+  private closing = false;
   private readonly faults: Fault[] = [];
   private readonly timers = new Set<NodeJS.Timeout>();
   private readonly waiters = new Set<Waiter>();
@@ -154,6 +234,8 @@ export class FlyApiDouble {
     this.hangCreateMs = options.hangCreateMs ?? 0;
     this.waitTimeoutStatus = options.waitTimeoutStatus ?? 408;
     this.waitSecondMs = options.waitSecondMs ?? 1000;
+    this.runMachine = options.runMachine;
+    this.checkIntervalScale = options.checkIntervalScale ?? 1;
     this.server = createServer((req, res) => {
       this.handle(req, res).catch((error) => this.send(res, 500, { error: `double: ${(error as Error).message}` }));
     });
@@ -192,7 +274,40 @@ export class FlyApiDouble {
     return this.requests.filter((r) => r.method === method && matches(r.path, path));
   }
 
+  /** Where a machine's process listens while it runs; null without one. */
+  endpointOf(app: string, machineId: string): { host: string; port: number } | null {
+    const machine = this.apps.get(app)?.get(machineId);
+    const running = machine && this.processes.get(machine)?.running;
+    return running ? { host: running.host, port: running.port } : null;
+  }
+
+  /** The last lines a machine's running process wrote ('' without one). */
+  outputOf(app: string, machineId: string): string {
+    const machine = this.apps.get(app)?.get(machineId);
+    return (machine && this.processes.get(machine)?.running.output?.()) ?? '';
+  }
+
+  /**
+   * Whether Fly's proxy would send a request to the machine: it is `started`, its
+   * process runs, it has a service, and every service check passes.
+   */
+  servesRequests(app: string, machineId: string): boolean {
+    const machine = this.apps.get(app)?.get(machineId);
+    if (!machine || machine.state !== 'started' || !this.processes.has(machine)) return false;
+    if (!Array.isArray(machine.config.services) || machine.config.services.length === 0) return false;
+    const serviceChecks = checksOf(machine.config).filter((check) => check.service);
+    return serviceChecks.every((check) => machine.checks?.some((c) => c.name === check.name && c.status === 'passing'));
+  }
+
+  /** The machines of an app that Fly's proxy may route a request to now. */
+  routableMachines(app: string): DoubleMachine[] {
+    return this.machines(app).filter((m) => this.servesRequests(app, m.id));
+  }
+
   async close(): Promise<void> {
+    this.closing = true;
+    await Promise.all([...this.launches]);
+    await Promise.all([...this.processes.entries()].map(([machine, machineProcess]) => this.endProcess(machineProcess, ...this.stopSettings(machine))));
     for (const timer of this.timers) clearTimeout(timer);
     this.timers.clear();
     for (const waiter of this.waiters) waiter.settle(503, { error: 'double closing' });
@@ -266,7 +381,7 @@ export class FlyApiDouble {
       return null;
     }
     if (gone) throw new HttpError(404, 'machine not found');
-    if (action === 'stop' && r.method === 'POST' && parts.length === 5) return { status: 200, body: this.stop(machine) };
+    if (action === 'stop' && r.method === 'POST' && parts.length === 5) return { status: 200, body: this.stop(machine, r.body) };
     if (action === 'start' && r.method === 'POST' && parts.length === 5) return { status: 200, body: this.start(machine) };
     if (action === 'metadata') {
       const metadata: Record<string, string> = (machine.config.metadata ??= {});
@@ -328,6 +443,7 @@ export class FlyApiDouble {
     };
     this.addEvent(machine, 'launch', 'created');
     app.set(machine.id, machine);
+    this.appOf.set(machine, appName);
     if (!body.skip_launch) this.boot(machine);
     return machine;
   }
@@ -366,10 +482,13 @@ export class FlyApiDouble {
     });
   }
 
-  private stop(machine: DoubleMachine): { ok: true } {
+  private stop(machine: DoubleMachine, body?: { signal?: unknown; timeout?: unknown }): { ok: true } {
     if (['created', 'starting', 'started', 'replacing'].includes(machine.state)) {
       this.transition(machine, 'stopping');
-      this.after(10, () => this.transition(machine, 'stopped'));
+      const machineProcess = this.processes.get(machine);
+      // The process's exit moves the machine to stopped; without one it is stopped at once.
+      if (machineProcess) void this.endProcess(machineProcess, ...this.stopSettings(machine, body));
+      else this.after(10, () => this.transition(machine, 'stopped'));
     }
     return { ok: true };
   }
@@ -384,7 +503,12 @@ export class FlyApiDouble {
     if (!force && ['starting', 'started', 'stopping', 'replacing'].includes(machine.state)) {
       throw new HttpError(412, 'failed_precondition: unable to destroy machine, not currently stopped or suspended');
     }
-    this.transition(machine, 'destroyed');
+    const machineProcess = this.processes.get(machine);
+    if (machineProcess) {
+      // Destroyed once its process has ended (onExit).
+      this.transition(machine, 'destroying');
+      void this.endProcess(machineProcess, ...this.stopSettings(machine));
+    } else this.transition(machine, 'destroyed');
     return { ok: true };
   }
 
@@ -400,25 +524,147 @@ export class FlyApiDouble {
       const delay = typeof this.startDelayMs === 'function' ? this.startDelayMs(machine.config) : this.startDelayMs;
       this.after(Math.max(0, delay), () => {
         if (machine.state !== 'starting') return;
-        this.transition(machine, 'started');
-        const checks = Object.keys(machine.config.checks ?? {});
-        if (checks.length === 0) return;
-        const set = (status: 'passing' | 'critical', output: string) => {
-          machine.checks = checks.map((name) => ({ name, status, output, updated_at: iso(new Date()) }));
-        };
-        set('critical', 'waiting for the first check');
-        this.after(this.healthyDelayMs, () => {
-          if (machine.state === 'started') set('passing', 'HTTP GET /health: 200 OK');
-        });
+        if (this.runMachine) this.track(this.launch(machine, this.runMachine));
+        else this.startWithoutProcess(machine);
       });
     });
   }
 
-  private transition(machine: DoubleMachine, state: FlyState): void {
+  /** Without a runner: started at once, its checks critical, then passing after `healthyDelayMs`. */
+  private startWithoutProcess(machine: DoubleMachine): void {
+    this.transition(machine, 'started');
+    const checks = checksOf(machine.config);
+    if (checks.length === 0) return;
+    const set = (status: CheckStatus, output: string) => {
+      machine.checks = checks.map(({ name }) => ({ name, status, output, updated_at: iso(new Date()) }));
+    };
+    set('critical', 'waiting for the first check');
+    this.after(this.healthyDelayMs, () => {
+      if (machine.state === 'started') set('passing', 'HTTP GET /health: 200 OK');
+    });
+  }
+
+  private track(launch: Promise<void>): void {
+    this.launches.add(launch);
+    void launch.finally(() => this.launches.delete(launch));
+  }
+
+  /** Starts the machine's process; `started` once it runs, `failed` when it cannot start. */
+  private async launch(machine: DoubleMachine, runner: MachineRunner): Promise<void> {
+    let running: RunningMachine;
+    try {
+      running = await runner.start(machine, this.envOf(machine));
+    } catch (error) {
+      if (machine.state === 'starting') this.transition(machine, 'failed', { request: { error: (error as Error).message } });
+      return;
+    }
+    const machineProcess: MachineProcess = { running };
+    // Stopped, destroyed or closed while it was starting: the process is not wanted.
+    if (machine.state !== 'starting' || this.closing) {
+      await this.endProcess(machineProcess, ...this.stopSettings(machine));
+      return;
+    }
+    this.processes.set(machine, machineProcess);
+    void running.exited.then((code) => this.onExit(machine, machineProcess, code));
+    this.transition(machine, 'started');
+    this.startChecks(machine, machineProcess);
+  }
+
+  /** Fly's variables in every machine, over the machine's own `config.env`. */
+  private envOf(machine: DoubleMachine): Record<string, string> {
+    const config = machine.config;
+    const fly: Record<string, string | undefined> = {
+      FLY_APP_NAME: this.appOf.get(machine),
+      FLY_MACHINE_ID: machine.id,
+      FLY_ALLOC_ID: machine.id,
+      FLY_REGION: machine.region,
+      FLY_PUBLIC_IP: `2605:4c40:${hex4()}:${hex4()}:0:${hex4()}:${hex4()}:1`,
+      FLY_IMAGE_REF: config.image,
+      FLY_MACHINE_VERSION: machine.instance_id,
+      FLY_PRIVATE_IP: machine.private_ip,
+      FLY_PROCESS_GROUP: config.metadata?.fly_process_group,
+      FLY_VM_MEMORY_MB: config.guest?.memory_mb === undefined ? undefined : String(config.guest.memory_mb),
+    };
+    const defined = Object.entries(fly).filter((entry): entry is [string, string] => entry[1] !== undefined);
+    return { ...(config.env ?? {}), ...Object.fromEntries(defined) };
+  }
+
+  private onExit(machine: DoubleMachine, machineProcess: MachineProcess, code: number | null): void {
+    if (this.processes.get(machine) !== machineProcess) return;
+    this.processes.delete(machine);
+    // -1: ended by a signal (the runner reports no code then).
+    const request = { exit_event: { exit_code: code ?? -1, requested_stop: machineProcess.ending !== undefined } };
+    if (machine.state === 'destroying') {
+      this.addEvent(machine, 'exit', 'stopped', request);
+      this.transition(machine, 'destroyed');
+    } else if (['starting', 'started', 'stopping', 'replacing'].includes(machine.state)) this.transition(machine, 'stopped', { type: 'exit', request });
+  }
+
+  /** The stop signal and how long to wait before SIGKILL: the stop request's, else `stop_config`'s, else Fly's defaults. */
+  private stopSettings(machine: DoubleMachine, body?: { signal?: unknown; timeout?: unknown }): [NodeJS.Signals, number] {
+    const stopConfig = machine.config.stop_config ?? {};
+    const signal = signalOf(body?.signal) ?? signalOf(stopConfig.signal) ?? 'SIGTERM';
+    return [signal, durationMs(body?.timeout) ?? durationMs(stopConfig.timeout) ?? DEFAULT_STOP_TIMEOUT_MS];
+  }
+
+  /** Sends `signal`, then SIGKILL when the process has not exited within `timeoutMs`; resolves once it has exited. */
+  private endProcess(machineProcess: MachineProcess, signal: NodeJS.Signals, timeoutMs: number): Promise<void> {
+    machineProcess.ending ??= (async () => {
+      const { running } = machineProcess;
+      await running.stop(signal).catch(() => undefined);
+      let timer: NodeJS.Timeout | undefined;
+      const inTime = await Promise.race([
+        running.exited.then(() => true),
+        new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), timeoutMs))),
+      ]);
+      clearTimeout(timer);
+      if (inTime) return;
+      await running.stop('SIGKILL').catch(() => undefined);
+      await running.exited;
+    })();
+    return machineProcess.ending;
+  }
+
+  /** Every check starts critical; each is probed after its grace period, then every interval, while the process runs. */
+  private startChecks(machine: DoubleMachine, machineProcess: MachineProcess): void {
+    const checks = checksOf(machine.config);
+    if (checks.length === 0) return;
+    machine.checks = checks.map(({ name }) => ({ name, status: 'critical', output: 'waiting for the first check', updated_at: iso(new Date()) }));
+    const scaled = (ms: number) => Math.max(MIN_CHECK_INTERVAL_MS, ms * this.checkIntervalScale);
+    for (const check of checks) {
+      const probe = async () => {
+        if (!this.isRunning(machine, machineProcess)) return;
+        const result = await probeCheck(check, machineProcess.running);
+        if (!this.isRunning(machine, machineProcess)) return;
+        this.report(machine, check.name, result);
+        this.after(scaled(check.intervalMs), () => void probe());
+      };
+      this.after(check.gracePeriodMs > 0 ? scaled(check.gracePeriodMs) : 0, () => void probe());
+    }
+  }
+
+  private isRunning(machine: DoubleMachine, machineProcess: MachineProcess): boolean {
+    return !this.closing && machine.state === 'started' && this.processes.get(machine) === machineProcess;
+  }
+
+  /** Records a probe's result; `updated_at` moves only when the status changes, as `fly checks list` shows it. */
+  private report(machine: DoubleMachine, name: string, result: { status: CheckStatus; output: string }): void {
+    const entry = machine.checks?.find((c) => c.name === name);
+    if (!entry) return;
+    if (entry.status !== result.status) entry.updated_at = iso(new Date());
+    entry.status = result.status;
+    entry.output = result.output;
+  }
+
+  /** `event` overrides the event the change records (its type, what caused it). */
+  private transition(machine: DoubleMachine, state: FlyState, event: { type?: string; request?: Record<string, unknown> } = {}): void {
     machine.state = state;
+    const machineProcess = this.processes.get(machine);
+    // Set from outside (a crash, `setState`): the machine's process does not outlive its running states.
+    if (machineProcess && !['started', 'stopping', 'destroying'].includes(state)) void this.endProcess(machineProcess, 'SIGKILL', 0);
     if (state !== 'started') delete machine.checks;
     this.touch(machine);
-    this.addEvent(machine, eventType(state), state);
+    this.addEvent(machine, event.type ?? eventType(state), state, event.request);
     for (const waiter of [...this.waiters]) {
       if (waiter.machine !== machine) continue;
       if (waiter.state === state) waiter.settle(200, { ok: true });
@@ -441,8 +687,8 @@ export class FlyApiDouble {
     machine.updated_at = iso(new Date());
   }
 
-  private addEvent(machine: DoubleMachine, type: string, status: string): void {
-    machine.events.unshift({ id: ulid(), type, status, source: 'flyd', timestamp: Date.now() });
+  private addEvent(machine: DoubleMachine, type: string, status: string, request?: Record<string, unknown>): void {
+    machine.events.unshift({ id: ulid(), type, status, source: 'flyd', timestamp: Date.now(), ...(request ? { request } : {}) });
   }
 
   private after(ms: number, fn: () => void): NodeJS.Timeout {
@@ -471,6 +717,89 @@ export class FlyApiDouble {
     }
     res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', ...headers }).end(JSON.stringify(body));
   }
+}
+
+/**
+ * The checks of a machine's config: top-level ones by their keys, then every
+ * service's, named as Fly names them (`servicecheck-00-http-8080`).
+ */
+function checksOf(config: Record<string, any>): CheckSpec[] {
+  const topLevel = Object.entries<Record<string, any>>(config.checks ?? {}).map(([name, check]) => checkSpec(name, check, false));
+  const services: Array<Record<string, any>> = Array.isArray(config.services) ? config.services : [];
+  const serviceChecks = services.flatMap((service) => (Array.isArray(service.checks) ? service.checks : []).map((check: Record<string, any>) => ({ service, check })));
+  return [
+    ...topLevel,
+    ...serviceChecks.map(({ service, check }, index) => {
+      const spec = checkSpec('', check, true);
+      return { ...spec, name: `servicecheck-${String(index).padStart(2, '0')}-${spec.type}-${check.port ?? service.internal_port}` };
+    }),
+  ];
+}
+
+function checkSpec(name: string, check: Record<string, any>, service: boolean): CheckSpec {
+  return {
+    name,
+    type: check.type ?? (check.path ? 'http' : 'tcp'),
+    service,
+    method: String(check.method ?? 'GET').toUpperCase(),
+    path: check.path ?? '/',
+    headers: checkHeaders(check.headers),
+    intervalMs: durationMs(check.interval) ?? 15_000,
+    timeoutMs: durationMs(check.timeout) ?? 2_000,
+    gracePeriodMs: durationMs(check.grace_period) ?? 0,
+  };
+}
+
+/** A check's headers: the Machines API's `[{name, values}]`, or fly.toml's `{name: value}`. */
+function checkHeaders(headers: unknown): Record<string, string[]> {
+  if (Array.isArray(headers)) return Object.fromEntries(headers.map((h: { name: string; values?: string[] }) => [h.name, h.values ?? []]));
+  if (headers && typeof headers === 'object') return Object.fromEntries(Object.entries(headers).map(([k, v]) => [k, [String(v)]]));
+  return {};
+}
+
+function probeCheck(check: CheckSpec, running: RunningMachine): Promise<{ status: CheckStatus; output: string }> {
+  return check.type === 'http' ? probeHttp(check, running) : probeTcp(check, running);
+}
+
+function probeHttp(check: CheckSpec, { host, port }: RunningMachine): Promise<{ status: CheckStatus; output: string }> {
+  const what = `HTTP ${check.method} ${check.path}`;
+  return new Promise((resolve) => {
+    const req = httpRequest({ host, port, method: check.method, path: check.path, headers: check.headers, agent: false }, (res) => {
+      res.resume();
+      const status = res.statusCode ?? 0;
+      resolve({ status: status >= 200 && status < 300 ? 'passing' : 'critical', output: `${what}: ${status} ${res.statusMessage ?? ''}`.trim() });
+    });
+    req.setTimeout(check.timeoutMs, () => req.destroy(new Error(`timed out after ${check.timeoutMs} ms`)));
+    req.on('error', (error) => resolve({ status: 'critical', output: `${what}: ${error.message}` }));
+    req.end();
+  });
+}
+
+function probeTcp(check: CheckSpec, { host, port }: RunningMachine): Promise<{ status: CheckStatus; output: string }> {
+  return new Promise((resolve) => {
+    const socket = connect({ host, port });
+    socket.setTimeout(check.timeoutMs, () => socket.destroy(new Error(`timed out after ${check.timeoutMs} ms`)));
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve({ status: 'passing', output: `TCP connect ${port}: Success` });
+    });
+    socket.once('error', (error) => resolve({ status: 'critical', output: `TCP connect ${port}: ${error.message}` }));
+  });
+}
+
+const DURATION_UNITS_MS: Record<string, number> = { ns: 1e-6, us: 1e-3, µs: 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+
+/** A Go duration (`"15s"`, `"1m30s"`, `"500ms"`) or nanoseconds (a number), in ms; undefined when absent or unreadable. */
+function durationMs(value: unknown): number | undefined {
+  if (typeof value === 'number' && Number.isFinite(value) && value >= 0) return value / 1e6;
+  if (typeof value !== 'string' || !/^(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+$/.test(value)) return undefined;
+  let total = 0;
+  for (const [, amount, , unit] of value.matchAll(/(\d+(\.\d+)?)(ns|us|µs|ms|s|m|h)/g)) total += Number(amount) * DURATION_UNITS_MS[unit];
+  return total;
+}
+
+function signalOf(value: unknown): NodeJS.Signals | undefined {
+  return typeof value === 'string' && value in osConstants.signals ? (value as NodeJS.Signals) : undefined;
 }
 
 function matches(path: string, pattern: string | RegExp): boolean {

@@ -1,5 +1,7 @@
 // What only specs import: doubles, harnesses, contract suites, Jest global setup, fixtures.
 export * from './fly-api-double';
+export * from './fly-machine-runner';
+export * from './fly-proxy-double';
 export * from './machine-provider.contract';
 export * from './postgrest-recorder';
 export * from './projects';
