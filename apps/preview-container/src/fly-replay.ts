@@ -23,7 +23,8 @@ export class FlyReplay {
     private readonly routesToken: string,
     /** This machine's own id: a lookup naming it is never replayed (a loop). */
     private readonly ownMachineId: string,
-    private readonly ttlMs = 60_000,
+    /** How long a found machine is kept: a preview whose session ended is answered 410 at most this much later. */
+    private readonly ttlMs = 10_000,
   ) {}
 
   /** Fly sets FLY_MACHINE_ID in every machine; without it there is no Fly proxy to replay through. */

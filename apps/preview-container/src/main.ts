@@ -114,9 +114,15 @@ async function main(): Promise<void> {
 
 /** Listens on LISTEN_SOCKET, else HOST:PORT; returns the server's own base URL, for its page rehearsal. */
 async function listen(config: ContainerConfig, container: ContainerServer): Promise<string> {
-  if (!config.listenSocket) return `http://127.0.0.1:${await container.listen(config.port, config.host)}`;
+  if (!config.listenSocket) return `http://${loopbackOf(config.host)}:${await container.listen(config.port, config.host)}`;
   await container.listenOnSocket(config.listenSocket);
   return unixSocketUrl(config.listenSocket);
+}
+
+/** Where this process reaches its own server: the host it listens on, or loopback for a wildcard (`::` takes IPv4 too). */
+function loopbackOf(host: string): string {
+  if (host === '::' || host === '0.0.0.0') return '127.0.0.1';
+  return host.includes(':') ? `[${host}]` : host;
 }
 
 interface SessionBinding {
