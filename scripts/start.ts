@@ -1,8 +1,7 @@
 import { DEMO_PROJECT_ID, loadConfig, loadDotEnv, publicUrl, type Config } from '@velocity/contracts';
 import { LocalMachineProvider } from '@velocity/machines';
-import { START_REDIS_HINT, assertServicesReachable, pingRedis, APPS, startApp, stopProcess, waitForHttp } from '@velocity/ops';
+import { START_REDIS_HINT, assertServicesReachable, pingRedis, APPS, startApp, stopProcess, waitForHttp, migrateDatabase } from '@velocity/ops';
 import { startEmbeddedPostgres, type EmbeddedPostgres } from './embedded-postgres';
-import { migrate } from './migrate';
 
 /**
  * `npm start`: checks Redis and Postgres, applies migrations, then runs the
@@ -38,7 +37,7 @@ async function main() {
   }
   const config = loadConfig(env);
   await assertServicesReachable({ ...config, DATABASE_URL: maintenanceUrl(config.DATABASE_URL) });
-  await migrate(config.DATABASE_URL, (line) => console.log(`start: ${line}`));
+  await migrateDatabase(config.DATABASE_URL, (line) => console.log(`start: ${line}`));
 
   const children = APPS.map((app) => ({ app, child: startApp(app, env) }));
   let stopping = false;

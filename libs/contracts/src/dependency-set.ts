@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { satisfies, validRange } from 'semver';
 import { z } from 'zod';
 import { PermanentError } from './errors';
@@ -69,13 +69,6 @@ export interface SetFile {
 
 /** Version of each package in a node_modules folder, read on demand. */
 export type InstalledVersion = (name: string) => string | undefined;
-
-/** Versions in the service's own node_modules (the template dependencies every machine has), read once per package. */
-let service: InstalledVersion | undefined;
-export function serviceDependencies(): InstalledVersion {
-  // <root>/node_modules/vite/package.json -> <root>/node_modules
-  return (service ??= installedVersionsIn(dirname(dirname(require.resolve('vite/package.json')))));
-}
 
 /** Reads `<dir>/<name>/package.json`'s version; undefined when absent or unreadable. */
 export function installedVersionsIn(dir: string): InstalledVersion {

@@ -177,3 +177,11 @@ export async function applyMigrations(databaseUrl: string, dir = DEFAULT_MIGRATI
     }
   });
 }
+
+/** Creates the database when missing, then applies the pending migrations, idempotently; says what it did through `log`. */
+export async function migrateDatabase(databaseUrl: string, log: (line: string) => void): Promise<string[]> {
+  if (await ensureDatabase(databaseUrl)) log(`created database ${databaseName(databaseUrl)}`);
+  const applied = await applyMigrations(databaseUrl);
+  log(applied.length > 0 ? `applied migrations: ${applied.join(', ')}` : 'migrations: up to date');
+  return applied;
+}

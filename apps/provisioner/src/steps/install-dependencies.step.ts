@@ -1,4 +1,5 @@
-import { DEPENDENCY_FILES, PermanentError, dependencySetOf, fileBytes, serviceDependencies } from '@velocity/contracts';
+import { dirname } from 'node:path';
+import { DEPENDENCY_FILES, PermanentError, dependencySetOf, fileBytes, installedVersionsIn, type InstalledVersion } from '@velocity/contracts';
 import { InstallError } from '../dependencies/installers/index';
 import { awayFromTurn, required, type Step } from '../provision-context';
 
@@ -31,3 +32,14 @@ export const installDependenciesStep: Step = {
     return { packages: installed.packages, bytes: installed.bytes, cached: installed.cached };
   },
 };
+
+/**
+ * Versions in the service's own node_modules (the template dependencies every
+ * machine has), read once per package. Here, not in contracts: resolving Vite
+ * would put it in every image that imports contracts.
+ */
+let service: InstalledVersion | undefined;
+function serviceDependencies(): InstalledVersion {
+  // <root>/node_modules/vite/package.json -> <root>/node_modules
+  return (service ??= installedVersionsIn(dirname(dirname(require.resolve('vite/package.json')))));
+}
