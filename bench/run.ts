@@ -3,7 +3,7 @@ import { writeFileSync } from 'node:fs';
 import { cpus, loadavg, totalmem } from 'node:os';
 import Redis from 'ioredis';
 import { WarmPool } from '@velocity/machines';
-import { applyMigrations, dropDatabase, ensureDatabase, withDatabase } from '@velocity/ops';
+import { applyMigrations, deleteKeysWithPrefix, dropDatabase, ensureDatabase, withDatabase } from '@velocity/ops';
 import { openHttp, readText } from '@velocity/runtime';
 import { urlChecks, checkUrl, countUrlAnswer, pool, runSession, stopSessions, waitEnded, type SessionRun } from './lib/client';
 import { FLOOR_COUNTS, createFloor } from './lib/floor';
@@ -411,18 +411,11 @@ function mergeCpu(runs: Timed[]): Record<string, number> {
 
 async function deleteKeys(redisUrl: string, prefix: string): Promise<number> {
   const redis = new Redis(redisUrl, { maxRetriesPerRequest: 2 });
-  let deleted = 0;
   try {
-    let cursor = '0';
-    do {
-      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
-      cursor = next;
-      if (keys.length > 0) deleted += await redis.del(...keys);
-    } while (cursor !== '0');
+    return await deleteKeysWithPrefix(redis, prefix);
   } finally {
     redis.disconnect();
   }
-  return deleted;
 }
 
 function argValue(name: string): string | undefined {

@@ -7,7 +7,7 @@ import Redis from 'ioredis';
 import type { Browser } from 'playwright-core';
 import { stringify } from 'yaml';
 import type { SessionEvent } from '@velocity/contracts';
-import { dropDatabase } from '@velocity/ops';
+import { deleteKeysWithPrefix, dropDatabase } from '@velocity/ops';
 import { requestText } from '@velocity/runtime';
 import { signToken } from '@velocity/testing';
 import { clickCounter, counterText, launchBrowser, openWatched, waitForHeading, type WatchedPage } from '../apps/e2e/src/browser';
@@ -399,12 +399,7 @@ async function deleteKeys(prefix: string): Promise<number> {
   const redis = new Redis(REDIS_URL, { maxRetriesPerRequest: 2 });
   let left = 0;
   try {
-    let cursor = '0';
-    do {
-      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
-      cursor = next;
-      if (keys.length > 0) await redis.del(...keys);
-    } while (cursor !== '0');
+    await deleteKeysWithPrefix(redis, prefix);
     left = (await redis.scan('0', 'MATCH', `${prefix}*`, 'COUNT', 100_000))[1].length;
   } finally {
     redis.disconnect();

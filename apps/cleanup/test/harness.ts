@@ -5,8 +5,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Pool } from 'pg';
-import type Redis from 'ioredis';
-import { EventLog, createRedis, enqueue, stopProcess } from '@velocity/ops';
+import { EventLog, createRedis, deleteKeysWithPrefix, enqueue, stopProcess } from '@velocity/ops';
 import { QueueName, jobs, resourceLimitsOf, type Config, type SessionStatus, type Tier } from '@velocity/contracts';
 import { LocalMachineProvider, type Machine, type MachineProvider, type MachineSpec } from '@velocity/machines';
 import { PostgresSessionStore, type PreviewSession } from '@velocity/session-store';
@@ -190,22 +189,13 @@ export async function createHarness(overrides: Record<string, string | number | 
       await deps.cleanupQueue.removeJobScheduler('sweep-sessions').catch(() => false);
       await Promise.all((await provider.list()).map((m) => provider.inner.destroy(m.id)));
       rmSync(machinesDir, { recursive: true, force: true });
-      await deleteKeys(deps.redis, config.QUEUE_PREFIX);
+      await deleteKeysWithPrefix(deps.redis, `${config.QUEUE_PREFIX}:`);
       for (const close of closers.reverse()) await close().catch(() => undefined);
       await sql.end();
       await database.drop();
     },
   };
   return harness;
-}
-
-async function deleteKeys(redis: Redis, prefix: string): Promise<void> {
-  let cursor = '0';
-  do {
-    const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
-    cursor = next;
-    if (keys.length > 0) await redis.del(...keys);
-  } while (cursor !== '0');
 }
 
 /** Polls `check` until it returns a truthy value; throws naming `what` after `timeoutMs`. */

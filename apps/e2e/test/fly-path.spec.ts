@@ -6,15 +6,13 @@
  * previews go through a proxy double that routes and follows `fly-replay` as
  * Fly's proxy does. The api is never on a preview's path.
  */
-import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Browser } from 'playwright-core';
 import { repoRootOf } from '@velocity/runtime';
 import { templateFiles } from '@velocity/contracts';
-import { FlyApiDouble, FlyProxyDouble, previewContainerRunner, rawRequest } from '@velocity/testing';
+import { FlyApiDouble, FlyProxyDouble, previewContainerRunner, rawRequest, upgradeHead } from '@velocity/testing';
 import { clickCounter, counterText, createProject, launchBrowser, openWatched, putFile, startPreview, waitForHeading, type WatchedPage } from '../src/browser';
 import { startSystem, type RunningSystem } from '../src/system';
 
@@ -100,7 +98,7 @@ describe('on Fly.io: Machines API, machines, proxy and fly-replay, end to end', 
 
     // A websocket upgrade the same way: B answers it with fly-replay (not upgraded), and A's Vite takes it.
     const upgradesBefore = proxy.requests.length;
-    const head = await upgradeHead(proxy.port, `${a.sessionId}.localhost:${proxy.port}`, machineB.id);
+    const head = await upgradeHead({ port: proxy.port }, `${a.sessionId}.localhost:${proxy.port}`, { headers: { 'fly-force-instance-id': machineB.id }, timeoutMs: 10_000 });
     expect(head).toMatch(/^HTTP\/1\.1 101 /);
     expect(head).not.toMatch(/fly-replay/i);
     expect(proxy.requests.slice(upgradesBefore)).toEqual([
@@ -151,27 +149,3 @@ describe('on Fly.io: Machines API, machines, proxy and fly-replay, end to end', 
     expect(statuses).not.toContain(200);
   });
 });
-
-/** The answer head of a Vite HMR websocket upgrade sent to the proxy, pinned to `machineId`; gives up after 10 s. */
-function upgradeHead(port: number, host: string, machineId: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const socket = connect(port, '127.0.0.1');
-    const timer = setTimeout(() => {
-      socket.destroy();
-      reject(new Error(`Timed out after 10000 ms waiting for the answer to a websocket upgrade for ${host} through the proxy`));
-    }, 10_000);
-    let head = '';
-    socket.on('data', (chunk) => {
-      head += chunk.toString('latin1');
-      if (!head.includes('\r\n\r\n')) return;
-      clearTimeout(timer);
-      socket.destroy();
-      resolve(head.slice(0, head.indexOf('\r\n\r\n')));
-    });
-    socket.on('error', reject);
-    socket.write(
-      `GET / HTTP/1.1\r\nhost: ${host}\r\nfly-force-instance-id: ${machineId}\r\nupgrade: websocket\r\nconnection: Upgrade\r\n` +
-        `sec-websocket-key: ${randomBytes(16).toString('base64')}\r\nsec-websocket-version: 13\r\nsec-websocket-protocol: vite-hmr\r\n\r\n`,
-    );
-  });
-}

@@ -9,11 +9,12 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, request, type Server } from 'node:http';
-import { connect, type AddressInfo } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort } from '@velocity/runtime';
 import { stopProcess } from '@velocity/ops';
+import { upgradeHead } from '@velocity/testing';
 
 const REPO_ROOT = join(__dirname, '../../..');
 const ENTRY = join(REPO_ROOT, 'dist/apps/preview-container/src/main.js');
@@ -106,7 +107,7 @@ describe('a preview container on Fly.io: fly-replay from its first second', () =
   });
 
   it('replays a websocket upgrade for another preview instead of upgrading it', async () => {
-    const head = await rawUpgrade(port, `${OTHER_ROUTE}.preview.example.com`);
+    const head = await upgradeHead({ port, address: '::1' }, `${OTHER_ROUTE}.preview.example.com`);
     expect(head).toMatch(/^HTTP\/1\.1 307 /);
     expect(head).toContain(`fly-replay: instance=${OTHER_MACHINE}`);
   });
@@ -125,24 +126,3 @@ describe('a preview container on Fly.io: fly-replay from its first second', () =
     expect((await get('/', { host: `${OTHER_ROUTE}.preview.example.com` })).headers['fly-replay']).toBe(`instance=${OTHER_MACHINE}`);
   });
 });
-
-/** The response head of a websocket upgrade request; gives up after 5 s. */
-function rawUpgrade(port: number, host: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const socket = connect(port, '::1');
-    const timer = setTimeout(() => {
-      socket.destroy();
-      reject(new Error(`Timed out after 5000 ms waiting for the answer to an upgrade for ${host}`));
-    }, 5_000);
-    let head = '';
-    socket.on('data', (chunk) => {
-      head += chunk.toString();
-      if (!head.includes('\r\n\r\n')) return;
-      clearTimeout(timer);
-      socket.destroy();
-      resolve(head);
-    });
-    socket.on('error', reject);
-    socket.write(`GET /?token=x HTTP/1.1\r\nhost: ${host}\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-key: ${randomBytes(16).toString('base64')}\r\nsec-websocket-version: 13\r\n\r\n`);
-  });
-}

@@ -19,3 +19,15 @@ export async function pingRedis(url: string, timeoutMs = 2000): Promise<void> {
     redis.disconnect();
   }
 }
+
+/** Deletes every key that starts with `prefix` (a test's or a run's queue prefix); returns how many were deleted. */
+export async function deleteKeysWithPrefix(redis: Redis, prefix: string): Promise<number> {
+  let deleted = 0;
+  let cursor = '0';
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
+    cursor = next;
+    if (keys.length > 0) deleted += await redis.del(...keys);
+  } while (cursor !== '0');
+  return deleted;
+}

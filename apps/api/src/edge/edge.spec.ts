@@ -1,10 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { connect, type AddressInfo, type Socket } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createLogger, unixSocketUrl } from '@velocity/runtime';
+import { upgradeHead } from '@velocity/testing';
 import { createEdge, proxyTargetOf } from './edge';
 import type { Route, SessionRoutes } from './session-routes';
 
@@ -83,7 +84,7 @@ describe('the edge', () => {
     const socketPath = join(dir, 'hmr.sock');
     await new Promise<void>((done) => fakeMachine('hmr').listen(socketPath, done));
     const routeId = route(unixSocketUrl(socketPath));
-    const head = await upgradeThroughEdge(edgePort, `${routeId}.localhost:${edgePort}`);
+    const head = await upgradeHead({ port: edgePort }, `${routeId}.localhost:${edgePort}`);
     expect(head).toMatch(/^HTTP\/1\.1 101 /);
     expect(head).toContain('x-machine: hmr');
   });
@@ -136,7 +137,7 @@ describe('the edge of an api whose previews Fly.io routes', () => {
     const res = await fetch(`http://${routeId}.localhost:${port}/`);
     expect(res.status).toBe(421);
     expect(await res.json()).toMatchObject({ field: 'host', error: expect.stringMatching(/preview app/) });
-    expect(await upgradeThroughEdge(port, `${routeId}.localhost:${port}`)).toMatch(/^HTTP\/1\.1 421 Misdirected Request/);
+    expect(await upgradeHead({ port }, `${routeId}.localhost:${port}`)).toMatch(/^HTTP\/1\.1 421 Misdirected Request/);
     expect(resolved).toEqual([]);
     expect(await (await fetch(`http://127.0.0.1:${port}/`)).text()).toBe('the api');
   });
@@ -149,24 +150,3 @@ describe('proxyTargetOf', () => {
     expect(proxyTargetOf(undefined)).toBeUndefined();
   });
 });
-
-/** The response head an upgrade request to the edge gets; gives up after 5 s. */
-function upgradeThroughEdge(port: number, host: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const socket = connect(port, '127.0.0.1');
-    const timer = setTimeout(() => {
-      socket.destroy();
-      reject(new Error(`Timed out after 5000 ms waiting for the upgrade answer through the edge for ${host}`));
-    }, 5_000);
-    let head = '';
-    socket.on('data', (chunk) => {
-      head += chunk.toString();
-      if (!head.includes('\r\n\r\n')) return;
-      clearTimeout(timer);
-      socket.destroy();
-      resolve(head);
-    });
-    socket.on('error', reject);
-    socket.write(`GET /?token=x HTTP/1.1\r\nhost: ${host}\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n\r\n`);
-  });
-}
