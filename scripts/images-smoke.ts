@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import Redis from 'ioredis';
@@ -14,7 +14,7 @@ import { clickCounter, counterText, launchBrowser, openWatched, waitForHeading, 
 import { eventsUntilTerminal } from '../apps/e2e/src/system';
 
 /**
- * `npm run images:smoke [-- --no-build]`: builds the four images (apps/<app>/Dockerfile) with
+ * `npm run images:smoke [-- --no-build]`: builds the four images (the Dockerfile's stages) with
  * podman and runs the system from them: one pod on the host's network (podman-compose 1.0
  * cannot run compose's `network_mode: service:`) with the migration as its init container,
  * then the api, a provisioner and cleanup, in production mode with secrets of the run's own,
@@ -132,22 +132,12 @@ async function imageId(image: string): Promise<string | null> {
   return result.code === 0 ? result.stdout.trim() : null;
 }
 
-/** The text of a Dockerfile's build stage: from its first line up to the app's own stages. */
-function buildStageOf(app: App): string {
-  const text = readFileSync(join(ROOT, 'apps', app, 'Dockerfile'), 'utf8');
-  const stage = /^# ---- Build stage[\s\S]*?(?=^# ---- What this image holds)/m.exec(text);
-  if (!stage) throw new Error(`apps/${app}/Dockerfile has no "# ---- Build stage" followed by "# ---- What this image holds"`);
-  return stage[0];
-}
-
 /** One after the other: the first builds the shared build stage, the others find it in the layer cache. */
 async function buildImages(run: Run): Promise<void> {
-  const differing = APPS.filter((app) => buildStageOf(app) !== buildStageOf(APPS[0]));
-  if (differing.length > 0) throw new Error(`the build stage of ${differing.map((app) => `apps/${app}/Dockerfile`).join(', ')} differs from apps/${APPS[0]}/Dockerfile's: the builds would not share it`);
   for (const app of APPS) {
     const before = Date.now();
     const previous = await imageId(imageOf(app));
-    await podman(['build', '--network=host', '-f', `apps/${app}/Dockerfile`, '-t', imageOf(app), '.'], join(run.workDir, `build-${app}.log`));
+    await podman(['build', '--network=host', '--target', app, '-t', imageOf(app), '.'], join(run.workDir, `build-${app}.log`));
     // The image this tag named before, now untagged: removed, unless something still uses it.
     if (previous && previous !== (await imageId(imageOf(app)))) await command('podman', ['rmi', previous]);
     log(`built ${imageOf(app)} in ${((Date.now() - before) / 1000).toFixed(0)} s`);
@@ -168,7 +158,7 @@ async function imageSizes(): Promise<string[]> {
 /**
  * The provisioner's image can sandbox machines with bubblewrap where the container allows
  * it (/proc unmasked, no seccomp filter: what compose sets; the provider checks it at start),
- * and holds bun's binary, the one package its Dockerfile names by hand (`--package bun`): the
+ * and holds bun's binary, the one package its Dockerfile stage names by hand (`--package bun`): the
  * provisioner computes its name, `@oven/bun-<os>-<arch>`, as here.
  */
 async function checkProvisionerImage(run: Run): Promise<void> {
