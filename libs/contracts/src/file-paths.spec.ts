@@ -16,6 +16,8 @@ describe('project file path rules', () => {
     ['.gitignore', '.gitignore'],
     ['src/ünïcode/файл.js', 'src/ünïcode/файл.js'],
     ['with space/a b.js', 'with space/a b.js'],
+    ['src/Git.js', 'src/Git.js'],
+    ['src/مرحبا/שלום.js', 'src/مرحبا/שלום.js'],
   ])('accepts %j as %j', (input, expected) => {
     expect(normalizeFilePath(input)).toBe(expected);
     expect(checkFilePath(input)).toEqual({ path: expected, reason: null });
@@ -50,6 +52,17 @@ describe('project file path rules', () => {
     ['.vite-cache/deps/react.js', '".vite-cache" is reserved'],
     ['.git/config', '".git" is reserved'],
     ['sub/.git/hooks/pre-commit', '".git" is reserved'],
+    ['.GIT/config', '".git" is reserved (in any case)'],
+    ['Node_Modules/react/index.js', '"node_modules" is reserved'],
+    ['src/NODE_MODULES/x.js', '"node_modules" is reserved'],
+    ['.Vite-Cache/deps/a.js', '".vite-cache" is reserved'],
+    ['.git./config', '".git" is reserved'],
+    ['.git /config', '".git" is reserved'],
+    ['\uff4e\uff4f\uff44\uff45_modules/x.js', '"node_modules" is reserved'],
+    ['src/gpj\u202eexe.js', 'bidirectional formatting character (U+202E)'],
+    ['src/App\u200b.jsx', 'invisible or bidirectional formatting character (U+200B)'],
+    ['src/\u2066a\u2069.js', '(U+2066)'],
+    ['\ufeffindex.html', '(U+FEFF)'],
     ['a'.repeat(MAX_PATH_LENGTH + 1), 'longer than'],
     [`src/${'b'.repeat(256)}.js`, 'longer than 255 bytes'],
   ])('refuses %j (%s)', (input, reason) => {

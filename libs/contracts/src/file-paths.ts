@@ -13,6 +13,20 @@ import { fileBytes, isBinaryFile, type ProjectFile } from './project-files';
 /** Folder names the machine owns: `node_modules` links to shared dependencies, `.vite-cache` is Vite's, `.git` is not project content. */
 export const RESERVED_PATH_SEGMENTS = ['node_modules', '.vite-cache', '.git'] as const;
 
+/**
+ * Characters that make a name read other than it is: bidirectional controls
+ * (U+202E turns `gpj.exe` into `exe.jpg` on screen), zero-width characters and
+ * other invisible format characters.
+ */
+const INVISIBLE_FORMAT = /[\u061c\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff]/;
+
+/**
+ * The name a segment stands for where names are compared loosely: Unicode
+ * compatibility forms folded (`ｇｉｔ` is `git`), case ignored (macOS and Windows
+ * file systems, zip tools), trailing dots and spaces dropped (Windows).
+ */
+const looseName = (segment: string) => segment.normalize('NFKC').toLowerCase().replace(/[. ]+$/, '');
+
 /** Longest path accepted, in characters. */
 export const MAX_PATH_LENGTH = 1024;
 /** Longest single name (file or folder), in UTF-8 bytes: the usual file system limit. */
@@ -33,6 +47,8 @@ export function checkFilePath(raw: unknown): { path: string; reason: null } | { 
   // eslint-disable-next-line no-control-regex
   if (/[\u0001-\u001f\u007f]/.test(raw)) return refuse('contains a control character');
   if (raw.includes('\\')) return refuse('contains a backslash (use "/" between folders)');
+  const invisible = INVISIBLE_FORMAT.exec(raw);
+  if (invisible) return refuse(`contains an invisible or bidirectional formatting character (U+${invisible[0].codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')})`);
   if (raw.trim() === '') return refuse('empty name');
   if (raw.length > MAX_PATH_LENGTH) return refuse(`longer than ${MAX_PATH_LENGTH} characters`);
   if (raw.startsWith('/')) return refuse('absolute path (must be relative to the project root)');
@@ -44,8 +60,8 @@ export function checkFilePath(raw: unknown): { path: string; reason: null } | { 
   if (kept.every((segment) => segment === '')) return refuse('empty name');
   if (kept.some((segment) => segment === '')) return refuse('empty path segment ("//" or a trailing "/")');
   if (kept.some((segment) => segment.trim() === '')) return refuse('blank path segment');
-  const reserved = kept.find((segment) => (RESERVED_PATH_SEGMENTS as readonly string[]).includes(segment));
-  if (reserved) return refuse(`"${reserved}" is reserved`);
+  const reserved = kept.map(looseName).find((name) => (RESERVED_PATH_SEGMENTS as readonly string[]).includes(name));
+  if (reserved) return refuse(`"${reserved}" is reserved (in any case)`);
   const long = kept.find((segment) => Buffer.byteLength(segment) > MAX_SEGMENT_BYTES);
   if (long) return refuse(`a name is longer than ${MAX_SEGMENT_BYTES} bytes`);
   return { path: kept.join('/'), reason: null };
