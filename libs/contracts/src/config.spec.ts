@@ -1,4 +1,4 @@
-import { apiInternalUrl, ConfigError, loadConfig, publicUrl } from './config';
+import { apiInternalUrl, ConfigError, flyMachinesSettings, loadConfig, publicUrl } from './config';
 
 function configError(env: NodeJS.ProcessEnv): ConfigError {
   try {
@@ -127,11 +127,24 @@ describe('loadConfig: the Fly machine provider', () => {
     expect(loadConfig({}).FLY_API_TOKEN).toBeUndefined();
   });
 
-  it.each(['FLY_API_TOKEN', 'FLY_APP_NAME', 'FLY_IMAGE', 'PREVIEW_DOMAIN'])('MACHINE_PROVIDER=fly without %s is a ConfigError naming it', (variable) => {
+  it('MACHINE_PROVIDER=fly without PREVIEW_DOMAIN is a ConfigError naming it (the default names the api)', () => {
     for (const value of [undefined, '']) {
-      const error = configError({ ...fly, [variable]: value });
-      expect(error.variable).toBe(variable);
-      expect(error.message).toContain(`Invalid configuration: ${variable} is required when MACHINE_PROVIDER=fly`);
+      const error = configError({ ...fly, PREVIEW_DOMAIN: value });
+      expect(error.variable).toBe('PREVIEW_DOMAIN');
+      expect(error.message).toContain('Invalid configuration: PREVIEW_DOMAIN is required when MACHINE_PROVIDER=fly');
+    }
+  });
+
+  it('the api needs no Fly token, app or image; a process that makes Fly machines is refused without each, naming it', () => {
+    const api = loadConfig({ MACHINE_PROVIDER: 'fly', PREVIEW_DOMAIN: 'preview.example.com' });
+    expect(api.FLY_API_TOKEN).toBeUndefined();
+    expect(flyMachinesSettings(loadConfig(fly))).toEqual({ token: 'fo1_token', appName: 'vp-previews', image: 'registry.fly.io/vp:1' });
+    for (const variable of ['FLY_API_TOKEN', 'FLY_APP_NAME', 'FLY_IMAGE']) {
+      for (const value of [undefined, '']) {
+        const call = () => flyMachinesSettings(loadConfig({ ...fly, [variable]: value }));
+        expect(call).toThrow(ConfigError);
+        expect(call).toThrow(`Invalid configuration: ${variable} is required when MACHINE_PROVIDER=fly`);
+      }
     }
   });
 

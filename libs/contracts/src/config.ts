@@ -216,15 +216,21 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   return parsed.data;
 }
 
-/**
- * MACHINE_PROVIDER=fly cannot work without a token, an app, an image, and the
- * preview domain that points at the preview app (the default names the api).
- */
+/** MACHINE_PROVIDER=fly: previews are on the preview app's own hosts (the default domain names the api). */
 function requireFlySettings(config: Config): void {
-  if (config.MACHINE_PROVIDER !== 'fly') return;
-  for (const variable of ['FLY_API_TOKEN', 'FLY_APP_NAME', 'FLY_IMAGE', 'PREVIEW_DOMAIN'] as const) {
+  if (config.MACHINE_PROVIDER === 'fly' && !config.PREVIEW_DOMAIN) throw new ConfigError('PREVIEW_DOMAIN', 'is required when MACHINE_PROVIDER=fly (got null)');
+}
+
+/**
+ * What a process that manages Fly machines (provisioner, cleanup) cannot work
+ * without; asked for when it makes its provider, so the api, which never calls
+ * the Machines API, holds no Fly token.
+ */
+export function flyMachinesSettings(config: Config): { token: string; appName: string; image: string } {
+  for (const variable of ['FLY_API_TOKEN', 'FLY_APP_NAME', 'FLY_IMAGE'] as const) {
     if (!config[variable]) throw new ConfigError(variable, 'is required when MACHINE_PROVIDER=fly (got null)');
   }
+  return { token: config.FLY_API_TOKEN!, appName: config.FLY_APP_NAME!, image: config.FLY_IMAGE! };
 }
 
 /** Basic credentials come in pairs: a user without a password (or the reverse) is a mistake, not "off". */

@@ -1,5 +1,5 @@
 import type Redis from 'ioredis';
-import { machineApiSocketOf, type Config } from '@velocity/contracts';
+import { flyMachinesSettings, machineApiSocketOf, type Config } from '@velocity/contracts';
 import type { MachineProvider } from './machine-provider';
 import { faultsOf } from './faults';
 import { FaultInjectingMachineProvider } from './fault-injecting-machine-provider';
@@ -18,10 +18,7 @@ export function createMachineProvider(config: Config, deps: { redis?: Redis } = 
     config.MACHINE_PROVIDER === 'fly'
       ? new FlyMachineProvider({
           apiUrl: config.FLY_API_URL,
-          // loadConfig refuses MACHINE_PROVIDER=fly without these three.
-          token: config.FLY_API_TOKEN ?? '',
-          appName: config.FLY_APP_NAME ?? '',
-          image: config.FLY_IMAGE ?? '',
+          ...flyMachinesSettings(config),
           region: config.FLY_REGION,
           limiter: deps.redis ? new FlyRateLimiter(deps.redis, config.QUEUE_PREFIX) : undefined,
         })
