@@ -249,17 +249,23 @@ export class FlyMachineProvider implements MachineProvider {
    */
   private async postMachine(spec: MachineSpec, signal?: AbortSignal): Promise<FlyResponse<FlyMachine & FlyErrorBody> | { found: FlyMachine }> {
     const path = `${this.appPath}/machines`;
+    return this.retrying(
+      `Fly API POST ${path}`,
+      async (attempt) => {
+        const found = attempt > 1 ? await this.findLive(spec.sessionId, signal) : null;
+        if (found) return { found };
+        return this.requestOnce<FlyMachine & FlyErrorBody>('POST', path, { body: this.createBody(spec), signal, accept: [409, 422] }, attempt);
+      },
+      { ...this.retryOptions(signal), shouldRetry: (error) => error instanceof PassingFailure || error instanceof TimeoutError },
+    );
+  }
+
+  /** `call` tried again as `options` say; a failure that may pass, still there at the last attempt, is said with `what` and the count. */
+  private async retrying<T>(what: string, call: (attempt: number) => Promise<T>, options: RetryOptions): Promise<T> {
     try {
-      return await retry(
-        async (attempt) => {
-          const found = attempt > 1 ? await this.findLive(spec.sessionId, signal) : null;
-          if (found) return { found };
-          return this.requestOnce<FlyMachine & FlyErrorBody>('POST', path, { body: this.createBody(spec), signal, accept: [409, 422] }, attempt);
-        },
-        { ...this.retryOptions(signal), shouldRetry: (error) => error instanceof PassingFailure || error instanceof TimeoutError },
-      );
+      return await retry(call, options);
     } catch (error) {
-      if (error instanceof PassingFailure) throw new Error(`Fly API POST ${path} ${error.message} after ${error.attempt} attempts: ${error.detail}`);
+      if (error instanceof PassingFailure) throw new Error(`${what} ${error.message} after ${error.attempt} attempts: ${error.detail}`);
       throw error;
     }
   }
@@ -351,13 +357,7 @@ export class FlyMachineProvider implements MachineProvider {
    * 2xx and the `accept`ed statuses are returned; other 4xx are PermanentErrors.
    */
   private async request<T = unknown>(method: string, path: string, options: RequestOptions = {}): Promise<FlyResponse<T>> {
-    const what = `Fly API ${method} ${path}`;
-    try {
-      return await retry((attempt) => this.requestOnce<T>(method, path, options, attempt), this.retryOptions(options.signal));
-    } catch (error) {
-      if (error instanceof PassingFailure) throw new Error(`${what} ${error.message} after ${error.attempt} attempts: ${error.detail}`);
-      throw error;
-    }
+    return this.retrying(`Fly API ${method} ${path}`, (attempt) => this.requestOnce<T>(method, path, options, attempt), this.retryOptions(options.signal));
   }
 
   private async requestOnce<T>(method: string, path: string, options: RequestOptions, attempt: number): Promise<FlyResponse<T>> {
