@@ -26,6 +26,13 @@ COPY apps apps
 RUN NX_DAEMON=false npx nx run-many -t build --exclude=e2e,testing
 COPY scripts/image-contents.ts scripts/
 
+# ---- What the api, provisioner and cleanup images start from: production mode, and the
+# machines volume's folder (compose: .velocity), created here so the volume is the apps' user's.
+FROM node:20-bookworm-slim AS service
+WORKDIR /app
+RUN mkdir .velocity && chown node:node .velocity
+ENV NODE_ENV=production
+
 # ================================================================ api
 # The api: HTTP API, session events (SSE), the local preview edge; also the migration step.
 #   node dist/apps/api/src/migrate.js                            creates the database and applies supabase/migrations
@@ -35,13 +42,10 @@ FROM build AS api-contents
 # Nest loads its HTTP adapter by name, not by a require the build shows.
 RUN node -r @swc-node/register scripts/image-contents.ts api --package @nestjs/platform-express --out /image
 
-FROM node:20-bookworm-slim AS api
-WORKDIR /app
+FROM service AS api
 COPY --from=api-contents /image ./
 COPY supabase/migrations supabase/migrations
-# The machines volume (compose: .velocity) is created from this folder, so it is the apps' user's.
-RUN mkdir .velocity && chown node:node .velocity
-ENV NODE_ENV=production API_HOST=0.0.0.0 API_PORT=3000
+ENV API_HOST=0.0.0.0 API_PORT=3000
 EXPOSE 3000
 USER node
 CMD ["node", "dist/apps/api/src/main.js"]
@@ -58,16 +62,12 @@ FROM build AS provisioner-contents
 # bun's binary is an optional dependency of `bun` whose name the provisioner computes (@oven/bun-<os>-<arch>).
 RUN node -r @swc-node/register scripts/image-contents.ts provisioner --with preview-container --template-dependencies --package bun --out /image
 
-FROM node:20-bookworm-slim AS provisioner
+FROM service AS provisioner
 # ps: the local provider finds its machines in the process table. bubblewrap: each machine in a
 # sandbox of its own, where the container allows it; without a working one, MACHINE_SANDBOX=auto
 # runs machines unsandboxed and refuses projects with config files (README, Security).
 RUN apt-get update && apt-get install -y --no-install-recommends procps bubblewrap && rm -rf /var/lib/apt/lists/*
-WORKDIR /app
 COPY --from=provisioner-contents /image ./
-# The machines volume (compose: .velocity) is created from this folder, so it is the apps' user's.
-RUN mkdir .velocity && chown node:node .velocity
-ENV NODE_ENV=production
 USER node
 CMD ["node", "dist/apps/provisioner/src/main.js"]
 
@@ -78,14 +78,10 @@ CMD ["node", "dist/apps/provisioner/src/main.js"]
 FROM build AS cleanup-contents
 RUN node -r @swc-node/register scripts/image-contents.ts cleanup --out /image
 
-FROM node:20-bookworm-slim AS cleanup
+FROM service AS cleanup
 # ps: the local provider finds the machines it destroys in the process table.
 RUN apt-get update && apt-get install -y --no-install-recommends procps && rm -rf /var/lib/apt/lists/*
-WORKDIR /app
 COPY --from=cleanup-contents /image ./
-# The machines volume (compose: .velocity) is created from this folder, so it is the apps' user's.
-RUN mkdir .velocity && chown node:node .velocity
-ENV NODE_ENV=production
 USER node
 CMD ["node", "dist/apps/cleanup/src/main.js"]
 
