@@ -5,10 +5,9 @@ import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { sleep } from '@velocity/contracts';
-import { families, samples, scratchDatabase, testQueuePrefix } from '@velocity/testing';
+import { TcpProxy, families, samples, scratchDatabase, testQueuePrefix } from '@velocity/testing';
 import { startApp, stopProcess, waitForHttp, type AppName } from '@velocity/ops';
 import { TrialRedis } from '../src/faults/redis-server';
-import { TcpProxy } from '../src/faults/tcp-proxy';
 import { freePort } from '@velocity/runtime';
 
 /**

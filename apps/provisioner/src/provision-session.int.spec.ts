@@ -73,7 +73,8 @@ describe('ProvisionSession', () => {
     expect(await provider.findBySession(data.sessionId)).toBeNull();
     const row = await store.getSession(data.sessionId);
     expect(row).toMatchObject({ status: 'error', errorStep: 'verify-url' });
-    expect(row!.errorMessage).toContain('Timed out');
+    // No api here: the wait runs out, or the machine gives up fetching its files first (its own, retryable exit).
+    expect(row!.errorMessage).toMatch(/Timed out|the machine exited with code 75 while starting: start failed: Could not load project files/);
     const failed = (await storedEvents(data.sessionId)).at(-1);
     expect(failed).toMatchObject({ type: 'failed', step: 'verify-url', retryable: true });
     // The same machine served both attempts: one create, never a second machine.

@@ -1,4 +1,4 @@
-import { errorMessage, isRetryable, type ProvisionSessionJob } from '@velocity/contracts';
+import { errorMessage, isRetryable, provisioningLimitMs, type ProvisionSessionJob } from '@velocity/contracts';
 import { machineOfSession } from '@velocity/machines';
 import { retry, type Logger, type RetryOptions } from '@velocity/runtime';
 import { PROVISION_PIPELINE, StepFailedError, emit, flushEvents, runPipeline } from './pipeline';
@@ -50,8 +50,9 @@ export class ProvisionSession {
       const error = err instanceof Error ? err : new Error(String(err));
       const cause = err instanceof StepFailedError ? err.cause : err;
       const retryable = isRetryable(cause);
-      this.deps.observer?.failed(err instanceof StepFailedError ? err.step : undefined, cause, !(retryable && attempt < maxAttempts));
-      if (retryable && attempt < maxAttempts) {
+      const retrying = retryable && attempt < maxAttempts && this.nextAttemptInTime(job, attempt);
+      this.deps.observer?.failed(err instanceof StepFailedError ? err.step : undefined, cause, !retrying);
+      if (retrying) {
         logger.warn('provisioning attempt failed, will retry', { attempt, maxAttempts, err: error });
         return { status: 'retry', error };
       }
@@ -62,6 +63,16 @@ export class ProvisionSession {
       // Nothing of this attempt is left to be stored after it (a retry's events come after these).
       await flushEvents(ctx).catch((err: Error) => logger.warn('progress events not stored', { err }));
     }
+  }
+
+  /**
+   * Whether the next attempt would start (after BullMQ's exponential backoff)
+   * before the provisioning deadline. One that would not is not made: it would
+   * fail at once, blaming its first step, and hide this attempt's reason.
+   */
+  private nextAttemptInTime(job: ProvisionSessionJob, attempt: number): boolean {
+    const backoffMs = this.deps.config.PROVISION_BACKOFF_MS * 2 ** (attempt - 1);
+    return Date.now() + backoffMs < job.requestedAt + provisioningLimitMs(this.deps.config);
   }
 
   /**

@@ -18,6 +18,14 @@ export class TimeoutError extends Error {
   }
 }
 
+/**
+ * The exit code of a preview machine whose start failed for the service's
+ * reason (its files could not be fetched, its own code failed), not the
+ * project's: a new machine may start. Any other code, during start, is the
+ * project's doing (EX_TEMPFAIL of sysexits.h: "try again later").
+ */
+export const MACHINE_RETRY_EXIT_CODE = 75;
+
 export function isRetryable(error: unknown): boolean {
   return !(error instanceof PermanentError);
 }

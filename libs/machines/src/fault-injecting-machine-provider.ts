@@ -34,6 +34,10 @@ export class FaultInjectingMachineProvider implements MachineProvider {
   waitStarted(machine: Machine, timeoutMs: number, signal?: AbortSignal) {
     return this.inner.waitStarted(machine, timeoutMs, signal);
   }
+  /** The inner provider's, when it can tell (an optional method stays absent otherwise). */
+  get exited() {
+    return this.inner.exited?.bind(this.inner);
+  }
   get(machineId: string) {
     return this.inner.get(machineId);
   }

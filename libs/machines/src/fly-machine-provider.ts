@@ -1,7 +1,7 @@
 import { PermanentError, TimeoutError, errorMessage, sleep } from '@velocity/contracts';
 import { retry, type RetryOptions } from '@velocity/runtime';
 import type { FlyRateLimiter } from './fly-rate-limiter';
-import type { Machine, MachineProvider, MachineSpec, MachineState } from './machine-provider';
+import { machineExitError, type Machine, type MachineExit, type MachineProvider, type MachineSpec, type MachineState } from './machine-provider';
 
 /** Port the preview container listens on inside every Fly machine. */
 const INTERNAL_PORT = 8080;
@@ -56,6 +56,8 @@ export interface FlyMachine {
     [key: string]: unknown;
   };
   checks?: Array<{ name: string; status: string; output?: string; updated_at?: string }>;
+  /** Newest first; an `exit` event's request tells how its process ended. */
+  events?: Array<{ type: string; status?: string; request?: { exit_event?: { exit_code?: number; oom_killed?: boolean; requested_stop?: boolean } } }>;
   created_at: string;
   updated_at: string;
 }
@@ -102,6 +104,25 @@ const FLY_STATES: Record<string, MachineState> = {
 
 /** States from which a machine never reaches `started`. */
 const NEVER_STARTS = new Set(['failed', 'launch_failed', 'destroying', 'destroyed', 'replaced']);
+
+/** States of a machine whose process has ended (or is ending). */
+const ENDED = new Set(['stopping', 'stopped', 'destroying', 'destroyed']);
+
+/** A machine that ended while starting: how its process exited (its latest exit event), else the state it is in. */
+function endedError(m: FlyMachine): Error {
+  const exit = exitOf(m);
+  return exit ? machineExitError(exit) : new Error(`Machine ${m.id} became ${m.state} while starting`);
+}
+
+/** How the machine's process ended on its own, from its latest exit event; null when it was asked to stop or has none. */
+function exitOf(m: FlyMachine): MachineExit | null {
+  const exit = m.events?.find((event) => event.type === 'exit')?.request?.exit_event;
+  if (!exit || exit.requested_stop) return null;
+  if (exit.oom_killed) return { code: null, signal: 'the OOM killer', lastOutput: '' };
+  // A process ended by a signal shows as -1.
+  const code = typeof exit.exit_code === 'number' && exit.exit_code >= 0 ? exit.exit_code : null;
+  return { code, signal: null, lastOutput: '' };
+}
 
 const PERMANENT_STATUSES = new Set([400, 401, 403, 404, 405, 410, 412, 422]);
 
@@ -173,6 +194,8 @@ export class FlyMachineProvider implements MachineProvider {
         // machine: a failed or destroyed one will never start (a retried create replaces it).
         const current = await this.fetchMachine(machine.id, within);
         lastState = current?.state ?? 'destroyed';
+        // Its process ended (restart policy `no`): it will not start.
+        if (current && ENDED.has(current.state)) throw endedError(current);
         if (!current || NEVER_STARTS.has(current.state)) {
           throw new Error(`Machine ${machine.id} is ${lastState} and will not start (Fly wait answered ${res.status}: ${res.body?.error ?? 'no detail'})`);
         }
@@ -183,8 +206,8 @@ export class FlyMachineProvider implements MachineProvider {
       for (;;) {
         const current = await this.fetchMachine(machine.id, within);
         lastState = current?.state ?? 'destroyed';
-        if (!current || NEVER_STARTS.has(current.state) || current.state === 'stopping' || current.state === 'stopped') {
-          throw new Error(`Machine ${machine.id} became ${lastState} while starting`);
+        if (!current || NEVER_STARTS.has(current.state) || ENDED.has(current.state)) {
+          throw current ? endedError(current) : new Error(`Machine ${machine.id} became ${lastState} while starting`);
         }
         if (current.state === 'started' && checksPass(current)) return { ...this.toMachine(current), state: 'started' };
         lastState = current.state === 'started' ? 'started, health checks not passing' : current.state;

@@ -1,11 +1,12 @@
-import { execFile, spawn } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readlinkSync } from 'node:fs';
 import { chmod, chown, link, lstat, mkdir, open, readFile, readdir, rm, stat, unlink, writeFile } from 'node:fs/promises';
+import { constants } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { DEFAULT_PREVIEW_CONTAINER_ENTRY, PermanentError, TimeoutError, sleep } from '@velocity/contracts';
 import { requestText, unixSocketOf, unixSocketUrl, assertSocketPathFits, freePort, repoRootOf } from '@velocity/runtime';
-import type { Machine, MachineProvider, MachineSpec } from './machine-provider';
+import { whileMachineRuns, type Machine, type MachineExit, type MachineProvider, type MachineSpec } from './machine-provider';
 import { MACHINE_SOCKET_NAME, SANDBOX_API_DIR, bubblewrapLaunch, bubblewrapProblem, chooseSandbox, findExecutable, machineUserOf, plainLaunch, type MachineLaunch, type MachineRun, type MachineUser, type SandboxSetting } from './machine-sandbox';
 
 const REPO_ROOT = repoRootOf(__dirname);
@@ -53,6 +54,10 @@ interface MachineProcess {
 
 /** The file in a session's folder that holds its machine's pid: the provider's, the machine cannot write it. */
 const PID_FILE = 'machine.pid';
+/** Beside it: how that process ended (`{ pid, code, signal }`), written by the process that spawned it, for every other. */
+const EXIT_FILE = 'machine.exit';
+/** How often a machine spawned by another process is looked at for its exit. */
+const EXIT_POLL_MS = 100;
 
 /**
  * Machines as local processes: one detached `apps/preview-container` process per
@@ -88,6 +93,8 @@ export class LocalMachineProvider implements MachineProvider {
   /** Set when machines run as another user than this process. */
   private readonly user?: MachineUser;
   private readonly creating = new Map<string, Promise<Machine>>();
+  /** The machines this process spawned that still run, by session: their exit is known the moment it happens. */
+  private readonly running = new Map<string, { pid: number; exit: Promise<Pick<MachineExit, 'code' | 'signal'>> }>();
 
   /** Throws (one line naming MACHINE_SANDBOX) when bubblewrap is required and does not work here. */
   constructor(options: LocalMachineProviderOptions) {
@@ -122,17 +129,40 @@ export class LocalMachineProvider implements MachineProvider {
   }
 
   async waitStarted(machine: Machine, timeoutMs: number, signal?: AbortSignal): Promise<Machine> {
+    return whileMachineRuns(this, machine, signal, (within) => this.untilAnswers(machine, timeoutMs, within));
+  }
+
+  /**
+   * The machine's exit: at once for a machine this process spawned (its exit
+   * event), else when its recorded pid no longer runs it (looked at every
+   * EXIT_POLL_MS), with the code its spawner recorded when there is one.
+   */
+  async exited(machine: Machine, signal: AbortSignal): Promise<MachineExit> {
+    const sessionId = sessionIdOf(machine.id);
+    const own = this.running.get(sessionId);
+    const how = own ? await abortable(own.exit, signal) : await this.exitSeenFromOutside(sessionId, signal);
+    return { ...how, lastOutput: await this.lastOutputLine(sessionId) };
+  }
+
+  private async untilAnswers(machine: Machine, timeoutMs: number, signal: AbortSignal): Promise<Machine> {
     const deadline = Date.now() + timeoutMs;
     while (Date.now() < deadline) {
-      // Its recorded pid answers without listing every process (this loop polls); the listing covers a machine spawned elsewhere.
-      if ((await this.recordedPid(machine.sessionId)) === undefined && !(await this.findBySession(machine.sessionId))) {
-        throw new Error(`Machine ${machine.id} exited while starting: ${await this.logTail(machine.sessionId)}`);
-      }
       const reachable = unixSocketOf(machine.url) === null || (await this.linkMachineSocket(machine.sessionId));
-      if (reachable && (await answers(`${machine.url}/health`))) return { ...machine, state: 'started' };
+      if (reachable && (await answers(`${machine.url}/health`, signal))) return { ...machine, state: 'started' };
       await sleep(25, signal);
     }
     throw new TimeoutError(`machine ${machine.id} to accept connections on ${machine.url}`, timeoutMs);
+  }
+
+  private async exitSeenFromOutside(sessionId: string, signal: AbortSignal): Promise<Pick<MachineExit, 'code' | 'signal'>> {
+    // Its recorded pid answers without listing every process; the listing covers a machine spawned without one.
+    while ((await this.recordedPid(sessionId)) !== undefined || (await this.findBySession(sessionId))) await sleep(EXIT_POLL_MS, signal);
+    const [pid, recorded] = await Promise.all([
+      readFile(join(this.sessionDir(sessionId), PID_FILE), 'utf8').catch(() => ''),
+      readFile(join(this.sessionDir(sessionId), EXIT_FILE), 'utf8').then((text) => JSON.parse(text) as { pid?: number; code?: number | null; signal?: string | null }, () => null),
+    ]);
+    if (!recorded || String(recorded.pid) !== pid.trim()) return { code: null, signal: null };
+    return { code: recorded.code ?? null, signal: recorded.signal ?? null };
   }
 
   async get(machineId: string): Promise<Machine | null> {
@@ -250,6 +280,7 @@ export class LocalMachineProvider implements MachineProvider {
     const { workDir, homeDir, runDir } = await this.machineFolders(sessionDir);
     // Sandboxed: on a socket in its run folder; `--vp-socket` says so to whoever lists the machines.
     const port = this.isolation === 'sandbox' ? undefined : await freePort();
+    await rm(join(sessionDir, EXIT_FILE), { force: true });
     const log = await open(join(sessionDir, 'container.log'), 'a', 0o600);
     const markers = [`--vp-machine=${spec.sessionId}`, port === undefined ? '--vp-socket' : `--vp-port=${port}`, `--vp-dir=${this.dir}`];
     // '--' ends node's own options, so the markers reach the program even after `node -e`.
@@ -268,10 +299,28 @@ export class LocalMachineProvider implements MachineProvider {
     child.once('error', () => undefined);
     await log.close();
     if (child.pid === undefined) throw new Error(`Could not start the preview container for session ${spec.sessionId}`);
+    this.watchExit(spec.sessionId, child, child.pid);
     child.unref();
     // In the provider's own folder (the machine cannot write it): restorePriority finds the process without listing all.
     await writeFile(join(sessionDir, PID_FILE), String(child.pid));
     return this.toMachine({ pid: child.pid, sessionId: spec.sessionId, port });
+  }
+
+  /** Keeps the spawned machine's exit for `exited`, and records it in its folder for the other processes of this host. */
+  private watchExit(sessionId: string, child: ChildProcess, pid: number): void {
+    const exit = new Promise<Pick<MachineExit, 'code' | 'signal'>>((resolve) => {
+      child.once('exit', (code, signal) => {
+        const how = exitOfLaunch(code, signal);
+        // The folder is gone once the machine was destroyed: nothing to record then.
+        void writeFile(join(this.sessionDir(sessionId), EXIT_FILE), JSON.stringify({ pid, ...how }))
+          .catch(() => undefined)
+          .finally(() => {
+            if (this.running.get(sessionId)?.pid === pid) this.running.delete(sessionId);
+            resolve(how);
+          });
+      });
+    });
+    this.running.set(sessionId, { pid, exit });
   }
 
   private sandboxedLaunch(machine: MachineRun, runDir: string): MachineLaunch {
@@ -331,9 +380,11 @@ export class LocalMachineProvider implements MachineProvider {
     return { id: machineIdOf(p.sessionId), sessionId: p.sessionId, url, state: 'started' };
   }
 
-  private async logTail(sessionId: string): Promise<string> {
+  /** What the machine said last (see `lastSaid`), shortened; '' when it printed nothing. */
+  private async lastOutputLine(sessionId: string): Promise<string> {
     const text = await readFile(join(this.sessionDir(sessionId), 'container.log'), 'utf8').catch(() => '');
-    return text.trim().split('\n').slice(-5).join(' | ') || 'no output';
+    const line = lastSaid(text);
+    return line.length > LAST_OUTPUT_MAX ? `${line.slice(0, LAST_OUTPUT_MAX)}…` : line;
   }
 
   private sessionDir(sessionId: string): string {
@@ -449,8 +500,48 @@ async function allowPassing(dir: string): Promise<void> {
   if ((mode & 0o001) === 0) await chmod(dir, (mode & 0o7777) | 0o001);
 }
 
-async function answers(url: string): Promise<boolean> {
-  return requestText(url, { signal: AbortSignal.timeout(1000) }).then(
+/**
+ * How the machine's program ended, from how its launch did: bwrap (and a
+ * shell) reports a program ended by a signal as exit code 128 + the signal's number.
+ */
+function exitOfLaunch(code: number | null, signal: NodeJS.Signals | null): Pick<MachineExit, 'code' | 'signal'> {
+  const bySignal = code !== null && code > 128 ? Object.entries(constants.signals).find(([, number]) => number === code - 128)?.[0] : undefined;
+  return bySignal ? { code: null, signal: bySignal } : { code, signal };
+}
+
+/** Its last line of output as an exit's reason says it: at most this many characters. */
+const LAST_OUTPUT_MAX = 500;
+
+/**
+ * The last line of a machine's output that says something: a crash's error
+ * line rather than its stack frames and node's version line after them; a log
+ * line (JSON) as its message and error.
+ */
+export function lastSaid(output: string): string {
+  const lines = output.split('\n').map((line) => line.trim()).filter((line) => line && !/^(at .+|Node\.js v\d\S*)$/.test(line));
+  const line = lines.at(-1) ?? '';
+  if (!line.startsWith('{')) return line;
+  try {
+    const { msg, err, reason } = JSON.parse(line) as { msg?: unknown; err?: { message?: unknown }; reason?: unknown };
+    const why = typeof err?.message === 'string' ? err.message : typeof reason === 'string' ? reason : undefined;
+    return typeof msg === 'string' ? [msg, why].filter(Boolean).join(': ') : line;
+  } catch {
+    return line;
+  }
+}
+
+/** `promise`, or the signal's reason once it aborts. */
+function abortable<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
+}
+
+async function answers(url: string, signal: AbortSignal): Promise<boolean> {
+  return requestText(url, { signal: AbortSignal.any([signal, AbortSignal.timeout(1000)]) }).then(
     () => true,
     () => false,
   );

@@ -14,3 +14,4 @@ export * from './test-env';
 export * from './test-registry';
 export * from './raw-http';
 export * from './tokens';
+export * from './tcp-proxy';

@@ -9,7 +9,7 @@ import { PostgresSessionStore } from '@velocity/session-store';
 import { QueueName, sleep } from '@velocity/contracts';
 import { startApp, stopProcess, waitForHttp, type AppName } from '@velocity/ops';
 import { freePort } from '@velocity/runtime';
-import { TcpProxy } from './tcp-proxy';
+import { TcpProxy } from '@velocity/testing';
 import { TrialRedis } from './redis-server';
 
 export interface ClusterOptions {

@@ -1,6 +1,7 @@
 import { BUILD_STATE_HEADER, BUILD_STATE_PATH, DIAGNOSTIC_LIMITS, PermanentError, START_FAILED_HEADER, TimeoutError, buildStateSchema, clampDiagnostic, isProjectRelativePath, pageEntries, previewUrlOf, sleep, walkPageModules, type Diagnostic, type PageWalk } from '@velocity/contracts';
+import { whileMachineRuns } from '@velocity/machines';
 import { openHttp, readText } from '@velocity/runtime';
-import { awayFromTurn, required, type Step } from '../provision-context';
+import { awayFromTurn, required, type ProvisionContext, type Step } from '../provision-context';
 
 /**
  * The preview URL answers through the same routing path a browser takes: 200
@@ -8,31 +9,37 @@ import { awayFromTurn, required, type Step } from '../provision-context';
  * Then the page's modules are asked for as a browser would, through the same
  * path, and the machine's build state is read: `ready` carries what is broken
  * (`ctx.diagnostics`, empty when the app compiled). A build error does not fail
- * the session: the user fixes code in a running preview.
+ * the session: the user fixes code in a running preview. A machine that exits
+ * meanwhile fails the step at once, saying how (not when the wait runs out).
  */
 export const verifyUrlStep: Step = {
   name: 'verify-url',
   timeoutMs: (config) => config.VERIFY_TIMEOUT_MS,
   async run(ctx, budgetMs) {
-    const session = required(ctx.session, 'the session row');
-    const url = previewUrlOf(ctx.deps.config, ctx.routeId ?? session.routeId ?? session.id);
-    const deadline = Date.now() + budgetMs;
-    let last = 'no answer yet';
-    while (Date.now() < deadline) {
-      const probe = await probePage(url);
-      if (probe.startFailure !== undefined) throw new PermanentError(`The project's dev server could not start: ${probe.startFailure}`);
-      if (probe.html !== undefined) {
-        ctx.previewUrl = url;
-        ctx.diagnostics = await pageDiagnostics(url, probe.html, Math.max(1, Math.min(WALK_TIMEOUT_MS, deadline - Date.now())), ctx.signal);
-        return;
-      }
-      last = probe.problem;
-      // A machine still warming up is waited for without holding a turn.
-      await awayFromTurn(ctx, () => sleep(50, ctx.signal));
-    }
-    throw new TimeoutError(`${url} to answer 200 with the app's HTML (last: ${last})`, budgetMs);
+    const verify = (signal: AbortSignal) => verifyPage(ctx, budgetMs, signal);
+    await (ctx.machine ? whileMachineRuns(ctx.deps.provider, ctx.machine, ctx.signal, verify) : verify(ctx.signal));
   },
 };
+
+async function verifyPage(ctx: ProvisionContext, budgetMs: number, signal: AbortSignal): Promise<void> {
+  const session = required(ctx.session, 'the session row');
+  const url = previewUrlOf(ctx.deps.config, ctx.routeId ?? session.routeId ?? session.id);
+  const deadline = Date.now() + budgetMs;
+  let last = 'no answer yet';
+  while (Date.now() < deadline) {
+    const probe = await probePage(url, signal);
+    if (probe.startFailure !== undefined) throw new PermanentError(`The project's dev server could not start: ${probe.startFailure}`);
+    if (probe.html !== undefined) {
+      ctx.previewUrl = url;
+      ctx.diagnostics = await pageDiagnostics(url, probe.html, Math.max(1, Math.min(WALK_TIMEOUT_MS, deadline - Date.now())), signal);
+      return;
+    }
+    last = probe.problem;
+    // A machine still warming up is waited for without holding a turn.
+    await awayFromTurn(ctx, () => sleep(50, signal));
+  }
+  throw new TimeoutError(`${url} to answer 200 with the app's HTML (last: ${last})`, budgetMs);
+}
 
 /** The longest the module walk may take; a clean template's takes a few milliseconds. */
 const WALK_TIMEOUT_MS = 10_000;
@@ -40,9 +47,9 @@ const WALK_TIMEOUT_MS = 10_000;
 const WALK_CONCURRENCY = 6;
 
 /** The page's HTML when the URL serves the app; otherwise what it did instead. */
-async function probePage(url: string): Promise<{ html?: string; problem: string; startFailure?: string }> {
+async function probePage(url: string, signal: AbortSignal): Promise<{ html?: string; problem: string; startFailure?: string }> {
   try {
-    const res = await openHttp(url, { signal: AbortSignal.timeout(5000), headers: { accept: 'text/html' } });
+    const res = await openHttp(url, { signal: AbortSignal.any([signal, AbortSignal.timeout(5000)]), headers: { accept: 'text/html' } });
     const body = await readText(res);
     if (res.headers[START_FAILED_HEADER]) return { problem: 'the dev server could not start', startFailure: startFailureOf(body) };
     if (res.statusCode !== 200) return { problem: `status ${res.statusCode}: ${body.slice(0, 120)}` };
