@@ -31,45 +31,67 @@ export interface FetchFilesOptions {
  * token. Network errors, timeouts, 429 and 5xx are retried; other statuses and a
  * malformed body fail at once. Every error message names the URL.
  */
-export async function fetchProjectFiles(url: string, token: string, options: FetchFilesOptions = {}): Promise<ProjectFile[]> {
+export function fetchProjectFiles(url: string, token: string, options: FetchFilesOptions = {}): Promise<ProjectFile[]> {
+  return fetchFiles({ method: 'GET', url, token }, options);
+}
+
+/**
+ * The files at `paths` as they are now, POSTed as `{ paths }` to the same URL (FILES_URL); a path the
+ * project has no file at is left out of the answer. Retried and reported as fetchProjectFiles.
+ */
+export function fetchProjectFilesAt(url: string, token: string, paths: string[], options: FetchFilesOptions = {}): Promise<ProjectFile[]> {
+  return fetchFiles({ method: 'POST', url, token, body: JSON.stringify({ paths }) }, options);
+}
+
+interface FilesRequest {
+  method: 'GET' | 'POST';
+  url: string;
+  token: string;
+  body?: string;
+}
+
+async function fetchFiles(request: FilesRequest, options: FetchFilesOptions): Promise<ProjectFile[]> {
   const { timeoutMs = 10_000, attempts = 4, backoffMs = 250 } = options;
+  const { method, url } = request;
   try {
-    return await retry(() => fetchOnce(url, token, timeoutMs), {
+    return await retry(() => fetchOnce(request, timeoutMs), {
       attempts,
       initialDelayMs: backoffMs,
       jitter: false,
       shouldRetry: (error) => !(error instanceof FilesError) || error.retryable,
     });
   } catch (error) {
-    const last = error instanceof FilesError ? error.message : `GET ${url} failed: ${errorMessage(error)}`;
+    const last = error instanceof FilesError ? error.message : `${method} ${url} failed: ${errorMessage(error)}`;
     throw new FilesError(`Could not load project files from ${url}: ${last}`, false);
   }
 }
 
-/** One GET with node's HTTP client, which also reaches an api on a Unix socket (`http://unix:<socket>:<path>`). */
-async function fetchOnce(url: string, token: string, timeoutMs: number): Promise<ProjectFile[]> {
+/** One request with node's HTTP client, which also reaches an api on a Unix socket (`http://unix:<socket>:<path>`). */
+async function fetchOnce({ method, url, token, body }: FilesRequest, timeoutMs: number): Promise<ProjectFile[]> {
   const signal = AbortSignal.timeout(timeoutMs);
+  const headers: Record<string, string> = { authorization: `Bearer ${token}`, accept: 'application/json' };
+  if (body !== undefined) headers['content-type'] = 'application/json';
   let response: { status: number; body: string };
   try {
-    response = await requestText(url, { headers: { authorization: `Bearer ${token}`, accept: 'application/json' }, signal });
+    response = await requestText(url, { method, headers, body, signal });
   } catch (error) {
     const reason = signal.aborted ? `timed out after ${timeoutMs} ms` : `failed: ${(error as NodeJS.ErrnoException)?.code ?? errorMessage(error)}`;
-    throw new FilesError(`GET ${url} ${reason}`, true);
+    throw new FilesError(`${method} ${url} ${reason}`, true);
   }
   if (response.status < 200 || response.status > 299) {
-    const body = response.body.slice(0, 200);
+    const text = response.body.slice(0, 200);
     const retryable = response.status >= 500 || response.status === 429;
-    throw new FilesError(`GET ${url} answered ${response.status}${body ? `: ${body}` : ''}`, retryable);
+    throw new FilesError(`${method} ${url} answered ${response.status}${text ? `: ${text}` : ''}`, retryable);
   }
   let json: unknown;
   try {
     json = JSON.parse(response.body);
   } catch (error) {
-    throw new FilesError(`GET ${url} returned a body that is not JSON: ${errorMessage(error)}`, false);
+    throw new FilesError(`${method} ${url} returned a body that is not JSON: ${errorMessage(error)}`, false);
   }
   const parsed = filesResponse.safeParse(json);
   if (!parsed.success) {
-    throw new FilesError(`GET ${url} returned JSON without a valid "files" list: ${parsed.error.issues[0]?.message}`, false);
+    throw new FilesError(`${method} ${url} returned JSON without a valid "files" list: ${parsed.error.issues[0]?.message}`, false);
   }
   return parsed.data.files;
 }

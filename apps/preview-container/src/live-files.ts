@@ -1,8 +1,7 @@
-import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { lstat, realpath, unlink } from 'node:fs/promises';
 import { dirname, sep } from 'node:path';
-import { errorMessage, endedEventSchema, fileChangeSchema, resyncEventSchema, type FileChange, fileBytes } from '@velocity/contracts';
+import { errorMessage, endedEventSchema, fileChangeSchema, fileEtag, resyncEventSchema, type FileChange, type WrittenFileNotice } from '@velocity/contracts';
 import { EventStream, StreamClosed, type Logger, type SseFrame } from '@velocity/runtime';
 import { writeProjectFiles, type ProjectFile } from './files';
 import type { HealthState } from './health';
@@ -17,8 +16,11 @@ import { resolveInside, safeRelativePath } from './path-safety';
  * - `resync` (on the first connection, and when the api trimmed changes this
  *   machine had not seen): loads the whole file list and writes what differs,
  *   removing files the project no longer has.
- * - `put` / `delete`: one change; its id is kept and sent back as Last-Event-ID
- *   when reconnecting, so nothing is missed or applied twice.
+ * - `put` / `delete` / `batch`: a notice of one change (paths, and each written
+ *   file's ETag; no content). The written files this machine does not already
+ *   have are read from the api in one request (`loadFiles`) and applied; its id
+ *   is kept and sent back as Last-Event-ID when reconnecting, so nothing is
+ *   missed or applied twice.
  * - `ended`, or 410 on connect: the session is over; health reports `session`
  *   failing and the stream is not reopened.
  * - Any other end (network error, api restart, 5xx, no heartbeat for
@@ -31,6 +33,8 @@ export interface LiveFilesOptions {
   workDir: string;
   /** Loads the project's whole file list (GET FILES_URL). */
   loadSnapshot: () => Promise<ProjectFile[]>;
+  /** Loads the files at these paths as they are now, leaving out those the project no longer has (POST FILES_URL). */
+  loadFiles: (paths: string[]) => Promise<ProjectFile[]>;
   health: HealthState;
   logger: Logger;
   /** First reconnect delay and the most it grows to, ms. */
@@ -53,7 +57,7 @@ export function fileChangesUrlOf(env: NodeJS.ProcessEnv, filesUrl: string): stri
 class SessionOver extends Error {}
 
 export class LiveFiles extends EventEmitter {
-  /** Project path → sha1 of the bytes on disk, for the files this machine wrote. */
+  /** Project path → ETag (hex SHA-256) of the bytes on disk, for the files this machine wrote. */
   private readonly known = new Map<string, string>();
   private readonly stream: EventStream;
   private readonly stopController = new AbortController();
@@ -92,10 +96,10 @@ export class LiveFiles extends EventEmitter {
   /**
    * Records the files written at start, so a resync writes only what changed.
    * With the cursor they are current to, the stream starts after it instead of
-   * with a resync (a change seen twice is skipped: its content is known).
+   * with a resync (a change seen twice is skipped: its ETag is known).
    */
   seed(files: ProjectFile[], cursor?: string): void {
-    for (const file of files) this.known.set(safeRelativePath(file.path), digest(file));
+    for (const file of files) this.known.set(safeRelativePath(file.path), fileEtag(file));
     if (cursor) this.stream.lastEventId = cursor;
   }
 
@@ -145,7 +149,7 @@ export class LiveFiles extends EventEmitter {
   private async resync(): Promise<void> {
     const started = Date.now();
     const files = await this.options.loadSnapshot();
-    const wanted = new Map(files.map((file) => [safeRelativePath(file.path), { ...file, hash: digest(file) }]));
+    const wanted = new Map(files.map((file) => [safeRelativePath(file.path), { ...file, hash: fileEtag(file) }]));
     const writes = [...wanted].filter(([path, file]) => this.known.get(path) !== file.hash);
     const removals = [...this.known.keys()].filter((path) => !wanted.has(path));
     await this.guard(async () => {
@@ -157,27 +161,54 @@ export class LiveFiles extends EventEmitter {
     this.emit('resynced', { written: writes.map(([path]) => path), removed: removals });
   }
 
+  /**
+   * Reads the written files this machine does not have yet (one request for the
+   * whole change), then writes them and removes the deleted paths; a batch is
+   * written whole before Vite is told of any of it.
+   */
   private async apply(change: FileChange): Promise<void> {
-    const writes = change.type === 'put' ? [change] : change.type === 'batch' ? change.write : [];
+    const notices = change.type === 'put' ? [change] : change.type === 'batch' ? change.write : [];
     const removals = change.type === 'delete' ? [change.path] : change.type === 'batch' ? change.delete : [];
     await this.guard(async () => {
-      // A path that is not safe fails here, inside the guard: reported on health, then a resync.
-      const changed = writes
-        .map((file) => ({ path: safeRelativePath(file.path), content: file.content, encoding: file.encoding }))
-        .filter((file) => this.known.get(file.path) !== digest(file));
+      // A path that is not safe fails here, inside the guard, before anything is read: reported on health, then a resync.
       const removed = removals.map(safeRelativePath);
-      // Written together before any is reported: Vite sees the change whole, never half of a batch.
+      const wanted = notices.map((file) => ({ ...file, path: safeRelativePath(file.path) })).filter((file) => this.known.get(file.path) !== file.etag);
+      const { changed, gone } = await this.current(wanted);
       const write = async () => {
         if (changed.length > 0) await writeProjectFiles(this.options.workDir, changed);
-        for (const file of changed) this.known.set(file.path, digest(file));
-        for (const path of removed) await this.remove(path);
+        for (const file of changed) this.known.set(file.path, fileEtag(file));
+        for (const path of [...gone, ...removed]) await this.remove(path);
       };
-      const paths = [...changed.map((file) => file.path), ...removed];
+      const paths = [...changed.map((file) => file.path), ...gone, ...removed];
       const together = change.type === 'batch' && paths.length > 1 ? this.options.asOneUpdate : undefined;
       await (together ? together(paths, write) : write());
     });
-    this.options.logger.info('file change applied', change.type === 'batch' ? { type: change.type, written: writes.length, removed: removals.length } : { type: change.type, path: change.path });
+    this.options.logger.info('file change applied', change.type === 'batch' ? { type: change.type, written: notices.length, removed: removals.length } : { type: change.type, path: change.path });
     this.emit('applied', change);
+  }
+
+  /**
+   * The noticed files as the api has them now: those whose bytes differ from what
+   * is on disk, and the paths on disk that the project no longer has.
+   */
+  private async current(wanted: WrittenFileNotice[]): Promise<{ changed: ProjectFile[]; gone: string[] }> {
+    if (wanted.length === 0) return { changed: [], gone: [] };
+    const fetched = new Map((await this.options.loadFiles(wanted.map((file) => file.path))).map((file) => [safeRelativePath(file.path), file]));
+    const changed: ProjectFile[] = [];
+    const gone: string[] = [];
+    for (const notice of wanted) {
+      const file = fetched.get(notice.path);
+      // A later write or delete raced this notice (the ETag read differs, or the file is gone): what was read is applied,
+      // being newer; that change's own notice follows (then skipped: its ETag is known by then).
+      if (!file) {
+        if (this.known.has(notice.path)) gone.push(notice.path);
+        continue;
+      }
+      const etag = fileEtag(file);
+      if (etag !== notice.etag) this.options.logger.debug('file changed again since its notice; applying what was read', { path: notice.path });
+      if (this.known.get(notice.path) !== etag) changed.push({ ...file, path: notice.path });
+    }
+    return { changed, gone };
   }
 
   /** Reports a write that failed on health (`data` failing) and reconnects from scratch, so the next connection resyncs. */
@@ -204,9 +235,6 @@ export class LiveFiles extends EventEmitter {
     if (existing && !existing.isDirectory()) await unlink(target);
   }
 }
-
-/** What is on disk is bytes: a text file and a binary one with the same bytes are the same file. */
-const digest = (file: ProjectFile) => createHash('sha1').update(fileBytes(file)).digest('hex');
 
 function safeJson(text: string): unknown {
   try {

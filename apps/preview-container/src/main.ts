@@ -5,7 +5,7 @@ import { createLogger, type Logger, unixSocketUrl } from '@velocity/runtime';
 import { errorMessage, templateFiles } from '@velocity/contracts';
 import { ConfigError, loadConfig, type ContainerConfig } from './config';
 import { ProjectStartError, startDevServer, type DevServer } from './dev-server';
-import { fetchProjectFiles, linkNodeModules, syncProjectFiles, writeProjectFiles, writtenContents, type ProjectFile } from './files';
+import { fetchProjectFiles, fetchProjectFilesAt, linkNodeModules, syncProjectFiles, writeProjectFiles, writtenContents, type ProjectFile } from './files';
 import { createViteProxy } from './proxy';
 import { fileChangesUrlOf, LiveFiles } from './live-files';
 import { activitySettings, createActivityReporter, type ActivityReporter, type ActivityTracker } from './activity';
@@ -156,6 +156,7 @@ function bindSession(
     token: config.machineToken,
     workDir: config.workDir,
     loadSnapshot: () => fetchProjectFiles(config.filesUrl, config.machineToken),
+    loadFiles: (paths) => fetchProjectFilesAt(config.filesUrl, config.machineToken, paths),
     health: container.health,
     logger,
     asOneUpdate: (paths, write) => {

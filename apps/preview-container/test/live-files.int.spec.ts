@@ -1,6 +1,7 @@
 /**
  * LiveFiles against a real api process (real Postgres and Redis): the resync on
- * connect, each change applied to the work folder, reconnection with
+ * connect, each change noticed and its files read from the api and applied to
+ * the work folder (the newer content when a later write raced), reconnection with
  * Last-Event-ID after the api restarts, an unsafe change refused and reported,
  * and the end of the session reported on health.
  */
@@ -11,11 +12,11 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createLogger, freePort } from '@velocity/runtime';
-import { createMachineToken, FileChangeLog, templateFiles, type Config, type ProjectFile } from '@velocity/contracts';
+import { createMachineToken, fileByteLength, fileEtag, FileChangeLog, templateFiles, type Config, type ProjectFile } from '@velocity/contracts';
 import { createRedis, EventLog, stopProcess } from '@velocity/ops';
 import { PostgresSessionStore } from '@velocity/session-store';
 import { testConfig, startTestApi, type TestApi } from '@velocity/testing';
-import { fetchProjectFiles, writeProjectFiles } from '../src/files';
+import { fetchProjectFiles, fetchProjectFilesAt, writeProjectFiles } from '../src/files';
 import { healthReport, type HealthState } from '../src/health';
 import { fileChangesUrlOf, LiveFiles } from '../src/live-files';
 
@@ -71,11 +72,17 @@ async function startLiveFiles(extra: ProjectFile[] = []) {
   const files = await fetchProjectFiles(filesUrl, token);
   await writeProjectFiles(workDir, files);
   const health: HealthState = { filesLoaded: true };
+  /** The paths of each read of noticed files, in order. */
+  const reads: string[][] = [];
   const live = new LiveFiles({
     url: fileChangesUrlOf({}, filesUrl)!,
     token,
     workDir,
     loadSnapshot: () => fetchProjectFiles(filesUrl, token),
+    loadFiles: (paths) => {
+      reads.push(paths);
+      return fetchProjectFilesAt(filesUrl, token, paths);
+    },
     health,
     logger: createLogger('live-files-test', 'silent'),
     backoff: { initialMs: 50, maxMs: 400 },
@@ -84,7 +91,7 @@ async function startLiveFiles(extra: ProjectFile[] = []) {
   const resynced = once<{ written: string[]; removed: string[] }>(live, 'resynced');
   live.seed(files);
   live.start();
-  return { live, health, workDir, sessionId, projectId: project.id, parent, firstResync: await resynced };
+  return { live, health, workDir, sessionId, projectId: project.id, parent, reads, firstResync: await resynced };
 }
 
 function once<T>(live: LiveFiles, event: string, timeoutMs = 10_000): Promise<T> {
@@ -95,6 +102,24 @@ function once<T>(live: LiveFiles, event: string, timeoutMs = 10_000): Promise<T>
       resolve(value);
     });
   });
+}
+
+/** A notice of a file as written: its ETag and size, no content. */
+const notice = (file: Omit<ProjectFile, 'path'>) => ({ etag: fileEtag(file), bytes: fileByteLength(file) });
+
+/** Writes a file in the database, then appends its notice to the stream: what an api replica does. */
+async function writeAndNotice(projectId: string, file: ProjectFile): Promise<void> {
+  await writeOnly(projectId, file);
+  await changes.append({ type: 'put', projectId, path: file.path, ...notice(file), at: Date.now() });
+}
+
+/** Writes a file in the database without a notice (yet). */
+const writeOnly = (projectId: string, file: ProjectFile) => changeOnly(projectId, { write: [file], delete: [] });
+
+/** Changes files in the database without a notice (yet). */
+async function changeOnly(projectId: string, change: { write: ProjectFile[]; delete: string[] }): Promise<void> {
+  const applied = await store.applyProjectFiles(projectId, change, { maxFiles: 500, maxFileBytes: 1 << 20, maxProjectBytes: 20 << 20 });
+  expect(applied.outcome).toBe('applied');
 }
 
 const api$ = (method: string, path: string, body?: unknown) =>
@@ -131,7 +156,7 @@ describe('live files', () => {
   });
 
   it('applies a PATCH as one change: every file written and removed before it reports', async () => {
-    const { live, workDir, projectId } = await startLiveFiles();
+    const { live, workDir, projectId, reads } = await startLiveFiles();
     const applied = once<{ type: string }>(live, 'applied');
     const write = Array.from({ length: 30 }, (_, i) => ({ path: `src/parts/p${i}.js`, content: `export const p${i} = ${i};\n` }));
     const res = await fetch(`${base}/v1/projects/${projectId}/files`, {
@@ -141,7 +166,38 @@ describe('live files', () => {
     });
     expect(res.status).toBe(200);
     expect(await applied).toMatchObject({ type: 'batch' });
+    // One read for the whole change.
+    expect(reads).toEqual([expect.arrayContaining(write.map((file) => file.path))]);
     for (const file of write) expect(readFileSync(join(workDir, file.path), 'utf8')).toBe(file.content);
+    expect(existsSync(join(workDir, 'src/App.css'))).toBe(false);
+  });
+
+  it('reads what a notice names as it is now: a newer write that raced is applied, and its own notice then changes nothing', async () => {
+    const { live, workDir, projectId, reads } = await startLiveFiles();
+    const path = 'src/raced.js';
+    const first = { path, content: 'export const v = 1;\n' };
+    const second = { path, content: 'export const v = 2;\n' };
+    await writeOnly(projectId, first);
+    await writeOnly(projectId, second);
+    // The first write's notice arrives after the second write committed.
+    let applied = once(live, 'applied');
+    await changes.append({ type: 'put', projectId, path, ...notice(first), at: Date.now() });
+    await applied;
+    expect(readFileSync(join(workDir, path), 'utf8')).toBe(second.content);
+    expect(reads).toEqual([[path]]);
+    applied = once(live, 'applied');
+    await changes.append({ type: 'put', projectId, path, ...notice(second), at: Date.now() });
+    await applied;
+    expect(readFileSync(join(workDir, path), 'utf8')).toBe(second.content);
+    // Its ETag is what this machine wrote: nothing is read again.
+    expect(reads).toEqual([[path]]);
+
+    // A notice of a file removed since: the file goes (its delete notice follows).
+    expect(existsSync(join(workDir, 'src/App.css'))).toBe(true);
+    await changeOnly(projectId, { write: [], delete: ['src/App.css'] });
+    applied = once(live, 'applied');
+    await changes.append({ type: 'batch', projectId, write: [{ path: 'src/App.css', etag: fileEtag({ content: 'old' }), bytes: 3 }], delete: [], at: Date.now() });
+    await applied;
     expect(existsSync(join(workDir, 'src/App.css'))).toBe(false);
   });
 
@@ -166,7 +222,7 @@ describe('live files', () => {
     const cursor = await changes.cursor(projectId);
     const files = await store.listProjectFiles(projectId);
     // Made between the snapshot and the connection: it must still arrive.
-    await changes.append({ type: 'put', projectId, path: 'src/after-cursor.js', content: 'export const late = true;\n', at: Date.now() });
+    await writeAndNotice(projectId, { path: 'src/after-cursor.js', content: 'export const late = true;\n' });
     const token = createMachineToken({ sessionId, projectId }, config.MACHINE_TOKEN_SECRET, 600);
     const parent = mkdtempSync(join(tmpdir(), 'pc-live-'));
     dirs.push(parent);
@@ -178,6 +234,7 @@ describe('live files', () => {
       token,
       workDir,
       loadSnapshot: () => fetchProjectFiles(filesUrl, token),
+      loadFiles: (paths) => fetchProjectFilesAt(filesUrl, token, paths),
       health: { filesLoaded: true },
       logger: createLogger('live-files-test', 'silent'),
     });
@@ -208,6 +265,7 @@ describe('live files', () => {
         token: 't',
         workDir,
         loadSnapshot: async () => [],
+        loadFiles: async () => [],
         health: { filesLoaded: true },
         logger: createLogger('live-files-test', 'silent'),
         backoff: { initialMs: 20, maxMs: 40 },
@@ -238,7 +296,7 @@ describe('live files', () => {
     await stopProcess(api!.child);
     await reconnecting;
     // Written while the api is down, straight to the stream, as a second api replica would.
-    await changes.append({ type: 'put', projectId, path: 'b.txt', content: 'while down', at: Date.now() });
+    await writeAndNotice(projectId, { path: 'b.txt', content: 'while down' });
     const connected = once(live, 'connected', 30_000);
     applied = once(live, 'applied', 30_000);
     await startApi();
@@ -257,7 +315,7 @@ describe('live files', () => {
     const { live, health, parent, projectId, workDir } = await startLiveFiles();
     const resynced = once<{ written: string[] }>(live, 'resynced');
     // Past the api's checks, straight into the stream: the container must still refuse it.
-    await changes.append({ type: 'put', projectId, path: '../evil.js', content: 'escaped', at: Date.now() });
+    await changes.append({ type: 'put', projectId, path: '../evil.js', ...notice({ content: 'escaped' }), at: Date.now() });
     await new Promise<void>((resolve) => {
       const check = () => (health.dataError ? resolve() : setTimeout(check, 10));
       check();

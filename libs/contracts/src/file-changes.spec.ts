@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { testQueuePrefix, testRedisUrl } from '@velocity/testing';
 import { compareStreamIds, FileChangeLog, STREAM_START } from './file-changes';
+import { fileEtag } from './project-files';
 import { createRedis } from '@velocity/ops';
 
 describe('compareStreamIds', () => {
@@ -32,7 +33,8 @@ describe('FileChangeLog (real Redis)', () => {
     redis.disconnect();
   });
 
-  const put = (projectId: string, path: string, content: string) => log.append({ type: 'put', projectId, path, content, at: Date.now() });
+  const notice = (content: string) => ({ etag: fileEtag({ content }), bytes: Buffer.byteLength(content) });
+  const put = (projectId: string, path: string, content: string) => log.append({ type: 'put', projectId, path, ...notice(content), at: Date.now() });
 
   it('appends changes to one expiring stream per project and reads them back after a cursor', async () => {
     const projectId = randomUUID();
@@ -49,19 +51,24 @@ describe('FileChangeLog (real Redis)', () => {
     expect(ttl).toBeLessThanOrEqual(60);
   });
 
-  it('carries a binary file as base64 with encoding, byte for byte', async () => {
+  it('stores notices, never contents: a put of a 1 MiB file is a path, an ETag and a size', async () => {
     const projectId = randomUUID();
-    const bytes = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
-    const change = { type: 'put' as const, projectId, path: 'hero.png', content: bytes.toString('base64'), encoding: 'base64' as const, at: 1 };
+    const big = 'x'.repeat(1024 * 1024);
+    const change = { type: 'put' as const, projectId, path: 'big.txt', ...notice(big), at: 1 };
     await log.append(change);
-    const [stored] = await log.read(projectId);
-    expect(stored.change).toEqual(change);
-    expect(Buffer.from((stored.change as typeof change).content, 'base64').equals(bytes)).toBe(true);
+    // A content field is not part of a notice: dropped, not stored.
+    await log.append({ ...change, content: big } as never);
+    const stored = await log.read(projectId);
+    expect(stored.map((s) => s.change)).toEqual([change, change]);
+    expect(Number(await redis.call('MEMORY', 'USAGE', log.key(projectId)))).toBeLessThan(16 * 1024);
   });
 
   it('refuses a change that does not match the schema', async () => {
-    await expect(log.append({ type: 'put', projectId: 'nope', path: 'a', content: '', at: 1 })).rejects.toThrow();
-    await expect(log.append({ type: 'put', projectId: randomUUID(), path: 'a', content: 'not base64', encoding: 'base64', at: 1 })).rejects.toThrow(/base64/);
+    const ok = notice('a');
+    await expect(log.append({ type: 'put', projectId: 'nope', path: 'a', ...ok, at: 1 })).rejects.toThrow();
+    await expect(log.append({ type: 'put', projectId: randomUUID(), path: 'a', etag: 'abc', bytes: 1, at: 1 })).rejects.toThrow(/SHA-256/);
+    await expect(log.append({ type: 'put', projectId: randomUUID(), path: 'a', content: 'a', at: 1 } as never)).rejects.toThrow();
+    await expect(log.append({ type: 'batch', projectId: randomUUID(), write: [{ path: 'a', etag: ok.etag, bytes: -1 }], delete: [], at: 1 })).rejects.toThrow();
     await expect(log.append({ type: 'rename', projectId: randomUUID(), path: 'a', at: 1 } as never)).rejects.toThrow();
   });
 

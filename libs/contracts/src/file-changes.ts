@@ -1,6 +1,6 @@
 import type Redis from 'ioredis';
 import { z } from 'zod';
-import { checkFileEncoding, projectFileSchema, projectFileShape } from './project-files';
+import { MAX_PATH_LENGTH } from './file-paths';
 
 /**
  * Live file changes: every write to a project's files, after it committed, is
@@ -9,23 +9,49 @@ import { checkFileEncoding, projectFileSchema, projectFileShape } from './projec
  * (`GET /v1/machines/:sessionId/file-changes`); machines hold no Redis or
  * database credentials.
  *
- * The stream is a notification log, not the source of truth: a reader whose
- * cursor fell behind what was trimmed is told to `resync` (fetch the whole file
- * list again), and so is a reader that starts without a cursor.
+ * The stream is a notification log, not the source of truth: its entries are
+ * notices (paths, and a written file's ETag and size), never contents, so one
+ * user's large writes cost Redis a few bytes each; a machine reads the files a
+ * notice names from the api (`POST /v1/machines/:sessionId/files`). A reader
+ * whose cursor fell behind what was trimmed is told to `resync` (fetch the
+ * whole file list again), and so is a reader that starts without a cursor.
  */
 const base = { projectId: z.string().uuid(), at: z.number().int() };
 
+/** A file as written: where, its ETag (the hex SHA-256 of its bytes, as `fileEtag` and the store compute it) and its size in bytes. */
+const writtenFileShape = {
+  path: z.string().min(1),
+  etag: z.string().regex(/^[0-9a-f]{64}$/, 'must be the hex SHA-256 of the file'),
+  bytes: z.number().int().nonnegative(),
+};
+export const writtenFileNoticeSchema = z.object(writtenFileShape);
+export type WrittenFileNotice = z.infer<typeof writtenFileNoticeSchema>;
+
 /**
- * A `put` carries the file in its wire shape (a ProjectFile: text, or base64 with
- * `encoding`); a `batch` carries every file of one all-or-nothing change, which
- * a machine applies at once (all written, then reported).
+ * Notices of committed changes, without contents: a `put` names one written
+ * file, a `delete` one removed path, a `batch` every file of one all-or-nothing
+ * change, which a machine applies at once (all written, then reported).
  */
 export const fileChangeSchema = z.discriminatedUnion('type', [
-  z.object({ ...base, type: z.literal('put'), ...projectFileShape }).superRefine(checkFileEncoding),
+  z.object({ ...base, type: z.literal('put'), ...writtenFileShape }),
   z.object({ ...base, type: z.literal('delete'), path: z.string().min(1) }),
-  z.object({ ...base, type: z.literal('batch'), write: z.array(projectFileSchema), delete: z.array(z.string().min(1)) }),
+  z.object({ ...base, type: z.literal('batch'), write: z.array(writtenFileNoticeSchema), delete: z.array(z.string().min(1)) }),
 ]);
 export type FileChange = z.infer<typeof fileChangeSchema>;
+
+/** As many paths as one change may write (a PATCH takes at most 1000 files). */
+export const MAX_PATHS_PER_READ = 1000;
+
+/** The body of `POST /v1/machines/:sessionId/files`: the files a notice names, read in one request. */
+export const machineFilesReadSchema = z
+  .object({
+    paths: z
+      .array(z.string().min(1).max(MAX_PATH_LENGTH, `must be at most ${MAX_PATH_LENGTH} characters`))
+      .min(1, 'name at least one path')
+      .max(MAX_PATHS_PER_READ, `at most ${MAX_PATHS_PER_READ} paths in one read`)
+      .describe('Project paths; those the project has no file at are left out of the answer'),
+  })
+  .strict();
 
 export interface StoredFileChange {
   /** Redis stream id; sent as the SSE `id:` so machines resume with Last-Event-ID. */
@@ -36,7 +62,7 @@ export interface StoredFileChange {
 /**
  * The SSE events of the file-changes stream, by name:
  * - `resync` `{ cursor }`: load the whole file list now; changes after `cursor` follow.
- * - `put` / `delete` / `batch`: a FileChange, with the stream id as the event id.
+ * - `put` / `delete` / `batch`: a FileChange (a notice: the machine reads the written files from the api), with the stream id as the event id.
  * - `ended` `{ reason }`: the session is over; the stream closes and must not be reopened.
  */
 export const FILE_CHANGE_EVENTS = { Resync: 'resync', Ended: 'ended' } as const;

@@ -6,6 +6,10 @@ type ErrorHandler = (err: unknown, req: Request, res: Response, next: NextFuncti
 /** The only requests that carry large bodies: file writes, `PUT /v1/projects/:id/files/<path>`, and `PATCH /v1/projects/:id/files`. */
 const FILE_WRITE = /^\/v1\/projects\/[^/]+\/files\//i;
 const FILES_CHANGE = /^\/v1\/projects\/[^/]+\/files\/?$/i;
+/** A machine's read of named files, `POST /v1/machines/:sessionId/files`: up to MAX_PATHS_PER_READ paths. */
+const MACHINE_FILES_READ = /^\/v1\/machines\/[^/]+\/files\/?$/i;
+/** Room for MAX_PATHS_PER_READ paths of MAX_PATH_LENGTH characters, JSON-quoted. */
+export const PATHS_BODY_LIMIT = '2mb';
 /** Every other body is a few fields. */
 export const SMALL_BODY_LIMIT = '64kb';
 
@@ -14,7 +18,8 @@ export const SMALL_BODY_LIMIT = '64kb';
  * - a body on a /v1 route that is not `application/json`: 415 naming `content-type`,
  *   except a file write's, which is the file's bytes as they are (a Buffer, up to `rawFileLimit` bytes);
  * - malformed JSON: 400 naming `body`;
- * - larger than the limit (`fileLimit` for file writes, `rawFileLimit` for their raw bodies, 64 kB elsewhere): 413 naming `body`.
+ * - larger than the limit (`fileLimit` for file writes, `rawFileLimit` for their raw bodies, PATHS_BODY_LIMIT for a machine's
+ *   read of named files, 64 kB elsewhere): 413 naming `body`.
  */
 export function jsonBody(limits: { fileLimit: string; rawFileLimit: number; changeLimit: string }): [RequestHandler, RequestHandler, ErrorHandler] {
   const { fileLimit, rawFileLimit, changeLimit } = limits;
@@ -25,6 +30,7 @@ export function jsonBody(limits: { fileLimit: string; rawFileLimit: number; chan
   const large = json({ limit: fileLimit, verify });
   const change = json({ limit: changeLimit, verify });
   const small = json({ limit: SMALL_BODY_LIMIT, verify });
+  const paths = json({ limit: PATHS_BODY_LIMIT, verify });
   // Any media type: an image/png body is stored as sent.
   const bytes = raw({ type: () => true, limit: rawFileLimit });
   const isFileWrite = (req: Request) => req.method === 'PUT' && FILE_WRITE.test(req.path);
@@ -48,7 +54,9 @@ export function jsonBody(limits: { fileLimit: string; rawFileLimit: number; chan
   };
 
   const isFilesChange = (req: Request) => req.method === 'PATCH' && FILES_CHANGE.test(req.path);
-  const parse: RequestHandler = (req, res, next) => (isRawFileWrite(req) ? bytes : isFileWrite(req) ? large : isFilesChange(req) ? change : small)(req, res, next);
+  const isMachineFilesRead = (req: Request) => req.method === 'POST' && MACHINE_FILES_READ.test(req.path);
+  const parse: RequestHandler = (req, res, next) =>
+    (isRawFileWrite(req) ? bytes : isFileWrite(req) ? large : isFilesChange(req) ? change : isMachineFilesRead(req) ? paths : small)(req, res, next);
 
   const onError: ErrorHandler = (err, req, res, next) => {
     const { type, status, message } = (err ?? {}) as { type?: string; status?: number; message?: string };
@@ -63,7 +71,9 @@ export function jsonBody(limits: { fileLimit: string; rawFileLimit: number; chan
         ? fileLimit
         : isFilesChange(req)
           ? `${changeLimit}, for a project of MAX_PROJECT_BYTES`
-          : SMALL_BODY_LIMIT;
+          : isMachineFilesRead(req)
+            ? PATHS_BODY_LIMIT
+            : SMALL_BODY_LIMIT;
     const reason =
       type === 'entity.too.large' ? `larger than ${limit}` : type === 'entity.parse.failed' ? `not valid JSON (${message})` : type ? message : `could not be read (${message})`;
     const error = statusCode === 413 ? 'Payload Too Large' : statusCode === 415 ? 'Unsupported Media Type' : 'Bad Request';

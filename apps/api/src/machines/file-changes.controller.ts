@@ -61,7 +61,7 @@ export class FileChangesController implements BeforeApplicationShutdown {
     headers: [{ name: 'Last-Event-ID', schema: fileChangesLastEventIdHeader, description: 'Resume after this change id' }],
     ok: {
       200: {
-        description: 'A `text/event-stream`: frames `event: resync | put | delete | ended`, `data: <JSON>`; `put` / `delete` carry their stream id as `id:`',
+        description: 'A `text/event-stream`: frames `event: resync | put | delete | batch | ended`, `data: <JSON>`; `put` / `delete` / `batch` (notices: paths, ETags, sizes; no content) carry their stream id as `id:`',
         content: { 'text/event-stream': { schema: { ...ref(SCHEMAS.fileChangesEvent), description: 'The `data` of each frame' } } },
       },
     },

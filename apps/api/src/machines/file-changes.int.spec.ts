@@ -1,6 +1,6 @@
 import type { ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { createMachineToken, FileChangeLog, type Config } from '@velocity/contracts';
+import { createMachineToken, fileEtag, FileChangeLog, MAX_PATHS_PER_READ, type Config } from '@velocity/contracts';
 import { createRedis, EventLog, stopProcess } from '@velocity/ops';
 import { PostgresSessionStore } from '@velocity/session-store';
 import { readSse, type SseFrame, freePort } from '@velocity/runtime';
@@ -10,7 +10,9 @@ import { testConfig, startTestApi } from '@velocity/testing';
  * `GET /v1/machines/:sessionId/file-changes` on a real api process (Nest's bullmq
  * module cannot load inside Jest), real Postgres and Redis: the machine token,
  * `resync` first, every change in order with its id, Last-Event-ID resumption,
- * `resync` after a trim, `ended` when the session ends, 410 once it has.
+ * `resync` after a trim, `ended` when the session ends, 410 once it has. The
+ * stream holds notices, not contents: the machine reads the files a notice
+ * names with `POST /v1/machines/:sessionId/files`.
  */
 const HEARTBEAT_MS = 300;
 
@@ -138,8 +140,8 @@ describe('file changes stream', () => {
     const frames = [await stream.next(), await stream.next(), await stream.next()];
     expect(frames.map((f) => f?.event)).toEqual(['put', 'put', 'delete']);
     expect(frames.map((f) => JSON.parse(f!.data))).toEqual([
-      { type: 'put', projectId, path: 'src/Note.jsx', content: 'one', at: expect.any(Number) },
-      { type: 'put', projectId, path: 'src/Note.jsx', content: 'two\n"quoted"', at: expect.any(Number) },
+      { type: 'put', projectId, path: 'src/Note.jsx', etag: fileEtag({ content: 'one' }), bytes: 3, at: expect.any(Number) },
+      { type: 'put', projectId, path: 'src/Note.jsx', etag: fileEtag({ content: 'two\n"quoted"' }), bytes: 12, at: expect.any(Number) },
       { type: 'delete', projectId, path: 'src/Note.jsx', at: expect.any(Number) },
     ]);
     const ids = frames.map((f) => f!.id!);
@@ -157,7 +159,15 @@ describe('file changes stream', () => {
     expect(await fresh.next()).toEqual({ id: ids[2], event: 'resync', data: JSON.stringify({ cursor: ids[2] }) });
   });
 
-  it('streams a binary file as { content: <base64>, encoding: "base64" }, byte for byte', async () => {
+  /** POST /v1/machines/:sessionId/files: the files at `paths`, as a machine reads what a notice names. */
+  const readFiles = (sessionId: string, token: string | null, body: unknown) =>
+    fetch(`${base}/v1/machines/${sessionId}/files`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
+      body: JSON.stringify(body),
+    }).then(async (r) => ({ status: r.status, body: await r.json() }));
+
+  it('notices a binary file by its ETag and size; the machine reads its bytes by path, byte for byte', async () => {
     const { sessionId, projectId, token } = await activeSession();
     const stream = await connect(sessionId, token);
     expect((await stream.next())?.event).toBe('resync');
@@ -170,10 +180,55 @@ describe('file changes stream', () => {
     expect(res.status).toBe(201);
     const frame = await stream.next();
     expect(frame?.event).toBe('put');
-    const change = JSON.parse(frame!.data);
-    expect(change).toEqual({ type: 'put', projectId, path: 'src/assets/font.woff2', content: bytes.toString('base64'), encoding: 'base64', at: expect.any(Number) });
-    expect(Buffer.from(change.content, 'base64').equals(bytes)).toBe(true);
+    const etag = fileEtag({ content: bytes.toString('base64'), encoding: 'base64' });
+    expect(JSON.parse(frame!.data)).toEqual({ type: 'put', projectId, path: 'src/assets/font.woff2', etag, bytes: 256, at: expect.any(Number) });
+    expect(res.headers.get('etag')).toBe(`"${etag}"`);
+
+    const read = await readFiles(sessionId, token, { paths: ['src/assets/font.woff2', 'src/App.jsx', 'no/such/file.js'] });
+    expect(read.status).toBe(200);
+    expect(read.body.files.map((f: { path: string }) => f.path)).toEqual(['src/App.jsx', 'src/assets/font.woff2']);
+    const font = read.body.files[1];
+    expect(font).toEqual({ path: 'src/assets/font.woff2', content: bytes.toString('base64'), encoding: 'base64' });
+    expect(Buffer.from(font.content, 'base64').equals(bytes)).toBe(true);
   });
+
+  it('reads files by path only with the session token, only while it is live, and with a bounded list of paths', async () => {
+    const { sessionId, projectId, token } = await activeSession();
+    expect((await readFiles(sessionId, null, { paths: ['src/App.jsx'] })).body).toMatchObject({ statusCode: 401, field: 'authorization' });
+    const other = createMachineToken({ sessionId: randomUUID(), projectId }, config.MACHINE_TOKEN_SECRET, 600);
+    expect((await readFiles(sessionId, other, { paths: ['src/App.jsx'] })).status).toBe(403);
+    const expired = createMachineToken({ sessionId, projectId }, config.MACHINE_TOKEN_SECRET, -1);
+    expect((await readFiles(sessionId, expired, { paths: ['src/App.jsx'] })).status).toBe(401);
+    expect((await readFiles('nope', token, { paths: ['a'] })).body).toMatchObject({ statusCode: 400, field: 'sessionId' });
+
+    expect((await readFiles(sessionId, token, { paths: [] })).body).toMatchObject({ statusCode: 400, field: 'paths', message: 'paths: name at least one path' });
+    expect((await readFiles(sessionId, token, {})).body).toMatchObject({ statusCode: 400, field: 'paths' });
+    expect((await readFiles(sessionId, token, { paths: ['a'], content: true })).body).toMatchObject({ statusCode: 400, field: 'content' });
+    expect((await readFiles(sessionId, token, { paths: [''] })).body).toMatchObject({ statusCode: 400, field: 'paths.0' });
+    // Long paths (MAX_PATH_LENGTH is 1024): the body is over a megabyte.
+    const tooMany = Array.from({ length: MAX_PATHS_PER_READ + 1 }, (_, i) => `src/${'d'.repeat(1000)}/f${i}.js`);
+    expect((await readFiles(sessionId, token, { paths: tooMany })).body).toMatchObject({ statusCode: 400, field: 'paths', message: expect.stringContaining(`at most ${MAX_PATHS_PER_READ}`) });
+    // The most one read may name fits in its body (larger than other machine requests may be).
+    expect((await readFiles(sessionId, token, { paths: tooMany.slice(1) })).body).toEqual({ files: [] });
+
+    await store.transition(sessionId, 'ending');
+    expect((await readFiles(sessionId, token, { paths: ['src/App.jsx'] })).status).toBe(410);
+  });
+
+  it('keeps the stream small: 30 writes of a 1 MiB file add notices of a few bytes, not the file', async () => {
+    const { projectId } = await activeSession();
+    const size = 1024 * 1024;
+    for (let i = 0; i < 30; i++) {
+      // Each write differs (its first character), as an editor saving a large asset again would.
+      const content = String.fromCharCode(65 + (i % 26)) + 'x'.repeat(size - 1);
+      expect(await putFile(projectId, 'public/big.txt', content)).toBe(i === 0 ? 201 : 200);
+    }
+    const stored = await changes.read(projectId);
+    expect(stored).toHaveLength(30);
+    expect(stored[29].change).toMatchObject({ type: 'put', path: 'public/big.txt', bytes: size });
+    const memory = Number(await redis.call('MEMORY', 'USAGE', changes.key(projectId)));
+    expect(memory).toBeLessThan(64 * 1024);
+  }, 60_000);
 
   it('answers resync when changes after the cursor were trimmed away', async () => {
     const { sessionId, projectId, token } = await activeSession();
@@ -189,7 +244,18 @@ describe('file changes stream', () => {
     // At the end already: no resync, just what comes next.
     const current = await connect(sessionId, token, { 'last-event-id': last.id });
     await putFile(projectId, 'a.txt', '4');
-    expect(JSON.parse((await current.next())!.data)).toMatchObject({ type: 'put', content: '4' });
+    expect(JSON.parse((await current.next())!.data)).toMatchObject({ type: 'put', etag: fileEtag({ content: '4' }) });
+  });
+
+  it('answers resync for an entry it cannot read (an older version wrote it, contents and all)', async () => {
+    const { sessionId, projectId, token } = await activeSession();
+    const stream = await connect(sessionId, token);
+    await stream.next(); // resync at the start
+    const oldId = (await redis.xadd(changes.key(projectId), '*', 'c', JSON.stringify({ type: 'put', projectId, path: 'a.txt', content: 'old', at: 1 })))!;
+    expect(await stream.next()).toEqual({ id: oldId, event: 'resync', data: JSON.stringify({ cursor: oldId }) });
+    // The stream goes on after it.
+    await putFile(projectId, 'a.txt', 'new');
+    expect(JSON.parse((await stream.next())!.data)).toMatchObject({ type: 'put', etag: fileEtag({ content: 'new' }) });
   });
 
   it('sends heartbeats while idle', async () => {

@@ -1,5 +1,5 @@
 import type { Request, Response } from 'express';
-import { FILE_CHANGE_EVENTS, isSessionLive, parseFileChangeEntry, type FileChangeLog } from '@velocity/contracts';
+import { FILE_CHANGE_EVENTS, isSessionLive, parseFileChangeEntry, type FileChange, type FileChangeLog } from '@velocity/contracts';
 import { type Logger } from '@velocity/runtime';
 import { type SessionRecords } from '@velocity/session-store';
 import { type StreamWatcher } from '@velocity/ops';
@@ -81,8 +81,11 @@ export class FileChangeStream {
         continue;
       }
       for (const entry of reply[0][1]) {
-        const { id, change } = parseFileChangeEntry(entry);
-        await this.send(res, `id: ${id}\nevent: ${change.type}\ndata: ${JSON.stringify(change)}\n\n`);
+        const id = entry[0];
+        const change = readableChange(entry);
+        // An entry this api cannot read (one an older version wrote, with contents) still says files changed: resync.
+        const frame = change ? `event: ${change.type}\ndata: ${JSON.stringify(change)}` : `event: ${FILE_CHANGE_EVENTS.Resync}\ndata: ${JSON.stringify({ cursor: id })}`;
+        await this.send(res, `id: ${id}\n${frame}\n\n`);
         cursor = id;
       }
     }
@@ -99,7 +102,7 @@ export class FileChangeStream {
     await this.send(res, `event: ${FILE_CHANGE_EVENTS.Ended}\ndata: ${JSON.stringify({ reason })}\n\n`);
   }
 
-  /** Writes a frame, waiting for the socket to drain when its buffer is full (a change may be a megabyte). */
+  /** Writes a frame, waiting for the socket to drain when its buffer is full (a batch notice may name a thousand files). */
   private async send(res: Response, frame: string): Promise<void> {
     if (this.closed) return;
     if (res.write(frame)) return;
@@ -127,5 +130,14 @@ export class FileChangeStream {
     if (this.closed) return;
     this.closed = true;
     this.abort.abort();
+  }
+}
+
+/** The change an entry holds, or null when it is not one this version reads. */
+function readableChange(entry: [string, string[]]): FileChange | null {
+  try {
+    return parseFileChangeEntry(entry).change;
+  } catch {
+    return null;
   }
 }

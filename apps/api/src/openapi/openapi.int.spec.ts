@@ -5,7 +5,7 @@ import { METHOD_METADATA, PATH_METADATA, ROUTE_ARGS_METADATA } from '@nestjs/com
 import { RouteParamtypes } from '@nestjs/common/enums/route-paramtypes.enum';
 import { RequestMethod } from '@nestjs/common';
 import type { z } from 'zod';
-import { buildStateSchema, sessionEventSchema, type Config } from '@velocity/contracts';
+import { buildStateSchema, machineFilesReadSchema, sessionEventSchema, type Config } from '@velocity/contracts';
 import { createRedis, stopProcess } from '@velocity/ops';
 import { type Logger, freePort } from '@velocity/runtime';
 import { testConfig, startTestApi } from '@velocity/testing';
@@ -232,6 +232,7 @@ describe('OpenAPI document and UI (/docs, /docs-json)', () => {
       ['patch', '/v1/projects/{id}/files', patchFilesBody],
       ['post', '/v1/machines/{sessionId}/activity', activityBody],
       ['post', '/v1/machines/{sessionId}/diagnostics', buildStateSchema],
+      ['post', '/v1/machines/{sessionId}/files', machineFilesReadSchema],
     ];
     // Each route that reads a @Body() is in the table (a new one must be added to it).
     expect(routes.filter((r) => r.takesBody).map((r) => `${r.method} ${r.path}`).sort()).toEqual(bodies.map(([m, p]) => `${m} ${p}`).sort());

@@ -152,7 +152,8 @@ export const fileChangesEventSchema = z
   .union([fileChangeSchema, resyncEventSchema, endedEventSchema])
   .describe(
     '`event: resync` `{ cursor }`: load the whole file list (GET /v1/machines/:sessionId/files), then apply what follows; ' +
-      '`event: put` / `event: delete`: one FileChange, its stream id as the frame id (resume with Last-Event-ID); a `put` of a binary file has `encoding: "base64"` and its bytes in base64 as `content`; ' +
+      '`event: put` / `event: delete` / `event: batch`: one FileChange, its stream id as the frame id (resume with Last-Event-ID); a notice without content: ' +
+      'a written file is `{ path, etag, bytes }` (etag: the hex SHA-256 of its bytes), read with POST /v1/machines/:sessionId/files `{ paths }`; ' +
       '`event: ended` `{ reason }`: the session is over; the stream closes and must not be reopened.',
   );
 
@@ -178,6 +179,7 @@ export type ResponseSchemasMatchTheCode = AllTrue<[
   Describes<z.output<typeof writtenFileSchema>, Returned<ProjectsService['putFile']>>,
   Describes<z.output<typeof appliedFilesSchema>, Returned<ProjectsService['applyFiles']>>,
   Describes<z.output<typeof machineFilesSchema>, Returned<MachineFilesController['files']>>,
+  Describes<z.output<typeof machineFilesSchema>, Returned<MachineFilesController['read']>>,
   Describes<z.output<typeof activityRecordedSchema>, Returned<MachineActivityController['activity']>>,
   Describes<z.output<typeof diagnosticsRecordedSchema>, Returned<MachineDiagnosticsController['report']>>,
   Describes<z.output<typeof machineRouteSchema>, Returned<RoutesController['route']>>,

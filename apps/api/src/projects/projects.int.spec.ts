@@ -9,6 +9,8 @@ import { freePort } from '@velocity/runtime';
 
 /** The strong ETag of these bytes as the api answers it. */
 const etagOf = (bytes: string | Buffer) => `"${createHash('sha256').update(bytes).digest('hex')}"`;
+/** The ETag of a change notice: the hex SHA-256 of the bytes, unquoted. */
+const hexOf = (bytes: string | Buffer) => createHash('sha256').update(bytes).digest('hex');
 const byCodePoint = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 
 /**
@@ -135,9 +137,9 @@ describe('projects api', () => {
 
       const stream = await changes.read(id);
       expect(stream.map((s) => s.change)).toEqual([
-        { type: 'put', projectId: id, path: 'src/App.jsx', content: 'export default 1;', at: expect.any(Number) },
-        { type: 'put', projectId: id, path: 'src/App.jsx', content: 'export default 22;', at: expect.any(Number) },
-        { type: 'put', projectId: id, path: 'src/deep/nésted file.css', content: '€', at: expect.any(Number) },
+        { type: 'put', projectId: id, path: 'src/App.jsx', etag: hexOf('export default 1;'), bytes: 17, at: expect.any(Number) },
+        { type: 'put', projectId: id, path: 'src/App.jsx', etag: hexOf('export default 22;'), bytes: 18, at: expect.any(Number) },
+        { type: 'put', projectId: id, path: 'src/deep/nésted file.css', etag: hexOf('€'), bytes: 3, at: expect.any(Number) },
         { type: 'delete', projectId: id, path: 'src/App.jsx', at: expect.any(Number) },
       ]);
       expect(await redis.ttl(changes.key(id))).toBeGreaterThan(0);
@@ -245,7 +247,7 @@ describe('projects api', () => {
       expect(Buffer.from(files[1].content, 'base64').equals(PNG)).toBe(true);
 
       const [change] = await changes.read(id);
-      expect(change.change).toEqual({ type: 'put', projectId: id, path: 'src/assets/hero.png', content: PNG.toString('base64'), encoding: 'base64', at: expect.any(Number) });
+      expect(change.change).toEqual({ type: 'put', projectId: id, path: 'src/assets/hero.png', etag: hexOf(PNG), bytes: PNG.length, at: expect.any(Number) });
     });
 
     it('any non-JSON media type (image/png) and JSON { base64 } store bytes too, every byte value kept', async () => {
@@ -372,7 +374,16 @@ describe('projects api', () => {
       });
       const stream = await changes.read(id);
       expect(stream.map((c) => c.change.type)).toEqual(['put', 'batch']);
-      expect(stream[1].change).toMatchObject({ type: 'batch', delete: ['old.txt'], write: [{ path: 'src/a.js' }, { path: 'b.bin', encoding: 'base64' }] });
+      expect(stream[1].change).toEqual({
+        type: 'batch',
+        projectId: id,
+        delete: ['old.txt'],
+        write: [
+          { path: 'b.bin', etag: hexOf(Buffer.from([0, 1])), bytes: 2 },
+          { path: 'src/a.js', etag: hexOf('export const a = 1;'), bytes: 19 },
+        ],
+        at: expect.any(Number),
+      });
     });
 
     it('PATCH is all or nothing, naming the entry at fault', async () => {

@@ -8,7 +8,7 @@ import {
   ServiceUnavailableException,
 } from '@nestjs/common';
 import { DEMO_PROJECT_ID, checkFilePath, fileByteLength, fileBytes, fileEtag, FileChangeLog, type Config, type ProjectFileContent, type TemplateType, templateFiles } from '@velocity/contracts';
-import { type FilesChange, type PageCursor, type Project, type ProjectFileLimits, type ProjectStore } from '@velocity/session-store';
+import { type FilesChange, type PageCursor, type Project, type ProjectFileLimits, type ProjectStore, type WrittenFile } from '@velocity/session-store';
 import { type Logger } from '@velocity/runtime';
 import { CONFIG, LOGGER, SESSION_STORE } from '../tokens';
 import { canReadProject, isDemoProject, type AuthUser } from '../auth/auth-user';
@@ -87,8 +87,9 @@ const projectNotFound = (projectId: string) =>
 
 /**
  * Project use cases: create and read projects, write and remove single files.
- * Every write commits in the database first, then goes to the project's file
- * change stream, from which its running previews (through the api) apply it.
+ * Every write commits in the database first, then a notice of it (paths, ETags,
+ * sizes) goes to the project's file change stream, from which its running
+ * previews learn of it and read the files (through the api).
  */
 @Injectable()
 export class ProjectsService {
@@ -165,8 +166,8 @@ export class ProjectsService {
     const path = validPath(rawPath);
     const file = { ...data, path };
     const applied = await this.apply(user, projectId, { write: [file], delete: [], ...expectation(path, ifMatch) }, SINGLE_FILE_FIELDS);
-    await this.publish(projectId, { type: 'put', projectId, ...file, at: Date.now() });
     const [written] = applied.written;
+    await this.publish(projectId, { type: 'put', projectId, ...writtenNotice(written), at: Date.now() });
     return { path, bytes: written.fileBytes, created: written.created, fileCount: applied.fileCount, projectBytes: applied.projectBytes, etag: quoteEtag(written.etag) };
   }
 
@@ -195,7 +196,7 @@ export class ProjectsService {
     const expected = Object.fromEntries(entries.filter((e) => e.ifMatch !== undefined).map((e) => [e.path, unquoteEtag(e.ifMatch!)]));
     const fields = batchFields(write.map((f) => f.path), remove);
     const applied = await this.apply(user, projectId, { write, delete: remove, expected }, fields);
-    await this.publish(projectId, { type: 'batch', projectId, write, delete: remove, at: Date.now() });
+    await this.publish(projectId, { type: 'batch', projectId, write: applied.written.map(writtenNotice), delete: remove, at: Date.now() });
     return {
       written: applied.written.map((f) => ({ path: f.path, bytes: f.fileBytes, created: f.created, etag: quoteEtag(f.etag) })),
       deleted: applied.deleted,
@@ -244,6 +245,9 @@ export class ProjectsService {
     }
   }
 }
+
+/** What the file-change stream says of a written file: no content (machines read it from the api), so the stream stays small. */
+const writtenNotice = (file: WrittenFile) => ({ path: file.path, etag: file.etag, bytes: file.fileBytes });
 
 /** The normal form of a file path from a request; 400 naming `path` when the shared rules refuse it. */
 export function validPath(raw: string, field = 'path'): string {
