@@ -28,6 +28,7 @@ import { SessionsService } from './sessions/sessions.service';
 import { SessionBuildStates } from './sessions/session-build-state';
 import { authProviders } from './auth/auth.guard';
 import { SessionQuotas } from './sessions/session-quotas';
+import { StreamLeases } from './sessions/stream-leases';
 import { CONFIG, EVENT_LOG, LOGGER, STREAM_WATCHER, REDIS, SESSION_STORE } from './tokens';
 
 /** Closes what the module opened when the app shuts down. */
@@ -83,6 +84,7 @@ export class AppModule {
         // Supabase JWT auth (a global guard for /v1/sessions* and /v1/projects*), per-user quotas.
         ...authProviders(config, logger),
         SessionQuotas,
+        StreamLeases,
         SessionsService,
         SessionBuildStates,
         GoneSessions,

@@ -171,6 +171,16 @@ export const configSchema = z.object({
   QUOTA_PRO_CONCURRENT: duration(10),
   /** POST /v1/sessions per user per minute (a fixed window in Redis). */
   RATE_LIMIT_SESSIONS_PER_MINUTE: duration(30),
+  /** Projects a user of each tier may own (counted and inserted under a per-owner lock in the database). */
+  QUOTA_FREE_PROJECTS: duration(20),
+  QUOTA_PRO_PROJECTS: duration(200),
+  /** Live session event streams (SSE) a user of each tier may hold open at once, across api replicas (leases in Redis). */
+  QUOTA_FREE_STREAMS: duration(20),
+  QUOTA_PRO_STREAMS: duration(100),
+  /** How long the local edge remembers a preview route id it found unknown (or ended): repeats of it cost no query. */
+  EDGE_UNKNOWN_ROUTE_CACHE_SECONDS: z.coerce.number().int().min(0).max(60).default(2),
+  /** Route lookups that find nothing, per client address (an IPv6 client's /64) per minute, at the local edge; beyond it: 429 without a query. */
+  EDGE_MISSES_PER_MINUTE: duration(120),
 });
 
 export type Config = z.infer<typeof configSchema>;

@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
 import { Pool, type QueryResult, type QueryResultRow } from 'pg';
 import { allowedFrom, isUuid, type SessionStatus, type ProjectFile, type Tier } from '@velocity/contracts';
-import type { CreateSessionWithinQuotaResult, NewOwnedSession, ExtendSessionResult, SessionCursor, NewSession, PreviewSession, Project, ProjectFileInfo, ProjectFileLimits, ApplyFilesResult, FilesChange, SessionPatch, SessionStore, ListQuery, Page } from './session-store';
-import { iso, toFileJson, toPatchJson, toProject, toProjectFile, toSession, pageOf, type ProjectFileRow, type ProjectRow, type SessionRow } from './session-rows';
+import type { CreateProjectWithinQuotaResult, CreateSessionWithinQuotaResult, NewOwnedSession, ExtendSessionResult, SessionCursor, NewSession, PreviewSession, Project, ProjectFileInfo, ProjectFileLimits, ApplyFilesResult, FilesChange, SessionPatch, SessionStore, ListQuery, Page } from './session-store';
+import { iso, toFileJson, toPatchJson, toProject, toProjectFile, toSession, pageOf, projectQuotaResult, type ProjectFileRow, type ProjectQuotaReply, type ProjectRow, type SessionRow } from './session-rows';
 
 /**
  * SessionStore over direct SQL. Every method is one statement; multi-step writes
@@ -199,6 +199,16 @@ export class PostgresSessionStore implements SessionStore {
       [project.name, project.templateType, project.ownerId ?? null],
     );
     return toProject(rows[0]);
+  }
+
+  async createProjectWithinQuota(project: { name: string; templateType: string; ownerId: string }, maxProjects: number | null): Promise<CreateProjectWithinQuotaResult> {
+    const { rows } = await this.query<{ result: ProjectQuotaReply }>('select vp_create_project_within_quota($1, $2, $3, $4) as result', [
+      project.name,
+      project.templateType,
+      project.ownerId,
+      maxProjects,
+    ]);
+    return projectQuotaResult(rows[0].result);
   }
 
   async applyProjectFiles(projectId: string, change: FilesChange, limits: ProjectFileLimits): Promise<ApplyFilesResult> {

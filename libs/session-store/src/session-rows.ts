@@ -1,5 +1,5 @@
 import type { SessionStatus, ProjectFile, ResourceLimits, Tier } from '@velocity/contracts';
-import type { Page, PreviewSession, Project, SessionPatch } from './session-store';
+import type { CreateProjectWithinQuotaResult, Page, PreviewSession, Project, SessionPatch } from './session-store';
 
 /**
  * Rows of the three tables as both adapters receive them (node-postgres gives
@@ -49,6 +49,19 @@ export interface ProjectFileRow {
 /** ISO with milliseconds, whatever the driver gave. */
 export const iso = (value: Timestamp | null): string | null =>
   value === null ? null : value instanceof Date ? value.toISOString() : new Date(value).toISOString();
+
+/** What vp_create_project_within_quota answers (the row as JSON: its timestamps are strings). */
+export interface ProjectQuotaReply {
+  outcome: 'created' | 'over-quota';
+  count: number;
+  limit: number | null;
+  project?: ProjectRow;
+}
+
+export function projectQuotaResult({ outcome, count, limit, project }: ProjectQuotaReply): CreateProjectWithinQuotaResult {
+  if (outcome === 'created' && project) return { outcome, project: toProject(project), count };
+  return { outcome: 'over-quota', count, limit: limit ?? 0 };
+}
 
 export function toProject(row: ProjectRow): Project {
   return {

@@ -71,6 +71,12 @@ export interface ProjectStore {
   ensureProject(project: { id: string; name: string; templateType: string }): Promise<Project>;
   /** Creates a project with a new id and no files (the provisioner seeds a project that has none from its template). */
   createProject(project: { name: string; templateType: string; ownerId?: string | null }): Promise<Project>;
+  /**
+   * Creates a project owned by `project.ownerId` only while that owner has fewer than
+   * `maxProjects` projects; count and insert happen under a per-owner lock, so concurrent
+   * requests never pass the limit together. `maxProjects` null: no limit.
+   */
+  createProjectWithinQuota(project: { name: string; templateType: string; ownerId: string }, maxProjects: number | null): Promise<CreateProjectWithinQuotaResult>;
   /** Inserts the files only when the project has none; returns how many were inserted. */
   seedProjectFiles(projectId: string, files: ProjectFile[]): Promise<number>;
   /** The project's files, ordered by path; with `paths`, only those of them that exist. */
@@ -255,6 +261,11 @@ export interface NewOwnedSession {
  * What `createSessionWithinQuota` did. `live`: the owner's live sessions after it (or as
  * refused); `nextExpiresAt`: the soonest `expires_at` among them, when one is active.
  */
+/** What `createProjectWithinQuota` did. `count`: the owner's projects after it (or as refused). */
+export type CreateProjectWithinQuotaResult =
+  | { outcome: 'created'; project: Project; count: number }
+  | { outcome: 'over-quota'; count: number; limit: number };
+
 export type CreateSessionWithinQuotaResult =
   | { outcome: 'created'; session: PreviewSession; live: number }
   | { outcome: 'over-quota'; live: number; limit: number; nextExpiresAt: string | null };

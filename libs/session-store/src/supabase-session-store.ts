@@ -1,8 +1,8 @@
 import { createClient, type SupabaseClient } from '@supabase/supabase-js';
 import WebSocket from 'ws';
 import { allowedFrom, isUuid, type SessionStatus, type ProjectFile, type Tier } from '@velocity/contracts';
-import type { CreateSessionWithinQuotaResult, ExtendSessionResult, NewOwnedSession, NewSession, PreviewSession, Project, ProjectFileInfo, ProjectFileLimits, ApplyFilesResult, FilesChange, SessionCursor, SessionPatch, SessionStore, ListQuery, Page } from './session-store';
-import { iso, toFileJson, toPatchJson, toProject, toProjectFile, toSession, pageOf, type ProjectFileRow, type ProjectRow, type SessionRow } from './session-rows';
+import type { CreateProjectWithinQuotaResult, CreateSessionWithinQuotaResult, ExtendSessionResult, NewOwnedSession, NewSession, PreviewSession, Project, ProjectFileInfo, ProjectFileLimits, ApplyFilesResult, FilesChange, SessionCursor, SessionPatch, SessionStore, ListQuery, Page } from './session-store';
+import { iso, toFileJson, toPatchJson, toProject, toProjectFile, toSession, pageOf, projectQuotaResult, type ProjectFileRow, type ProjectQuotaReply, type ProjectRow, type SessionRow } from './session-rows';
 
 export interface SupabaseSessionStoreOptions {
   /** The project's URL, `https://<ref>.supabase.co` (PostgREST answers under `/rest/v1`). */
@@ -238,6 +238,16 @@ export class SupabaseSessionStore implements SessionStore {
       this.client.from('projects').insert({ name: project.name, template_type: project.templateType, owner_id: project.ownerId ?? null }).select('*'),
     );
     return toProject(rows[0]);
+  }
+
+  async createProjectWithinQuota(project: { name: string; templateType: string; ownerId: string }, maxProjects: number | null): Promise<CreateProjectWithinQuotaResult> {
+    const reply = await this.rpc<ProjectQuotaReply>('vp_create_project_within_quota', {
+      p_name: project.name,
+      p_template_type: project.templateType,
+      p_owner_id: project.ownerId,
+      p_max_projects: maxProjects,
+    });
+    return projectQuotaResult(reply);
   }
 
   async applyProjectFiles(projectId: string, change: FilesChange, limits: ProjectFileLimits): Promise<ApplyFilesResult> {

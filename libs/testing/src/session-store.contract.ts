@@ -82,6 +82,26 @@ export function sessionStoreContract(name: string, makeStore: () => Promise<Sess
         expect(new Set(results.map((p) => JSON.stringify(p))).size).toBe(1);
       });
 
+      it('createProjectWithinQuota: of 8 concurrent creates of one owner at a limit of 3, exactly 3 insert; other owners are apart', async () => {
+        const ownerId = randomUUID();
+        const other = randomUUID();
+        const ask = (owner: string, max: number | null, i: number) => store.createProjectWithinQuota({ name: `q${i}`, templateType: 'vue', ownerId: owner }, max);
+        const results = await Promise.all([...Array.from({ length: 8 }, (_, i) => ask(ownerId, 3, i)), ask(other, 3, 99)]);
+        const mine = results.slice(0, 8);
+        expect(mine.filter((r) => r.outcome === 'created')).toHaveLength(3);
+        expect(mine.filter((r) => r.outcome === 'over-quota')).toEqual(Array.from({ length: 5 }, () => ({ outcome: 'over-quota', count: 3, limit: 3 })));
+        expect(results[8]).toMatchObject({ outcome: 'created', count: 1, project: { ownerId: other } });
+        const created = mine.flatMap((r) => (r.outcome === 'created' ? [r] : []));
+        expect(created.map((r) => r.count).sort()).toEqual([1, 2, 3]);
+        for (const r of created) {
+          expect(r.project).toEqual({ id: expect.any(String), name: expect.stringMatching(/^q\d$/), templateType: 'vue', ownerId, createdAt: expect.any(String), updatedAt: expect.any(String) });
+          expect(await store.getProject(r.project.id)).toEqual(r.project);
+        }
+        expect((await store.listProjects({ ownerId, limit: 100 })).items).toHaveLength(3);
+        // Without a limit (null) it inserts always.
+        expect(await ask(ownerId, null, 9)).toMatchObject({ outcome: 'created', count: 4 });
+      });
+
       it('getProject returns null for an unknown or invalid id', async () => {
         expect(await store.getProject(randomUUID())).toBeNull();
         expect(await store.getProject('not-a-uuid')).toBeNull();

@@ -21,6 +21,9 @@ describe('the edge', () => {
   const machines: Server[] = [];
   const targets = new Map<string, string>();
   const forgotten: string[] = [];
+  /** Route ids the stand-in answers as from a client past its misses, and the client addresses it was given. */
+  const limitedIds = new Set<string>();
+  const clientAddresses: (string | undefined)[] = [];
 
   /** A machine that answers with what it was asked (its name, Host, path, forwarded-for), and accepts websocket upgrades. */
   function fakeMachine(name: string): Server {
@@ -47,7 +50,11 @@ describe('the edge', () => {
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'vp-edge-'));
     const routes = {
-      resolve: async (routeId: string): Promise<Route> => (targets.has(routeId) ? { kind: 'route', target: targets.get(routeId)! } : { kind: 'unknown' }),
+      resolve: async (routeId: string, clientAddress?: string): Promise<Route> => {
+        clientAddresses.push(clientAddress);
+        if (limitedIds.has(routeId)) return { kind: 'limited', retryAfterSeconds: 17 };
+        return targets.has(routeId) ? { kind: 'route', target: targets.get(routeId)! } : { kind: 'unknown' };
+      },
       forget: (routeId: string) => forgotten.push(routeId),
     } as unknown as SessionRoutes;
     const handlers = createEdge(routes, createLogger('edge-test', 'silent'), {
@@ -105,6 +112,20 @@ describe('the edge', () => {
       const res = await fetch(previewUrl(routeId));
       expect({ status: res.status, body: await res.json() }).toMatchObject({ status: 200, body: { name: 'on ::1' } });
     }
+  });
+
+  it('answers a client past EDGE_MISSES_PER_MINUTE 429 with Retry-After, naming the limit, on HTTP and websocket upgrades', async () => {
+    const routeId = randomUUID();
+    limitedIds.add(routeId);
+    clientAddresses.length = 0;
+    const res = await fetch(previewUrl(routeId));
+    expect(res.status).toBe(429);
+    expect(res.headers.get('retry-after')).toBe('17');
+    expect(await res.json()).toEqual({ error: expect.stringContaining('EDGE_MISSES_PER_MINUTE'), limit: 'EDGE_MISSES_PER_MINUTE', retryAfterSeconds: 17 });
+    const head = await upgradeHead({ port: edgePort }, `${routeId}.localhost:${edgePort}`);
+    expect(head).toMatch(/^HTTP\/1\.1 429 Too Many Requests\r\nretry-after: 17\r\n/);
+    // Each lookup spends the budget of the request's own address.
+    expect(clientAddresses).toEqual(['127.0.0.1', '127.0.0.1']);
   });
 
   it('proxies to a machine on 127.0.0.1', async () => {

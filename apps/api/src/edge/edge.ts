@@ -64,7 +64,10 @@ export function createEdge(routes: SessionRoutes, logger: Logger, options: EdgeO
     if (host.kind === 'other') return redirectLegacyLink(req, res) || next();
     try {
       const refusal = await route(req, host);
-      if (refusal) return sendJson(res, refusal.status, refusal.body);
+      if (refusal) {
+        if (refusal.retryAfter) res.setHeader('retry-after', refusal.retryAfter);
+        return sendJson(res, refusal.status, refusal.body);
+      }
       await proxy(req, res, next);
     } catch (err) {
       next(err);
@@ -87,7 +90,8 @@ export function createEdge(routes: SessionRoutes, logger: Logger, options: EdgeO
     try {
       const refusal = await route(req, host);
       if (refusal) {
-        socket.end(`HTTP/1.1 ${refusal.status} ${STATUS_TEXT[refusal.status] ?? 'Not Found'}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
+        const retryAfter = refusal.retryAfter ? `retry-after: ${refusal.retryAfter}\r\n` : '';
+        socket.end(`HTTP/1.1 ${refusal.status} ${STATUS_TEXT[refusal.status] ?? 'Not Found'}\r\n${retryAfter}connection: close\r\ncontent-length: 0\r\n\r\n`);
         return;
       }
       proxy.upgrade(req, socket, head);
@@ -98,13 +102,14 @@ export function createEdge(routes: SessionRoutes, logger: Logger, options: EdgeO
   }
 
   /** Sets the request's target, or says why there is none. */
-  async function route(req: EdgeRequest, host: Exclude<ReturnType<typeof routeOfHost>, { kind: 'other' }>) {
+  async function route(req: EdgeRequest, host: Exclude<ReturnType<typeof routeOfHost>, { kind: 'other' }>): Promise<Refusal | null> {
     if (!options.servesPreviews) return MISDIRECTED;
     if (host.kind === 'foreign') return { status: 404, body: { error: 'Session not found' } };
     req.routeId = host.routeId;
-    const found = await routes.resolve(host.routeId);
+    const found = await routes.resolve(host.routeId, req.socket.remoteAddress);
     if (found.kind === 'unknown') return { status: 404, body: { error: 'Session not found', routeId: host.routeId } };
     if (found.kind === 'gone') return { status: 410, body: { error: 'Session ended', routeId: host.routeId } };
+    if (found.kind === 'limited') return tooManyMisses(found.retryAfterSeconds);
     req.edgeTarget = found.target;
     return null;
   }
@@ -112,7 +117,24 @@ export function createEdge(routes: SessionRoutes, logger: Logger, options: EdgeO
   return { middleware, upgrade };
 }
 
-const STATUS_TEXT: Record<number, string> = { 404: 'Not Found', 410: 'Gone', 421: 'Misdirected Request' };
+const STATUS_TEXT: Record<number, string> = { 404: 'Not Found', 410: 'Gone', 421: 'Misdirected Request', 429: 'Too Many Requests' };
+
+interface Refusal {
+  status: number;
+  body: Record<string, unknown>;
+  retryAfter?: string;
+}
+
+/** A client past its misses this minute: answered without a lookup. */
+const tooManyMisses = (retryAfterSeconds: number): Refusal => ({
+  status: 429,
+  body: {
+    error: `Too many requests for unknown previews from this address (more than EDGE_MISSES_PER_MINUTE a minute); retry in ${retryAfterSeconds} s`,
+    limit: 'EDGE_MISSES_PER_MINUTE',
+    retryAfterSeconds,
+  },
+  retryAfter: String(retryAfterSeconds),
+});
 
 /**
  * What http-proxy connects to for a machine's URL: the socket of a

@@ -1,48 +1,73 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { isSessionLive } from '@velocity/contracts';
+import { isSessionLive, type Config } from '@velocity/contracts';
 import { type SessionQueries } from '@velocity/session-store';
 import { GoneSessions } from '../common/gone-sessions';
-import { SESSION_STORE } from '../tokens';
+import { CONFIG, SESSION_STORE } from '../tokens';
+import { RouteMisses, clientKeyOf } from './route-misses';
 
 export type Route =
   | { kind: 'route'; target: string }
   | { kind: 'unknown' }
   /** The session ended or failed: its URL is gone for good. */
-  | { kind: 'gone' };
+  | { kind: 'gone' }
+  /** The client has had more misses this minute than EDGE_MISSES_PER_MINUTE: nothing was looked up. */
+  | { kind: 'limited'; retryAfterSeconds: number };
 
 /** How long an active route is kept without news of its session; ending sessions are dropped at once. */
 const ACTIVE_ROUTE_TTL_MS = 60_000;
+
+const UNKNOWN: Route = Object.freeze({ kind: 'unknown' });
+const GONE: Route = Object.freeze({ kind: 'gone' });
 
 /**
  * Session id → machine address, for the local edge. An active session's route
  * is looked up once and kept: no database query per request. It is dropped the
  * moment the session ends (the event log announces it on a channel), or when
  * its machine stops answering. A session still starting (only the
- * provisioner's verification reaches it then) is looked up each time.
+ * provisioner's verification reaches it then) is looked up each time. Misses
+ * are remembered briefly and budgeted per client (RouteMisses).
  */
 @Injectable()
 export class SessionRoutes {
   /** By route id (the id in the URL); `sessionId` lets an ended session's route be dropped. */
   private readonly cache = new Map<string, { target: string; until: number; sessionId: string }>();
   private readonly routeOfSession = new Map<string, string>();
+  private readonly misses: RouteMisses;
 
   constructor(
     @Inject(SESSION_STORE) private readonly store: SessionQueries,
     gone: GoneSessions,
+    @Inject(CONFIG) config: Pick<Config, 'EDGE_UNKNOWN_ROUTE_CACHE_SECONDS' | 'EDGE_MISSES_PER_MINUTE'>,
   ) {
     // A missed announcement is covered by the TTL.
     gone.onEvery((sessionId) => this.forget(sessionId));
+    this.misses = new RouteMisses(config.EDGE_UNKNOWN_ROUTE_CACHE_SECONDS * 1000, config.EDGE_MISSES_PER_MINUTE);
   }
 
-  /** `routeId`: the id in the preview's origin (`<routeId>.<preview domain>`), the session's own or its pooled machine's. */
-  async resolve(routeId: string): Promise<Route> {
+  /**
+   * `routeId`: the id in the preview's origin (`<routeId>.<preview domain>`), the session's own or its pooled machine's.
+   * `clientAddress`: the request's remote address, whose budget of misses a lookup spends.
+   */
+  async resolve(routeId: string, clientAddress?: string): Promise<Route> {
+    const now = Date.now();
     const cached = this.cache.get(routeId);
-    if (cached && cached.until > Date.now()) return { kind: 'route', target: cached.target };
+    if (cached && cached.until > now) return { kind: 'route', target: cached.target };
     this.drop(routeId);
+    const missed = this.misses.cachedMiss(routeId, now);
+    if (missed) return missed === 'gone' ? GONE : UNKNOWN;
+    const client = clientKeyOf(clientAddress);
+    const refusedFor = this.misses.refusedFor(client, now);
+    if (refusedFor > 0) return { kind: 'limited', retryAfterSeconds: refusedFor };
     const session = await this.store.getSessionByRoute(routeId);
-    if (!session) return { kind: 'unknown' };
-    if (!isSessionLive(session.status)) return { kind: 'gone' };
-    if (!session.containerUrl) return { kind: 'unknown' };
+    if (!session) {
+      this.misses.record(routeId, 'unknown', client, Date.now());
+      return UNKNOWN;
+    }
+    if (!isSessionLive(session.status)) {
+      this.misses.record(routeId, 'gone', client, Date.now());
+      return GONE;
+    }
+    if (!session.containerUrl) return UNKNOWN;
     if (session.status === 'active') {
       this.cache.set(routeId, { target: session.containerUrl, until: Date.now() + ACTIVE_ROUTE_TTL_MS, sessionId: session.id });
       this.routeOfSession.set(session.id, routeId);

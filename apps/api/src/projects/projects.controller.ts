@@ -124,7 +124,10 @@ export class ProjectsController {
     auth: 'user',
     body: { schema: createProjectBody },
     ok: { 201: { description: 'The project', schema: projectViewSchema } },
-    errors: { 400: '`name` or `templateType` (or an unknown field) is not valid; the message and `field` name it' },
+    errors: {
+      400: '`name` or `templateType` (or an unknown field) is not valid; the message and `field` name it',
+      403: "The user owns as many projects as their tier allows; `limit` names it (QUOTA_FREE_PROJECTS / QUOTA_PRO_PROJECTS), `max` is its value, `count` the user's projects",
+    },
   })
   create(@Body() body: unknown, @CurrentUser() user: AuthUser) {
     const { name, templateType } = parseOr400(createProjectBody, body ?? {});

@@ -14,6 +14,7 @@ import { CONFIG, LOGGER, SESSION_STORE } from '../tokens';
 import { canReadProject, isDemoProject, type AuthUser } from '../auth/auth-user';
 import { pageView } from '../common/listing';
 import { ApiException } from '../common/api-exception';
+import { maxProjects, overProjectQuota } from './project-quota';
 
 /** A project as clients see it. */
 export function projectView(project: Project) {
@@ -110,7 +111,10 @@ export class ProjectsService {
 
   /** A new project holding its template's files (its first preview would seed them, should this fail after the project is made). */
   async create(user: AuthUser, name: string, templateType: TemplateType) {
-    const project = await this.store.createProject({ name, templateType, ownerId: user.id });
+    // Count and insert in one statement under the owner's lock: concurrent creates never pass the limit.
+    const created = await this.store.createProjectWithinQuota({ name, templateType, ownerId: user.id }, maxProjects(this.config, user));
+    if (created.outcome === 'over-quota') throw overProjectQuota(user, created.count, created.limit);
+    const { project } = created;
     await this.store.seedProjectFiles(project.id, templateFiles(templateType));
     return projectView(project);
   }

@@ -11,6 +11,7 @@ import { GoneSessions } from '../common/gone-sessions';
 import { CONFIG, EVENT_LOG, LOGGER, STREAM_WATCHER, SESSION_STORE } from '../tokens';
 import { SessionEventStream } from './session-event-stream';
 import { SessionsService } from './sessions.service';
+import { StreamLeases, type StreamLease } from './stream-leases';
 import { CurrentUser } from '../auth/auth.guard';
 import type { AuthUser } from '../auth/auth-user';
 import { ApiEndpoint, ref, SCHEMAS } from '../openapi/api-endpoint';
@@ -43,6 +44,7 @@ export class SessionsController implements BeforeApplicationShutdown {
     @Inject(STREAM_WATCHER) private readonly watcher: StreamWatcher,
     @Inject(LOGGER) private readonly logger: Logger,
     private readonly gone: GoneSessions,
+    private readonly leases: StreamLeases,
   ) {}
 
   /**
@@ -73,21 +75,32 @@ export class SessionsController implements BeforeApplicationShutdown {
       404: '`projectId`: no such project (or another user\'s)',
       429: {
         description:
-          'Over a limit, named in `limit`: RATE_LIMIT_SESSIONS_PER_MINUTE (requests a minute) or QUOTA_FREE_CONCURRENT / QUOTA_PRO_CONCURRENT (live sessions at once)',
+          'Over a limit, named in `limit`: RATE_LIMIT_SESSIONS_PER_MINUTE (requests a minute), QUOTA_FREE_CONCURRENT / QUOTA_PRO_CONCURRENT (live sessions at once), ' +
+          'or, with `Accept: text/event-stream`, QUOTA_FREE_STREAMS / QUOTA_PRO_STREAMS (open event streams at once; no session is made)',
         headers: ['Retry-After'],
       },
     },
   })
   async create(@Body() body: unknown, @CurrentUser() user: AuthUser, @Req() req: Request, @Res() res: Response) {
     const { projectId, tier } = parseOr400(createSessionBody, body ?? {});
-    const { view, queued } = await this.sessions.create(user, projectId, tier);
-    this.logger.info('session requested', { sessionId: view.sessionId, projectId, tier });
     // JSON unless the client prefers the stream (no Accept, or `*/*`, gets JSON).
-    if (req.accepts(['application/json', 'text/event-stream']) !== 'text/event-stream') {
+    const wantsStream = req.accepts(['application/json', 'text/event-stream']) === 'text/event-stream';
+    // The stream's lease first: a user at the streams limit gets no session they could not follow.
+    const lease = wantsStream ? await this.leases.take(user) : null;
+    let created: Awaited<ReturnType<SessionsService['create']>>;
+    try {
+      created = await this.sessions.create(user, projectId, tier);
+    } catch (err) {
+      lease?.release();
+      throw err;
+    }
+    const { view, queued } = created;
+    this.logger.info('session requested', { sessionId: view.sessionId, projectId, tier });
+    if (!lease) {
       res.status(202).json(view);
       return;
     }
-    await this.follow(view.sessionId, (stream) => stream.pipe(req, res, '0', { status: 202, headers: { location: view.sessionUrl }, first: queued }));
+    await this.follow(view.sessionId, lease, (stream) => stream.pipe(req, res, '0', { status: 202, headers: { location: view.sessionUrl }, first: queued }));
   }
 
   @Get()
@@ -138,18 +151,30 @@ export class SessionsController implements BeforeApplicationShutdown {
         content: { 'text/event-stream': { schema: { ...ref(SCHEMAS.sessionEvent), description: 'The `data` of each frame; `event:` is its `type`' } } },
       },
     },
-    errors: { 400: '`id`: not a uuid; `Last-Event-ID`: not a stream id like 1700000000000-0', 404: notFound },
+    errors: {
+      400: '`id`: not a uuid; `Last-Event-ID`: not a stream id like 1700000000000-0',
+      404: notFound,
+      429: {
+        description: "The user holds as many open event streams as their tier allows (of every session, on every api replica); `limit` names it: QUOTA_FREE_STREAMS / QUOTA_PRO_STREAMS, `max` its value",
+        headers: ['Retry-After'],
+      },
+      503: { description: 'Redis did not answer, so the open streams could not be counted (`dependency: "redis"`)', headers: ['Retry-After'] },
+    },
   })
   async streamEvents(@Param('id') id: string, @Req() req: Request, @Res() res: Response, @CurrentUser() user: AuthUser) {
     const sessionId = parseOr400(sessionIdParam, id, 'id');
     const lastEventId = parseOr400(lastEventIdHeader, req.header('last-event-id') ?? undefined, 'Last-Event-ID') ?? '0';
     // The row is written before the first event, so a session without a row (or another user's) is not there.
     await this.sessions.owned(user, sessionId);
-    await this.follow(sessionId, (stream) => stream.pipe(req, res, lastEventId));
+    const lease = await this.leases.take(user);
+    await this.follow(sessionId, lease, (stream) => stream.pipe(req, res, lastEventId));
   }
 
-  /** Runs one client's stream of a session's events, known to shutdown, woken when the session is announced gone. */
-  private async follow(sessionId: string, pipe: (stream: SessionEventStream) => Promise<void>): Promise<void> {
+  /**
+   * Runs one client's stream of a session's events, known to shutdown, woken when the session is announced gone;
+   * its lease (one of the user's open streams) is given back when it ends.
+   */
+  private async follow(sessionId: string, lease: StreamLease, pipe: (stream: SessionEventStream) => Promise<void>): Promise<void> {
     const gone = this.gone.watch(sessionId);
     const stream = new SessionEventStream(
       sessionId,
@@ -164,6 +189,7 @@ export class SessionsController implements BeforeApplicationShutdown {
     } finally {
       this.streams.delete(stream);
       gone.release();
+      lease.release();
     }
   }
 
