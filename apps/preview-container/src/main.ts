@@ -2,7 +2,7 @@
 import './zod-jitless';
 import { join } from 'node:path';
 import { createLogger, type Logger, unixSocketUrl } from '@velocity/runtime';
-import { errorMessage, templateFiles } from '@velocity/contracts';
+import { MACHINE_RETRY_EXIT_CODE, UnsafePathError, errorMessage, templateFiles } from '@velocity/contracts';
 import { ConfigError, loadConfig, type ContainerConfig } from './config';
 import { ProjectStartError, startDevServer, type DevServer } from './dev-server';
 import { fetchProjectFiles, fetchProjectFilesAt, linkNodeModules, syncProjectFiles, writeProjectFiles, writtenContents, type ProjectFile } from './files';
@@ -108,7 +108,9 @@ async function main(): Promise<void> {
       return;
     }
     logger.error('start failed', { err: error });
-    await stop(1, 'start failed');
+    // An unsafe file list is the project's data: a new machine would refuse it too. Anything else (the api not
+    // answering, say) is not the project's failure: the provisioner may try a new machine.
+    await stop(error instanceof UnsafePathError ? 1 : MACHINE_RETRY_EXIT_CODE, 'start failed');
   }
 }
 
@@ -227,5 +229,5 @@ async function startVite(
 
 main().catch((error) => {
   process.stderr.write(`preview-container: ${errorMessage(error)}\n`);
-  process.exit(1);
+  process.exit(MACHINE_RETRY_EXIT_CODE);
 });
