@@ -3,7 +3,7 @@ import { DynamicModule, Inject, Module, OnApplicationShutdown } from '@nestjs/co
 import { APP_FILTER } from '@nestjs/core';
 import type Redis from 'ioredis';
 import { ALL_QUEUES, FileChangeLog, type Config } from '@velocity/contracts';
-import { EventLog, StreamWatcher, createRedis } from '@velocity/ops';
+import { EventLog, StreamWatcher, WithdrawnRequests, createRequestRedis, redisReady, requestRedisOptions } from '@velocity/ops';
 import { createSessionStore, type SessionStore } from '@velocity/session-store';
 import { pinoOf, type Logger } from '@velocity/runtime';
 import { LoggerModule } from 'nestjs-pino';
@@ -60,7 +60,8 @@ export class AppModule {
         LoggerModule.forRootAsync({
           useFactory: () => ({ pinoHttp: { logger: pinoOf(logger) }, useExisting: true, forRoutes: CONTROLLERS }),
         }),
-        BullModule.forRoot({ connection: { url: config.REDIS_URL, maxRetriesPerRequest: null }, prefix: config.QUEUE_PREFIX }),
+        // The api only adds and reads jobs (no workers): its queues fail fast like its other Redis commands.
+        BullModule.forRoot({ connection: { url: config.REDIS_URL, ...requestRedisOptions(config.REDIS_COMMAND_TIMEOUT_MS) }, prefix: config.QUEUE_PREFIX }),
         // Every queue of the system: the services use theirs, Bull Board and /metrics show them all.
         ...ALL_QUEUES.map((name) => BullModule.registerQueue({ name })),
         AdminModule.forRoot(config),
@@ -71,7 +72,8 @@ export class AppModule {
         { provide: CONFIG, useValue: config },
         { provide: LOGGER, useValue: logger },
         NestLogger,
-        { provide: REDIS, useFactory: () => createRedis(config.REDIS_URL) },
+        // Ready before the api listens: with no offline queue, a command sent before then would fail.
+        { provide: REDIS, useFactory: () => redisReady(createRequestRedis(config.REDIS_URL, config.REDIS_COMMAND_TIMEOUT_MS), 30_000) },
         // 20 entries a read: a file change may be up to a megabyte.
         { provide: STREAM_WATCHER, inject: [REDIS], useFactory: (redis: Redis) => new StreamWatcher(redis, { count: 20 }) },
         { provide: SESSION_STORE, useFactory: () => createSessionStore(config) },
@@ -85,6 +87,7 @@ export class AppModule {
         ...authProviders(config, logger),
         SessionQuotas,
         StreamLeases,
+        { provide: WithdrawnRequests, inject: [REDIS], useFactory: (redis: Redis) => new WithdrawnRequests(redis, config.QUEUE_PREFIX) },
         SessionsService,
         SessionBuildStates,
         GoneSessions,

@@ -1,6 +1,7 @@
 import { JobName } from '@velocity/contracts';
 import { createHarness, type Harness } from '../test/harness';
-import { RecoverLostJobs } from './recover-lost-jobs';
+import { WithdrawnRequests } from '@velocity/ops';
+import { RecoverLostJobs, WITHDRAWN_REASON } from './recover-lost-jobs';
 
 // Real machines, real delays: more than Jest's default 5 s (testTimeout in jest.preset.js is not applied per project).
 jest.setTimeout(30_000);
@@ -26,7 +27,7 @@ describe('RecoverLostJobs', () => {
 
     const recover = new RecoverLostJobs(h.deps);
     const result = await recover.execute();
-    expect(result).toEqual({ checked: 4, requeued: 3 });
+    expect(result).toEqual({ checked: 4, requeued: 3, withdrawn: 0 });
 
     for (const { session } of lost) {
       const job = await h.deps.sessionsQueue.getJob(session.id);
@@ -39,7 +40,19 @@ describe('RecoverLostJobs', () => {
     expect(await h.deps.sessionsQueue.getJob(late.session.id)).toBeUndefined();
     expect(await h.deps.sessionsQueue.getJob(active.session.id)).toBeUndefined();
 
-    expect(await recover.execute()).toEqual({ checked: 4, requeued: 0 });
+    expect(await recover.execute()).toEqual({ checked: 4, requeued: 0, withdrawn: 0 });
     expect(await h.deps.sessionsQueue.getJobCounts('delayed', 'waiting')).toEqual({ delayed: 1, waiting: 3 });
+  });
+
+  it('fails, instead of enqueuing, a row whose request the api marked withdrawn (answered with an error while the insert was in flight)', async () => {
+    const withdrawnRow = await h.provisioningSession('queued');
+    const lostRow = await h.provisioningSession('queued');
+    await new WithdrawnRequests(h.deps.redis, h.config.QUEUE_PREFIX).mark(withdrawnRow.session.id);
+
+    const result = await new RecoverLostJobs(h.deps).execute();
+    expect(result).toMatchObject({ requeued: 1, withdrawn: 1 });
+    expect(await h.deps.sessionsQueue.getJob(withdrawnRow.session.id)).toBeUndefined();
+    expect(await h.deps.store.getSession(withdrawnRow.session.id)).toMatchObject({ status: 'error', errorMessage: WITHDRAWN_REASON });
+    expect(await h.deps.sessionsQueue.getJob(lostRow.session.id)).toBeDefined();
   });
 });

@@ -22,6 +22,11 @@ export const configSchema = z.object({
   DATABASE_POOL_MAX: z.coerce.number().int().min(1).max(200).default(10),
   /** Connections per process opened at start and kept open while idle (at most DATABASE_POOL_MAX): a burst then finds them open. */
   DATABASE_POOL_MIN: z.coerce.number().int().min(0).max(200).default(2),
+  /**
+   * Longest wait for a database connection, and for one statement's answer (or a Supabase request's). A database
+   * that does not answer fails the call: the api answers 503 with Retry-After instead of holding the request.
+   */
+  DATABASE_TIMEOUT_MS: duration(3000),
   /** Which SessionStore adapter: `postgres` (direct SQL on DATABASE_URL) or `supabase` (PostgREST with the service-role key). */
   SESSION_STORE: z.enum(['postgres', 'supabase']).default('postgres'),
   /** The Supabase project's URL (https://<ref>.supabase.co); required when SESSION_STORE=supabase. */
@@ -32,6 +37,11 @@ export const configSchema = z.object({
   EMBEDDED_POSTGRES_DIR: z.string().default('.velocity/postgres'),
   EMBEDDED_POSTGRES_PORT: z.coerce.number().int().min(1).max(65535).default(54329),
   REDIS_URL: z.string().url().default('redis://127.0.0.1:6379'),
+  /**
+   * The api's Redis commands fail after this long without an answer, and at once while Redis is disconnected
+   * (nothing is queued to run later): the request is answered 503 with Retry-After. Workers wait for Redis instead.
+   */
+  REDIS_COMMAND_TIMEOUT_MS: duration(1000),
   /** Prefix of every BullMQ queue and Redis key, so deployments and test runs never collide. */
   QUEUE_PREFIX: z.string().regex(/^[a-zA-Z0-9:_-]+$/).default('vp'),
   API_HOST: z.string().default('127.0.0.1'),

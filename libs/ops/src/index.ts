@@ -10,3 +10,5 @@ export * from './preflight';
 export * from './readiness';
 export * from './redis';
 export * from './stream-watcher';
+export * from './outage';
+export * from './withdrawn-requests';

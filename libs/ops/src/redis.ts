@@ -1,4 +1,5 @@
 import Redis, { type RedisOptions } from 'ioredis';
+import { withTimeout } from '@velocity/contracts';
 
 /**
  * A Redis connection for BullMQ and the event log. `maxRetriesPerRequest: null`
@@ -6,6 +7,45 @@ import Redis, { type RedisOptions } from 'ioredis';
  */
 export function createRedis(url: string, options: RedisOptions = {}): Redis {
   return new Redis(url, { maxRetriesPerRequest: null, enableReadyCheck: true, ...options });
+}
+
+/**
+ * A Redis connection for code that answers a request (the api): no command waits
+ * for Redis to come back. While disconnected a command fails at once (no offline
+ * queue), one in flight when the connection drops fails (no retry), and one Redis
+ * does not answer fails after `commandTimeoutMs`. The caller answers 503; nothing
+ * the client was not told about runs on the next reconnect. Reconnects go on,
+ * at most 1 s apart.
+ */
+export function createRequestRedis(url: string, commandTimeoutMs: number, options: RedisOptions = {}): Redis {
+  return new Redis(url, {
+    ...requestRedisOptions(commandTimeoutMs),
+    ...options,
+  });
+}
+
+/** The options of createRequestRedis, for connections made elsewhere (BullMQ's queues). */
+export function requestRedisOptions(commandTimeoutMs: number): RedisOptions {
+  return {
+    maxRetriesPerRequest: 0,
+    enableOfflineQueue: false,
+    enableReadyCheck: true,
+    commandTimeout: commandTimeoutMs,
+    connectTimeout: Math.max(commandTimeoutMs, 1000),
+    retryStrategy: (attempt) => Math.min(attempt * 100, 1000),
+  };
+}
+
+/** Resolves once `redis` is ready for commands; rejects naming the wait after `timeoutMs`. */
+export async function redisReady(redis: Redis, timeoutMs: number): Promise<Redis> {
+  if (redis.status === 'ready') return redis;
+  await withTimeout(new Promise<void>((resolve) => redis.once('ready', () => resolve())), timeoutMs, `Redis at ${redisAddress(redis)} to be ready`);
+  return redis;
+}
+
+function redisAddress(redis: Redis): string {
+  const { host, port, path } = redis.options;
+  return path ?? `${host}:${port}`;
 }
 
 /** Fails fast (one clear error) when Redis does not answer within `timeoutMs`. */

@@ -10,6 +10,7 @@ interface Waiter {
   /** Stream key → the id after which this reader wants entries. */
   cursors: Map<string, string>;
   finish(reply: StreamsReply | null): void;
+  fail(err: Error): void;
 }
 
 export interface StreamWatcherOptions {
@@ -47,7 +48,9 @@ export class StreamWatcher {
     private readonly commands: Redis,
     private readonly options: StreamWatcherOptions = {},
   ) {
-    this.reader = commands.duplicate();
+    // A command timeout (the api's connections have one) must outlast the longest BLOCK.
+    const commandTimeout = commands.options.commandTimeout;
+    this.reader = commands.duplicate(commandTimeout ? { commandTimeout: commandTimeout + (options.blockMs ?? DEFAULT_BLOCK_MS) } : {});
     this.reader.on('error', () => undefined);
     this.reader.on('close', () => (this.readerId = undefined));
     this.running = this.loop();
@@ -55,22 +58,26 @@ export class StreamWatcher {
 
   /**
    * Entries after each stream's cursor, as soon as any of the streams has some;
-   * null when `timeoutMs` passes first, or when `signal` aborts the wait.
+   * null when `timeoutMs` passes first, or when `signal` aborts the wait. Rejects
+   * when the read fails on a connection that fails fast (the api's): a reader
+   * then ends its stream instead of waiting on a Redis that is gone.
    */
   read(streams: ReadonlyArray<readonly [key: string, afterId: string]>, timeoutMs: number, signal?: AbortSignal): Promise<StreamsReply | null> {
     if (this.closed || signal?.aborted) return Promise.resolve(null);
-    return new Promise((resolve) => {
+    return new Promise((resolve, reject) => {
       const onAbort = () => waiter.finish(null);
       const timer = setTimeout(onAbort, timeoutMs);
+      const settle = (answer: () => void) => {
+        if (!this.waiters.delete(waiter)) return;
+        for (const key of waiter.cursors.keys()) this.forget(key, waiter);
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+        answer();
+      };
       const waiter: Waiter = {
         cursors: new Map(streams.map(([key, id]) => [key, id])),
-        finish: (reply) => {
-          if (!this.waiters.delete(waiter)) return;
-          for (const key of waiter.cursors.keys()) this.forget(key, waiter);
-          clearTimeout(timer);
-          signal?.removeEventListener('abort', onAbort);
-          resolve(reply);
-        },
+        finish: (reply) => settle(() => resolve(reply)),
+        fail: (err) => settle(() => reject(err)),
       };
       signal?.addEventListener('abort', onAbort, { once: true });
       this.waiters.add(waiter);
@@ -110,9 +117,11 @@ export class StreamWatcher {
       let reply: StreamsReply | null = null;
       try {
         this.readerId ??= Number(await this.reader.client('ID'));
-        reply = (await this.reader.xread('COUNT', this.options.count ?? 20, 'BLOCK', this.options.blockMs ?? 15_000, 'STREAMS', ...args)) as StreamsReply | null;
-      } catch {
-        // Redis went away: readers keep waiting (their timeouts still run) until it is back.
+        reply = (await this.reader.xread('COUNT', this.options.count ?? 20, 'BLOCK', this.options.blockMs ?? DEFAULT_BLOCK_MS, 'STREAMS', ...args)) as StreamsReply | null;
+      } catch (err) {
+        // Redis went away. A connection that waits for Redis keeps its readers waiting (their timeouts still run);
+        // one that fails fast fails them, so no client is held by a Redis that may not come back.
+        if (!this.closed && this.reader.options.enableOfflineQueue === false) for (const waiter of [...this.waiters]) waiter.fail(err as Error);
         if (!this.closed) await sleep(200);
       } finally {
         this.pending = null;
@@ -200,6 +209,8 @@ export class StreamWatcher {
     return false;
   }
 }
+
+const DEFAULT_BLOCK_MS = 15_000;
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));

@@ -17,12 +17,15 @@ export class PostgresSessionStore implements SessionStore {
    * `max`: connections at most. `min`: connections opened at once and kept
    * open while idle, so a burst of sessions does not wait for (and Postgres
    * does not fork) new ones; pg closes the others after 10 s idle.
+   * `timeoutMs`: the longest wait for a connection, and for a statement's answer.
    */
-  constructor(databaseUrl: string, options: { max?: number; min?: number } = {}) {
+  constructor(databaseUrl: string, options: { max?: number; min?: number; timeoutMs?: number } = {}) {
     const max = options.max ?? 10;
     const min = Math.min(options.min ?? 0, max);
-    // Bounded waits: a database that does not answer fails the call instead of hanging it.
-    this.pool = new Pool({ connectionString: databaseUrl, max, min, connectionTimeoutMillis: 5000, query_timeout: 15000 });
+    const timeoutMs = options.timeoutMs ?? 15_000;
+    // Bounded waits: a database that does not answer fails the call instead of hanging it. A statement that timed out
+    // releases its connection with the error, and pg's pool closes such a connection rather than reuse it.
+    this.pool = new Pool({ connectionString: databaseUrl, max, min, connectionTimeoutMillis: timeoutMs, query_timeout: timeoutMs });
     // An idle connection dropped by the server must not crash the process; the next query reports it.
     this.pool.on('error', () => undefined);
     if (min > 0) void this.openConnections(min);

@@ -1,9 +1,9 @@
 import { createServer, connect, type Server, type Socket } from 'node:net';
 
 /**
- * A TCP proxy for fault trials: in front of Postgres it can cut the network for
- * a while; in front of several api replicas it balances round robin and skips
- * a replica that refuses connections, as a load balancer does.
+ * A TCP proxy for fault trials: in front of Postgres or Redis it can cut the
+ * network for a while; in front of several api replicas it balances round robin
+ * and skips a replica that refuses connections, as a load balancer does.
  */
 export class TcpProxy {
   private server?: Server;
@@ -28,6 +28,11 @@ export class TcpProxy {
   cut(ms: number): void {
     this.cutUntil = Date.now() + ms;
     for (const socket of this.sockets) socket.destroy();
+  }
+
+  /** Ends a cut now: new connections go through again. */
+  restore(): void {
+    this.cutUntil = 0;
   }
 
   async close(): Promise<void> {

@@ -1,11 +1,13 @@
 import { ArgumentsHost, Catch, ExceptionFilter, HttpException, Inject } from '@nestjs/common';
 import type { Response } from 'express';
 import type { Logger } from '@velocity/runtime';
+import { outageOf } from '@velocity/ops';
 import { LOGGER } from '../tokens';
 import { ApiException } from './api-exception';
 
 /**
- * Every error leaves as JSON `{ statusCode, error, message, field? }`. Unknown
+ * Every error leaves as JSON `{ statusCode, error, message, field? }`. Redis or
+ * the database not answering is a 503 with Retry-After, naming which. Unknown
  * errors are logged and answered 500 without internals.
  */
 @Catch()
@@ -25,6 +27,11 @@ export class ErrorFilter implements ExceptionFilter {
       if (exception instanceof ApiException) res.set(exception.headers);
       return void res.status(status).json(payload);
     }
+    const outage = outageOf(exception);
+    if (outage) {
+      this.logger.warn('request failed: a backing service did not answer', { dependency: outage.dependency, err: exception as Error });
+      return void res.status(503).set('retry-after', String(OUTAGE_RETRY_AFTER_SECONDS)).json(outageBody(outage));
+    }
     this.logger.error('unhandled error', { err: exception as Error });
     res.status(500).json({ statusCode: 500, error: 'Internal Server Error', message: 'Internal server error' });
   }
@@ -35,4 +42,19 @@ function undecodableParam(body: unknown): { message: string; field: string } | o
   const message = (body as { message?: unknown }).message;
   if (typeof message !== 'string' || !message.startsWith('Failed to decode param')) return {};
   return { message: `path: not valid percent-encoding (${message})`, field: 'path' };
+}
+
+/** Long enough for a reconnect, short enough that a client's retry lands soon after recovery. */
+export const OUTAGE_RETRY_AFTER_SECONDS = 2;
+
+const DEPENDENCY_NAMES = { redis: 'Redis', database: 'The database' } as const;
+
+function outageBody(outage: NonNullable<ReturnType<typeof outageOf>>) {
+  return {
+    statusCode: 503,
+    error: 'Service Unavailable',
+    message: `${DEPENDENCY_NAMES[outage.dependency]} did not answer (${outage.detail}); retry in ${OUTAGE_RETRY_AFTER_SECONDS} s`,
+    dependency: outage.dependency,
+    retryAfterSeconds: OUTAGE_RETRY_AFTER_SECONDS,
+  };
 }

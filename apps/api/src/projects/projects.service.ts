@@ -5,7 +5,6 @@ import {
   Inject,
   Injectable,
   NotFoundException,
-  ServiceUnavailableException,
 } from '@nestjs/common';
 import { DEMO_PROJECT_ID, checkFilePath, fileByteLength, fileBytes, fileEtag, FileChangeLog, type Config, type ProjectFileContent, type TemplateType, templateFiles } from '@velocity/contracts';
 import { type FilesChange, type PageCursor, type Project, type ProjectFileLimits, type ProjectStore, type WrittenFile } from '@velocity/session-store';
@@ -14,6 +13,7 @@ import { CONFIG, LOGGER, SESSION_STORE } from '../tokens';
 import { canReadProject, isDemoProject, type AuthUser } from '../auth/auth-user';
 import { pageView } from '../common/listing';
 import { ApiException } from '../common/api-exception';
+import { OUTAGE_RETRY_AFTER_SECONDS } from '../common/error.filter';
 import { maxProjects, overProjectQuota } from './project-quota';
 
 /** A project as clients see it. */
@@ -241,11 +241,18 @@ export class ProjectsService {
       await this.changes.append(change);
     } catch (err) {
       this.logger.error('file change saved but not published', { projectId, type: change.type, err: err as Error });
-      throw new ServiceUnavailableException({
-        statusCode: 503,
-        error: 'Service Unavailable',
-        message: 'The file was saved, but running previews could not be told; send the same request again',
-      });
+      // Saved, so the answer says so: the same request again (once Redis answers) tells the previews.
+      throw new ApiException(
+        {
+          statusCode: 503,
+          error: 'Service Unavailable',
+          message: `The file was saved, but running previews could not be told (Redis did not answer); send the same request again in ${OUTAGE_RETRY_AFTER_SECONDS} s`,
+          saved: true,
+          dependency: 'redis',
+          retryAfterSeconds: OUTAGE_RETRY_AFTER_SECONDS,
+        },
+        { 'retry-after': String(OUTAGE_RETRY_AFTER_SECONDS) },
+      );
     }
   }
 }

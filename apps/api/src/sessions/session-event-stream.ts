@@ -56,12 +56,14 @@ export class SessionEventStream {
     lastEventId: string,
     start: { status?: number; headers?: Record<string, string>; first?: StoredEvent } = {},
   ): Promise<void> {
+    // Read before the headers go: a Redis that does not answer fails the request (503), not a stream already begun.
+    const stored = start.first ? undefined : await this.deps.events.read(this.sessionId, lastEventId);
     startEventStream(res, this.options.retryMs, start.status, start.headers);
     this.res = res;
     req.on('close', () => this.close());
     try {
       if (start.first) res.write(frame(start.first));
-      await this.run(res, start.first?.id ?? lastEventId, start.first !== undefined);
+      await this.run(res, start.first?.id ?? lastEventId, start.first !== undefined, stored);
     } catch (err) {
       if (!this.closed) this.deps.logger.warn('event stream broke', { err: err as Error });
     } finally {
@@ -70,8 +72,11 @@ export class SessionEventStream {
     }
   }
 
-  /** `streamExists`: the stream is known to be there (its first event was just stored), so the first read may wait. */
-  private async run(res: Response, lastEventId: string, streamExists = false): Promise<void> {
+  /**
+   * `streamExists`: the stream is known to be there (its first event was just stored), so the first read may wait.
+   * `stored`: what a first read already found after `lastEventId`.
+   */
+  private async run(res: Response, lastEventId: string, streamExists = false, stored?: StoredEvent[]): Promise<void> {
     const { events, gone } = this.deps;
     let cursor = lastEventId;
     // Otherwise the first read does not block, so a session whose stream is gone is answered at once.
@@ -80,8 +85,11 @@ export class SessionEventStream {
     let signal = gone ? AbortSignal.any([this.abort.signal, gone]) : this.abort.signal;
     let rowCheckedAt = Date.now();
     let readyFromRowSent = false;
+    let firstBatch = stored;
     while (!this.closed) {
-      const batch = waitMs === undefined ? await events.read(this.sessionId, cursor) : await events.wait(this.deps.watcher, this.sessionId, cursor, waitMs, signal);
+      const batch =
+        firstBatch ?? (waitMs === undefined ? await events.read(this.sessionId, cursor) : await events.wait(this.deps.watcher, this.sessionId, cursor, waitMs, signal));
+      firstBatch = undefined;
       if (this.closed) return;
       // One write for the whole batch: each write is a send of its own.
       const end = batch.findIndex((stored) => TERMINAL_EVENTS.includes(stored.event.type));

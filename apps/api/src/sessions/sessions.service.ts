@@ -3,9 +3,10 @@ import { ConflictException, ForbiddenException, Inject, Injectable, NotFoundExce
 import type { Queue } from 'bullmq';
 import { randomUUID } from 'node:crypto';
 import { QueueName, jobs, resourceLimitsOf, PROVISIONING_STATUSES, TIER_LIMITS, expiryJobId, type Config, type Tier } from '@velocity/contracts';
-import { EventLog, enqueue } from '@velocity/ops';
+import { EventLog, WithdrawnRequests, enqueue, outageOf } from '@velocity/ops';
+import { type Logger } from '@velocity/runtime';
 import { projectById, type PageCursor, type ProjectStore, type SessionRecords, type SessionQueries } from '@velocity/session-store';
-import { CONFIG, EVENT_LOG, SESSION_STORE } from '../tokens';
+import { CONFIG, EVENT_LOG, LOGGER, SESSION_STORE } from '../tokens';
 import { currentRequestId } from '../common/request-context';
 import { sessionView } from './session.view';
 import { pageView } from '../common/listing';
@@ -21,12 +22,20 @@ export class SessionsService {
     @Inject(SESSION_STORE) private readonly store: ProjectStore & SessionRecords & SessionQueries,
     @Inject(EVENT_LOG) private readonly events: EventLog,
     @InjectQueue(QueueName.Sessions) private readonly queue: Queue,
+    @Inject(LOGGER) private readonly logger: Logger,
+    private readonly withdrawn: WithdrawnRequests,
   ) {}
 
   /**
    * Checks the project, records the request durably (row `queued`), stores the
    * `queued` event and enqueues the job (job id = session id). A job lost with
    * Redis is enqueued again from the row by cleanup's sweep.
+   *
+   * A request answered with an error does not become a session later: when
+   * Redis fails after the row is written, the row is failed before the answer
+   * (a job that reaches Redis late finds it failed); when the database stops
+   * answering during the insert (it may have committed), the request is marked
+   * withdrawn, and the sweep fails such a row instead of enqueuing it.
    */
   async create(user: AuthUser, projectId: string, tier: Tier) {
     if (!tierAllows(user.tier, tier)) {
@@ -44,18 +53,44 @@ export class SessionsService {
     const sessionId = randomUUID();
     const requestedAt = Date.now();
     // The row is inserted only under the user's live-session limit, atomically (one SQL function).
-    const inserted = await this.store.createSessionWithinQuota(
-      { id: sessionId, projectId, ownerId: user.id, tier, resourceLimits: resourceLimitsOf(tier) },
-      this.quotas.maxLive(user),
-    );
+    const inserted = await this.store
+      .createSessionWithinQuota({ id: sessionId, projectId, ownerId: user.id, tier, resourceLimits: resourceLimitsOf(tier) }, this.quotas.maxLive(user))
+      .catch((err: unknown) => this.withdrawUnsureInsert(sessionId, err));
     if (inserted.outcome === 'over-quota') throw this.quotas.overQuota(user, inserted.live, inserted.limit, inserted.nextExpiresAt);
     const queued = { type: 'queued' as const, sessionId, at: requestedAt };
-    const queuedId = await this.events.append(queued);
-    // The request id goes with the job: the provisioner logs it on every line of this session's provisioning.
-    await enqueue(this.queue, jobs.provisionSession({ sessionId, projectId, tier, requestedAt, requestId: currentRequestId() }, this.config));
+    let queuedId: string;
+    try {
+      queuedId = await this.events.append(queued);
+      // The request id goes with the job: the provisioner logs it on every line of this session's provisioning.
+      await enqueue(this.queue, jobs.provisionSession({ sessionId, projectId, tier, requestedAt, requestId: currentRequestId() }, this.config));
+    } catch (err) {
+      await this.failUnqueued(sessionId, err);
+      throw err;
+    }
     const view = { sessionId, status: 'queued' as const, eventsUrl: `/v1/sessions/${sessionId}/events`, sessionUrl: `/v1/sessions/${sessionId}` };
     // The first event as stored: a stream that answers this request starts with it, without reading it back.
     return { view, queued: { id: queuedId, event: queued } };
+  }
+
+  /** The insert's outcome is unknown when the database stopped answering: mark the request withdrawn, then fail it. */
+  private async withdrawUnsureInsert(sessionId: string, err: unknown): Promise<never> {
+    if (outageOf(err)?.dependency === 'database') {
+      await this.withdrawn.mark(sessionId).catch((markErr: unknown) =>
+        this.logger.error('session request may be recorded and could not be marked withdrawn', { sessionId, err: markErr as Error }),
+      );
+    }
+    throw err;
+  }
+
+  /** The row is written but the job could not be queued: the row fails now, so the request ends where it was answered. */
+  private async failUnqueued(sessionId: string, err: unknown): Promise<void> {
+    const reason = `not queued: ${outageOf(err) ? 'Redis did not answer' : 'the job could not be added'}`;
+    const failed = await this.store.transition(sessionId, 'error', { errorMessage: reason, ended: true }).catch((failErr: unknown) => {
+      // Both stores failed at once: the sweep will enqueue the row; say so loudly.
+      this.logger.error('session request recorded, not queued, and could not be failed', { sessionId, err: failErr as Error });
+      return null;
+    });
+    if (failed) this.logger.warn('session request failed before it was queued', { sessionId, reason, err: err as Error });
   }
 
   /** The user's sessions (with auth off, every one), newest first; `live`: not ended, not failed. */
@@ -121,7 +156,8 @@ export class SessionsService {
       }
       case 'extended': {
         const expiresAt = result.session.expiresAt!;
-        await this.moveExpiryJob(sessionId, expiresAt);
+        // The row holds the new time: an expiry job left at the old time finds it and waits for it.
+        await this.bestEffort(sessionId, 'move the expiry job', () => this.moveExpiryJob(sessionId, expiresAt));
         return { sessionId, status: result.session.status, expiresAt, maxUntil: result.maxUntil };
       }
     }
@@ -139,9 +175,14 @@ export class SessionsService {
     if (PROVISIONING_STATUSES.includes(session.status)) {
       const cancelled = await this.store.transition(sessionId, 'error', { errorMessage: 'cancelled: stopped before it was ready', ended: true });
       if (cancelled) {
+        // The row is the cancellation: the rest only makes it quicker. Without Redis, the provisioner's next step
+        // finds the row failed, streams end from the row, and cleanup's sweep destroys a machine left behind.
+        // A job being worked on is locked and not removed; its next step finds the row failed.
         await this.queue.remove(sessionId).catch(() => 0);
-        await this.events.append({ type: 'failed', sessionId, at: Date.now(), reason: 'cancelled: stopped before it was ready', retryable: false });
-        await this.addStopJob(sessionId);
+        await this.bestEffort(sessionId, 'store the failed event', () =>
+          this.events.append({ type: 'failed', sessionId, at: Date.now(), reason: 'cancelled: stopped before it was ready', retryable: false }),
+        );
+        await this.bestEffort(sessionId, 'queue the machine clean-up', () => this.addStopJob(sessionId));
         return { sessionId, status: cancelled.status, stop: 'cancelled' as const };
       }
       // It moved on meanwhile (most likely to active): read it again.
@@ -159,6 +200,15 @@ export class SessionsService {
       statusCode: 409, error: 'Conflict', sessionId, status: session.status,
       message: `Session ${sessionId} is already ${session.status}`,
     });
+  }
+
+  /** A follow-up of a change already committed in the row: its failure is logged, and the answer stands. */
+  private async bestEffort(sessionId: string, what: string, run: () => Promise<unknown>): Promise<void> {
+    try {
+      await run();
+    } catch (err) {
+      this.logger.warn(`could not ${what}; the session's row already says what happened`, { sessionId, err: err as Error });
+    }
   }
 
   /** An `expire-session` job with reason `stopped` and no delay; its own id, so a pending expiry job cannot swallow it. */

@@ -31,7 +31,7 @@ interface Service {
 
 /**
  * The whole system in real processes for fault trials, with handles to break
- * it: its own Redis (restartable), Postgres behind a cuttable proxy, api
+ * it: its own Redis (restartable) and Postgres, each behind a cuttable proxy, api
  * replicas behind a balancing proxy, provisioners to kill.
  */
 export class FaultCluster {
@@ -41,6 +41,8 @@ export class FaultCluster {
   readonly machines = new LocalMachineProvider({ dir: this.machinesDir });
   readonly store: PostgresSessionStore;
   pgProxy!: TcpProxy;
+  /** Every service reaches Redis through it (the trial Redis restarts behind it). */
+  redisProxy!: TcpProxy;
   balancer!: TcpProxy;
   apiPorts: number[] = [];
   private observerRedis?: Redis;
@@ -74,6 +76,8 @@ export class FaultCluster {
     const db = new URL(this.options.databaseUrl);
     this.pgProxy = new TcpProxy([{ host: db.hostname, port: Number(db.port || 5432) }]);
     await this.pgProxy.listen();
+    this.redisProxy = new TcpProxy([{ host: '127.0.0.1', port: this.redis.port }]);
+    await this.redisProxy.listen();
     this.apiPorts = await Promise.all(Array.from({ length: this.options.apis }, () => freePort()));
     this.balancer = new TcpProxy(this.apiPorts.map((port) => ({ host: '127.0.0.1', port })));
     await this.balancer.listen();
@@ -97,7 +101,7 @@ export class FaultCluster {
       NODE_ENV: 'test',
       LOG_LEVEL: 'info',
       DATABASE_URL: db.toString(),
-      REDIS_URL: this.redis.url,
+      REDIS_URL: `redis://127.0.0.1:${this.redisProxy.port}`,
       QUEUE_PREFIX: this.options.queuePrefix,
       PUBLIC_URL: this.baseUrl,
       API_INTERNAL_URL: this.baseUrl,
@@ -154,6 +158,7 @@ export class FaultCluster {
     this.observerRedis?.disconnect();
     await this.balancer?.close();
     await this.pgProxy?.close();
+    await this.redisProxy?.close();
     await this.redis.stop();
     await this.store.close();
     rmSync(this.machinesDir, { recursive: true, force: true });

@@ -19,6 +19,8 @@ export const FAULT_ENV = {
   PROVISION_STALLED_INTERVAL_MS: '1500',
   CLEANUP_SWEEP_EVERY_MS: '1000',
   SHUTDOWN_GRACE_MS: '1000',
+  // A held event stream shows it is alive within seconds.
+  SSE_HEARTBEAT_MS: '2000',
   FAULTS: 'step-delay=250',
 };
 /** Deadline plus the cleanup sweep's grace: every session has settled by then. */
