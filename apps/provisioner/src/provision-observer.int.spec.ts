@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
+import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { DEMO_PROJECT_ID, PermanentError, QueueName, TimeoutError, type ProvisionSessionJob } from '@velocity/contracts';
 import { EventLog, ProvisionMetrics, createMetricsRegistry, createRedis, failureReason } from '@velocity/ops';
 import { LocalMachineProvider } from '@velocity/machines';
@@ -21,10 +22,14 @@ import { ProvisionSession } from './provision-session';
  */
 describe('provisioning metrics (observer)', () => {
   const machinesDir = mkdtempSync(join(tmpdir(), 'vp-prov-metrics-'));
+  // The machines' api accepts and never answers: a machine keeps waiting for its files (it would give up, and exit,
+  // within seconds of a refused connection), so what ends each attempt is verification's own timeout.
+  const silentSockets = new Set<Socket>();
+  const silentApi = createServer((socket) => void silentSockets.add(socket.on('error', () => undefined)));
   const config = testConfig({ PUBLIC_URL: 'http://127.0.0.1:9', VERIFY_TIMEOUT_MS: 1000, LOCAL_MACHINES_DIR: machinesDir });
   const redis = createRedis(config.REDIS_URL);
   const store = new PostgresSessionStore(config.DATABASE_URL);
-  const provider = new LocalMachineProvider({ dir: machinesDir });
+  const provider = new LocalMachineProvider({ dir: machinesDir, sandbox: 'none' });
   const events = new EventLog(redis, config.QUEUE_PREFIX, 60);
   const cleanupQueue = new Queue(QueueName.Cleanup, { connection: redis, prefix: config.QUEUE_PREFIX });
   const logger = createLogger('provisioner-test', 'silent');
@@ -37,9 +42,16 @@ describe('provisioning metrics (observer)', () => {
   const run = (data: ProvisionSessionJob, attempt: number, maxAttempts: number) =>
     useCase.execute({ job: data, attempt, maxAttempts, signal: new AbortController().signal, logger });
 
+  beforeAll(async () => {
+    await new Promise<void>((resolve) => silentApi.listen(0, '127.0.0.1', resolve));
+    config.API_INTERNAL_URL = `http://127.0.0.1:${(silentApi.address() as AddressInfo).port}`;
+  });
+
   afterAll(async () => {
     await Promise.all((await provider.list()).map((m) => provider.destroy(m.id)));
     rmSync(machinesDir, { recursive: true, force: true });
+    for (const socket of silentSockets) socket.destroy();
+    await new Promise((resolve) => silentApi.close(resolve));
     await cleanupQueue.close();
     await store.close();
     redis.disconnect();
