@@ -1,6 +1,6 @@
 import type { ChildProcess } from 'node:child_process';
-import { DEMO_PROJECT_ID, QueueName, type Config } from '@velocity/contracts';
-import { createRedis, deleteKeysWithPrefix, stopProcess } from '@velocity/ops';
+import { DEMO_PROJECT_ID, QueueName, expiryJobId, jobs, type Config } from '@velocity/contracts';
+import { createRedis, deleteKeysWithPrefix, enqueue, stopProcess } from '@velocity/ops';
 import { PostgresSessionStore } from '@velocity/session-store';
 import { TcpProxy, scratchDatabase, startTestApi, testConfig } from '@velocity/testing';
 import { freePort } from '@velocity/runtime';
@@ -145,6 +145,30 @@ describe('the api while Redis or Postgres does not answer', () => {
     expect(stopped).toMatchObject({ status: 202, body: { stop: 'cancelled' } });
     expect(stopped.ms).toBeLessThan(BOUND_MS);
     expect(await store.getSession(sessionId)).toMatchObject({ status: 'error' });
+  }, 30_000);
+
+  it('answers 503 to stopping an active session while Redis is cut, and the session is not ended later', async () => {
+    const sessionId = await acceptedSession();
+    // Made active as the provisioner would, with its expiry job (the api moves it when stopping).
+    await sessions.remove(sessionId);
+    await store.transition(sessionId, 'creating');
+    await store.transition(sessionId, 'starting', { containerId: `local-${sessionId}`, containerUrl: 'http://127.0.0.1:9' });
+    const active = (await store.transition(sessionId, 'active', { previewUrl: `http://127.0.0.1:9/`, ttlSeconds: 600 }))!;
+    const cleanup = new Queue(QueueName.Cleanup, { connection: redis, prefix: config.QUEUE_PREFIX });
+    await enqueue(cleanup, jobs.expireSession(sessionId, active.expiresAt!));
+
+    redisProxy.cut(60_000);
+    const stopped = await timed(`/v1/sessions/${sessionId}`, { method: 'DELETE' });
+    expect(stopped).toMatchObject({ status: 503, retryAfter: '2', body: { dependency: 'redis' } });
+    expect(stopped.ms).toBeLessThan(BOUND_MS);
+
+    redisProxy.restore();
+    await acceptedSession();
+    // Nothing of the refused stop ran on the reconnect: the expiry job stands, no stop job was added, the row is active.
+    expect(await cleanup.getJob(expiryJobId(sessionId))).toBeDefined();
+    expect(await cleanup.getJobCounts('waiting', 'active', 'completed')).toEqual({ waiting: 0, active: 0, completed: 0 });
+    expect(await store.getSession(sessionId)).toMatchObject({ status: 'active' });
+    await cleanup.close();
   }, 30_000);
 
   it('answers 503 naming the database within its bound while Postgres is cut, and serves again when it is back', async () => {
