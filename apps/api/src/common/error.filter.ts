@@ -4,6 +4,7 @@ import type { Logger } from '@velocity/runtime';
 import { outageOf } from '@velocity/ops';
 import { LOGGER } from '../tokens';
 import { ApiException } from './api-exception';
+import { OUTAGE_RETRY_AFTER_SECONDS, unavailable } from './unavailable';
 
 /**
  * Every error leaves as JSON `{ statusCode, error, message, field? }`. Redis or
@@ -14,7 +15,7 @@ import { ApiException } from './api-exception';
 export class ErrorFilter implements ExceptionFilter {
   constructor(@Inject(LOGGER) private readonly logger: Logger) {}
 
-  catch(exception: unknown, host: ArgumentsHost) {
+  catch(exception: unknown, host: ArgumentsHost): void {
     const res = host.switchToHttp().getResponse<Response>();
     if (res.headersSent) return void res.end();
     if (exception instanceof HttpException) {
@@ -30,7 +31,8 @@ export class ErrorFilter implements ExceptionFilter {
     const outage = outageOf(exception);
     if (outage) {
       this.logger.warn('request failed: a backing service did not answer', { dependency: outage.dependency, err: exception as Error });
-      return void res.status(503).set('retry-after', String(OUTAGE_RETRY_AFTER_SECONDS)).json(outageBody(outage));
+      const message = `${DEPENDENCY_NAMES[outage.dependency]} did not answer (${outage.detail}); retry in ${OUTAGE_RETRY_AFTER_SECONDS} s`;
+      return this.catch(unavailable(outage.dependency, message), host);
     }
     this.logger.error('unhandled error', { err: exception as Error });
     res.status(500).json({ statusCode: 500, error: 'Internal Server Error', message: 'Internal server error' });
@@ -44,17 +46,4 @@ function undecodableParam(body: unknown): { message: string; field: string } | o
   return { message: `path: not valid percent-encoding (${message})`, field: 'path' };
 }
 
-/** Long enough for a reconnect, short enough that a client's retry lands soon after recovery. */
-export const OUTAGE_RETRY_AFTER_SECONDS = 2;
-
 const DEPENDENCY_NAMES = { redis: 'Redis', database: 'The database' } as const;
-
-function outageBody(outage: NonNullable<ReturnType<typeof outageOf>>) {
-  return {
-    statusCode: 503,
-    error: 'Service Unavailable',
-    message: `${DEPENDENCY_NAMES[outage.dependency]} did not answer (${outage.detail}); retry in ${OUTAGE_RETRY_AFTER_SECONDS} s`,
-    dependency: outage.dependency,
-    retryAfterSeconds: OUTAGE_RETRY_AFTER_SECONDS,
-  };
-}

@@ -13,7 +13,7 @@ import { CONFIG, LOGGER, SESSION_STORE } from '../tokens';
 import { canReadProject, isDemoProject, type AuthUser } from '../auth/auth-user';
 import { pageView } from '../common/listing';
 import { ApiException } from '../common/api-exception';
-import { OUTAGE_RETRY_AFTER_SECONDS } from '../common/error.filter';
+import { OUTAGE_RETRY_AFTER_SECONDS, unavailable } from '../common/unavailable';
 import { maxProjects, overProjectQuota } from './project-quota';
 
 /** A project as clients see it. */
@@ -242,16 +242,10 @@ export class ProjectsService {
     } catch (err) {
       this.logger.error('file change saved but not published', { projectId, type: change.type, err: err as Error });
       // Saved, so the answer says so: the same request again (once Redis answers) tells the previews.
-      throw new ApiException(
-        {
-          statusCode: 503,
-          error: 'Service Unavailable',
-          message: `The file was saved, but running previews could not be told (Redis did not answer); send the same request again in ${OUTAGE_RETRY_AFTER_SECONDS} s`,
-          saved: true,
-          dependency: 'redis',
-          retryAfterSeconds: OUTAGE_RETRY_AFTER_SECONDS,
-        },
-        { 'retry-after': String(OUTAGE_RETRY_AFTER_SECONDS) },
+      throw unavailable(
+        'redis',
+        `The file was saved, but running previews could not be told (Redis did not answer); send the same request again in ${OUTAGE_RETRY_AFTER_SECONDS} s`,
+        { saved: true },
       );
     }
   }

@@ -4,6 +4,7 @@ import type Redis from 'ioredis';
 import { withTimeout, type Config, type Tier } from '@velocity/contracts';
 import type { AuthUser } from '../auth/auth-user';
 import { ApiException } from '../common/api-exception';
+import { OUTAGE_RETRY_AFTER_SECONDS, unavailable } from '../common/unavailable';
 import { CONFIG, REDIS } from '../tokens';
 
 /** Lease timing: how long a lease lives without a refresh, how often held ones are refreshed, how long taking one may wait for Redis. */
@@ -21,7 +22,6 @@ const DEFAULT_TIMING: StreamLeaseTiming = { ttlMs: 30_000, refreshEveryMs: 10_00
 
 /** Retry-After of a refusal: a stream ends when its client leaves, which nothing here can foresee. */
 const OVER_QUOTA_RETRY_AFTER_SECONDS = 10;
-const OUTAGE_RETRY_AFTER_SECONDS = 2;
 
 /**
  * KEYS[1]: the user's sorted set of leases (member: lease id, score: expiry in ms).
@@ -163,14 +163,5 @@ function overStreamQuota(tier: Tier, variable: StreamsVariable, live: number, li
 }
 
 function streamsUnavailable(variable: StreamsVariable, err: Error): ApiException {
-  return new ApiException(
-    {
-      statusCode: 503,
-      error: 'Service Unavailable',
-      message: `Redis did not answer (${err.message}), so the open streams could not be counted against ${variable}; retry in ${OUTAGE_RETRY_AFTER_SECONDS} s`,
-      dependency: 'redis',
-      retryAfterSeconds: OUTAGE_RETRY_AFTER_SECONDS,
-    },
-    { 'retry-after': String(OUTAGE_RETRY_AFTER_SECONDS) },
-  );
+  return unavailable('redis', `Redis did not answer (${err.message}), so the open streams could not be counted against ${variable}; retry in ${OUTAGE_RETRY_AFTER_SECONDS} s`);
 }
