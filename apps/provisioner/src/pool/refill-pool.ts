@@ -132,9 +132,9 @@ export class RefillPool {
       await pool.ready(machine);
       return true;
     } catch (err) {
-      logger.warn('pooled machine did not start', { routeId, profile: profile?.key, err: err as Error });
       // A profile whose machine cannot start (its config needs a source file) is not tried again until a session uses it.
-      if (profile) await pool.forgetProfiles([profile.key]).catch(() => undefined);
+      const forgotten = profile ? await pool.forgetProfiles([profile.key]).then(() => true, () => false) : false;
+      logger.warn('pooled machine did not start', { routeId, profile: profile?.key, profileForgotten: forgotten, err: err as Error });
       if (machine) {
         await pool.remove(machine).catch(() => undefined);
         await provider.destroy(machine.machineId).catch(() => undefined);
