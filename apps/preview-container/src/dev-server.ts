@@ -1,8 +1,11 @@
+import { EventEmitter } from 'node:events';
 import { realpathSync } from 'node:fs';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
 import { basename, join, sep } from 'node:path';
-import { freePort, retry, type KeepAlive } from '@velocity/runtime';
+import { stripVTControlCharacters } from 'node:util';
 import { packageNameOf } from '@velocity/contracts';
-import type { InlineConfig, Plugin, PluginOption, ViteDevServer } from 'vite';
+import type { Connect, InlineConfig, Plugin, PluginOption, ViteDevServer } from 'vite';
 import { defaultNodeModulesDir } from './config';
 import {
   applyMachineSettings,
@@ -18,8 +21,9 @@ import {
 import { machineFsOptions, viteLockdown, type LockdownOptions } from './vite-lockdown';
 
 /**
- * The Vite dev server for one session's files, on a loopback port of its own.
- * Only the container's proxy talks to it.
+ * The Vite dev server for one session's files, in middleware mode: its
+ * middlewares answer in the machine's own HTTP server (server.ts), and its HMR
+ * socket takes the upgrades that server hands over. No port, no second hop.
  */
 export interface DevServerOptions {
   workDir: string;
@@ -41,11 +45,12 @@ export interface DevServerOptions {
 }
 
 export interface DevServer {
-  port: number;
-  /** Internal URL of the dev server, for the proxy target and health probes. */
-  origin: string;
   vite: ViteDevServer;
   toolchain: Toolchain;
+  /** Answers a request with Vite's middlewares (those of the current server, after a restart too); `next` when none did. */
+  handle(req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void): void;
+  /** Hands a websocket upgrade to Vite's HMR socket (`vite-hmr` and `vite-ping` on `/`). */
+  upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void;
   close(): Promise<void>;
 }
 
@@ -116,7 +121,7 @@ export function lockdownOptions(options: DevServerOptions, toolchain: Toolchain)
   return { root: options.workDir, dependencyDirs: viteOutside ? [dependencies, viteDir] : [dependencies] };
 }
 
-export async function viteConfig(options: DevServerOptions, port: number, toolchain: Toolchain): Promise<InlineConfig> {
+export async function viteConfig(options: DevServerOptions, toolchain: Toolchain, upgrades: EventEmitter): Promise<InlineConfig> {
   const { workDir, hmrClientPort } = options;
   const { configFile, vite } = toolchain;
   // What the preview may read, and what it is told about the host (see vite-lockdown.ts).
@@ -125,7 +130,7 @@ export async function viteConfig(options: DevServerOptions, port: number, toolch
     root: workDir,
     // In the work folder: the dependency folder is read-only and shared (Vite's default is node_modules/.vite).
     cacheDir: join(workDir, '.vite-cache'),
-    port,
+    upgrades,
     hmrClientPort,
     fs: await machineFsOptions(lockdown),
     logLevel: 'warn',
@@ -174,39 +179,77 @@ export async function startDevServer(options: DevServerOptions): Promise<DevServ
   // As under `vite` in the project's folder: its config and tools resolve relative paths from there (Tailwind's `content`).
   process.chdir(options.workDir);
   const toolchain = await projectToolchain(options);
-  // A free port found now may be taken before Vite binds it: try again a couple of times, at once.
-  return retry(() => listenOnFreePort(options, toolchain), { attempts: 3, initialDelayMs: 0, shouldRetry: isAddressInUse });
-}
-
-async function listenOnFreePort(options: DevServerOptions, toolchain: Toolchain): Promise<DevServer> {
-  const port = await freePort();
-  const vite = await toolchain.vite.createServer(await viteConfig(options, port, toolchain)).catch((error: unknown) => {
+  // Vite's HMR socket listens for 'upgrade' here; the machine's server emits only the upgrades its routing lets through.
+  const upgrades = new EventEmitter();
+  const vite = await toolchain.vite.createServer(await viteConfig(options, toolchain, upgrades)).catch((error: unknown) => {
     throw toolchain.configFile ? projectConfigError(toolchain, error) : error;
   });
   // A project's plugins may put other files into the page (an icon sprite): its pages are transformed each time.
   if (!toolchain.configFile) memoizeIndexHtml(vite);
-  try {
-    await vite.listen();
-  } catch (error) {
-    await vite.close().catch(() => undefined);
-    throw error;
-  }
-  // Only the container's proxy connects, over loopback: its connection is kept while a pooled machine
-  // waits for a claim (Node's default of 5 s would close it), so the session's first request does not open one.
-  if (vite.httpServer && 'keepAliveTimeout' in vite.httpServer) vite.httpServer.keepAliveTimeout = VITE_KEEP_ALIVE.serverMs;
-  const address = vite.httpServer?.address();
-  const realPort = typeof address === 'object' && address ? address.port : port;
   return {
-    port: realPort,
-    origin: `http://127.0.0.1:${realPort}`,
     vite,
     toolchain,
+    // Read at each request: a restart (the project's vite.config edited) puts a new server's middlewares on `vite`.
+    handle: (req, res, next) => {
+      answerErrors(vite.middlewares);
+      vite.middlewares(req, res, next);
+    },
+    upgrade: (req, socket, head) => upgrades.emit('upgrade', req, socket, head),
     close: () => vite.close(),
   };
 }
 
-function isAddressInUse(error: unknown): boolean {
-  return (error as NodeJS.ErrnoException)?.code === 'EADDRINUSE' || /in use/i.test(String((error as Error)?.message));
+/** Middleware stacks whose error middleware answers (see answerErrors). */
+const answering = new WeakSet<Connect.Server>();
+
+/**
+ * In middleware mode Vite's last middleware logs an error (and sends it to the
+ * page's HMR socket), then hands the request on without it; the machine's
+ * server is Vite's, so it answers as Vite's own server does: its 500 page, with
+ * the error overlay. The answer goes through the lockdown's path hiding.
+ */
+function answerErrors(middlewares: Connect.Server): void {
+  if (answering.has(middlewares)) return;
+  answering.add(middlewares);
+  const last = middlewares.stack.at(-1);
+  if (!last || (last.handle as { name?: string }).name !== 'viteErrorMiddleware') return;
+  const logError = last.handle as unknown as Connect.ErrorHandleFunction;
+  last.handle = ((err: Error, req: Connect.IncomingMessage, res: ServerResponse, next: Connect.NextFunction) =>
+    logError(err, req, res, () => (res.headersSent ? next() : sendErrorPage(res, err)))) as unknown as Connect.NextHandleFunction;
+}
+
+/** Vite's own error page (its errorMiddleware outside middleware mode). */
+function sendErrorPage(res: ServerResponse, err: Error & { id?: string; frame?: string; plugin?: string; pluginCode?: unknown; loc?: unknown }): void {
+  const error = {
+    message: stripVTControlCharacters(err.message ?? String(err)),
+    stack: stripVTControlCharacters((err.stack ?? '').split('\n').filter((line) => /^\s*at/.test(line)).join('\n')),
+    id: err.id,
+    frame: stripVTControlCharacters(err.frame ?? ''),
+    plugin: err.plugin,
+    pluginCode: err.pluginCode?.toString(),
+    loc: err.loc,
+  };
+  res.statusCode = 500;
+  res.setHeader('content-type', 'text/html');
+  res.end(`<!DOCTYPE html>
+<html lang="en">
+  <head>
+    <meta charset="UTF-8" />
+    <title>Error</title>
+    <script type="module">
+      const error = ${JSON.stringify(error).replace(/</g, '\\u003c')}
+      try {
+        const { ErrorOverlay } = await import('/@vite/client')
+        document.body.appendChild(new ErrorOverlay(error))
+      } catch {
+        const h = (tag, text) => Object.assign(document.createElement(tag), { textContent: text })
+        document.body.append(h('h1', 'Internal Server Error'), h('h2', error.message), h('pre', error.stack), h('p', '(Error overlay failed to load)'))
+      }
+    </script>
+  </head>
+  <body></body>
+</html>
+`);
 }
 
 /** Vite could not start because of the project's own code (its config): the user's to fix, not the machine's. */
@@ -223,9 +266,6 @@ function projectConfigError(toolchain: Toolchain, error: unknown): Error {
   const reason = error instanceof Error ? error.message : String(error);
   return new ProjectStartError(`Vite ${toolchain.vite.version} could not start with the project's ${file}: ${reason}`, { cause: error });
 }
-
-/** The container's proxy's idle connections to Vite (see KeepAlive: the proxy drops them first). */
-export const VITE_KEEP_ALIVE: KeepAlive = { serverMs: 10 * 60_000, clientIdleMs: 9 * 60_000 };
 
 /** Transformed pages kept per dev server: one page, a few URLs it is asked under. */
 const INDEX_HTML_KEPT = 8;
@@ -252,5 +292,3 @@ export function memoizeIndexHtml(vite: Pick<ViteDevServer, 'transformIndexHtml'>
     return result;
   };
 }
-
-export { freePort };

@@ -1,8 +1,8 @@
-import { request } from 'node:http';
+import { withTimeout } from '@velocity/contracts';
 
 /**
  * What `/health` reports, each check 'ok' or 'failing'; 503 while any fails:
- * - `devServer`: Vite answers;
+ * - `devServer`: Vite transforms a module (its own client, cached after the first time);
  * - `data`: the project's files are loaded and the last live change was applied;
  * - `session`: the session has not ended (the api said so on the file-changes stream).
  */
@@ -24,8 +24,8 @@ export interface HealthState {
   sessionId?: string;
   /** A pooled machine that no session has claimed yet. */
   pooled?: boolean;
-  /** Internal URL of a cheap dev-server resource, set once Vite listens. */
-  devServerProbeUrl?: string;
+  /** Whether Vite serves (set once it runs): true when it could transform a module. */
+  devServerCheck?: () => Promise<boolean>;
   /** Why the last live file change could not be applied; unset once one is. */
   dataError?: string;
   /** Why the project's dev server could not start (its config): the machine will not serve it. */
@@ -37,20 +37,8 @@ export interface HealthState {
 export async function healthReport(sessionId: string, state: HealthState, probeTimeoutMs = 2_000): Promise<HealthReport> {
   const data: Check = state.filesLoaded && !state.dataError ? 'ok' : 'failing';
   const session: Check = state.sessionEnded ? 'failing' : 'ok';
-  const devServer: Check = state.devServerProbeUrl && (await probe(state.devServerProbeUrl, probeTimeoutMs)) ? 'ok' : 'failing';
+  const serves = state.devServerCheck && (await withTimeout(state.devServerCheck(), probeTimeoutMs, 'the dev server to transform its client').catch(() => false));
+  const devServer: Check = serves ? 'ok' : 'failing';
   const status = data === 'ok' && devServer === 'ok' && session === 'ok' ? 'ok' : 'failing';
   return { status, devServer, data, session, sessionId, ...(state.startFailure !== undefined ? { startFailure: state.startFailure } : {}) };
-}
-
-/** True when a GET of `url` answers 200 within `timeoutMs`. */
-export function probe(url: string, timeoutMs: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const req = request(url, { method: 'GET', timeout: timeoutMs, headers: { accept: '*/*' } }, (res) => {
-      res.resume();
-      resolve(res.statusCode === 200);
-    });
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', () => resolve(false));
-    req.end();
-  });
 }

@@ -1,6 +1,6 @@
 /**
  * The preview container's reusable parts. The program itself is `main.ts`, run
- * built as `node dist/apps/preview-container/src/main.js` with its env.
+ * bundled (rolldown.config.mjs) as `node dist/apps/preview-container/src/main.js` with its env.
  */
 export { loadConfig, ConfigError, type ContainerConfig } from './config';
 export { routeRequest, type Route } from './session-routing';

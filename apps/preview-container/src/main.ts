@@ -6,13 +6,12 @@ import { MACHINE_RETRY_EXIT_CODE, UnsafePathError, errorMessage, templateFiles }
 import { ConfigError, loadConfig, type ContainerConfig } from './config';
 import { ProjectStartError, startDevServer, type DevServer } from './dev-server';
 import { fetchProjectFiles, fetchProjectFilesAt, linkNodeModules, syncProjectFiles, writeProjectFiles, writtenContents, type ProjectFile } from './files';
-import { createViteProxy } from './proxy';
 import { fileChangesUrlOf, LiveFiles } from './live-files';
 import { activitySettings, createActivityReporter, type ActivityReporter, type ActivityTracker } from './activity';
 import { createClaimHandler } from './pool-claim';
 import { FlyReplay } from './fly-replay';
 import { createContainerServer, type ContainerServer } from './server';
-import { previewHostOf, rehearsePage, warmDependencies, warmUp } from './warm-up';
+import { previewHostOf, rehearsePage, warmDependencies, warmUp, warmUpOnLoopback } from './warm-up';
 import { watchViteBuild, type ViteBuildWatch } from './vite-build-watch';
 import { asOneHotUpdate } from './hmr-batch';
 import type { ViteDevServer } from 'vite';
@@ -20,8 +19,8 @@ import { createDiagnosticsReporter, diagnosticsUrlOf, type DiagnosticsReporter }
 
 /**
  * The program inside each preview machine: listen at once (so /health answers 503
- * while loading), fetch the project's files, start Vite on them, proxy to it, and
- * apply the project's live file changes from the api (see live-files.ts).
+ * while loading), fetch the project's files, start Vite on them in this same
+ * server, and apply the project's live file changes from the api (see live-files.ts).
  */
 const SHUTDOWN_GRACE_MS = 2_500;
 
@@ -207,17 +206,18 @@ async function startVite(
     await devServer.close();
     return undefined;
   }
-  // A profile's pooled machine has no page yet: it pre-bundles the packages its projects import instead.
-  const warm = config.startFiles
-    ? await warmDependencies(devServer.origin, config.optimizeDeps)
-    : await warmUp(devServer.origin, undefined, { onModule: (path, status) => container.build.moduleRequestFinished(path, status) }).catch((error) => ({ requests: 0, failed: [errorMessage(error)] }));
+  const warm = await warmUpOnLoopback(devServer, (origin) =>
+    // A profile's pooled machine has no page yet: it pre-bundles the packages its projects import instead.
+    config.startFiles
+      ? warmDependencies(origin, config.optimizeDeps)
+      : warmUp(origin, undefined, { onModule: (path, status) => container.build.moduleRequestFinished(path, status) }),
+  ).catch((error) => ({ requests: 0, failed: [errorMessage(error)] }));
   if (warm.failed.length > 0) logger.warn('first page load had failures', { failed: warm.failed });
-  container.setProxy(createViteProxy(devServer.origin, config.routeId, logger));
+  container.setDevServer(devServer);
   await rehearse?.().catch((error) => logger.warn('page rehearsal failed', { err: error }));
-  container.health.devServerProbeUrl = `${devServer.origin}/@vite/client`;
+  container.health.devServerCheck = () => devServer.vite.transformRequest('/@vite/client').then((result) => result !== null);
   const { vite, configFile, ownDependencies } = devServer.toolchain;
   logger.info('dev server ready', {
-    port: devServer.port,
     ms: Date.now() - viteStart,
     warmUpRequests: warm.requests,
     vite: vite.version,

@@ -1,3 +1,4 @@
+import type { EventEmitter } from 'node:events';
 import { promises as fsPromises, readFileSync, realpathSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -118,7 +119,8 @@ function exportTarget(target: unknown): string | undefined {
 export interface MachineSettings {
   root: string;
   cacheDir: string;
-  port: number;
+  /** Where the machine's server emits the websocket upgrades for Vite's HMR socket. */
+  upgrades: EventEmitter;
   hmrClientPort?: number;
   fs: { strict: boolean; allow: string[]; deny: string[] };
   logLevel: 'info' | 'warn' | 'error' | 'silent';
@@ -133,10 +135,10 @@ export interface MachineSettings {
  * Dropped from the project's `server`: `proxy` (a preview forwards nothing: a
  * sandboxed machine has no network, an unsandboxed or cloud one would forward
  * anyone's requests to what it can reach), `open` (spawns a browser),
- * `https` (the machine's proxy speaks HTTP to Vite), `origin` and
- * `middlewareMode` (asset URLs and the listening server are the machine's), and
- * the HMR socket's own host, port, path and protocol (the page's socket goes
- * through the machine's proxy). Kept: `hmr: false` or `ws: false`, the
+ * `https`, `port` and `origin` (Vite runs in middleware mode in the machine's
+ * own server, which decides where it listens and how), and the HMR socket's
+ * own host, port, path and protocol (it takes the upgrades the machine's
+ * server hands it). Kept: `hmr: false` or `ws: false`, the
  * overlay, `headers`, `warmup`, `watch` (unless `null`: the machine's live
  * file changes reach the page through Vite's watcher).
  */
@@ -149,19 +151,17 @@ export function applyMachineSettings(config: UserConfig, settings: MachineSettin
   config.clearScreen = false;
   config.logLevel = settings.logLevel;
   const server = (config.server ??= {}) as NonNullable<UserConfig['server']> & Record<string, unknown>;
+  for (const key of ['proxy', 'open', 'https', 'origin', 'port', 'strictPort', 'host']) delete server[key];
   Object.assign(server, {
-    host: '127.0.0.1',
-    port: settings.port,
-    strictPort: true,
-    // The machine's proxy and the edge decide which Host reaches Vite.
+    middlewareMode: true,
+    // The machine's server and the edge decide which Host reaches Vite.
     allowedHosts: true,
     // Vite answers CORS for every *.localhost origin by default: one preview could then read another's sources.
     cors: false,
     fs: settings.fs,
   });
-  for (const key of ['proxy', 'open', 'https', 'origin', 'middlewareMode']) delete server[key];
   if (server.watch === null) delete server.watch;
-  setHmrSocket(server, settings.hmrClientPort, major);
+  setHmrSocket(server, settings, major);
   // Vite 8 only: devtools serve the module graph to any page, bundled dev adds endpoints the lockdown does not know.
   const own = config as Record<string, unknown>;
   if (major >= 8) {
@@ -172,18 +172,24 @@ export function applyMachineSettings(config: UserConfig, settings: MachineSettin
   if (own.legacy) own.legacy = { ...(own.legacy as object), skipWebSocketTokenCheck: false };
 }
 
-/** The page's HMR socket: on Vite's own server, reached at the edge's port. */
-function setHmrSocket(server: Record<string, unknown>, clientPort: number | undefined, major: number): void {
+/**
+ * The page's HMR socket: on the machine's server (Vite 8 reads `server.ws`, 5-7
+ * `server.hmr`), reached at the edge's port. Given no server in middleware
+ * mode, Vite would listen on port 24678 for it: with the project's HMR off in
+ * 5-7, the socket is off too (`ws: false`).
+ */
+function setHmrSocket(server: Record<string, unknown>, settings: Pick<MachineSettings, 'upgrades' | 'hmrClientPort'>, major: number): void {
   const hmr = server.hmr;
   const overlay = typeof hmr === 'object' && hmr !== null ? (hmr as { overlay?: boolean }).overlay : undefined;
   const kept = overlay === undefined ? {} : { overlay };
-  const port = clientPort ? { clientPort } : {};
+  const socket = { server: settings.upgrades, ...(settings.hmrClientPort ? { clientPort: settings.hmrClientPort } : {}) };
   if (major >= 8) {
-    if (server.ws !== false) server.ws = port;
+    if (server.ws !== false) server.ws = socket;
     if (hmr !== false) server.hmr = kept;
     return;
   }
-  if (hmr !== false) server.hmr = { ...kept, ...port };
+  server.hmr = hmr === false ? false : { ...kept, ...socket };
+  if (hmr === false) server.ws = false;
 }
 
 /**

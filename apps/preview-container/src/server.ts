@@ -4,7 +4,7 @@ import type { Socket } from 'node:net';
 import { type Logger, MACHINE_KEEP_ALIVE, sendJson } from '@velocity/runtime';
 import type { ActivityTracker } from './activity';
 import { healthReport, type HealthState } from './health';
-import type { ViteProxy } from './proxy';
+import type { DevServer } from './dev-server';
 import { FLY_REPLAY_SRC_HEADER, type FlyReplay } from './fly-replay';
 import { routeRequest, type Route } from './session-routing';
 import { BUILD_STATE_HEADER, START_FAILED_HEADER, BUILD_STATE_PATH, RUNTIME_ERRORS_PATH, RUNTIME_REPORT_MAX_BYTES, runtimeErrorReportSchema } from '@velocity/contracts';
@@ -12,17 +12,21 @@ import { BuildTracker } from './build-state';
 
 /**
  * The container's public HTTP server: the session routing by Host (see
- * session-routing.ts), then the proxy to Vite (HTTP and websocket upgrades) for
- * its own preview origin, or its own endpoints (`/health`, the pool claim) for
- * the provider. It listens before the dev server exists; until `setProxy` is
- * called, own-preview requests get 503.
+ * session-routing.ts), then Vite's middlewares and HMR socket (in this same
+ * server, no proxy) for its own preview origin, or its own endpoints
+ * (`/health`, the pool claim) for the provider. It listens before the dev
+ * server exists; until `setDevServer` is called, own-preview requests get 503.
+ * Every preview answer carries `Referrer-Policy: no-referrer`: the preview's
+ * URL is its capability, and a link or request of the app never sends it to
+ * another site.
  */
 export interface ContainerServer {
   server: Server;
   health: HealthState;
   /** The preview's build state (fed by Vite once it runs: vite-build-watch.ts), answered at BUILD_STATE_PATH. */
   build: BuildTracker;
-  setProxy(proxy: ViteProxy): void;
+  /** From now on the preview is answered by this dev server. */
+  setDevServer(devServer: Pick<DevServer, 'handle' | 'upgrade'>): void;
   /** The dev server could not start because of the project's code: its preview answers 500 with `reason` from now on. */
   setStartFailure(reason: string): void;
   listen(port: number, host: string): Promise<number>;
@@ -48,7 +52,7 @@ export function createContainerServer(options: {
   const build = options.build ?? new BuildTracker();
   const runtimeReports = windowLimit(RUNTIME_REPORTS_PER_WINDOW, RUNTIME_REPORTS_WINDOW_MS);
   const health: HealthState = { filesLoaded: false };
-  let proxy: ViteProxy | undefined;
+  let devServer: Pick<DevServer, 'handle' | 'upgrade'> | undefined;
   let startFailure: string | undefined;
   /** Upgraded (websocket) sockets: no longer tracked by the HTTP server, closed by hand. */
   const upgraded = new Set<Socket>();
@@ -77,7 +81,7 @@ export function createContainerServer(options: {
       res.setHeader(START_FAILED_HEADER, '1');
       return sendJson(res, 500, { error: "The project's dev server could not start", reason: startFailure, routeId });
     }
-    if (!proxy) {
+    if (!devServer) {
       res.setHeader('retry-after', '1');
       return sendJson(res, 503, { error: 'Preview is starting', routeId });
     }
@@ -87,9 +91,11 @@ export function createContainerServer(options: {
       res.setHeader(BUILD_STATE_HEADER, build.current.state);
       res.once('finish', () => build.moduleRequestFinished(url, res.statusCode));
     }
-    await proxy(req, res, (err?: unknown) => {
-      if (err) logger.warn('proxy failed', { url, err });
-      if (!res.headersSent) sendJson(res, 502, { error: 'Dev server unavailable' });
+    res.setHeader('referrer-policy', 'no-referrer');
+    devServer.handle(req, res, (err?: unknown) => {
+      // Vite's own 404 and error middlewares answer first; this is what falls through them.
+      if (err) logger.warn('dev server failed', { url, err });
+      if (!res.headersSent) sendJson(res, err ? 500 : 404, err ? { error: 'Dev server failed' } : { error: 'Not found' });
     });
   }
 
@@ -132,7 +138,7 @@ export function createContainerServer(options: {
   async function handleControl(req: IncomingMessage, res: ServerResponse, url: string): Promise<void> {
     if (url === SERVING_PATH) {
       // What Fly's proxy routes by (the machine's service check): it answers its preview, or why it cannot.
-      const serving = (proxy !== undefined || startFailure !== undefined) && !health.sessionEnded;
+      const serving = (devServer !== undefined || startFailure !== undefined) && !health.sessionEnded;
       return sendJson(res, serving ? 200 : 503, { serving }, { headOnly: req.method === 'HEAD' });
     }
     if (url === '/health' || url.startsWith('/health?')) {
@@ -147,18 +153,17 @@ export function createContainerServer(options: {
     const route = routeRequest(req.headers.host, req.url ?? '/', routeId);
     upgraded.add(socket);
     socket.once('close', () => upgraded.delete(socket));
-    if (route.kind === 'proxy' && proxy) {
+    socket.on('error', () => undefined);
+    if (route.kind === 'preview' && devServer && isViteSocket(req)) {
       if (activity) {
         activity.connectionOpened();
         socket.once('close', () => activity.connectionClosed());
       }
-      // A no-op once the proxy has subscribed itself to 'upgrade' (see proxy.ts); its own
-      // handler, with the same routing filter, then does the work.
-      proxy.upgrade(req, socket, head);
+      devServer.upgrade(req, socket, head);
       return;
     }
-    socket.on('error', () => undefined);
-    if (route.kind !== 'not-found') return void socket.end(rawAnswer(route.kind === 'proxy' ? 503 : 404));
+    if (route.kind === 'preview') return void socket.end(rawAnswer(devServer ? 404 : 503));
+    if (route.kind !== 'not-found') return void socket.end(rawAnswer(404));
     // Not upgraded: Fly's proxy replays the upgrade request itself to the machine named.
     misrouted(route, req).then(
       (reply) => socket.end(rawAnswer(reply.status, reply.replay)),
@@ -186,8 +191,8 @@ export function createContainerServer(options: {
       startFailure = reason;
       health.startFailure = reason;
     },
-    setProxy(p) {
-      proxy = p;
+    setDevServer(server) {
+      devServer = server;
     },
     listen(port, host) {
       return new Promise((resolve, reject) => {
@@ -238,6 +243,12 @@ function windowLimit(max: number, windowMs: number) {
       return ++taken <= max;
     },
   };
+}
+
+/** The only websockets a preview has: Vite's HMR socket and its ping, on `/` (the machine sets no HMR path). */
+function isViteSocket(req: IncomingMessage): boolean {
+  const protocol = req.headers['sec-websocket-protocol'];
+  return (protocol === 'vite-hmr' || protocol === 'vite-ping') && (req.url ?? '/').split('?', 1)[0] === '/';
 }
 
 /** A request the browser makes to load a module or a stylesheet (`Sec-Fetch-Dest`, which page scripts cannot set). */

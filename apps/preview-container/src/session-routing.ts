@@ -3,7 +3,7 @@ import { routeIdOfHost } from '@velocity/contracts';
 /**
  * Which requests this machine serves, by their Host: a preview's origin is
  * `<routeId>.<preview domain>` and its whole path space is the project's. Its
- * own route id is proxied to Vite (but for Vite's dev-only endpoints that act
+ * own route id is served by Vite (but for Vite's dev-only endpoints that act
  * on the host); another route id is a misrouted request (`fly-replay` on
  * Fly.io, else 404); any other Host (the provider's and provisioner's
  * `127.0.0.1:<port>`, Fly's checks on the private address) reaches the
@@ -11,7 +11,7 @@ import { routeIdOfHost } from '@velocity/contracts';
  * A pure function so the rules are tested without a server.
  */
 export type Route =
-  | { kind: 'proxy' }
+  | { kind: 'preview' }
   | { kind: 'control' }
   | { kind: 'not-found'; body: { error: 'Session not found'; routeId: string } | { error: 'Not found' } };
 
@@ -28,7 +28,7 @@ export function routeRequest(host: string | undefined, url: string, routeId: str
   if (asked === null) return { kind: 'control' };
   if (asked !== routeId.toLowerCase()) return { kind: 'not-found', body: { error: 'Session not found', routeId: asked } };
   if (HOST_ACTING_PATHS.test(decodePath(url))) return { kind: 'not-found', body: { error: 'Not found' } };
-  return { kind: 'proxy' };
+  return { kind: 'preview' };
 }
 
 /** The path as Vite will see it (percent-decoded), so an encoded name cannot slip past. */

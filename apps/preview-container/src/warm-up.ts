@@ -1,5 +1,8 @@
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { withTimeout, moduleScripts, staticImports } from '@velocity/contracts';
 import { openHttp, readText } from '@velocity/runtime';
+import type { DevServer } from './dev-server';
 
 export { moduleScripts, staticImports };
 
@@ -32,11 +35,12 @@ export async function warmUp(
   const get = async (path: string): Promise<string | null> => {
     result.requests++;
     try {
-      const res = await fetch(origin + path, { headers: { accept: path === '/' ? 'text/html' : '*/*' } });
-      const body = await res.text();
-      if (path !== '/') onModule?.(path, res.status);
-      if (res.status !== 200) result.failed.push(`${path} ${res.status}`);
-      return res.status === 200 ? body : null;
+      const res = await openHttp(origin + path, { headers: { accept: path === '/' ? 'text/html' : '*/*' } });
+      const body = await readText(res);
+      const status = res.statusCode ?? 0;
+      if (path !== '/') onModule?.(path, status);
+      if (status !== 200) result.failed.push(`${path} ${status}`);
+      return status === 200 ? body : null;
     } catch (error) {
       result.failed.push(`${path} ${(error as Error).message}`);
       return null;
@@ -65,9 +69,29 @@ export async function warmUp(
 }
 
 /**
+ * Runs `warm` against the dev server on a loopback port of its own, closed
+ * after: the first page load happens before the preview is open to anyone (the
+ * machine's server answers 503 until then), and only this process knows the port.
+ */
+export async function warmUpOnLoopback<T>(devServer: Pick<DevServer, 'handle'>, warm: (origin: string) => Promise<T>): Promise<T> {
+  const server = createServer((req, res) =>
+    devServer.handle(req, res, () => {
+      if (!res.headersSent) res.writeHead(404).end();
+    }),
+  );
+  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(0, '127.0.0.1', resolve));
+  try {
+    return await warm(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
+  } finally {
+    server.closeAllConnections();
+    server.close();
+  }
+}
+
+/**
  * On a pooled machine, once it serves: its page again through the machine's own
  * port, some dozens of times. A claimed session's first requests take this path
- * (the proxy, Vite's HTML transform); run once only, it would still be cold
+ * (the machine's server, Vite's HTML transform); run once only, it would still be cold
  * (interpreted) code when a session waits on it. Here V8 compiles and optimises
  * it while the machine waits for a claim, at the pool's low priority.
  */
@@ -100,10 +124,10 @@ export async function warmDependencies(origin: string, specifiers: readonly stri
     Promise.all(
       specifiers.map(async (specifier) => {
         result.requests++;
-        const res = await fetch(`${origin}/@id/${specifier}`).catch((error: Error) => error);
+        const res = await openHttp(`${origin}/@id/${specifier}`).catch((error: Error) => error);
         if (res instanceof Error) return void result.failed.push(`${specifier} ${res.message}`);
-        await res.arrayBuffer();
-        if (res.status !== 200) result.failed.push(`${specifier} ${res.status}`);
+        await readText(res);
+        if (res.statusCode !== 200) result.failed.push(`${specifier} ${res.statusCode}`);
       }),
     ),
     timeoutMs,

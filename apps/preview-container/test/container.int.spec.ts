@@ -1,7 +1,7 @@
 /**
  * The real container, as a child process, against a real files endpoint: it loads
  * the React template, starts Vite and serves the app at the root of its own
- * preview origin (`<id>.localhost`) through its proxy (HTTP and the HMR
+ * preview origin (`<id>.localhost`) with Vite in its own server (HTTP and the HMR
  * websocket), and only for that origin.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -12,7 +12,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { templateFiles } from '@velocity/contracts';
-import { freePort } from '../src/dev-server';
+import { freePort } from '@velocity/runtime';
 
 const REPO_ROOT = join(__dirname, '../../..');
 const TOKEN = `machine-token-${randomBytes(8).toString('hex')}`;
@@ -99,7 +99,7 @@ interface WsClient {
 }
 
 /** Opens a websocket with the raw protocol (Node 20 has no WebSocket client) and reads the server's text frames. */
-function openWebSocket(port: number, path: string, host?: string): Promise<WsClient> {
+function openWebSocket(port: number, path: string, host?: string, protocol = 'vite-hmr'): Promise<WsClient> {
   return new Promise((resolve, reject) => {
     const req = request({
       host: '127.0.0.1',
@@ -111,7 +111,7 @@ function openWebSocket(port: number, path: string, host?: string): Promise<WsCli
         upgrade: 'websocket',
         'sec-websocket-version': '13',
         'sec-websocket-key': randomBytes(16).toString('base64'),
-        'sec-websocket-protocol': 'vite-hmr',
+        'sec-websocket-protocol': protocol,
       },
     });
     req.on('upgrade', (res: IncomingMessage, socket: Socket, head: Buffer) => {
@@ -210,10 +210,9 @@ describe('preview container serving the React template', () => {
   let healthAt = 0;
   const sawStarting: unknown[] = [];
 
-  /** Vite's websocket token, read from the client the way the browser gets it (straight from Vite, not via the proxy). */
+  /** Vite's websocket token, read from the client the way the browser gets it. */
   async function wsToken(): Promise<string> {
-    const line = container.logs.map((l) => JSON.parse(l)).find((l) => l.msg === 'dev server ready');
-    const clientCode = await (await fetch(`http://127.0.0.1:${line.port}/@vite/client`)).text();
+    const clientCode = await (await fetch(`${preview}/@vite/client`)).text();
     const token = /const wsToken = "([^"]+)"/.exec(clientCode)?.[1];
     if (!token) throw new Error('no wsToken in the Vite client');
     return token;
@@ -251,9 +250,7 @@ describe('preview container serving the React template', () => {
     console.log(`[preview-container] spawn -> /health 200: ${healthAt - container.spawnedAt} ms`);
   }, 60_000);
 
-  it('passes the HMR websocket before any HTTP request went through the proxy', async () => {
-    // http-proxy-middleware subscribes itself to 'upgrade' only on the first proxied HTTP
-    // request; until then the container's own upgrade handler must do it.
+  it("hands its own preview's HMR websocket to Vite, in the same server", async () => {
     const own = await openWebSocket(container.port, `/?token=${await wsToken()}`, previewHost);
     try {
       expect(own.status).toBe(101);
@@ -377,7 +374,7 @@ describe('preview container serving the React template', () => {
       expect(own.status).toBe(101);
       await own.nextMessage((m) => m.type === 'connected');
 
-      // An edit in WORK_DIR reaches the browser side as an HMR update through the proxy.
+      // An edit in WORK_DIR reaches the browser side as an HMR update through the machine.
       const appPath = join(workDir, 'src/App.jsx');
       writeFileSync(appPath, readFileSync(appPath, 'utf8').replace('count is', 'clicks:'));
       const update = await own.nextMessage((m) => m.type === 'update');
@@ -391,6 +388,10 @@ describe('preview container serving the React template', () => {
     expect(other.status).toBe(404);
     const outside = await openWebSocket(container.port, `/?token=${token}`);
     expect(outside.status).toBe(404);
+    // Its own origin has no other websocket: answered, not left hanging.
+    for (const [path, protocol] of [['/other', 'vite-hmr'], ['/', 'graphql-ws']]) {
+      expect({ path, protocol, status: (await openWebSocket(container.port, `${path}?token=${token}`, previewHost, protocol)).status }).toEqual({ path, protocol, status: 404 });
+    }
   });
 
   it('stops on SIGTERM with exit code 0 within 3 s', async () => {

@@ -33,10 +33,13 @@ describe('the machine\'s diagnostics endpoints', () => {
 
   beforeAll(async () => {
     container = createContainerServer({ sessionId: routeId, routeId, logger });
-    container.setProxy(((req: { url?: string }, res: { statusCode: number; end: (body: string) => void }) => {
-      res.statusCode = viteStatus.get(req.url ?? '') ?? 200;
-      res.end('export default 1;');
-    }) as never);
+    container.setDevServer({
+      handle: (req, res) => {
+        res.statusCode = viteStatus.get(req.url ?? '') ?? 200;
+        res.end('export default 1;');
+      },
+      upgrade: (_req, socket) => socket.destroy(),
+    });
     port = await container.listen(0, '127.0.0.1');
   });
 

@@ -339,7 +339,7 @@ describe('live files', () => {
     // Announced at once; the api's row check at a heartbeat would say so too ("session ending (its row)").
     expect(await ended).toMatch(/^session end/);
     expect(health.sessionEnded).toBe(true);
-    const report = await healthReport(sessionId, { ...health, devServerProbeUrl: undefined });
+    const report = await healthReport(sessionId, { ...health, devServerCheck: undefined });
     expect(report).toMatchObject({ status: 'failing', session: 'failing', data: 'ok', sessionId });
   });
 

@@ -38,6 +38,7 @@ const CASES: Case[] = [{ major: 5, fixture: 'vite-5' }, { major: 6, fixture: 'vi
 const childScript = `
 (async () => {
   const { startDevServer } = require(${JSON.stringify(join(__dirname, '../src/dev-server'))});
+  const { serveDevServer } = require(${JSON.stringify(join(__dirname, 'fixtures/serve-dev-server'))});
   const dev = await startDevServer({
     workDir: process.env.WORK_DIR,
     templateType: 'vanilla-ts',
@@ -47,8 +48,9 @@ const childScript = `
   const config = dev.vite.config;
   const { server } = config;
   const plugins = config.plugins.map((plugin) => plugin.name);
+  const served = await serveDevServer(dev);
   const ready = {
-    port: dev.port,
+    port: served.port,
     version: dev.toolchain.vite.version,
     packageDir: dev.toolchain.vite.packageDir,
     ownDependencies: dev.toolchain.ownDependencies,
@@ -56,14 +58,14 @@ const childScript = `
     base: config.base,
     cacheDir: config.cacheDir,
     server: {
-      host: server.host, port: server.port, strictPort: server.strictPort, allowedHosts: server.allowedHosts, cors: server.cors,
+      middlewareMode: server.middlewareMode, allowedHosts: server.allowedHosts, cors: server.cors,
       proxy: server.proxy ?? null, open: Boolean(server.open), https: Boolean(server.https), fs: { strict: server.fs.strict, allow: server.fs.allow },
     },
     lockdownAt: plugins.indexOf('velocity:lockdown'),
     projectPreAt: plugins.indexOf('project:pre'),
   };
   process.stdout.write('READY ' + JSON.stringify(ready) + '\\n');
-  process.stdin.on('end', () => dev.close().then(() => process.exit(0)));
+  process.stdin.on('end', () => served.close().then(() => dev.close()).then(() => process.exit(0)));
   process.stdin.resume();
 })().catch((e) => { console.error(e); process.exit(1); });
 `;
@@ -77,9 +79,7 @@ interface Ready {
   base: string;
   cacheDir: string;
   server: {
-    host: string;
-    port: number;
-    strictPort: boolean;
+    middlewareMode: boolean;
     allowedHosts: unknown;
     cors: unknown;
     proxy: unknown;
@@ -301,9 +301,7 @@ describe.each(CASES)('the machine on a project with its own vite.config, Vite $m
   it("keeps the machine's settings over the project's file and its plugins' config hooks", async () => {
     expect(ready).toMatchObject({ base: '/', cacheDir: join(workDir, '.vite-cache') });
     expect(ready.server).toEqual({
-      host: '127.0.0.1',
-      port: ready.port,
-      strictPort: true,
+      middlewareMode: true,
       allowedHosts: true,
       cors: false,
       proxy: null,
@@ -318,7 +316,7 @@ describe.each(CASES)('the machine on a project with its own vite.config, Vite $m
     expect(page.headers['access-control-allow-origin']).toBeUndefined();
     // No proxy: /api is the app's own path (the SPA fallback answers).
     expect((await get(ready.port, '/api/ping', { accept: 'text/html' })).status).toBe(200);
-    // The page's HMR socket goes to the edge's port, and is served on Vite's own port (not the project's hmr.port).
+    // The page's HMR socket goes to the edge's port, and is served by the machine's server (not on the project's hmr.port).
     expect((await get(ready.port, '/@vite/client')).body).toMatch(new RegExp(`const hmrPort = ${HMR_CLIENT_PORT};`));
     (await openHmrSocket(ready.port)).socket.terminate();
     // Vite's cache and its bundled config are written in the work folder, never in the dependency folder.

@@ -1,3 +1,4 @@
+import { EventEmitter } from 'node:events';
 import { execFile } from 'node:child_process';
 import { promises as fsPromises, mkdirSync, mkdtempSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -60,10 +61,11 @@ describe('projectConfigFile', () => {
 });
 
 describe('applyMachineSettings', () => {
+  const upgrades = new EventEmitter();
   const settings: MachineSettings = {
     root: '/project',
     cacheDir: '/project/.vite-cache',
-    port: 41000,
+    upgrades,
     hmrClientPort: 443,
     fs: { strict: true, allow: ['/project', '/deps/node_modules'], deny: ['.env'] },
     logLevel: 'warn',
@@ -94,7 +96,7 @@ describe('applyMachineSettings', () => {
     legacy: { skipWebSocketTokenCheck: true },
   });
 
-  it.each([5, 6, 7])("Vite %i: sets the machine's values, the HMR client port in server.hmr, keeps the rest", (major) => {
+  it.each([5, 6, 7])("Vite %i: middleware mode, the HMR socket on the machine's server and its client port in server.hmr, keeps the rest", (major) => {
     const config = projectConfig();
     applyMachineSettings(config, settings, major);
     expect(config).toEqual({
@@ -105,12 +107,10 @@ describe('applyMachineSettings', () => {
       logLevel: 'warn',
       define: { KEPT: '1' },
       server: {
-        host: '127.0.0.1',
-        port: 41000,
-        strictPort: true,
+        middlewareMode: true,
         allowedHosts: true,
         cors: false,
-        hmr: { overlay: false, clientPort: 443 },
+        hmr: { overlay: false, server: upgrades, clientPort: 443 },
         fs: settings.fs,
         headers: { 'x-kept': '1' },
         watch: { usePolling: true },
@@ -119,11 +119,14 @@ describe('applyMachineSettings', () => {
     });
   });
 
-  it("Vite 8: the HMR client port in server.ws, its socket options dropped from both, devtools and bundled dev off", () => {
+  it("Vite 8: the HMR socket and client port in server.ws, its socket options dropped from both, devtools and bundled dev off", () => {
     const config = projectConfig();
     (config.server as Record<string, unknown>).ws = { port: 24999, clientPort: 1 };
     applyMachineSettings(config, settings, 8);
-    expect(config.server).toMatchObject({ hmr: { overlay: false }, ws: { clientPort: 443 } });
+    expect(config.server?.hmr).toEqual({ overlay: false });
+    expect((config.server as Record<string, unknown>).ws).toEqual({ server: upgrades, clientPort: 443 });
+    expect(config.server).toMatchObject({ middlewareMode: true });
+    expect(config.server).not.toHaveProperty('port');
     expect(config).toMatchObject({ devtools: false, experimental: { bundledDev: false } });
   });
 
@@ -133,6 +136,8 @@ describe('applyMachineSettings', () => {
     expect(config.root).toBe('/project/client');
     expect(config.server).not.toHaveProperty('watch');
     expect(config.server?.hmr).toBe(false);
+    // Else Vite 5-7 in middleware mode would listen on a port of its own for the socket no page asks for.
+    expect((config.server as Record<string, unknown>).ws).toBe(false);
     const v8: Record<string, any> = { server: { ws: false } };
     applyMachineSettings(v8, { ...settings, hmrClientPort: undefined }, 8);
     expect(v8.server.ws).toBe(false);

@@ -7,13 +7,13 @@ describe('routeRequest (by Host)', () => {
   it.each(['/', '/src/App.jsx', '/@vite/client', '/?token=abc', '/icons.svg', '/api/users', '/health', '/__pool/claim'])(
     'proxies %s on its own preview origin, the whole path space being the project’s',
     (url) => {
-      expect(routeRequest(own, url, id)).toEqual({ kind: 'proxy' });
+      expect(routeRequest(own, url, id)).toEqual({ kind: 'preview' });
     },
   );
 
   it('matches its own origin whatever the domain, port or letter case', () => {
     for (const host of [`${id}.preview.example.com`, `${id.toUpperCase()}.LOCALHOST`, `${id}.localhost.`, `${id}.localhost:8080`]) {
-      expect(routeRequest(host, '/', id)).toEqual({ kind: 'proxy' });
+      expect(routeRequest(host, '/', id)).toEqual({ kind: 'preview' });
     }
   });
 
@@ -39,6 +39,6 @@ describe('routeRequest (by Host)', () => {
   );
 
   it('leaves paths that only start like the blocked endpoint to the project', () => {
-    expect(routeRequest(own, '/__open-in-editorial.html', id)).toEqual({ kind: 'proxy' });
+    expect(routeRequest(own, '/__open-in-editorial.html', id)).toEqual({ kind: 'preview' });
   });
 });

@@ -27,6 +27,7 @@ const script = `
   const app = template.find((f) => f.path === 'src/App.jsx').content;
   await writeProjectFiles(root, template);
   const dev = await startDevServer({ workDir: root, templateType: 'react', nodeModulesRealDir: deps });
+  const http = await require(${JSON.stringify(join(__dirname, 'fixtures/serve-dev-server'))}).serveDevServer(dev);
   const tracker = new BuildTracker();
   const watch = watchViteBuild(dev.vite, tracker, { root, dependencyDirs: [deps] });
   const seen = { root };
@@ -50,10 +51,10 @@ const script = `
     lastWrite = Date.now();
   };
   try {
-    const page = await (await fetch(dev.origin + '/')).text();
+    const page = await (await fetch(http.origin + '/')).text();
     seen.clientFirstInHead = /<head>\\s*<script>\\(function \\(\\) \\{/.test(page) && page.includes('/__velocity/runtime-errors');
     // A page load: the modules are in Vite's graph, as after the machine's warm-up.
-    for (const path of ['/src/main.jsx', '/src/App.jsx', '/src/App.css']) await (await fetch(dev.origin + path)).text();
+    for (const path of ['/src/main.jsx', '/src/App.jsx', '/src/App.css']) await (await fetch(http.origin + path)).text();
     seen.clean = tracker.current.state;
 
     await write('src/App.jsx', app.replace('<h1>Hello', '<h1>Hello {'));
@@ -77,13 +78,14 @@ const script = `
     seen.removedFixed = await until('the import removed', (s) => s.state === 'ok');
 
     // A runtime position in the served App.jsx, mapped back to the file.
-    const served = await (await fetch(dev.origin + '/src/App.jsx')).text();
+    const served = await (await fetch(http.origin + '/src/App.jsx')).text();
     const lines = served.split('\\n');
     const line = lines.findIndex((l) => l.includes('onClick: () => setCount')) + 1;
     seen.located = tracker.locate('/src/App.jsx?t=1', line, lines[line - 1].indexOf('setCount') + 1);
     await watch.settled();
   } finally {
     watch.close();
+    await http.close();
     await dev.close();
     rmSync(root, { recursive: true, force: true });
   }

@@ -85,7 +85,7 @@ export class LocalMachineProvider implements MachineProvider {
   /** The folder of the api's socket, shown to sandboxed machines. */
   private readonly apiDir?: string;
   private readonly command: string[];
-  /** The folder of the container's built main, shown in a sandbox. */
+  /** The container's build folder (its main in `src/`, the templates it reads beside it), shown in a sandbox. */
   private readonly programDir: string;
   /** The built main this provider runs (no `command` given), which must exist before a machine starts. */
   private readonly builtEntry?: string;
@@ -100,7 +100,7 @@ export class LocalMachineProvider implements MachineProvider {
   constructor(options: LocalMachineProviderOptions) {
     this.dir = resolve(options.dir);
     const entry = resolve(REPO_ROOT, options.entry ?? DEFAULT_PREVIEW_CONTAINER_ENTRY);
-    this.programDir = dirname(entry);
+    this.programDir = dirname(dirname(entry));
     if (!options.command) this.builtEntry = entry;
     // A small young generation keeps a preview machine's memory down; Vite does not need more.
     this.command = options.command ?? [process.execPath, '--max-semi-space-size=2', entry];

@@ -111,7 +111,7 @@ export interface MachineRun {
   /** What the provisioner gives it (MachineSpec.env). */
   env: Record<string, string>;
   repoRoot: string;
-  /** The folder of the preview container's built main, shown in a sandbox with the other repo parts. */
+  /** The preview container's build folder, shown in a sandbox with the other repo parts. */
   programDir: string;
   /** Set when it must run as another user than this process (this process is root). */
   user?: MachineUser;
