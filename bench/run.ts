@@ -5,18 +5,21 @@ import Redis from 'ioredis';
 import { WarmPool } from '@velocity/machines';
 import { applyMigrations, deleteKeysWithPrefix, dropDatabase, ensureDatabase, withDatabase } from '@velocity/ops';
 import { openHttp, readText } from '@velocity/runtime';
+import { fixtureProjectFiles, uploadProject } from '@velocity/testing';
 import { urlChecks, checkUrl, countUrlAnswer, pool, runSession, stopSessions, waitEnded, type SessionRun } from './lib/client';
 import { FLOOR_COUNTS, createFloor } from './lib/floor';
 import { cpuMeter, machineBusyMs, pidsByName, processTree, rssOf, treeCpuMs, treeRss } from './lib/proc';
 import { renderTable, writeReport, type Results } from './lib/report';
 import { load } from './lib/routing';
-import { startBenchSystem, vitePortOf, type BenchSystem } from './lib/services';
+import { startBenchSystem, type BenchSystem } from './lib/services';
+import { reactTemplateFiles, startDirectVite } from './lib/direct-vite';
 import { measureDependencies } from './lib/dependencies';
+import { PAGE_LOAD_FIXTURE, componentModulesOf, measurePageLoads } from './lib/page-load';
 import { median } from './lib/stats';
 
 /**
- * `npm run bench [-- --quick] [-- --only local|pool|noop|deps] [-- --json FILE]` (FILE: every raw figure): time to ready, orchestration
- * overhead, routing overhead, memory and "Session not found" count, against the
+ * `npm run bench [-- --quick] [-- --only local|pageload|pool|noop|deps] [-- --json FILE]` (FILE: every raw figure): time to ready, orchestration
+ * overhead, routing overhead, page load, memory and "Session not found" count, against the
  * real services on this machine. Prints one table and writes it to docs/benchmarks.md.
  *
  * Its own database and queue prefix; every process it starts is stopped, every
@@ -27,8 +30,8 @@ const ONLY = argValue('--only');
 
 /** Sizes of each part; `--quick` is for trying the benchmark out, not for figures. */
 const SIZE = QUICK
-  ? { seq: 3, waves: 1, wave: 5, noopSeq: 40, noopConc: 50, noopRun: 100, noopRuns: 1, routeS: 3, warmS: 1, depsUncached: 1, depsCached: 3, depsTemplate: 3, depsPooled: 3 }
-  : { seq: 10, waves: 2, wave: 20, noopSeq: 200, noopConc: 50, noopRun: 300, noopRuns: 3, routeS: 10, warmS: 2, depsUncached: 5, depsCached: 10, depsTemplate: 10, depsPooled: 10 };
+  ? { seq: 3, waves: 1, wave: 5, noopSeq: 40, noopConc: 50, noopRun: 100, noopRuns: 1, routeS: 3, warmS: 1, pageLoads: 3, pageWarmUps: 1, depsUncached: 1, depsCached: 3, depsTemplate: 3, depsPooled: 3 }
+  : { seq: 10, waves: 2, wave: 20, noopSeq: 200, noopConc: 50, noopRun: 300, noopRuns: 3, routeS: 10, warmS: 2, pageLoads: 10, pageWarmUps: 2, depsUncached: 5, depsCached: 10, depsTemplate: 10, depsPooled: 10 };
 
 const log = (msg: string) => process.stdout.write(`bench: ${msg}\n`);
 
@@ -61,6 +64,7 @@ async function main() {
   try {
     await applyMigrations(databaseUrl);
     if (!ONLY || ONLY === 'local') results.local = await localSection(databaseUrl, `${prefix}-local`);
+    if (!ONLY || ONLY === 'pageload') results.pageLoad = await pageLoadSection(databaseUrl, `${prefix}-pageload`);
     if (!ONLY || ONLY === 'pool') results.pool = await poolSection(databaseUrl, `${prefix}-pool`);
     if (!ONLY || ONLY === 'noop') results.noop = await noopSection(databaseUrl, redisUrl, `${prefix}-noop`);
     if (!ONLY || ONLY === 'deps') {
@@ -127,38 +131,47 @@ async function localSection(databaseUrl: string, queuePrefix: string): Promise<N
     const routedUrl = `${target.previewUrl}src/App.jsx`;
     // The container answers its own preview's Host only (the first label, whatever the port).
     const previewHost = new URL(routedUrl).hostname;
-    // Vite's own port, when the host shares the machine's network: a sandboxed machine has a network of its own.
-    const vitePort = machine.port === undefined ? null : vitePortOf(sys.machinesDir, target.sessionId);
-    if (machine.port !== undefined && !vitePort) throw new Error(`no "dev server ready" port in the container log of ${target.sessionId}`);
-    const directUrl = vitePort ? `http://127.0.0.1:${vitePort}/src/App.jsx` : null;
     // The hop in between, for the analysis: the container's own address (its proxy, then Vite), no edge, asked on the preview's origin.
     const machineUrl = (await sys.machines.findBySession(target.sessionId))?.url;
     if (!machineUrl) throw new Error(`the machine of session ${target.sessionId} is gone`);
     const containerUrl = `${machineUrl}/src/App.jsx`;
-    const hops = [{ url: routedUrl }, ...(directUrl ? [{ url: directUrl }] : []), { url: containerUrl, host: previewHost }];
-    for (const { url, host } of hops) {
-      const res = await openHttp(url, host ? { headers: { host } } : {});
-      const body = await readText(res);
-      if (url === routedUrl) countUrlAnswer(url, res.statusCode ?? 0, body);
-      if (res.statusCode !== 200) throw new Error(`${url} answered ${res.statusCode}: ${body.slice(0, 200)}`);
+    // Straight from Vite: a dev server of its own over the same files (the template's), nothing in front.
+    const directVite = await startDirectVite(reactTemplateFiles());
+    undo.push(() => directVite.stop());
+    const directUrl = `${directVite.url}src/App.jsx`;
+    const containerTree = () => processTree(machine.pid);
+    const hops: Array<{ url: string; host?: string; groups: Record<string, () => number[]> }> = [
+      { url: routedUrl, groups: { api: () => [sys.pids.api], container: containerTree } },
+      { url: directUrl, groups: { vite: () => [directVite.pid] } },
+      { url: containerUrl, host: previewHost, groups: { container: containerTree } },
+    ];
+    let routing: NonNullable<Results['local']>['routing'];
+    try {
+      for (const { url, host } of hops) {
+        const res = await openHttp(url, host ? { headers: { host } } : {});
+        const body = await readText(res);
+        if (url === routedUrl) countUrlAnswer(url, res.statusCode ?? 0, body);
+        if (res.statusCode !== 200) throw new Error(`${url} answered ${res.statusCode}: ${body.slice(0, 200)}`);
+      }
+      log(`3. routing: autocannon, ${SIZE.routeS} s × 10 connections each, routed ${routedUrl} and direct ${directUrl}`);
+      for (const { url, host } of hops) await load(url, { connections: 10, durationS: SIZE.warmS, host });
+      // CPU per request of each process on the path (autocannon is this process).
+      const measure = async ({ url, host, groups }: (typeof hops)[number]) => {
+        const meter = cpuMeter({ ...groups, autocannon: () => [process.pid] });
+        const result = await load(url, { connections: 10, durationS: SIZE.routeS, host });
+        const cpu = meter.stop();
+        const perRequestUs = Object.fromEntries(Object.entries(cpu).map(([k, v]) => [k, (v * 1000) / Math.max(1, result.requests)]));
+        return { ...result, cpuUsPerRequest: perRequestUs };
+      };
+      const [routed, direct, viaContainer] = [await measure(hops[0]), await measure(hops[1]), await measure(hops[2])];
+      routing = { routed, direct, viaContainer, module: 'src/App.jsx' };
+    } finally {
+      await directVite.stop();
     }
-    log(`3. routing: autocannon, ${SIZE.routeS} s × 10 connections each, routed ${routedUrl} and direct ${directUrl ?? '(none: the machine is sandboxed)'}`);
-    const opts = { connections: 10, durationS: SIZE.routeS };
-    for (const { url, host } of hops) await load(url, { connections: 10, durationS: SIZE.warmS, host });
-    // CPU per request of each process on the path (autocannon is this process).
-    const measure = async (url: string, host?: string) => {
-      const meter = cpuMeter({ api: () => [sys.pids.api], container: () => [machine.pid], autocannon: () => [process.pid] });
-      const result = await load(url, { ...opts, host });
-      const cpu = meter.stop();
-      const perRequestUs = Object.fromEntries(Object.entries(cpu).map(([k, v]) => [k, (v * 1000) / Math.max(1, result.requests)]));
-      return { ...result, cpuUsPerRequest: perRequestUs };
-    };
-    const routed = await measure(routedUrl);
-    const direct = directUrl ? await measure(directUrl) : undefined;
-    const viaContainer = await measure(containerUrl, previewHost);
+    const { routed, direct } = routing;
     urlChecks.requests += routed.requests;
     urlChecks.non200 += routed.non2xx;
-    log(`   routed ${routed.rps.toFixed(0)} req/s p99 ${routed.p99} ms; direct ${direct ? `${direct.rps.toFixed(0)} req/s p99 ${direct.p99} ms` : 'not measured'}`);
+    log(`   routed ${routed.rps.toFixed(0)} req/s p99 ${routed.p99} ms; direct ${direct.rps.toFixed(0)} req/s p99 ${direct.p99} ms`);
     const containerLoaded = treeRss(machine.pid);
     await retire(sys, [target.sessionId]);
 
@@ -173,9 +186,44 @@ async function localSection(databaseUrl: string, queuePrefix: string): Promise<N
     return {
       seq,
       waves,
-      routing: { routed, direct, viaContainer, module: 'src/App.jsx' },
+      routing,
       container: { idle: containerIdle, loaded: containerLoaded, cpuMs: containerCpuMs },
     };
+  } finally {
+    await sys.stop();
+  }
+}
+
+// ---------------------------------------------------------------------------
+// 3 (page load): a ~100-module app in Chromium, through the edge and straight from Vite
+// ---------------------------------------------------------------------------
+
+async function pageLoadSection(databaseUrl: string, queuePrefix: string): Promise<NonNullable<Results['pageLoad']>> {
+  log(`3. page load: starting api, provisioner, cleanup; the ${PAGE_LOAD_FIXTURE} fixture in a session and in a Vite dev server of its own`);
+  const sys = await startBenchSystem({ databaseUrl, queuePrefix, env: { MACHINE_PROVIDER: 'local' } });
+  undo.push(() => sys.stop());
+  try {
+    const files = await fixtureProjectFiles(PAGE_LOAD_FIXTURE);
+    const projectId = await uploadProject(sys.baseUrl, `bench ${PAGE_LOAD_FIXTURE}`, 'react', files);
+    const session = await runSession(sys.baseUrl, { fetchUrl: true, timeoutMs: 120_000, projectId });
+    log(`   session ${session.sessionId} ready in ${session.readyMs.toFixed(0)} ms at ${session.previewUrl}`);
+    const direct = await startDirectVite(files);
+    undo.push(() => direct.stop());
+    try {
+      log(`   ${SIZE.pageLoads} loads each after ${SIZE.pageWarmUps} warm-ups, routed ${session.previewUrl} and direct ${direct.url}`);
+      return await measurePageLoads({
+        routedUrl: session.previewUrl,
+        directUrl: direct.url,
+        loads: SIZE.pageLoads,
+        warmUps: SIZE.pageWarmUps,
+        modules: componentModulesOf(files),
+        onRoutedDocument: (status, body) => countUrlAnswer(session.previewUrl, status, body),
+        log,
+      });
+    } finally {
+      await direct.stop();
+      await retire(sys, [session.sessionId]);
+    }
   } finally {
     await sys.stop();
   }

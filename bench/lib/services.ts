@@ -102,17 +102,3 @@ async function waitForLog(read: () => string, pattern: RegExp, timeoutMs: number
   }
   throw new Error(`Timed out after ${timeoutMs} ms waiting for ${pattern}`);
 }
-
-/** The port Vite listens on inside a local machine: its container logs `dev server ready {port}`. */
-export function vitePortOf(machinesDir: string, sessionId: string): number | null {
-  try {
-    for (const line of readFileSync(join(machinesDir, sessionId, 'container.log'), 'utf8').split('\n')) {
-      if (!line.includes('dev server ready')) continue;
-      const port = Number(JSON.parse(line).port);
-      if (port > 0) return port;
-    }
-  } catch {
-    // no log yet
-  }
-  return null;
-}
