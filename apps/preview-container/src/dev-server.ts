@@ -4,7 +4,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { basename, join, sep } from 'node:path';
 import { stripVTControlCharacters } from 'node:util';
-import { packageNameOf } from '@velocity/contracts';
+import { MACHINE_VITE_CACHE_DIR, packageNameOf } from '@velocity/contracts';
 import type { Connect, InlineConfig, Plugin, PluginOption, ViteDevServer } from 'vite';
 import { defaultNodeModulesDir } from './config';
 import {
@@ -129,7 +129,7 @@ export async function viteConfig(options: DevServerOptions, toolchain: Toolchain
   const settings: MachineSettings = {
     root: workDir,
     // In the work folder: the dependency folder is read-only and shared (Vite's default is node_modules/.vite).
-    cacheDir: join(workDir, '.vite-cache'),
+    cacheDir: join(workDir, MACHINE_VITE_CACHE_DIR),
     upgrades,
     hmrClientPort,
     fs: await machineFsOptions(lockdown),

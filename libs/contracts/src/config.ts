@@ -10,6 +10,8 @@ const duration = (fallback: number) => z.coerce.number().int().positive().defaul
 
 /** Where `npm run build` writes the preview container's main, from the repository's root. */
 export const DEFAULT_PREVIEW_CONTAINER_ENTRY = 'dist/apps/preview-container/src/main.js';
+/** Vite's cache folder in a machine's work folder (its pre-bundled dependencies in `deps/`): the shared one is read-only. */
+export const MACHINE_VITE_CACHE_DIR = '.vite-cache';
 
 /** MACHINE_TOKEN_SECRET when none is set: published in this repo, so production refuses it. */
 const DEVELOPMENT_MACHINE_TOKEN_SECRET = 'dev-only-machine-token-secret-change-me';

@@ -1,12 +1,14 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readlinkSync } from 'node:fs';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { existsSync, readlinkSync, realpathSync } from 'node:fs';
 import { chmod, chown, link, lstat, mkdir, open, readFile, readdir, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { constants } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
-import { DEFAULT_PREVIEW_CONTAINER_ENTRY, PermanentError, TimeoutError, sleep } from '@velocity/contracts';
+import { DEFAULT_PREVIEW_CONTAINER_ENTRY, MACHINE_VITE_CACHE_DIR, PermanentError, TimeoutError, sleep } from '@velocity/contracts';
 import { requestText, unixSocketOf, unixSocketUrl, assertSocketPathFits, freePort, repoRootOf } from '@velocity/runtime';
 import { whileMachineRuns, type Machine, type MachineExit, type MachineProvider, type MachineSpec } from './machine-provider';
+import { VitePrebundles } from './vite-prebundles';
 import { MACHINE_SOCKET_NAME, SANDBOX_API_DIR, bubblewrapLaunch, bubblewrapProblem, chooseSandbox, findExecutable, machineUserOf, plainLaunch, type MachineLaunch, type MachineRun, type MachineUser, type SandboxSetting } from './machine-sandbox';
 
 const REPO_ROOT = repoRootOf(__dirname);
@@ -42,6 +44,11 @@ export interface LocalMachineProviderOptions {
    * (`machineApiUrl`); without it they reach no api.
    */
   apiSocket?: string;
+  /**
+   * Whether sandboxed machines start with their dependency set's shared pre-bundled dependencies
+   * (vite-prebundles.ts); default: when the machines run the built preview container.
+   */
+  prebundle?: boolean;
 }
 
 /** A machine process as the process table shows it. */
@@ -58,6 +65,10 @@ const PID_FILE = 'machine.pid';
 const EXIT_FILE = 'machine.exit';
 /** How often a machine spawned by another process is looked at for its exit. */
 const EXIT_POLL_MS = 100;
+/** How long the machine that pre-bundles a dependency set may take, and how long after a failure it is not tried again. */
+const PREBUNDLE_TIMEOUT_MS = 120_000;
+const PREBUNDLE_RETRY_MS = 60_000;
+const NIL_UUID = '00000000-0000-0000-0000-000000000000';
 
 /**
  * Machines as local processes: one detached `apps/preview-container` process per
@@ -93,15 +104,25 @@ export class LocalMachineProvider implements MachineProvider {
   /** Set when machines run as another user than this process. */
   private readonly user?: MachineUser;
   private readonly creating = new Map<string, Promise<Machine>>();
+  /** Vite's pre-bundled dependencies per dependency set, for sandboxed machines (vite-prebundles.ts). */
+  private readonly prebundles: VitePrebundles;
+  /** Per key, the run making its pre-bundles; the machines of those runs (by session id), which are not seeded. */
+  private readonly prebundling = new Map<string, Promise<void>>();
+  private readonly prebundleMachines = new Set<string>();
+  private readonly prebundleFailedAt = new Map<string, number>();
+  private readonly prebundle: boolean;
+  private closed = false;
   /** The machines this process spawned that still run, by session: their exit is known the moment it happens. */
   private readonly running = new Map<string, { pid: number; exit: Promise<Pick<MachineExit, 'code' | 'signal'>> }>();
 
   /** Throws (one line naming MACHINE_SANDBOX) when bubblewrap is required and does not work here. */
   constructor(options: LocalMachineProviderOptions) {
     this.dir = resolve(options.dir);
+    this.prebundles = new VitePrebundles(join(this.dir, '.prebundled'));
     const entry = resolve(REPO_ROOT, options.entry ?? DEFAULT_PREVIEW_CONTAINER_ENTRY);
     this.programDir = dirname(dirname(entry));
     if (!options.command) this.builtEntry = entry;
+    this.prebundle = options.prebundle ?? (!options.command && entry === resolve(REPO_ROOT, DEFAULT_PREVIEW_CONTAINER_ENTRY));
     // A small young generation keeps a preview machine's memory down; Vite does not need more.
     this.command = options.command ?? [process.execPath, '--max-semi-space-size=2', entry];
     this.user = machineUserOf({ uid: options.machineUid ?? NOBODY, gid: options.machineGid ?? NOBODY });
@@ -229,8 +250,11 @@ export class LocalMachineProvider implements MachineProvider {
     return args.includes(`--vp-machine=${sessionId}`) && args.includes(`--vp-dir=${this.dir}`) ? pid : undefined;
   }
 
+  /** Machines are independent processes and stay; only a pre-bundling machine, which no one else knows of, is stopped. */
   async close(): Promise<void> {
-    // Machines are independent processes; nothing to release.
+    this.closed = true;
+    await Promise.all([...this.prebundleMachines].map((sessionId) => this.destroy(machineIdOf(sessionId)).catch(() => undefined)));
+    await this.prebundlesMade();
   }
 
   /**
@@ -278,6 +302,7 @@ export class LocalMachineProvider implements MachineProvider {
     }
     const sessionDir = this.sessionDir(spec.sessionId);
     const { workDir, homeDir, runDir } = await this.machineFolders(sessionDir);
+    await this.seedPrebundles(spec, workDir);
     // Sandboxed: on a socket in its run folder; `--vp-socket` says so to whoever lists the machines.
     const port = this.isolation === 'sandbox' ? undefined : await freePort();
     await rm(join(sessionDir, EXIT_FILE), { force: true });
@@ -304,6 +329,67 @@ export class LocalMachineProvider implements MachineProvider {
     // In the provider's own folder (the machine cannot write it): restorePriority finds the process without listing all.
     await writeFile(join(sessionDir, PID_FILE), String(child.pid));
     return this.toMachine({ pid: child.pid, sessionId: spec.sessionId, port });
+  }
+
+  /**
+   * A sandboxed machine starts with its set's pre-bundled dependencies (its root is the same
+   * path in every sandbox, so Vite takes them); the first machine of a set has them made.
+   */
+  private async seedPrebundles(spec: MachineSpec, workDir: string): Promise<void> {
+    if (!this.prebundle || this.isolation !== 'sandbox' || this.prebundleMachines.has(spec.sessionId)) return;
+    const nodeModulesDir = realpathSync(spec.dependencies?.nodeModulesDir ?? join(REPO_ROOT, 'node_modules'));
+    const key = VitePrebundles.keyOf(nodeModulesDir, spec.templateType);
+    const seeded = await this.prebundles.seed(key, join(workDir, MACHINE_VITE_CACHE_DIR), this.user).catch(() => false);
+    if (!seeded) this.makePrebundles(key, spec);
+  }
+
+  /**
+   * In the background, once at a time per key: a pooled machine on the template's files
+   * (nothing of any user's runs in it) loads its page, and its bundles are kept.
+   */
+  private makePrebundles(key: string, spec: MachineSpec): void {
+    if (this.closed || this.prebundling.has(key) || Date.now() - (this.prebundleFailedAt.get(key) ?? 0) < PREBUNDLE_RETRY_MS) return;
+    const routeId = randomUUID();
+    this.prebundleMachines.add(routeId);
+    const making = (async () => {
+      const machine = await this.create({
+        sessionId: routeId,
+        projectId: NIL_UUID,
+        templateType: spec.templateType,
+        resourceLimits: spec.resourceLimits,
+        background: true,
+        env: { ROUTE_ID: routeId, POOL_CLAIM_TOKEN: randomBytes(24).toString('hex'), TEMPLATE_TYPE: spec.templateType },
+        ...(spec.dependencies ? { dependencies: spec.dependencies } : {}),
+      });
+      try {
+        await this.untilHealthy(await this.waitStarted(machine, PREBUNDLE_TIMEOUT_MS), PREBUNDLE_TIMEOUT_MS);
+        if (!(await this.prebundles.keep(key, join(this.sessionDir(routeId), 'work', MACHINE_VITE_CACHE_DIR)))) throw new Error('no pre-bundled dependencies');
+      } finally {
+        await this.destroy(machine.id);
+      }
+    })()
+      .catch(() => void this.prebundleFailedAt.set(key, Date.now()))
+      .finally(() => {
+        this.prebundling.delete(key);
+        this.prebundleMachines.delete(routeId);
+      });
+    this.prebundling.set(key, making);
+  }
+
+  /** Until the machine's /health says 200 (a pooled machine: its page loaded, its dependencies pre-bundled). */
+  private async untilHealthy(machine: Machine, timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      const health = await requestText(`${machine.url}/health`, { signal: AbortSignal.timeout(3_000) }).catch(() => null);
+      if (health?.status === 200) return;
+      await sleep(100);
+    }
+    throw new TimeoutError(`machine ${machine.id} to report healthy`, timeoutMs);
+  }
+
+  /** Waits for the pre-bundling runs this provider started (for tests and an orderly stop). */
+  async prebundlesMade(): Promise<void> {
+    await Promise.all([...this.prebundling.values()]);
   }
 
   /** Keeps the spawned machine's exit for `exited`, and records it in its folder for the other processes of this host. */
