@@ -177,9 +177,9 @@ function localRows(r: Results, local: NonNullable<Results['local']>): Row[] {
     ),
   );
   const { routed, direct, viaContainer } = routing;
-  rows.push(row('3', `routed: edge → container proxy → Vite, \`${routing.module}\` (autocannon ${r.size.routeS} s × 10 conn.): req/s, p99; CPU µs/request`, `${routed.rps.toFixed(0)} req/s, p99 ${routed.p99} ms; ${cpuUs(routed)}`));
+  rows.push(row('3', `routed: edge → the machine (Vite in its own server), \`${routing.module}\` (autocannon ${r.size.routeS} s × 10 conn.): req/s, p99; CPU µs/request`, `${routed.rps.toFixed(0)} req/s, p99 ${routed.p99} ms; ${cpuUs(routed)}`));
   rows.push(row('3', "direct: a Vite dev server of its own over the same files (the React template's), same module", `${direct.rps.toFixed(0)} req/s, p99 ${direct.p99} ms; ${cpuUs(direct)}`));
-  rows.push(row('3', "(for the analysis) the container's own address: container proxy → Vite, no edge", `${viaContainer.rps.toFixed(0)} req/s, p99 ${viaContainer.p99} ms; ${cpuUs(viaContainer)}`));
+  rows.push(row('3', "(for the analysis) the machine's own address (Vite in its own server), no edge", `${viaContainer.rps.toFixed(0)} req/s, p99 ${viaContainer.p99} ms; ${cpuUs(viaContainer)}`));
   const share = routed.rps / direct.rps;
   const pathCpu = Object.values(routed.cpuUsPerRequest).reduce((a, b) => a + b, 0);
   const directCpu = Object.values(direct.cpuUsPerRequest).reduce((a, b) => a + b, 0);
