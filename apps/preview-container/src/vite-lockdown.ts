@@ -1,4 +1,4 @@
-import { realpathSync } from 'node:fs';
+import { lstatSync, realpathSync, type Stats } from 'node:fs';
 import { realpath } from 'node:fs/promises';
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { dirname, isAbsolute, resolve, sep } from 'node:path';
@@ -45,6 +45,7 @@ export interface LockdownOptions {
 
 /** The folders whose files may be served, and how error reports name paths. */
 interface LockdownPaths {
+  realRoot: string;
   /** Real paths of the root and the dependency folders. */
   allowedDirs: string[];
   hidePaths: (text: string) => string;
@@ -99,10 +100,10 @@ export function viteLockdown(options: LockdownOptions): Plugin {
     configureServer: {
       order: 'pre',
       async handler(server) {
-        const { allowedDirs, hidePaths } = await lockdownPaths();
+        const { allowedDirs, hidePaths, realRoot } = await lockdownPaths();
         server.middlewares.use(hidePathsInErrorResponses(hidePaths));
         server.middlewares.use(refuseHostEndpoints(server.config.base));
-        server.middlewares.use(refuseFilesOutside(server, allowedDirs));
+        server.middlewares.use(refuseFilesOutside(server, allowedDirs, realRoot));
         hidePathsInHotPayloads(server, hidePaths);
       },
     },
@@ -157,6 +158,7 @@ async function resolveLockdownPaths(options: LockdownOptions): Promise<LockdownP
   const dependencyDirs = unique(options.dependencyDirs.map((dir) => resolve(dir)));
   const realDependencyDirs = await realPaths(dependencyDirs);
   return {
+    realRoot,
     allowedDirs: unique([realRoot, ...realDependencyDirs]),
     hidePaths: pathHider(lockdownRewrites(unique([root, realRoot]), unique([...dependencyDirs, ...realDependencyDirs]))),
   };
@@ -231,21 +233,21 @@ function refuseHostEndpoints(base: string): Connect.NextHandleFunction {
 }
 
 /** Answers 404 when a file the request could be served from has its real path outside `allowedDirs`. */
-function refuseFilesOutside(server: ViteDevServer, allowedDirs: string[]): Connect.NextHandleFunction {
+function refuseFilesOutside(server: ViteDevServer, allowedDirs: string[], realRoot: string): Connect.NextHandleFunction {
   return (req, res, next) => {
     // A file that cannot be checked (no permission to read its folder) is refused too.
-    refusedFile(req, server, allowedDirs).then(
+    refusedFile(req, server, allowedDirs, realRoot).then(
       (refused) => (refused ? sendJson(res, 404, NOT_FOUND) : next()),
       () => sendJson(res, 404, NOT_FOUND),
     );
   };
 }
 
-async function refusedFile(req: IncomingMessage, server: ViteDevServer, allowedDirs: string[]): Promise<boolean> {
+async function refusedFile(req: IncomingMessage, server: ViteDevServer, allowedDirs: string[], realRoot: string): Promise<boolean> {
   const path = requestPath(req.url ?? '/', server);
   for (const alternatives of await filesOfRequest(path, server)) {
-    // Vite serves the first that exists.
-    const real = alternatives.map(realPathIfExists).find((found) => found !== undefined);
+    // Vite serves the first that exists (the others are not looked at).
+    const real = firstDefined(alternatives, (file) => realPathUnder(file, realRoot));
     // A `/@fs/` file that does not exist is answered as one outside: Vite would answer its load error, naming the path.
     if (real === undefined ? path.startsWith('/@fs/') : !isInsideAny(real, allowedDirs)) return true;
   }
@@ -423,14 +425,50 @@ function decodeIfPossible(path: string): string {
  * permission) are thrown. Synchronous: it runs for every request, and one
  * system call is quicker than a trip through libuv's thread pool.
  */
+/** What a look-up of a path that does not exist fails with. */
+const MISSING = new Set(['ENOENT', 'ENOTDIR', 'ENAMETOOLONG']);
+
 function realPathIfExists(path: string): string | undefined {
   try {
     return realpathSync.native(path);
   } catch (error) {
-    const code = (error as NodeJS.ErrnoException)?.code;
-    if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'ENAMETOOLONG') return undefined;
+    if (MISSING.has((error as NodeJS.ErrnoException)?.code ?? '')) return undefined;
     throw error;
   }
+}
+
+/**
+ * `realPathIfExists` for a request's file, cheaper under the work folder (whose
+ * real path is `realRoot`): only the parts below it are looked at, one lstat
+ * each, and a symlink among them (the linked node_modules) is left to realpath.
+ */
+function realPathUnder(path: string, realRoot: string): string | undefined {
+  if (!path.startsWith(realRoot + sep)) return realPathIfExists(path);
+  let at = realRoot;
+  for (const part of path.slice(realRoot.length + 1).split(sep)) {
+    at = `${at}${sep}${part}`;
+    const stat = lstatIfExists(at);
+    if (!stat) return undefined;
+    if (stat.isSymbolicLink()) return realPathIfExists(path);
+  }
+  return path;
+}
+
+function lstatIfExists(path: string): Stats | undefined {
+  try {
+    return lstatSync(path, { throwIfNoEntry: false });
+  } catch (error) {
+    if (MISSING.has((error as NodeJS.ErrnoException)?.code ?? '')) return undefined;
+    throw error;
+  }
+}
+
+function firstDefined<T, R>(items: T[], map: (item: T) => R | undefined): R | undefined {
+  for (const item of items) {
+    const found = map(item);
+    if (found !== undefined) return found;
+  }
+  return undefined;
 }
 
 async function realPaths(paths: string[]): Promise<string[]> {
