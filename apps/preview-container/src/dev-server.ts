@@ -11,6 +11,7 @@ import {
   applyMachineSettings,
   importPackage,
   keepConfigBundleOutOf,
+  serviceVitePackageDir,
   loadVite,
   machineSettingsPlugin,
   packageDirIn,
@@ -97,6 +98,17 @@ export async function templatePlugins(templateType: string, projectNodeModulesDi
   if (!projectNodeModulesDir) return [plugin.create(await plugin.load())];
   const dir = packageDirIn(projectNodeModulesDir, plugin.name);
   return dir ? [plugin.create(await importPackage(dir))] : [];
+}
+
+/**
+ * Starts loading the service's Vite and the template's plugin (ES modules: some hundred
+ * milliseconds to compile) while the machine waits for its files; the start then finds
+ * them loaded. Only for the service's own dependencies: a project's may hold its own Vite.
+ * A failure here is left to the start, which loads them again and says why.
+ */
+export function preloadServiceToolchain(templateType: string): void {
+  void importPackage(serviceVitePackageDir()).catch(() => undefined);
+  void TEMPLATE_PLUGINS[templateType]?.load().catch(() => undefined);
 }
 
 /** The Vite to run and whether the project's config file is loaded; see project-vite.ts. */

@@ -3,8 +3,8 @@ import './zod-jitless';
 import { join } from 'node:path';
 import { createLogger, type Logger, unixSocketUrl } from '@velocity/runtime';
 import { MACHINE_RETRY_EXIT_CODE, UnsafePathError, errorMessage, templateFiles } from '@velocity/contracts';
-import { ConfigError, loadConfig, type ContainerConfig } from './config';
-import { ProjectStartError, startDevServer, type DevServer } from './dev-server';
+import { ConfigError, defaultNodeModulesDir, loadConfig, type ContainerConfig } from './config';
+import { ProjectStartError, preloadServiceToolchain, startDevServer, type DevServer } from './dev-server';
 import { fetchProjectFiles, fetchProjectFilesAt, linkNodeModules, syncProjectFiles, writeProjectFiles, writtenContents, type ProjectFile } from './files';
 import { fileChangesUrlOf, LiveFiles } from './live-files';
 import { activitySettings, createActivityReporter, type ActivityReporter, type ActivityTracker } from './activity';
@@ -91,6 +91,7 @@ async function main(): Promise<void> {
   logger.info('listening', { ...(config.listenSocket ? { socket: config.listenSocket } : { host: config.host, url: ownUrl }), routeId: config.routeId, pooled, flyReplay: replay !== null });
 
   try {
+    if (config.nodeModulesDir === defaultNodeModulesDir()) preloadServiceToolchain(config.templateType);
     // A pooled machine starts on its template's files, which are no project's data, or on its dependency profile's config files.
     const files = pooled ? (config.startFiles ?? templateFiles(config.templateType)) : await fetchProjectFiles(config.filesUrl, config.machineToken);
     const nodeModulesRealDir = await loadFiles(config, container, logger, files);
