@@ -13,15 +13,16 @@ import { requestLogging } from './common/request-logging';
 import { ApiMetrics } from './metrics/api-metrics';
 import { jsonBody } from './common/json-body';
 import { answerClientError } from './common/client-error';
-import { createEdge } from './edge/edge';
+import { createEdge, putEdgeInFront } from './edge/edge';
 import { SessionRoutes } from './edge/session-routes';
 import { previewPage } from './page/preview-page';
 import { setupOpenApi } from './openapi/document';
 
 /**
- * Builds the api: the local edge first (preview origins never reach Nest or its
- * body parser), then the preview page and the OpenAPI docs, then the JSON body
- * parser, then Nest's routes.
+ * Builds the api: the local edge first, on the HTTP server itself (preview
+ * origins never reach Express, Nest or its body parser); then, for the api's
+ * own origin, the request context and line, the preview page and the OpenAPI
+ * docs, then the JSON body parser, then Nest's routes.
  */
 export async function createApi(config: Config, logger: Logger): Promise<NestExpressApplication> {
   const app = await NestFactory.create<NestExpressApplication>(AppModule.forRoot(config, logger), {
@@ -30,16 +31,21 @@ export async function createApi(config: Config, logger: Logger): Promise<NestExp
     bufferLogs: true,
   });
   app.useLogger(app.get(NestLogger));
-  // First: every request gets its id (the edge forwards it) and its request line.
-  app.use(requestContext(app.get(ApiMetrics).observeRequest));
-  app.use(requestLogging(pinoOf(logger)));
-  // Previews next: a preview's origin serves nothing of the api (not even the operator surfaces).
+  const observeRequest = app.get(ApiMetrics).observeRequest;
+  // Previews on the server itself, ahead of Express: a preview's origin serves nothing of the api (not even the
+  // operator surfaces), and its requests cost none of the api's middleware.
   const edge = createEdge(app.get(SessionRoutes), logger, {
     previewDomain: previewDomainOf(config),
     previewOriginOf: (routeId) => previewOriginOf(config, routeId),
     servesPreviews: config.MACHINE_PROVIDER !== 'fly',
+    observe: observeRequest,
   });
-  app.use(edge.middleware);
+  putEdgeInFront(app.getHttpServer() as Server, edge);
+  // First on the api's origin: every request gets its id and its request line.
+  app.use(requestContext(observeRequest));
+  app.use(requestLogging(pinoOf(logger)));
+  // Old `/p/<routeId>/` preview links.
+  app.use(edge.legacyLinks);
   // Operator surfaces: guarded before the body parser, so no one else's body is ever parsed there.
   app.use([BULL_BOARD_ROUTE, '/metrics'], operatorAuth(config));
   // The preview page at `/` (static files): before the body parser, which it never needs.
@@ -51,7 +57,6 @@ export async function createApi(config: Config, logger: Logger): Promise<NestExp
   const jsonLimitFor = (bytes: number) => `${Math.ceil(bytes * 1.5) + 64 * 1024}b`;
   app.use(...jsonBody({ fileLimit: jsonLimitFor(config.MAX_FILE_BYTES), rawFileLimit: config.MAX_FILE_BYTES, changeLimit: jsonLimitFor(config.MAX_PROJECT_BYTES) }));
   app.enableShutdownHooks();
-  (app.getHttpServer() as Server).on('upgrade', edge.upgrade);
   // Requests Node's parser refuses (oversized headers or URL, invalid bytes) get a JSON error too.
   (app.getHttpServer() as Server).on('clientError', answerClientError);
   return app;

@@ -3,7 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { REQUEST_ID_HEADER, requestIdFrom, routeIdOfHost } from '@velocity/contracts';
 
 /**
- * Every api request runs inside a request context: its id (the client's
+ * Every request to the api's own origin runs inside a request context: its id (the client's
  * `x-request-id` when it is a safe token, else a new one), echoed on the response,
  * set as `req.id` (pino-http's request line reuses it, see request-logging.ts),
  * and added to every log line written while the request is handled, with the
@@ -54,14 +54,22 @@ export interface RequestObserver {
   (fields: { method: string; path: string; status: number; seconds: number; route?: string }): void;
 }
 
-/** The middleware; first in the chain, so the edge's and Nest's work both run inside the context. */
+/**
+ * Gives a request its id (the client's when it is a safe token, else a new one), in its headers (so a proxied
+ * request carries it on to the machine) and on its response. The api's middleware below and the edge's previews.
+ */
+export function assignRequestId(req: IncomingMessage, res?: ServerResponse): string {
+  const requestId = requestIdFrom(req.headers[REQUEST_ID_HEADER]);
+  req.headers[REQUEST_ID_HEADER] = requestId;
+  req.id = requestId;
+  res?.setHeader(REQUEST_ID_HEADER, requestId);
+  return requestId;
+}
+
+/** The middleware; first in the chain of the api's own origin, so Nest's work runs inside the context. */
 export function requestContext(observe?: RequestObserver) {
   return function requestContextMiddleware(req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void) {
-    const requestId = requestIdFrom(req.headers[REQUEST_ID_HEADER]);
-    // The edge forwards it to the machine, too.
-    req.headers[REQUEST_ID_HEADER] = requestId;
-    req.id = requestId;
-    res.setHeader(REQUEST_ID_HEADER, requestId);
+    const requestId = assignRequestId(req, res);
     const started = process.hrtime.bigint();
     const path = pathOf(req.url);
     const ids = idsOfRequest(path, req.headers.host);

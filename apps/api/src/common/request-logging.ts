@@ -11,9 +11,11 @@ const QUIET = /^\/(health|ready|metrics)(\/|$)/;
  * leaves: `aborted`): requestId, method, path, status, ms, and the session (or
  * route) id its path names. Neither headers (so no Authorization header) nor
  * the query string nor bodies are logged: the line carries only these fields.
- * Each asset a preview loads is a request, and probes and scrapes come every
- * few seconds: those at debug. Mounted after `requestContext`, whose id
- * (`req.id`) it reuses, and before the edge, so previews' requests are logged too.
+ * Probes and scrapes come every few seconds, and a request naming a preview
+ * (its Host's first label a route id) is one of hundreds a page loads: those at
+ * debug. Mounted after `requestContext`, whose id (`req.id`) it reuses. The
+ * previews the local edge serves never get here (it sits ahead of Express);
+ * they are counted in the metrics, and the edge logs their failures.
  */
 export function requestLogging(logger: Pino): (req: IncomingMessage, res: ServerResponse, next: () => void) => void {
   const logged = pinoHttpFor(logger);

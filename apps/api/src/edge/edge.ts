@@ -1,11 +1,15 @@
-import { Agent, type IncomingMessage, type ServerResponse } from 'node:http';
+import { Agent, STATUS_CODES, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { createProxyMiddleware, debugProxyErrorsPlugin, proxyEventsPlugin } from 'http-proxy-middleware';
+import { outageOf } from '@velocity/ops';
 import { MACHINE_KEEP_ALIVE, sendJson, unixSocketOf, type Logger } from '@velocity/runtime';
-import { legacyPreviewPath, routeOfHost } from '@velocity/contracts';
+import { legacyPreviewPath, routeOfHost, type HostRoute } from '@velocity/contracts';
+import { PREVIEW_ROUTE, assignRequestId, pathOf, type RequestObserver } from '../common/request-context';
+import { OUTAGE_RETRY_AFTER_SECONDS, unavailable } from '../common/unavailable';
 import type { SessionRoutes } from './session-routes';
 
 type EdgeRequest = IncomingMessage & { edgeTarget?: string; routeId?: string };
+type PreviewHost = Exclude<HostRoute, { kind: 'other' }>;
 
 export interface EdgeOptions {
   /** `host[:port]` under which each preview has its origin, `<routeId>.<previewDomain>`. */
@@ -18,111 +22,197 @@ export interface EdgeOptions {
    * them; a preview request that reaches the api anyway is misdirected (421).
    */
   servesPreviews: boolean;
+  /** Told of each preview request once it is done (the api's request metrics, as route `preview`). */
+  observe?: RequestObserver;
+}
+
+export interface Edge {
+  /** The api server's request listener: previews are served here, any other request goes on to `api`. */
+  requestListener(api: RequestListener): RequestListener;
+  /** The api server's upgrade listener: previews' websockets (Vite's HMR); any other upgrade is refused. */
+  upgrade(req: IncomingMessage, socket: Socket, head: Buffer): void;
+  /** Express middleware of the api's origin: old links, `/p/<routeId>/rest`, answer 308 to `<preview origin>/rest`. */
+  legacyLinks(req: IncomingMessage, res: ServerResponse, next: () => void): void;
 }
 
 /** The answer to a preview request on an api that does not serve previews: its DNS points here by mistake. */
-const MISDIRECTED = { status: 421, body: { error: "Previews are served by the preview app's own proxy, not by the api: point the preview domain's DNS there", field: 'host' } };
+const MISDIRECTED: Refusal = { status: 421, body: { error: "Previews are served by the preview app's own proxy, not by the api: point the preview domain's DNS there", field: 'host' } };
 
 /**
  * The local edge: a request whose Host is `<routeId>.<preview domain>` goes to
  * that route's machine, HTTP and websockets (Vite's HMR) alike, whatever its
- * path; nothing of the api is ever served on a preview's origin. Old links,
+ * path; nothing of the api is ever served on a preview's origin. It sits on the
+ * api's HTTP server itself, ahead of Express and Nest: a preview request costs a
+ * Host check, a route from memory and the proxy, none of the api's middleware.
+ * Each gets a request id (forwarded to the machine, echoed to the browser) and
+ * is counted in the request metrics; it has no request line of its own (a page
+ * load is hundreds of module requests), but every failure is logged. Old links,
  * `/p/<routeId>/...` on the api's origin, are redirected to the preview's
  * origin. On Fly.io, Fly's proxy plays this part.
  */
-export function createEdge(routes: SessionRoutes, logger: Logger, options: EdgeOptions) {
+export function createEdge(routes: SessionRoutes, logger: Logger, options: EdgeOptions): Edge {
   const proxy = createProxyMiddleware<EdgeRequest, ServerResponse>({
     router: (req) => proxyTargetOf(req.edgeTarget),
     // Not the default logger plugin: it throws (and the process dies) on a target it cannot make a URL of, such as
     // an IPv6 literal from the router; without a logger it logs nothing anyway. The errors are this edge's own (below).
     ejectPlugins: true,
     plugins: [debugProxyErrorsPlugin, proxyEventsPlugin],
-    // Reused connections to the machines (per socket path, too): without an agent every request opens a new one.
+    // Reused connections to the machines, per address and per socket path (the agent's key holds it): without an
+    // agent every request would open a connection of its own.
     agent: new Agent({ keepAlive: true, maxSockets: 256, timeout: MACHINE_KEEP_ALIVE.clientIdleMs }),
     changeOrigin: false,
     xfwd: true,
     // Upgrades are handed over by `upgrade` below, after the route is known.
     ws: false,
-    on: {
-      error: (err, req, resOrSocket) => {
-        const routeId = req.routeId;
-        // The machine may be gone: the next request looks the session up again.
-        if (routeId) routes.forget(routeId);
-        logger.warn('edge proxy error', { routeId, err });
-        if ('writeHead' in resOrSocket && !resOrSocket.headersSent) {
-          sendJson(resOrSocket, 502, { error: 'Preview machine unreachable', routeId });
-        } else if ('destroy' in resOrSocket) {
-          resOrSocket.destroy();
-        }
-      },
-    },
+    on: { error: (err, req, resOrSocket) => machineFailed(err, req, resOrSocket) },
   });
 
-  /** Express-style middleware; passes requests for the api's own origin on to `next`. */
-  async function middleware(req: EdgeRequest, res: ServerResponse, next: (err?: unknown) => void) {
-    const host = routeOfHost(req.headers.host, options.previewDomain);
-    if (host.kind === 'other') return redirectLegacyLink(req, res) || next();
-    try {
-      const refusal = await route(req, host);
-      if (refusal) {
-        if (refusal.retryAfter) res.setHeader('retry-after', refusal.retryAfter);
-        return sendJson(res, refusal.status, refusal.body);
+  function requestListener(api: RequestListener): RequestListener {
+    return function edgeRequestListener(req, res) {
+      const host = routeOfHost(req.headers.host, options.previewDomain);
+      if (host.kind === 'other') return api(req, res);
+      try {
+        servePreview(req, res, host);
+      } catch (err) {
+        unexpected(req, res, err);
       }
-      await proxy(req, res, next);
-    } catch (err) {
-      next(err);
-    }
+    };
   }
 
-  /** `/p/<routeId>/rest` on the api's origin: 308 to `<preview origin>/rest`. True when answered. */
-  function redirectLegacyLink(req: IncomingMessage, res: ServerResponse): boolean {
-    const legacy = legacyPreviewPath(req.url ?? '/');
-    if (!legacy || !/^[0-9a-f-]{36}$/i.test(legacy.routeId)) return false;
-    res.writeHead(308, { location: `${options.previewOriginOf(legacy.routeId)}${legacy.rest}`, 'content-length': 0 });
-    res.end();
-    return true;
+  function servePreview(req: EdgeRequest, res: ServerResponse, host: PreviewHost) {
+    assignRequestId(req, res);
+    if (options.observe) observeWhenDone(req, res, options.observe);
+    const found = find(req, host);
+    // A route in memory is proxied at once, without a promise.
+    if (!(found instanceof Promise)) return answer(req, res, found);
+    found
+      .then((route) => answer(req, res, route), (err) => refuse(res, lookupFailed(req, err)))
+      .catch((err) => unexpected(req, res, err));
   }
 
-  async function upgrade(req: EdgeRequest, socket: Socket, head: Buffer) {
+  function answer(req: EdgeRequest, res: ServerResponse, found: Found) {
+    if (!('target' in found)) return refuse(res, found);
+    req.edgeTarget = found.target;
+    void proxy(req, res, (err?: unknown) => machineFailed(err, req, res));
+  }
+
+  function upgrade(req: EdgeRequest, socket: Socket, head: Buffer) {
     socket.on('error', () => undefined);
     const host = routeOfHost(req.headers.host, options.previewDomain);
     if (host.kind === 'other') return socket.destroy();
-    try {
-      const refusal = await route(req, host);
-      if (refusal) {
-        const retryAfter = refusal.retryAfter ? `retry-after: ${refusal.retryAfter}\r\n` : '';
-        socket.end(`HTTP/1.1 ${refusal.status} ${STATUS_TEXT[refusal.status] ?? 'Not Found'}\r\n${retryAfter}connection: close\r\ncontent-length: 0\r\n\r\n`);
-        return;
-      }
+    assignRequestId(req);
+    const upgradeTo = (found: Found) => {
+      if (!('target' in found)) return refuseUpgrade(socket, found);
+      req.edgeTarget = found.target;
       proxy.upgrade(req, socket, head);
+    };
+    try {
+      const found = find(req, host);
+      if (!(found instanceof Promise)) return upgradeTo(found);
+      found
+        .then(upgradeTo, (err) => refuseUpgrade(socket, lookupFailed(req, err)))
+        .catch((err) => unexpected(req, socket, err));
     } catch (err) {
-      logger.warn('edge upgrade failed', { routeId: req.routeId, err: err as Error });
-      socket.destroy();
+      unexpected(req, socket, err);
     }
   }
 
-  /** Sets the request's target, or says why there is none. */
-  async function route(req: EdgeRequest, host: Exclude<ReturnType<typeof routeOfHost>, { kind: 'other' }>): Promise<Refusal | null> {
+  /** The machine of a preview's route, or why there is none; without a promise when the route is in memory. */
+  function find(req: EdgeRequest, host: PreviewHost): Found | Promise<Found> {
     if (!options.servesPreviews) return MISDIRECTED;
     if (host.kind === 'foreign') return { status: 404, body: { error: 'Session not found' } };
-    req.routeId = host.routeId;
-    const found = await routes.resolve(host.routeId, req.socket.remoteAddress);
-    if (found.kind === 'unknown') return { status: 404, body: { error: 'Session not found', routeId: host.routeId } };
-    if (found.kind === 'gone') return { status: 410, body: { error: 'Session ended', routeId: host.routeId } };
-    if (found.kind === 'limited') return tooManyMisses(found.retryAfterSeconds);
-    req.edgeTarget = found.target;
-    return null;
+    const routeId = host.routeId;
+    req.routeId = routeId;
+    const target = routes.cached(routeId);
+    if (target) return { target };
+    return routes.resolve(routeId, req.socket.remoteAddress).then((found): Found => {
+      if (found.kind === 'route') return { target: found.target };
+      if (found.kind === 'gone') return { status: 410, body: { error: 'Session ended', routeId } };
+      if (found.kind === 'limited') return tooManyMisses(found.retryAfterSeconds);
+      return { status: 404, body: { error: 'Session not found', routeId } };
+    });
   }
 
-  return { middleware, upgrade };
+  /** The session store failed the look-up: 503 with Retry-After when it did not answer (as the api's own routes), else 500. */
+  function lookupFailed(req: EdgeRequest, err: unknown): Refusal {
+    const fields = { requestId: req.id, routeId: req.routeId, err: err as Error };
+    const outage = outageOf(err);
+    if (!outage) {
+      logger.error('edge: route look-up failed', fields);
+      return { status: 500, body: { error: 'Internal server error', routeId: req.routeId } };
+    }
+    logger.warn('edge: route look-up failed, a backing service did not answer', { ...fields, dependency: outage.dependency });
+    const message = `The preview's session could not be looked up: ${outage.dependency} did not answer (${outage.detail}); retry in ${OUTAGE_RETRY_AFTER_SECONDS} s`;
+    const exception = unavailable(outage.dependency, message, { routeId: req.routeId });
+    return { status: 503, body: exception.getResponse() as Record<string, unknown>, retryAfter: String(OUTAGE_RETRY_AFTER_SECONDS) };
+  }
+
+  /** A fault of the edge itself: logged, answered 500 (or the connection closed), and the api keeps serving. */
+  function unexpected(req: EdgeRequest, resOrSocket: ServerResponse | Socket, err: unknown) {
+    logger.error('edge: unexpected error', { requestId: req.id, routeId: req.routeId, err: err as Error });
+    if ('writeHead' in resOrSocket && !resOrSocket.headersSent) sendJson(resOrSocket, 500, { error: 'Internal server error' });
+    else resOrSocket.destroy();
+  }
+
+  /** The machine did not answer (or the proxy failed): 502, and the route is looked up again next time. */
+  function machineFailed(err: unknown, req: EdgeRequest, resOrSocket: ServerResponse | Socket) {
+    const routeId = req.routeId;
+    // The machine may be gone: the next request looks the session up again.
+    if (routeId) routes.forget(routeId);
+    logger.warn('edge proxy error', { requestId: req.id, routeId, err: err as Error });
+    if ('writeHead' in resOrSocket && !resOrSocket.headersSent) {
+      sendJson(resOrSocket, 502, { error: 'Preview machine unreachable', routeId });
+    } else {
+      resOrSocket.destroy();
+    }
+  }
+
+  function legacyLinks(req: IncomingMessage, res: ServerResponse, next: () => void) {
+    const legacy = legacyPreviewPath(req.url ?? '/');
+    if (!legacy || !/^[0-9a-f-]{36}$/i.test(legacy.routeId)) return next();
+    res.writeHead(308, { location: `${options.previewOriginOf(legacy.routeId)}${legacy.rest}`, 'content-length': 0 });
+    res.end();
+  }
+
+  return { requestListener, upgrade, legacyLinks };
 }
 
-const STATUS_TEXT: Record<number, string> = { 404: 'Not Found', 410: 'Gone', 421: 'Misdirected Request', 429: 'Too Many Requests' };
+/**
+ * Puts the edge in front of an api server: its request listener (the Express app Nest made it with) then sees only
+ * requests that are not previews, and the edge takes the server's upgrades.
+ */
+export function putEdgeInFront(server: Server, edge: Edge): void {
+  const listeners = server.listeners('request') as RequestListener[];
+  if (listeners.length !== 1) throw new Error(`putEdgeInFront: the server has ${listeners.length} request listeners, expected the api's one`);
+  server.removeListener('request', listeners[0]);
+  server.on('request', edge.requestListener(listeners[0]));
+  server.on('upgrade', edge.upgrade);
+}
 
 interface Refusal {
   status: number;
   body: Record<string, unknown>;
   retryAfter?: string;
+}
+
+type Found = { target: string } | Refusal;
+
+function refuse(res: ServerResponse, refusal: Refusal) {
+  if (refusal.retryAfter) res.setHeader('retry-after', refusal.retryAfter);
+  sendJson(res, refusal.status, refusal.body);
+}
+
+function refuseUpgrade(socket: Socket, refusal: Refusal) {
+  const retryAfter = refusal.retryAfter ? `retry-after: ${refusal.retryAfter}\r\n` : '';
+  socket.end(`HTTP/1.1 ${refusal.status} ${STATUS_CODES[refusal.status]}\r\n${retryAfter}connection: close\r\ncontent-length: 0\r\n\r\n`);
+}
+
+function observeWhenDone(req: IncomingMessage, res: ServerResponse, observe: RequestObserver) {
+  const started = process.hrtime.bigint();
+  // A response emits `close` once, whether it finished or its client left.
+  res.once('close', () =>
+    observe({ method: req.method ?? 'GET', path: pathOf(req.url), status: res.statusCode, seconds: Number(process.hrtime.bigint() - started) / 1e9, route: PREVIEW_ROUTE }),
+  );
 }
 
 /** A client past its misses this minute: answered without a lookup. */

@@ -45,6 +45,18 @@ describe('SessionRoutes', () => {
     expect(lookups).toBe(1);
   });
 
+  it('hands out a held route synchronously, without a lookup; nothing for a route it does not hold', async () => {
+    const id = await activeSession();
+    expect(routes.cached(id)).toBeUndefined();
+    await routes.resolve(id);
+    lookups = 0;
+    expect(routes.cached(id)).toBe('http://127.0.0.1:9');
+    expect(lookups).toBe(0);
+    routes.forget(id);
+    expect(routes.cached(id)).toBeUndefined();
+    expect(routes.cached(randomUUID())).toBeUndefined();
+  });
+
   it('drops the route the moment the session ends, and answers gone after', async () => {
     const id = await activeSession();
     await routes.resolve(id);
