@@ -103,4 +103,5 @@ RUN mkdir work && chown node:node work
 ENV NODE_ENV=development PORT=8080 HOST=:: WORK_DIR=/app/work MIMALLOC_PURGE_DELAY=0
 EXPOSE 8080
 USER node
-CMD ["node", "--max-semi-space-size=2", "dist/apps/preview-container/src/main.js"]
+# Node's flags as PREVIEW_CONTAINER_NODE_FLAGS (libs/contracts/src/config.ts) has them.
+CMD ["node", "--max-semi-space-size=2", "--initial-old-space-size=96", "dist/apps/preview-container/src/main.js"]

@@ -5,7 +5,7 @@ import { chmod, chown, link, lstat, mkdir, open, readFile, readdir, rm, stat, un
 import { constants } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
-import { DEFAULT_PREVIEW_CONTAINER_ENTRY, MACHINE_VITE_CACHE_DIR, PermanentError, TimeoutError, sleep } from '@velocity/contracts';
+import { DEFAULT_PREVIEW_CONTAINER_ENTRY, MACHINE_VITE_CACHE_DIR, PREVIEW_CONTAINER_NODE_FLAGS, PermanentError, TimeoutError, sleep } from '@velocity/contracts';
 import { requestText, unixSocketOf, unixSocketUrl, assertSocketPathFits, freePort, repoRootOf } from '@velocity/runtime';
 import { whileMachineRuns, type Machine, type MachineExit, type MachineProvider, type MachineSpec } from './machine-provider';
 import { VitePrebundles } from './vite-prebundles';
@@ -123,8 +123,7 @@ export class LocalMachineProvider implements MachineProvider {
     this.programDir = dirname(dirname(entry));
     if (!options.command) this.builtEntry = entry;
     this.prebundle = options.prebundle ?? (!options.command && entry === resolve(REPO_ROOT, DEFAULT_PREVIEW_CONTAINER_ENTRY));
-    // A small young generation keeps a preview machine's memory down; Vite does not need more.
-    this.command = options.command ?? [process.execPath, '--max-semi-space-size=2', entry];
+    this.command = options.command ?? [process.execPath, ...PREVIEW_CONTAINER_NODE_FLAGS, entry];
     this.user = machineUserOf({ uid: options.machineUid ?? NOBODY, gid: options.machineGid ?? NOBODY });
     this.bwrap = options.bubblewrap ?? findExecutable('bwrap');
     const setting = options.sandbox ?? 'auto';
