@@ -39,6 +39,8 @@ describe('ProvisionSession', () => {
   const storedEvents = async (sessionId: string) => (await events.read(sessionId)).map((e) => e.event);
 
   afterAll(async () => {
+    // First: the machine pre-bundling dependencies in the background, which only this provider knows of.
+    await provider.close();
     await Promise.all((await provider.list()).map((m) => provider.destroy(m.id)));
     rmSync(machinesDir, { recursive: true, force: true });
     await cleanupQueue.close();
