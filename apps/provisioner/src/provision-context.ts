@@ -1,5 +1,5 @@
 import type { Queue } from 'bullmq';
-import type { Config, Diagnostic, FileChangeLog, ProvisionSessionJob, ProvisionStep, SessionEvent } from '@velocity/contracts';
+import type { Config, Diagnostic, FileChangeLog, ProjectFile, ProvisionSessionJob, ProvisionStep, SessionEvent } from '@velocity/contracts';
 import type { EventLog } from '@velocity/ops';
 import type { Faults, WarmPool, Machine, MachineProvider } from '@velocity/machines';
 import type { Logger } from '@velocity/runtime';
@@ -58,6 +58,8 @@ export interface ProvisionContext {
   turn?: Turn;
   /** Stores a `running` progress event of the current step (what a long step has done so far). */
   reportProgress?: (progress: StepDetail) => void;
+  /** The project's files of DEPENDENCY_FILES as ensure-project read them (undefined when it seeded the project). */
+  dependencyFiles?: ProjectFile[];
   /** The project's installed dependencies (install-dependencies), when it has a set of its own. */
   dependencies?: { key: string; dir: string };
 }

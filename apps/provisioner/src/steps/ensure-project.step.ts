@@ -1,4 +1,4 @@
-import { PermanentError, templateFiles } from '@velocity/contracts';
+import { DEPENDENCY_FILES, PermanentError, templateFiles } from '@velocity/contracts';
 import { projectById } from '@velocity/session-store';
 import type { Step } from '../provision-context';
 
@@ -11,8 +11,12 @@ export const ensureProjectStep: Step = {
     const { projectId } = ctx.job;
     const project = await projectById(store, projectId);
     if (!project) throw new PermanentError(`Project ${projectId} does not exist`);
-    // Most projects have files: check before sending the template (the seed itself is atomic either way).
-    if (!(await store.hasProjectFiles(project.id))) {
+    // The files install-dependencies decides by, read here: a project that has them has files, so most
+    // sessions need no second statement to know it (the seed itself is atomic either way).
+    const dependencyFiles = await store.listProjectFiles(project.id, DEPENDENCY_FILES);
+    if (dependencyFiles.length > 0 || (await store.hasProjectFiles(project.id))) {
+      ctx.dependencyFiles = dependencyFiles;
+    } else {
       const seeded = await store.seedProjectFiles(project.id, templateFiles(project.templateType));
       if (seeded > 0) ctx.logger.info('project seeded from template', { template: project.templateType, files: seeded });
     }

@@ -1,5 +1,5 @@
 import { dirname } from 'node:path';
-import { DEPENDENCY_FILES, PermanentError, dependencySetOf, fileBytes, installedVersionsIn, type InstalledVersion } from '@velocity/contracts';
+import { DEPENDENCY_FILES, PermanentError, dependencySetOf, fileBytes, installedVersionsIn, type DependencySet, type InstalledVersion, type SetFile } from '@velocity/contracts';
 import { InstallError } from '../dependencies/installers/index';
 import { awayFromTurn, required, type Step } from '../provision-context';
 
@@ -15,8 +15,10 @@ export const installDependenciesStep: Step = {
   async run(ctx) {
     const project = required(ctx.project, 'the project');
     // The files that decide the set, as text: an upload of raw bytes is stored as binary.
-    const files = (await ctx.deps.store.listProjectFiles(project.id, DEPENDENCY_FILES)).map((file) => ({ path: file.path, content: fileBytes(file).toString('utf8') }));
-    const set = dependencySetOf(files, serviceDependencies());
+    // Read by ensure-project, unless it seeded the project (then they are the template's, read now).
+    const stored = ctx.dependencyFiles ?? (await ctx.deps.store.listProjectFiles(project.id, DEPENDENCY_FILES));
+    const files = stored.map((file) => ({ path: file.path, content: fileBytes(file).toString('utf8') }));
+    const set = setOf(files);
     if (set.kind !== 'install') return;
     const cache = ctx.deps.dependencies;
     if (!cache) throw new PermanentError('This project has dependencies of its own, and this provisioner installs none');
@@ -32,6 +34,21 @@ export const installDependenciesStep: Step = {
     return { packages: installed.packages, bytes: installed.bytes, cached: installed.cached };
   },
 };
+
+/** Sets that install nothing, by their files' content: most sessions are of a few templates, parsed and checked once. */
+const installFree = new Map<string, DependencySet>();
+const INSTALL_FREE_REMEMBERED = 256;
+
+function setOf(files: SetFile[]): DependencySet {
+  const content = JSON.stringify(files);
+  const known = installFree.get(content);
+  if (known) return known;
+  const set = dependencySetOf(files, serviceDependencies());
+  if (set.kind === 'install') return set;
+  if (installFree.size >= INSTALL_FREE_REMEMBERED) installFree.delete(installFree.keys().next().value!);
+  installFree.set(content, set);
+  return set;
+}
 
 /**
  * Versions in the service's own node_modules (the template dependencies every
