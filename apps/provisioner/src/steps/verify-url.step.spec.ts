@@ -112,4 +112,15 @@ describe('verify-url: the page walk and the build state', () => {
     expect(diagnostics).toEqual([{ kind: 'build', message: expect.stringMatching(/^Timed out after 300 ms waiting for the page's modules through http:\/\/127\.0\.0\.1:\d+ \(\d+ asked, still waiting for \/src\/c\.js\)$/) }]);
     expect(requests.at(-1)?.url).toBe('/__velocity/build-state');
   });
+
+  it('previews on *.localhost origins: each request names its own Host, and the previews share kept-alive connections', async () => {
+    header = 'ok';
+    const { port } = new URL(url);
+    expect(await pageDiagnostics(`http://a1.localhost:${port}/`, page, 5000)).toEqual([]);
+    const first = new Set(requests.map((r) => r.socket));
+    expect(await pageDiagnostics(`http://b2.localhost:${port}/`, page, 5000)).toEqual([]);
+    expect(new Set(requests.map((r) => r.headers.host))).toEqual(new Set([`a1.localhost:${port}`, `b2.localhost:${port}`]));
+    // The second preview's requests went over the first one's connections, not new ones of its own.
+    expect(requests.every((r) => first.has(r.socket))).toBe(true);
+  });
 });

@@ -49,7 +49,8 @@ const WALK_CONCURRENCY = 6;
 /** The page's HTML when the URL serves the app; otherwise what it did instead. */
 async function probePage(url: string, signal: AbortSignal): Promise<{ html?: string; problem: string; startFailure?: string }> {
   try {
-    const res = await openHttp(url, { signal: AbortSignal.any([signal, AbortSignal.timeout(5000)]), headers: { accept: 'text/html' } });
+    const { target, host } = overSharedConnection(url);
+    const res = await openHttp(target, { signal: AbortSignal.any([signal, AbortSignal.timeout(5000)]), headers: { ...host, accept: 'text/html' } });
     const body = await readText(res);
     if (res.headers[START_FAILED_HEADER]) return { problem: 'the dev server could not start', startFailure: startFailureOf(body) };
     if (res.statusCode !== 200) return { problem: `status ${res.statusCode}: ${body.slice(0, 120)}` };
@@ -95,7 +96,8 @@ export async function pageDiagnostics(url: string, html: string, timeoutMs: numb
     [failed, waitedFor] = [[...walk.failed], [...walk.inFlight]];
   } finally {
     clearTimeout(timer);
-    stop.abort();
+    // Only requests still in flight need cancelling; a walk that ended has none (an abort costs an exception).
+    if (walk.inFlight.size > 0) stop.abort();
     signal?.removeEventListener('abort', abort);
   }
   if (signal?.aborted) throw signal.reason;
@@ -116,7 +118,8 @@ export async function pageDiagnostics(url: string, html: string, timeoutMs: numb
 
 /** One module as the page asks for it: a script load (`Sec-Fetch-Dest: script`), so the machine counts a 404 as one. */
 async function fetchModule(pageUrl: string, path: string, signal: AbortSignal, states: Set<string>): Promise<{ status: number; body: string }> {
-  const res = await openHttp(new URL(path, pageUrl).href, { signal, headers: { accept: '*/*', 'sec-fetch-dest': 'script' } });
+  const { target, host } = overSharedConnection(new URL(path, pageUrl).href);
+  const res = await openHttp(target, { signal, headers: { ...host, accept: '*/*', 'sec-fetch-dest': 'script' } });
   const state = res.headers[BUILD_STATE_HEADER];
   states.add(typeof state === 'string' ? state : 'unknown');
   return { status: res.statusCode ?? 0, body: await readText(res) };
@@ -125,9 +128,10 @@ async function fetchModule(pageUrl: string, path: string, signal: AbortSignal, s
 /** The machine's diagnostics, from its build state on the preview's origin; none when it cannot say (an older machine, another provider's page). */
 async function readBuildState(pageUrl: string, signal?: AbortSignal): Promise<Diagnostic[]> {
   try {
-    const res = await openHttp(new URL(BUILD_STATE_PATH, pageUrl).href, {
+    const { target, host } = overSharedConnection(new URL(BUILD_STATE_PATH, pageUrl).href);
+    const res = await openHttp(target, {
       signal: signal ? AbortSignal.any([signal, AbortSignal.timeout(5000)]) : AbortSignal.timeout(5000),
-      headers: { accept: 'application/json' },
+      headers: { ...host, accept: 'application/json' },
     });
     const body = await readText(res);
     if (res.statusCode !== 200) return [];
@@ -137,6 +141,19 @@ async function readBuildState(pageUrl: string, signal?: AbortSignal): Promise<Di
     if (signal?.aborted) throw signal.reason;
     return [];
   }
+}
+
+/**
+ * Where to send a request for `url`, and the Host it names. A `*.localhost` preview is sent to `localhost` with
+ * its own Host: every such name is loopback and the edge routes by Host, so all sessions' requests share the
+ * agent's kept-alive connections instead of opening one per preview origin. Other URLs go as they are.
+ */
+function overSharedConnection(url: string): { target: string; host?: { host: string } } {
+  const parsed = new URL(url);
+  if (parsed.protocol !== 'http:' || !parsed.hostname.endsWith('.localhost')) return { target: url };
+  const host = parsed.host;
+  parsed.hostname = 'localhost';
+  return { target: parsed.href, host: { host } };
 }
 
 /** `/src/App.jsx?t=1` → `src/App.jsx`, or undefined when it is no project path. */
