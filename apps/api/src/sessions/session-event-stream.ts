@@ -39,6 +39,7 @@ export class SessionEventStream {
       events: EventLog;
       store: SessionRecords;
       watcher: StreamWatcher;
+      /** The process's logger: the rare line a stream writes names its session itself (no child logger per stream). */
       logger: Logger;
       /** Aborts when the session is announced gone (GoneSessions.watch): its row is read at once. */
       gone?: AbortSignal;
@@ -65,7 +66,7 @@ export class SessionEventStream {
       if (start.first) res.write(frame(start.first));
       await this.run(res, start.first?.id ?? lastEventId, start.first !== undefined, stored);
     } catch (err) {
-      if (!this.closed) this.deps.logger.warn('event stream broke', { err: err as Error });
+      if (!this.closed) this.deps.logger.warn('event stream broke', { sessionId: this.sessionId, err: err as Error });
     } finally {
       this.close();
       res.end();

@@ -178,7 +178,7 @@ export class SessionsController implements BeforeApplicationShutdown {
     const gone = this.gone.watch(sessionId);
     const stream = new SessionEventStream(
       sessionId,
-      { events: this.events, store: this.store, watcher: this.watcher, logger: this.logger.child({ sessionId }), gone: gone.signal },
+      { events: this.events, store: this.store, watcher: this.watcher, logger: this.logger, gone: gone.signal },
       { heartbeatMs: Math.min(this.config.SSE_HEARTBEAT_MS, 15_000), retryMs: 2000 },
     );
     this.streams.add(stream);
