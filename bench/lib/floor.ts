@@ -2,7 +2,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import Redis from 'ioredis';
 import { Pool } from 'pg';
-import { DEMO_PROJECT_ID, allowedFrom, resourceLimitsOf } from '@velocity/contracts';
+import { DEMO_PROJECT_ID, DEPENDENCY_FILES, allowedFrom, resourceLimitsOf } from '@velocity/contracts';
 import { LOCAL_USER_ID } from '../../apps/api/src/auth/auth-user';
 import { pool } from './client';
 
@@ -23,7 +23,7 @@ export const FLOOR_PATH = {
   provisioner: {
     sql: [
       'ensure-project: vp_ensure_project',
-      'ensure-project: does the project have files (it does: no seed)',
+      'ensure-project: the project\'s dependency files (it has them: no seed, and install-dependencies reads no more)',
       'commit-session: vp_transition_session queued → creating (the row is read only when that does not apply)',
       'create-machine: vp_transition_session → starting (machine recorded)',
       'verify-url: the edge selects the row (not active yet, so not cached)',
@@ -90,7 +90,8 @@ export function createFloor(options: { databaseUrl: string; redisUrl: string; pr
       sql(provPool, 'select * from vp_transition_session($1, $2::text[], $3, $4::jsonb)', [id, allowedFrom(to as never), to, JSON.stringify(patch)]);
     await step('ensure-project', async () => {
       await sql(provPool, 'select * from vp_ensure_project($1, $2, $3)', [DEMO_PROJECT_ID, 'Demo project', 'react']);
-      await sql(provPool, 'select exists (select 1 from project_files where project_id = $1) as has', [DEMO_PROJECT_ID]);
+      // The dependency files (install-dependencies decides by them; having them, the project has files).
+      await sql(provPool, 'select file_path, content, content_bytes from project_files where project_id = $1 and file_path = any($2::text[]) order by file_path collate "C"', [DEMO_PROJECT_ID, [...DEPENDENCY_FILES]]);
     });
     await step('commit-session', async () => {
       await transition('creating', {});
