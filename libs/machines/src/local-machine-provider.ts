@@ -2,13 +2,14 @@ import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { existsSync, readlinkSync, realpathSync } from 'node:fs';
 import { chmod, chown, link, lstat, mkdir, open, readFile, readdir, rm, stat, unlink, writeFile } from 'node:fs/promises';
-import { constants } from 'node:os';
+import { availableParallelism, constants } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { DEFAULT_PREVIEW_CONTAINER_ENTRY, MACHINE_VITE_CACHE_DIR, PREVIEW_CONTAINER_NODE_FLAGS, PermanentError, TimeoutError, sleep } from '@velocity/contracts';
 import { requestText, unixSocketOf, unixSocketUrl, assertSocketPathFits, freePort, repoRootOf } from '@velocity/runtime';
 import { whileMachineRuns, type Machine, type MachineExit, type MachineProvider, type MachineSpec } from './machine-provider';
 import { VitePrebundles } from './vite-prebundles';
+import { StartSlots } from './start-slots';
 import { MACHINE_SOCKET_NAME, SANDBOX_API_DIR, bubblewrapLaunch, bubblewrapProblem, chooseSandbox, findExecutable, machineUserOf, plainLaunch, type MachineLaunch, type MachineRun, type MachineUser, type SandboxSetting } from './machine-sandbox';
 
 const REPO_ROOT = repoRootOf(__dirname);
@@ -49,6 +50,11 @@ export interface LocalMachineProviderOptions {
    * (vite-prebundles.ts); default: when the machines run the built preview container.
    */
   prebundle?: boolean;
+  /**
+   * How many machines may be starting at once (StartSlots); default: the CPU count when the
+   * machines run the built preview container (a start is CPU-bound), else no limit to speak of.
+   */
+  startConcurrency?: number;
 }
 
 /** A machine process as the process table shows it. */
@@ -69,6 +75,9 @@ const EXIT_POLL_MS = 100;
 const PREBUNDLE_TIMEOUT_MS = 120_000;
 const PREBUNDLE_RETRY_MS = 60_000;
 const NIL_UUID = '00000000-0000-0000-0000-000000000000';
+/** A machine's start slot is given back when it serves (/serving 200), exits, or after this long. */
+const START_SLOT_MAX_MS = 30_000;
+const START_POLL_MS = 50;
 
 /**
  * Machines as local processes: one detached `apps/preview-container` process per
@@ -111,6 +120,7 @@ export class LocalMachineProvider implements MachineProvider {
   private readonly prebundleMachines = new Set<string>();
   private readonly prebundleFailedAt = new Map<string, number>();
   private readonly prebundle: boolean;
+  private readonly startSlots: StartSlots;
   private closed = false;
   /** The machines this process spawned that still run, by session: their exit is known the moment it happens. */
   private readonly running = new Map<string, { pid: number; exit: Promise<Pick<MachineExit, 'code' | 'signal'>> }>();
@@ -122,7 +132,9 @@ export class LocalMachineProvider implements MachineProvider {
     const entry = resolve(REPO_ROOT, options.entry ?? DEFAULT_PREVIEW_CONTAINER_ENTRY);
     this.programDir = dirname(dirname(entry));
     if (!options.command) this.builtEntry = entry;
-    this.prebundle = options.prebundle ?? (!options.command && entry === resolve(REPO_ROOT, DEFAULT_PREVIEW_CONTAINER_ENTRY));
+    const builtContainer = !options.command && entry === resolve(REPO_ROOT, DEFAULT_PREVIEW_CONTAINER_ENTRY);
+    this.prebundle = options.prebundle ?? builtContainer;
+    this.startSlots = new StartSlots(options.startConcurrency ?? (builtContainer ? availableParallelism() : 64));
     this.command = options.command ?? [process.execPath, ...PREVIEW_CONTAINER_NODE_FLAGS, entry];
     this.user = machineUserOf({ uid: options.machineUid ?? NOBODY, gid: options.machineGid ?? NOBODY });
     this.bwrap = options.bubblewrap ?? findExecutable('bwrap');
@@ -140,12 +152,43 @@ export class LocalMachineProvider implements MachineProvider {
     }
   }
 
-  async create(spec: MachineSpec): Promise<Machine> {
+  async create(spec: MachineSpec, signal?: AbortSignal): Promise<Machine> {
     const pending = this.creating.get(spec.sessionId);
     if (pending) return pending;
-    const creation = this.createOnce(spec).finally(() => this.creating.delete(spec.sessionId));
+    const creation = this.createInTurn(spec, signal).finally(() => this.creating.delete(spec.sessionId));
     this.creating.set(spec.sessionId, creation);
     return creation;
+  }
+
+  /** A machine that runs already is returned at once; a new one waits for a start slot first (StartSlots). */
+  private async createInTurn(spec: MachineSpec, signal?: AbortSignal): Promise<Machine> {
+    const existing = await this.findBySession(spec.sessionId);
+    if (existing) return existing;
+    const release = await this.startSlots.take(spec.background, signal);
+    let handedOver = false;
+    try {
+      return await this.createOnce(spec, (machine) => {
+        handedOver = true;
+        this.releaseWhenServing(machine, release);
+      });
+    } finally {
+      if (!handedOver) release();
+    }
+  }
+
+  /** Gives the start slot back once the machine serves its preview (or the reason it cannot), exits, or takes too long. */
+  private releaseWhenServing(machine: Machine, release: () => void): void {
+    const until = Date.now() + START_SLOT_MAX_MS;
+    void (async () => {
+      while (Date.now() < until && this.running.has(machine.sessionId)) {
+        const reachable = unixSocketOf(machine.url) === null || (await this.linkMachineSocket(machine.sessionId));
+        const serving = reachable && (await requestText(`${machine.url}/serving`, { signal: AbortSignal.timeout(1000) }).catch(() => null));
+        if (serving && serving.status === 200) return;
+        await sleep(START_POLL_MS);
+      }
+    })()
+      .catch(() => undefined)
+      .finally(release);
   }
 
   async waitStarted(machine: Machine, timeoutMs: number, signal?: AbortSignal): Promise<Machine> {
@@ -261,7 +304,7 @@ export class LocalMachineProvider implements MachineProvider {
    * spawn lock (O_EXCL) decides who spawns, and a lock older than a few
    * seconds is from a creator that died and is taken over.
    */
-  private async createOnce(spec: MachineSpec): Promise<Machine> {
+  private async createOnce(spec: MachineSpec, spawned: (machine: Machine) => void): Promise<Machine> {
     const deadline = Date.now() + 10_000;
     while (Date.now() < deadline) {
       const existing = await this.findBySession(spec.sessionId);
@@ -270,7 +313,10 @@ export class LocalMachineProvider implements MachineProvider {
       if (lock) {
         try {
           const again = await this.findBySession(spec.sessionId);
-          return again ?? (await this.spawnMachine(spec));
+          if (again) return again;
+          const machine = await this.spawnMachine(spec);
+          spawned(machine);
+          return machine;
         } finally {
           await unlink(lock).catch(() => undefined);
         }
