@@ -85,11 +85,11 @@ export type TargetName = keyof typeof TARGETS;
  */
 export const MISSED_NOTES: Partial<Record<TargetName, string>> = {
   machineRss:
-    'A machine is one Node process running Vite: Node\'s own binary mapped (about 42 MB), V8\'s heap (about 75 MB, 36 MB of it live after a full collection: Vite\'s code and module graph, the pre-bundled React\'s source), es-module-lexer\'s wasm memory (16 MB, grown to the largest module it parsed), the rolldown binding (about 11 MB). `--optimize-for-size` takes 40 MB off and costs 0.3 s more CPU a start.',
+    'A machine is one Node process running Vite: Node\'s own binary mapped (about 42 MB), V8\'s heap (about 50 to 75 MB, 36 MB of it live after a full collection: Vite\'s code and module graph, the pre-bundled React\'s source), es-module-lexer\'s wasm memory (16 MB, grown to the largest module it parsed), the rolldown binding (about 11 MB); under load more of V8\'s heap is garbage not yet collected. `--optimize-for-size` takes 40 MB off and costs 0.3 s more CPU a start.',
   machineCpuP50:
     'Profiled (`--cpu-prof`, docs below): Vite\'s ES modules are compiled at every start (about 0.3 s; Node 20 keeps no compiled code of ES modules between processes), then Vite\'s server and plugins are set up (about 0.2 s), the first page is transformed (about 0.3 s with its garbage collection), and the machine itself starts (about 0.1 s). What would move it: a compile cache (Node 22\'s `module.enableCompileCache`), or the warm pool, whose claimed machine spends some 40 ms.',
   coldReadyP50: 'The machine\'s start is the floor of a cold session: a pooled one (9) is ready in a few hundred milliseconds.',
-  localWaveReadyP50: 'The machines\' CPU is the floor of a wave on 2 cores (20 × the CPU of one, over 2).',
+  localWaveReadyP50: 'What would move it is the CPU of one machine\'s start (the row below).',
   routedShare:
     'The edge is one Node HTTP proxy hop in the api process (its CPU a request is on the row above); straight Vite has no hop. With the edge at its measured cost, routed reaches at most the share the floor gives.',
 };
@@ -159,7 +159,8 @@ function localRows(r: Results, local: NonNullable<Results['local']>): Row[] {
   const cpu = container.cpuMs;
   const cpuP50 = percentile(cpu, 50);
   const waveCpuFloor = (wave * cpuP50) / cores(r);
-  const waveFloor = `Floor: ${wave} machines × ${ms(cpuP50)} CPU each from spawn to ready on ${cores(r)} cores = ${ms(waveCpuFloor)}.`;
+  // Machines start in turns, so the median session waits for half the wave's machines.
+  const waveFloor = `Floor: ${wave} machines × ${ms(cpuP50)} CPU each from spawn to ready on ${cores(r)} cores = ${ms(waveCpuFloor)} for the wave; started in turns, the median session's machine is ready after half of them, ${ms(waveCpuFloor / 2)}, with the services' own CPU on top.`;
   rows.push(judged('1', `local + Vite, 1 at a time (n=${seq.length}): POST → \`ready\` p50 / p95 / p99`, trio(ready(seq)), 'coldReadyP50', percentile(ready(seq), 50), split(seq)));
   rows.push(row('1', '… POST → first 200 from the preview URL', trio(firstOk(seq))));
   rows.push(judged('1', `local + Vite, ${wave} at once (n=${waveN}, ${waveN / wave} waves): POST → \`ready\``, trio(ready(waves)), 'localWaveReadyP50', percentile(ready(waves), 50), waveFloor));
