@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { chown, cp, mkdir, readdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 
@@ -21,9 +21,14 @@ import { join } from 'node:path';
 export class VitePrebundles {
   constructor(private readonly dir: string) {}
 
-  /** The key of a dependency folder (its real path) and template. */
+  /**
+   * The key of a dependency folder and template: the folder's real path, and when it last
+   * changed (its own and npm's lockfile's mtime), since Vite's check of a copy has no lockfile
+   * to go by in a template's project, and the service's folder changes on an upgrade in place.
+   */
   static keyOf(nodeModulesRealDir: string, templateType: string): string {
-    return createHash('sha256').update(`${nodeModulesRealDir}\0${templateType}`).digest('hex').slice(0, 16);
+    const changed = [nodeModulesRealDir, join(nodeModulesRealDir, '.package-lock.json')].map((path) => statSync(path, { throwIfNoEntry: false })?.mtimeMs ?? 0);
+    return createHash('sha256').update(`${nodeModulesRealDir}\0${templateType}\0${changed.join('\0')}`).digest('hex').slice(0, 16);
   }
 
   has(key: string): boolean {

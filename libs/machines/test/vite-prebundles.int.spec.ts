@@ -43,11 +43,16 @@ describe('VitePrebundles', () => {
     expect(readFileSync(join(dir, 'next', MACHINE_VITE_CACHE_DIR, 'deps', 'react.js'), 'utf8')).toBe('first');
   });
 
-  it('keys by dependency folder and template', () => {
-    const key = VitePrebundles.keyOf('/a/node_modules', 'react');
-    expect(VitePrebundles.keyOf('/a/node_modules', 'react')).toBe(key);
+  it('keys by dependency folder, its last change and template', () => {
+    const folder = join(dir, 'node_modules');
+    mkdirSync(folder);
+    const key = VitePrebundles.keyOf(folder, 'react');
+    expect(VitePrebundles.keyOf(folder, 'react')).toBe(key);
     expect(VitePrebundles.keyOf('/b/node_modules', 'react')).not.toBe(key);
-    expect(VitePrebundles.keyOf('/a/node_modules', 'vue')).not.toBe(key);
+    expect(VitePrebundles.keyOf(folder, 'vue')).not.toBe(key);
+    // An install in place (npm writes its lockfile there) is another set of bundles.
+    writeFileSync(join(folder, '.package-lock.json'), '{}');
+    expect(VitePrebundles.keyOf(folder, 'react')).not.toBe(key);
   });
 });
 
