@@ -73,19 +73,30 @@ export async function warmUp(
  * after: the first page load happens before the preview is open to anyone (the
  * machine's server answers 503 until then), and only this process knows the port.
  */
-export async function warmUpOnLoopback<T>(devServer: Pick<DevServer, 'handle'>, warm: (origin: string) => Promise<T>): Promise<T> {
+export async function warmUpOnLoopback<T>(devServer: Pick<DevServer, 'handle' | 'upgrade'>, warm: (origin: string) => Promise<T>): Promise<T> {
+  const served = await serveOnLoopback(devServer);
+  try {
+    return await warm(served.origin);
+  } finally {
+    await served.close();
+  }
+}
+
+/** The dev server alone (HTTP and its HMR socket, no routing) on a free loopback port. */
+export async function serveOnLoopback(devServer: Pick<DevServer, 'handle' | 'upgrade'>): Promise<{ port: number; origin: string; close(): Promise<void> }> {
   const server = createServer((req, res) =>
     devServer.handle(req, res, () => {
       if (!res.headersSent) res.writeHead(404).end();
     }),
   );
+  server.on('upgrade', (req, socket, head) => devServer.upgrade(req, socket, head));
   await new Promise<void>((resolve, reject) => server.once('error', reject).listen(0, '127.0.0.1', resolve));
-  try {
-    return await warm(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
-  } finally {
-    server.closeAllConnections();
-    server.close();
-  }
+  const { port } = server.address() as AddressInfo;
+  return {
+    port,
+    origin: `http://127.0.0.1:${port}`,
+    close: () => new Promise((resolve) => (server.closeAllConnections(), server.close(() => resolve()))),
+  };
 }
 
 /**

@@ -97,7 +97,7 @@ describe('startDevServer: what onServer hooks survives Vite restarting on a vite
     const { writeFileSync } = require('node:fs');
     const { join } = require('node:path');
     const { startDevServer } = require(${JSON.stringify(join(__dirname, '../src/dev-server'))});
-    const { serveDevServer } = require(${JSON.stringify(join(__dirname, 'fixtures/serve-dev-server'))});
+    const { serveOnLoopback } = require(${JSON.stringify(join(__dirname, '../src/warm-up'))});
     const [workDir, nodeModulesRealDir] = process.argv.slice(1);
     const seen = { servers: 0, pages: [] };
     let served;
@@ -111,7 +111,7 @@ describe('startDevServer: what onServer hooks survives Vite restarting on a vite
           server.transformIndexHtml = async (...args) => (await transform.apply(server, args)) + '<!--hooked-->';
         },
       });
-      served = await serveDevServer(dev);
+      served = await serveOnLoopback(dev);
       try {
         seen.pages.push(await page());
         writeFileSync(join(workDir, 'vite.config.mjs'), "export default { define: { __EDITED__: 'true' } };\\n");

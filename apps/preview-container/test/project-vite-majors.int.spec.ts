@@ -38,7 +38,7 @@ const CASES: Case[] = [{ major: 5, fixture: 'vite-5' }, { major: 6, fixture: 'vi
 const childScript = `
 (async () => {
   const { startDevServer } = require(${JSON.stringify(join(__dirname, '../src/dev-server'))});
-  const { serveDevServer } = require(${JSON.stringify(join(__dirname, 'fixtures/serve-dev-server'))});
+  const { serveOnLoopback } = require(${JSON.stringify(join(__dirname, '../src/warm-up'))});
   const dev = await startDevServer({
     workDir: process.env.WORK_DIR,
     templateType: 'vanilla-ts',
@@ -48,7 +48,7 @@ const childScript = `
   const config = dev.vite.config;
   const { server } = config;
   const plugins = config.plugins.map((plugin) => plugin.name);
-  const served = await serveDevServer(dev);
+  const served = await serveOnLoopback(dev);
   const ready = {
     port: served.port,
     version: dev.toolchain.vite.version,

@@ -27,7 +27,7 @@ const script = `
   const app = template.find((f) => f.path === 'src/App.jsx').content;
   await writeProjectFiles(root, template);
   const dev = await startDevServer({ workDir: root, templateType: 'react', nodeModulesRealDir: deps });
-  const http = await require(${JSON.stringify(join(__dirname, 'fixtures/serve-dev-server'))}).serveDevServer(dev);
+  const http = await require(${JSON.stringify(join(__dirname, '../src/warm-up'))}).serveOnLoopback(dev);
   const tracker = new BuildTracker();
   const watch = watchViteBuild(dev.vite, tracker, { root, dependencyDirs: [deps] });
   const seen = { root };
