@@ -1,7 +1,8 @@
-import { lstat, mkdir, readFile, readdir, readlink, realpath, symlink, unlink, writeFile } from 'node:fs/promises';
+import { randomUUID } from 'node:crypto';
+import { lstat, mkdir, readFile, readdir, readlink, realpath, rename, rm, symlink, unlink, writeFile } from 'node:fs/promises';
 import { dirname, join, relative, sep } from 'node:path';
 import { z } from 'zod';
-import { errorMessage, fileBytes, isBinaryFile, projectFileSchema, type ProjectFile } from '@velocity/contracts';
+import { errorMessage, fileBytes, isBinaryFile, MACHINE_VITE_CACHE_DIR, projectFileSchema, type ProjectFile } from '@velocity/contracts';
 import { requestText, retry } from '@velocity/runtime';
 import { resolveInside, safeRelativePath, UnsafePathError } from './path-safety';
 
@@ -100,6 +101,9 @@ async function fetchOnce({ method, url, token, body }: FilesRequest, timeoutMs: 
  * Writes the files under `workDir`. Every path is checked before anything is
  * written, so one unsafe path refuses the whole list. Each final directory is
  * resolved through the file system too, so a symlink cannot lead a write outside.
+ * Each file is replaced whole (written aside, then renamed into place): Vite may
+ * be serving it at that moment, and a file truncated and refilled in place can be
+ * read half-written, or sent with the length it had a moment before.
  */
 export async function writeProjectFiles(workDir: string, files: ProjectFile[]): Promise<number> {
   await mkdir(workDir, { recursive: true });
@@ -111,6 +115,8 @@ export async function writeProjectFiles(workDir: string, files: ProjectFile[]): 
     seen.add(rel);
     return { target: resolveInside(root, rel), bytes: fileBytes(file) };
   });
+  const staging = join(root, STAGING_DIR);
+  if (planned.length > 0) await mkdir(staging, { recursive: true });
   for (const { target, bytes } of planned) {
     const dir = dirname(target);
     await mkdir(dir, { recursive: true });
@@ -118,11 +124,27 @@ export async function writeProjectFiles(workDir: string, files: ProjectFile[]): 
     if (realDir !== root && !realDir.startsWith(root + sep)) {
       throw new UnsafePathError(relative(root, target), `its folder resolves outside ${root}`);
     }
-    const existing = await lstat(target).catch(() => null);
-    if (existing?.isSymbolicLink()) await unlink(target); // write a file, never through a link
-    await writeFile(target, bytes);
+    await replaceFile(join(staging, randomUUID()), target, bytes);
   }
   return planned.length;
+}
+
+/**
+ * Where files are written before they are renamed into place: inside the work
+ * folder (a rename does not cross file systems) and under Vite's cache folder,
+ * which Vite's watcher ignores and the lockdown does not serve.
+ */
+const STAGING_DIR = join(MACHINE_VITE_CACHE_DIR, 'incoming');
+
+/** `target` becomes a file holding `bytes` in one step; a symlink there is replaced, never written through. */
+async function replaceFile(aside: string, target: string, bytes: Buffer): Promise<void> {
+  try {
+    await writeFile(aside, bytes);
+    await rename(aside, target);
+  } catch (err) {
+    await rm(aside, { force: true });
+    throw err;
+  }
 }
 
 /**

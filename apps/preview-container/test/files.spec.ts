@@ -3,12 +3,13 @@ import type { AddressInfo } from 'node:net';
 import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, symlinkSync, realpathSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { mkdir as makeDir, mkdtemp, readFile as read, readdir as list, rm as remove, stat as statOf, writeFile as write } from 'node:fs/promises';
+import { mkdir as makeDir, mkdtemp, open, readFile as read, readdir as list, rm as remove, stat as statOf, writeFile as write } from 'node:fs/promises';
 import { fetchProjectFiles, FilesError, linkNodeModules, syncProjectFiles, writeProjectFiles, writtenContents, type ProjectFile } from '../src/files';
 
 /** Every byte value, so no step may lose or change one. */
 const everyByte = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
 const binary = (path: string, bytes: Buffer): ProjectFile => ({ path, content: bytes.toString('base64'), encoding: 'base64' });
+import { MACHINE_VITE_CACHE_DIR } from '@velocity/contracts';
 import { UnsafePathError } from '../src/path-safety';
 
 describe('writeProjectFiles', () => {
@@ -67,6 +68,28 @@ describe('writeProjectFiles', () => {
     await writeProjectFiles(work, [{ path: 'a.txt', content: 'mine' }]);
     expect(existsSync(outsideFile)).toBe(false);
     expect(lstatSync(join(work, 'a.txt')).isSymbolicLink()).toBe(false);
+  });
+
+  it('replaces a file whole: a reader that opened it before reads all of the old bytes, never a truncated file', async () => {
+    await writeProjectFiles(work, [{ path: 'src/main.ts', content: 'old content' }]);
+    const opened = await open(join(work, 'src/main.ts'));
+    try {
+      const sizeWhenOpened = (await opened.stat()).size;
+      await writeProjectFiles(work, [{ path: 'src/main.ts', content: 'export const x: number = ;\n' }]);
+      const { bytesRead } = await opened.read(Buffer.alloc(64), 0, 64, 0);
+      expect({ sizeWhenOpened, bytesRead }).toEqual({ sizeWhenOpened: 11, bytesRead: 11 });
+    } finally {
+      await opened.close();
+    }
+    expect(readFileSync(join(work, 'src/main.ts'), 'utf8')).toBe('export const x: number = ;\n');
+    // Written aside under Vite's cache folder, and nothing left there.
+    expect(await list(join(work, MACHINE_VITE_CACHE_DIR, 'incoming'))).toEqual([]);
+  });
+
+  it('leaves nothing aside when a write fails', async () => {
+    mkdirSync(join(work, 'taken'), { recursive: true });
+    await expect(writeProjectFiles(work, [{ path: 'taken', content: 'a file where a folder is' }])).rejects.toThrow();
+    expect(await list(join(work, MACHINE_VITE_CACHE_DIR, 'incoming'))).toEqual([]);
   });
 });
 
