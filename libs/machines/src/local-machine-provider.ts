@@ -1,7 +1,7 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { existsSync, readlinkSync, realpathSync } from 'node:fs';
-import { chmod, chown, link, lstat, mkdir, open, readFile, readdir, rm, stat, unlink, writeFile } from 'node:fs/promises';
+import { chmod, chown, link, lstat, mkdir, open, readFile, readdir, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { availableParallelism, constants } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
@@ -489,16 +489,26 @@ export class LocalMachineProvider implements MachineProvider {
    * reaches the machine only through a hard link in the session's folder,
    * which the machine cannot write: made here, and kept only when it names a
    * socket (link() does not follow a symlink; a machine can link nothing from
-   * another mount into its run folder). True once the link is there.
+   * another mount into its run folder). The link is made under a name of its
+   * own and renamed into place once checked, so the trusted path never names
+   * anything else, not even for a moment. True once the link is there.
    */
   private async linkMachineSocket(sessionId: string): Promise<boolean> {
     const trusted = this.socketPathOf(sessionId);
-    // Fails when the machine has not made its socket yet, or when the link is there already.
-    await link(join(this.sessionDir(sessionId), 'run', MACHINE_SOCKET_NAME), trusted).catch(() => undefined);
     if (await isSocket(trusted)) return true;
-    // A symlink (or any other file) where its socket belongs: not the machine's server.
-    await rm(trusted, { force: true });
-    return false;
+    const candidate = `${trusted}.${randomBytes(6).toString('hex')}`;
+    try {
+      // Fails when the machine has not made its socket yet.
+      await link(join(this.sessionDir(sessionId), 'run', MACHINE_SOCKET_NAME), candidate);
+      // A symlink (or any other file) where its socket belongs is not the machine's server.
+      if (!(await isSocket(candidate))) return false;
+      await rename(candidate, trusted);
+      return true;
+    } catch {
+      return false;
+    } finally {
+      await rm(candidate, { force: true });
+    }
   }
 
   /** The host's path to a sandboxed machine's socket (see linkMachineSocket). */

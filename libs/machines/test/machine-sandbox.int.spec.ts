@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, lstat, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { createServer as createTcpServer, type AddressInfo, type Server as TcpServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -263,11 +263,24 @@ describe('a machine in the bubblewrap sandbox', () => {
     });
     await listenOnSocket(decoy, decoyPath);
     const machine = await state.provider.create(specOf(randomUUID(), { PROBE_SYMLINK_SOCKET: decoyPath }));
+    // What the host's path of its socket names while the provider waits for it: never the symlink, not for a moment.
+    const named = new Set<string>();
+    let watching = true;
+    const watch = (async () => {
+      for (; watching; await new Promise((next) => setImmediate(next))) {
+        const found = await lstat(unixSocketOf(machine.url)!.socketPath).catch(() => null);
+        named.add(!found ? 'nothing' : found.isSocket() ? 'socket' : found.isSymbolicLink() ? 'symlink' : 'other');
+      }
+    })();
     try {
       await expect(state.provider.waitStarted(machine, 2_000)).rejects.toThrow(TimeoutError);
+      watching = false;
+      await watch;
+      expect([...named]).toEqual(['nothing']);
       await expect(requestText(`${machine.url}/health`, { signal: AbortSignal.timeout(2_000) })).rejects.toMatchObject({ code: 'ENOENT' });
       expect(decoyRequests).toBe(0);
     } finally {
+      watching = false;
       await state.provider.destroy(machine.id);
       await new Promise((done) => decoy.close(done));
     }
