@@ -241,7 +241,8 @@ export class LocalMachineProvider implements MachineProvider {
     const sessionId = sessionIdOf(machineId);
     const processes = (await this.processes()).filter((p) => p.sessionId === sessionId);
     await Promise.all(processes.map((p) => stopProcessGroup(p.pid)));
-    await rm(this.sessionDir(sessionId), { recursive: true, force: true });
+    // Retried: a write the machine had under way when it was killed may still land while its folder goes.
+    await rm(this.sessionDir(sessionId), { recursive: true, force: true, maxRetries: 3 });
   }
 
   async list(): Promise<Machine[]> {

@@ -161,7 +161,8 @@ export class FaultCluster {
     await this.redisProxy?.close();
     await this.redis.stop();
     await this.store.close();
-    rmSync(this.machinesDir, { recursive: true, force: true });
+    // Retried as the provider's destroy is: a killed machine's last write may land while the folder goes.
+    rmSync(this.machinesDir, { recursive: true, force: true, maxRetries: 3 });
   }
 
   private async startService(app: AppName, ready: RegExp): Promise<Service> {
