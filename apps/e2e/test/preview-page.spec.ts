@@ -35,6 +35,15 @@ describe('preview page', () => {
   });
 
   const statusOf = (page: Page) => page.locator('#status').getAttribute('data-status');
+  /** Waits for the page to show `status`; on a timeout, says what it showed instead and what failed. */
+  const untilStatus = (tab: WatchedPage, status: string, timeoutMs: number) =>
+    until(`the page to show ${status}`, async () => (await statusOf(tab.page)) === status, timeoutMs).catch(async (err: Error) => {
+      const { page } = tab;
+      const shown = await page.locator('#status-text').textContent().catch(() => null);
+      const steps = await page.locator('#steps li').evaluateAll((items) => items.map((li) => `${li.getAttribute('data-step')} ${li.getAttribute('data-state')}`)).catch(() => []);
+      const failures = [...tab.failures, ...tab.errors].join('; ') || 'none';
+      throw new Error(`${err.message}; it showed ${JSON.stringify(shown)} (${await statusOf(page).catch(() => null)}), steps: ${steps.join(', ') || 'none'}; failed requests and errors: ${failures}`);
+    });
   const sessionRow = async (id: string) => (await fetch(`${system.baseUrl}/v1/sessions/${id}`)).json();
 
   it('is served at / with its scripts, before the api’s routes', async () => {
@@ -147,7 +156,7 @@ describe('preview page', () => {
 
     // Stop: the frame goes, the ended state says why, and no JSON anywhere on the page.
     await page.click('#stop');
-    await until('the page to show ended', async () => (await statusOf(page)) === 'ended', 30_000);
+    await untilStatus(watched, 'ended', 30_000);
     expect(await page.locator('#frame').count()).toBe(0);
     expect(await page.locator('#frame-box').isHidden()).toBe(true);
     expect(await page.locator('#ended').isVisible()).toBe(true);
@@ -179,7 +188,7 @@ describe('preview page', () => {
     await page.waitForFunction((id) => Array.from(document.querySelectorAll('#project-list option')).some((o) => (o as HTMLOptionElement).value === id), project.body.id);
     await page.selectOption('#project', project.body.id);
     await page.click('#preview');
-    await until('the page to show active', async () => (await statusOf(page)) === 'active', 60_000);
+    await untilStatus(watched, 'active', 60_000);
     await page.frameLocator('#frame').locator('button', { hasText: 'count is 0' }).waitFor({ timeout: 30_000 });
     expect(await page.locator('#build-state').getAttribute('data-state')).toBe('ok');
 
@@ -204,7 +213,7 @@ describe('preview page', () => {
     expect(await page.locator('#build-state').textContent()).toBe('No errors: the build is clean.');
 
     await page.click('#stop');
-    await until('the page to show ended', async () => (await statusOf(page)) === 'ended', 30_000);
+    await untilStatus(watched, 'ended', 30_000);
     expect(await page.locator('#diagnostics').isHidden()).toBe(true);
   });
 
@@ -255,7 +264,7 @@ describe('preview page', () => {
     await page.press('#token', 'Tab');
     const from = seen.length; // the project list read before the token was given went without it
     await page.click('#preview');
-    await page.waitForFunction(() => document.querySelector('#status')?.getAttribute('data-status') === 'active', undefined, { timeout: 60_000 });
+    await untilStatus(watched, 'active', 60_000);
     expect(await page.locator('#steps li[data-state="done"]').count()).toBe(PROVISION_STEPS.length);
     const sessionId = (await page.locator('#session-id').textContent())!;
     const after = seen.slice(from);
@@ -265,7 +274,7 @@ describe('preview page', () => {
     expect(await page.evaluate(() => sessionStorage.getItem('velocity-preview.token'))).toBe('a-token-for-the-test');
     expect(await page.evaluate(() => localStorage.getItem('velocity-preview.token'))).toBeNull();
     await page.click('#stop');
-    await until('the page to show ended', async () => (await statusOf(page)) === 'ended', 30_000);
+    await untilStatus(watched, 'ended', 30_000);
   });
 
   it('a project made from a template previews too', async () => {
@@ -274,14 +283,14 @@ describe('preview page', () => {
     await page.waitForFunction(() => document.querySelectorAll('#project option').length > 1);
     await page.selectOption('#project', 'template:vue');
     await page.click('#preview');
-    await page.waitForFunction(() => document.querySelector('#status')?.getAttribute('data-status') === 'active', undefined, { timeout: 60_000 });
+    await untilStatus(watched, 'active', 60_000);
     // The new project (POST /v1/projects) is in the list and selected.
     const projectId = await page.locator('#project').inputValue();
     expect(projectId).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
     expect(await (await fetch(`${system.baseUrl}/v1/projects/${projectId}`)).json()).toMatchObject({ id: projectId, templateType: 'vue' });
     await page.frameLocator('#frame').locator('button', { hasText: 'count is 0' }).waitFor({ timeout: 30_000 });
     await page.click('#stop');
-    await until('the page to show ended', async () => (await statusOf(page)) === 'ended', 30_000);
+    await untilStatus(watched, 'ended', 30_000);
   });
 
   it('a session that fails shows its step and reason in place of the frame', async () => {
