@@ -19,9 +19,13 @@ jest.setTimeout(180_000);
 
 const ROOT = join(__dirname, '../../..');
 
-/** Runs `npm start` in a process group of its own, as a terminal would; keeps its output. */
+/**
+ * Runs what `npm start` runs after its build (`npm run start:built`) in a process group of its own, as a terminal
+ * would; keeps its output. Not the build: the suite has built dist/, and Nx (no daemon) restores a cached build by
+ * removing and copying dist/, while other spec files run the apps from it.
+ */
 function npmStart(env: NodeJS.ProcessEnv): { child: ChildProcess; output: string[]; exited: Promise<number | string | null> } {
-  const child = spawn('npm', ['start', '--silent'], { cwd: ROOT, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn('npm', ['run', '--silent', 'start:built'], { cwd: ROOT, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
   const output: string[] = [];
   const keep = (chunk: Buffer) => output.push(...chunk.toString().split('\n').filter(Boolean));
   child.stdout!.on('data', keep);
