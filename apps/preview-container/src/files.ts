@@ -132,7 +132,7 @@ export async function writeProjectFiles(workDir: string, files: ProjectFile[]): 
 /**
  * Where files are written before they are renamed into place: inside the work
  * folder (a rename does not cross file systems) and under Vite's cache folder,
- * which Vite's watcher ignores and the lockdown does not serve.
+ * which Vite's watcher ignores, so a page hears of the file once, at its rename.
  */
 const STAGING_DIR = join(MACHINE_VITE_CACHE_DIR, 'incoming');
 
