@@ -95,10 +95,13 @@ export async function startEmbeddedPostgres(options: {
   let stopped: Promise<void> | null = null;
   const stop = () =>
     (stopped ??= (async () => {
-      const exited = child && child.exitCode === null && child.signalCode === null ? new Promise((r) => child.once('exit', r)) : null;
-      const timer = setTimeout(() => child?.kill('SIGKILL'), STOP_TIMEOUT_MS);
-      await server.stop().catch(() => undefined);
-      await exited;
+      if (!child) return void (await server.stop().catch(() => undefined));
+      // Gone already: Ctrl-C in a terminal reaches the whole process group, Postgres too.
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const exited = new Promise((r) => child.once('exit', r));
+      const timer = setTimeout(() => child.kill('SIGKILL'), STOP_TIMEOUT_MS);
+      // The library's stop waits for an exit event, which never comes if Postgres exits on its own meanwhile.
+      await Promise.race([server.stop().catch(() => undefined), exited]);
       clearTimeout(timer);
     })());
   const url = `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/${encodeURIComponent(options.database)}`;
