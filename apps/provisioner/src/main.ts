@@ -3,14 +3,13 @@ import { resolve } from 'node:path';
 import { Queue } from 'bullmq';
 import { EventLog, assertServicesReachable, createRedis } from '@velocity/ops';
 import { FileChangeLog, QueueName, loadConfig, loadDotEnv, parseDependencyPool, parseWarmPool } from '@velocity/contracts';
-import { createLogger } from '@velocity/runtime';
+import { Turns, createLogger } from '@velocity/runtime';
 import { createMachineProvider, faultsOf, WarmPool } from '@velocity/machines';
 import { createSessionStore } from '@velocity/session-store';
 import { RefillPool, drainPool } from './pool/refill-pool';
 import { startPoolRefills } from './pool/pool-worker';
 import { createProvisionWorker } from './provision-worker';
 import { startProvisionerOps } from './ops';
-import { Turns } from './turns';
 import { DependencyCache } from './dependencies/dependency-cache';
 
 /** The provisioner process: one BullMQ worker on the `sessions` queue. */

@@ -2,11 +2,10 @@ import type { Queue } from 'bullmq';
 import type { Config, Diagnostic, FileChangeLog, ProjectFile, ProvisionSessionJob, ProvisionStep, SessionEvent } from '@velocity/contracts';
 import type { EventLog } from '@velocity/ops';
 import type { Faults, WarmPool, Machine, MachineProvider } from '@velocity/machines';
-import type { Logger } from '@velocity/runtime';
+import type { Logger, Turn, Turns } from '@velocity/runtime';
 import type { PreviewSession, Project, ProjectStore, SessionRecords, SessionQueries } from '@velocity/session-store';
 import type { ProvisionObserver } from './provision-observer';
 import type { DependencyCache } from './dependencies/dependency-cache';
-import type { Turn, Turns } from './turns';
 
 /** What the steps use, handed in by the composition root (ports only, no adapters). */
 export interface ProvisionDeps {

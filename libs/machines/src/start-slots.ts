@@ -1,3 +1,8 @@
+import { Turns } from '@velocity/runtime';
+
+/** Background starts rank after every session's start: orders are a count, far below this. */
+const BACKGROUND = Number.MAX_SAFE_INTEGER / 2;
+
 /**
  * At most `size` machines starting at once on this host, the others waiting
  * their turn: a start is some CPU-bound second (Vite loads, the first page is
@@ -7,46 +12,23 @@
  * each kind in the order it asked.
  */
 export class StartSlots {
-  private used = 0;
-  private readonly waiting: { foreground: Array<() => void>; background: Array<() => void> } = { foreground: [], background: [] };
+  private readonly turns: Turns;
+  private asked = 0;
 
   constructor(readonly size: number) {
-    if (!Number.isInteger(size) || size < 1) throw new Error(`StartSlots: size must be a positive integer, not ${size}`);
+    this.turns = new Turns(size);
   }
 
   /** Resolves with the slot's release (idempotent) once a slot is free; rejects if `signal` aborts first. */
-  take(background = false, signal?: AbortSignal): Promise<() => void> {
-    signal?.throwIfAborted();
-    if (this.used < this.size) return Promise.resolve(this.hold());
-    const queue = background ? this.waiting.background : this.waiting.foreground;
-    return new Promise((resolve, reject) => {
-      const grant = () => {
-        signal?.removeEventListener('abort', abort);
-        resolve(this.hold());
-      };
-      const abort = () => {
-        const at = queue.indexOf(grant);
-        if (at >= 0) queue.splice(at, 1);
-        reject(signal!.reason);
-      };
-      signal?.addEventListener('abort', abort, { once: true });
-      queue.push(grant);
-    });
+  async take(background = false, signal?: AbortSignal): Promise<() => void> {
+    this.asked += 1;
+    const turn = await this.turns.take(background ? BACKGROUND + this.asked : this.asked, signal);
+    return () => turn.release();
   }
 
   /** Starts that hold a slot, and that wait for one. */
   get counts(): { starting: number; waiting: number } {
-    return { starting: this.used, waiting: this.waiting.foreground.length + this.waiting.background.length };
-  }
-
-  private hold(): () => void {
-    this.used += 1;
-    let released = false;
-    return () => {
-      if (released) return;
-      released = true;
-      this.used -= 1;
-      (this.waiting.foreground.shift() ?? this.waiting.background.shift())?.();
-    };
+    const { running, waiting } = this.turns.state;
+    return { starting: running, waiting };
   }
 }

@@ -1,4 +1,5 @@
-// What every process runs on, the preview machine included: logging, HTTP client and server helpers, the SSE client.
+// What every process runs on, the preview machine included: logging, HTTP client and server helpers, the SSE client,
+// turns (a bounded number of runs at once, the others waiting in order).
 export * from './http-client';
 export * from './http-server';
 export * from './logger';
@@ -7,3 +8,4 @@ export * from './repo-root';
 export * from './retry';
 export * from './session-events-client';
 export * from './sse-client';
+export * from './turns';

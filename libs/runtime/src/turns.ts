@@ -9,8 +9,10 @@ interface Waiting {
 }
 
 /**
- * Sessions take turns at running their provisioning steps: at most `slots` at
- * once in this process, the others waiting, oldest request first.
+ * Runs take turns: at most `slots` at once in this process, the others
+ * waiting, lowest `order` first (equal orders in the order they asked). The
+ * provisioner's sessions take turns at running their steps, oldest request
+ * first; local machines take turns at starting (StartSlots).
  *
  * A burst of sessions is CPU-bound (the steps' work in this process, the api,
  * Postgres and the machines). Run all at once, they share the cores and all
