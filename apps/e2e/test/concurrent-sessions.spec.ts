@@ -1,5 +1,6 @@
 import { DEMO_PROJECT_ID, sessionEventSchema } from '@velocity/contracts';
 import { readSse } from '@velocity/runtime';
+import { until } from '../src/browser';
 import { postSession, startSystem, type RunningSystem } from '../src/system';
 
 const SESSIONS = 20;
@@ -29,13 +30,9 @@ describe('20 sessions started at once', () => {
     // One machine each; any other is the one that pre-bundles the template's dependencies in the background, which ends.
     const sessionIds = results.map((r) => r.sessionId).sort();
     expect((await system.machines.list()).filter((m) => sessionIds.includes(m.sessionId)).map((m) => m.sessionId).sort()).toEqual(sessionIds);
-    const deadline = Date.now() + 60_000;
-    let others = await machinesBesides(sessionIds);
-    while (others.length > 0 && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 250));
-      others = await machinesBesides(sessionIds);
-    }
-    expect(others).toEqual([]);
+    await until('the machines besides the sessions\' to end', async () => (await machinesBesides(sessionIds)).length === 0, 60_000).catch(async (err: Error) => {
+      throw new Error(`${err.message}: still running ${(await machinesBesides(sessionIds)).join(', ')}`);
+    });
   }, 240_000);
 
   const machinesBesides = async (sessionIds: string[]) => (await system.machines.list()).filter((m) => !sessionIds.includes(m.sessionId)).map((m) => m.id);

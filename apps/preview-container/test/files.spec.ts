@@ -4,12 +4,12 @@ import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readlinkSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { mkdir as makeDir, mkdtemp, open, readFile as read, readdir as list, rm as remove, stat as statOf, writeFile as write } from 'node:fs/promises';
+import { MACHINE_VITE_CACHE_DIR } from '@velocity/contracts';
 import { fetchProjectFiles, FilesError, linkNodeModules, syncProjectFiles, writeProjectFiles, writtenContents, type ProjectFile } from '../src/files';
 
 /** Every byte value, so no step may lose or change one. */
 const everyByte = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
 const binary = (path: string, bytes: Buffer): ProjectFile => ({ path, content: bytes.toString('base64'), encoding: 'base64' });
-import { MACHINE_VITE_CACHE_DIR } from '@velocity/contracts';
 import { UnsafePathError } from '../src/path-safety';
 
 describe('writeProjectFiles', () => {
